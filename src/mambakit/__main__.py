@@ -1,0 +1,5 @@
+import sys
+
+from mambakit.cli import main
+
+sys.exit(main())

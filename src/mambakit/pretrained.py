@@ -1,0 +1,168 @@
+"""Self-describing checkpoints: safetensors weights + a JSON config beside them.
+
+Every model family has a frozen dataclass config and mixes in
+:class:`PretrainedMixin`, which gives ``model.save_pretrained(dir)`` and
+``Model.from_pretrained(dir_or_hub_id)``. ``config.json`` records the model
+type, the package version and any extra metadata (sample rate, codec id, ...),
+so loading a checkpoint of another family fails with a message that says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import typing
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+
+from mambakit import __version__
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+T = TypeVar("T", bound="PretrainedMixin")
+C = TypeVar("C")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, incomplete, or belongs to another model family."""
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A (possibly nested) dataclass config as plain JSON-ready data."""
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
+    """Build dataclass ``cls`` from ``data``, recursing into nested dataclass fields.
+
+    Unknown keys are an error (a config from a newer version should not load
+    silently); missing keys take the field defaults. Lists become tuples where the
+    field is annotated as a tuple, so frozen configs stay hashable.
+    """
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise CheckpointError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints.get(name)
+        origin = typing.get_origin(hint)
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = config_from_dict(hint, value)
+        elif (hint is tuple or origin is tuple) and isinstance(value, list):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def resolve_pretrained_path(path_or_id: str | os.PathLike[str]) -> Path:
+    """A local directory as is; otherwise a Hugging Face hub id, fetched with huggingface_hub."""
+    path = Path(path_or_id)
+    if path.exists():
+        return path
+    text = str(path_or_id)
+    if text.count("/") == 1 and not text.startswith((".", "/")):
+        try:
+            from huggingface_hub import snapshot_download
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise CheckpointError(
+                f"{text!r} is not a local directory, and loading a hub id needs huggingface_hub "
+                "(pip install huggingface_hub)"
+            ) from e
+        return Path(snapshot_download(text))
+    raise CheckpointError(f"no checkpoint directory at {text!r}")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so a reader sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class PretrainedMixin:
+    """``save_pretrained`` / ``from_pretrained`` for an ``nn.Module`` built as ``Model(config)``.
+
+    Subclasses set ``config_class`` (a frozen dataclass) and ``model_type`` (a
+    short family name, e.g. ``"drums"``) and keep their config in ``self.config``.
+    """
+
+    config_class: ClassVar[type]
+    model_type: ClassVar[str]
+    config: Any
+
+    def checkpoint_metadata(self) -> dict[str, Any]:
+        """Extra JSON metadata saved beside the config (override to add sample rate, ...)."""
+        return {}
+
+    def save_pretrained(self, directory: str | os.PathLike[str], extra: dict | None = None) -> Path:
+        from safetensors.torch import save
+
+        assert isinstance(self, torch.nn.Module)
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        meta = {
+            "model_type": self.model_type,
+            "mambakit_version": __version__,
+            "config": config_to_dict(self.config),
+            **self.checkpoint_metadata(),
+            **(extra or {}),
+        }
+        atomic_write_bytes(directory / WEIGHTS_NAME, save(state))
+        atomic_write_bytes(directory / CONFIG_NAME, json.dumps(meta, indent=2).encode())
+        return directory
+
+    @classmethod
+    def read_checkpoint_config(cls, directory: str | os.PathLike[str]) -> dict[str, Any]:
+        directory = resolve_pretrained_path(directory)
+        cfg_path = directory / CONFIG_NAME
+        if not cfg_path.is_file():
+            raise CheckpointError(f"{directory}: no {CONFIG_NAME} (not a mambakit checkpoint)")
+        meta = json.loads(cfg_path.read_text())
+        found = meta.get("model_type")
+        if found != cls.model_type:
+            raise CheckpointError(
+                f"{directory}: checkpoint is a {found!r} model, expected {cls.model_type!r}"
+            )
+        return meta
+
+    @classmethod
+    def from_pretrained(
+        cls: type[T], directory: str | os.PathLike[str], device: str | torch.device | None = None
+    ) -> T:
+        from safetensors.torch import load_file
+
+        directory = resolve_pretrained_path(directory)
+        meta = cls.read_checkpoint_config(directory)
+        config = config_from_dict(cls.config_class, meta["config"])
+        model = cls(config)  # type: ignore[call-arg]
+        weights = directory / WEIGHTS_NAME
+        if not weights.is_file():
+            raise CheckpointError(f"{directory}: no {WEIGHTS_NAME}")
+        state = load_file(str(weights))
+        missing, unexpected = model.load_state_dict(state, strict=False)  # type: ignore[attr-defined]
+        if missing or unexpected:
+            raise CheckpointError(
+                f"{directory}: weights do not match the config "
+                f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+            )
+        model.eval()  # type: ignore[attr-defined]
+        if device is not None:
+            model.to(device)  # type: ignore[attr-defined]
+        return model
