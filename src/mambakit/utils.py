@@ -62,7 +62,7 @@ _TIME_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*(ms|s|sec|sampl
 
 
 def parse_seconds(text: str | float, sample_rate: int | None = None) -> float:
-    """A duration in seconds from ``"2ms"``, ``"0.3s"``, ``"0.3"`` (seconds) or ``"441 samples"``."""
+    """Seconds from ``"2ms"``, ``"0.3s"``, ``"0.3"`` (seconds) or ``"441 samples"``."""
     if isinstance(text, (int, float)):
         return float(text)
     m = _TIME_RE.match(str(text))

@@ -68,7 +68,9 @@ def test_diversity_and_nearest_neighbours():
 def test_nearest_centroid_classifier_separates_low_tones_from_noise():
     rng = np.random.default_rng(2)
     low = [tone(36 + k) * np.exp(-np.arange(SR // 2) / 4000) for k in range(4)]
-    hiss = [rng.standard_normal(SR // 2) * 0.2 * np.exp(-np.arange(SR // 2) / 800) for _ in range(4)]
+    hiss = [
+        rng.standard_normal(SR // 2) * 0.2 * np.exp(-np.arange(SR // 2) / 800) for _ in range(4)
+    ]
     emb = np.stack([clip_embedding(x, SR) for x in low + hiss])
     clf = NearestCentroidClassifier().fit(emb, ["kick"] * 4 + ["hat"] * 4)
     test = [tone(38) * np.exp(-np.arange(SR // 2) / 4000), rng.standard_normal(SR // 2) * 0.1]

@@ -1,1 +1,48 @@
-"""mambakit.dsp"""
+"""mambakit.dsp: deterministic signal processing (no learning, imports nothing of ours)."""
+
+from mambakit.dsp.anchor import pitch_env_curve, resample_curve, sine_anchor
+from mambakit.dsp.bands import Band, LogBands, log_bands
+from mambakit.dsp.envelope import ADSR, fit_adsr, hilbert_envelope, render_adsr
+from mambakit.dsp.io import (
+    AudioError,
+    detect_onset,
+    fit_length,
+    load_audio,
+    loudness_normalize,
+    peak_normalize,
+    resample,
+    save_audio,
+    to_mono,
+    trim_to_onset,
+)
+from mambakit.dsp.pitch import PitchAnalysis, analyze_pitch
+from mambakit.dsp.spectral import MelLoss, MultiResolutionSTFTLoss, mel_spectrogram, stft
+
+__all__ = [
+    "ADSR",
+    "AudioError",
+    "Band",
+    "LogBands",
+    "MelLoss",
+    "MultiResolutionSTFTLoss",
+    "PitchAnalysis",
+    "analyze_pitch",
+    "detect_onset",
+    "fit_adsr",
+    "fit_length",
+    "hilbert_envelope",
+    "load_audio",
+    "log_bands",
+    "loudness_normalize",
+    "mel_spectrogram",
+    "peak_normalize",
+    "pitch_env_curve",
+    "render_adsr",
+    "resample",
+    "resample_curve",
+    "save_audio",
+    "sine_anchor",
+    "stft",
+    "to_mono",
+    "trim_to_onset",
+]

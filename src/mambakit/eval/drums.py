@@ -69,7 +69,9 @@ Generator = Callable[[DrumRequest, int, int], torch.Tensor]
 """``(request, seed, n) -> audio [n, 1, T]`` at the evaluation sample rate."""
 
 
-def requests_from_dataset(dataset: Any, tags: Sequence[str], limit: int | None = None) -> list[DrumRequest]:
+def requests_from_dataset(
+    dataset: Any, tags: Sequence[str], limit: int | None = None
+) -> list[DrumRequest]:
     """Controls of each clip of a :class:`mambakit.drums.data.DrumDataset`."""
     out = []
     for i in range(len(dataset) if limit is None else min(limit, len(dataset))):
@@ -129,7 +131,8 @@ def score_generator(
 
     train_nn = _leave_one_out_nn(classifier_space(classifier, train_embeddings))
     gen_nn = nearest_neighbour_distances(
-        classifier_space(classifier, np.stack(embeds)), classifier_space(classifier, train_embeddings)
+        classifier_space(classifier, np.stack(embeds)),
+        classifier_space(classifier, train_embeddings),
     )
     scores = DrumScores(
         name=name,

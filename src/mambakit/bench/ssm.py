@@ -1,0 +1,428 @@
+"""``mambakit bench ssm``: our Mamba-2 / Mamba layers against baselines, side by side.
+
+For each ``(d_model, L, pass)`` case (batch 1, fp32, ``pass`` = forward or forward+backward)
+the bench times one layer of each implementation and measures its peak memory growth
+(:mod:`mambakit.bench.common`):
+
+- ``mamba2``: :class:`mambakit.ssm.Mamba2` (chunked SSD scan, ``backend="auto"``);
+- ``hf_mamba2_mixer``: ``transformers``' ``Mamba2Mixer`` with a matching
+  ``Mamba2Config`` and random weights; on CPU it runs its pure-PyTorch ``torch_forward``
+  path. This is the external baseline every row's ``vs_hf`` speed-up is relative to.
+  Needs the ``[bench]`` extra (``transformers``); skipped with a note without it;
+- ``mamba2_naive`` / ``mamba_naive``: the same layers with their scan swapped for the
+  per-timestep reference loop (``ssd_scan_ref`` / ``selective_scan_ref``). A Python loop
+  over 44,100 steps is too slow to time in full, so these run at ``naive_seqlen`` and
+  time and memory are **extrapolated linearly** to ``L`` (both are linear in ``L`` for a
+  recurrence); the ``note`` column says so;
+- ``mamba``: :class:`mambakit.ssm.Mamba` (Mamba-1, chunked selective scan);
+- ``attention``: :class:`mambakit.ssm.CausalSelfAttention` of the same width with
+  64-wide heads (SDPA, causal), the quadratic baseline.
+
+Each row also carries the analytic FLOPs of its algorithm (:mod:`mambakit.bench.flops`),
+the achieved GFLOP/s and its fraction of this machine's measured fp32 matmul rate
+(:func:`mambakit.bench.common.measure_matmul_flops`), the roofline of a layer made of
+matmuls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from mambakit.bench.common import (
+    forward_fn,
+    markdown_table,
+    measure_matmul_flops,
+    measure_peak_memory,
+    result_metadata,
+    write_json,
+)
+from mambakit.bench.flops import attention_flops, mamba2_flops, mamba_flops, training_flops
+from mambakit.utils import resolve_device, seed_everything
+
+# Layer hyper-parameters shared by our layers, the transformers baseline and the FLOP count.
+MAMBA2_KWARGS = dict(d_state=64, headdim=64, ngroups=1, expand=2, d_conv=4, chunk_size=64)
+MAMBA_KWARGS = dict(d_state=16, d_conv=4, expand=2)
+ATTENTION_HEAD_DIM = 64
+
+IMPLEMENTATIONS = (
+    "mamba2",
+    "hf_mamba2_mixer",
+    "mamba2_naive",
+    "mamba",
+    "mamba_naive",
+    "attention",
+)
+BASELINE = "hf_mamba2_mixer"
+
+FULL_SEQLENS = (16_000, 44_100)
+FULL_D_MODELS = (64, 128)
+QUICK_SEQLENS = (16_000, 44_100)
+QUICK_D_MODELS = (64,)
+
+
+class SkipImplementation(Exception):
+    """An implementation cannot run here (missing optional dependency); the reason is shown."""
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    """One measured cell: implementation, width, length (samples/tokens) and pass."""
+
+    impl: str
+    d_model: int
+    seqlen: int
+    backward: bool
+
+    @property
+    def mode(self) -> str:
+        return "fwd+bwd" if self.backward else "fwd"
+
+
+# ------------------------------------------------------------- layer factories
+
+
+def _hf_mamba2_mixer(d_model: int) -> torch.nn.Module:
+    try:
+        from transformers import Mamba2Config
+        from transformers.models.mamba2.modeling_mamba2 import Mamba2Mixer
+        from transformers.utils import logging as hf_logging
+    except ImportError as e:
+        raise SkipImplementation(
+            f"transformers is not installed ({e}); pip install 'mambakit[bench]'"
+        ) from e
+    # It warns on every call that mamba_ssm is missing: expected here, we time its torch path.
+    hf_logging.set_verbosity_error()
+    k = MAMBA2_KWARGS
+    config = Mamba2Config(
+        hidden_size=d_model,
+        num_heads=k["expand"] * d_model // k["headdim"],
+        head_dim=k["headdim"],
+        state_size=k["d_state"],
+        n_groups=k["ngroups"],
+        expand=k["expand"],
+        conv_kernel=k["d_conv"],
+        chunk_size=k["chunk_size"],
+        num_hidden_layers=1,
+        use_bias=False,
+        use_conv_bias=True,
+    )
+    return Mamba2Mixer(config, layer_idx=0)
+
+
+def _mamba2(d_model: int) -> torch.nn.Module:
+    from mambakit.ssm import Mamba2
+
+    return Mamba2(d_model, **MAMBA2_KWARGS)
+
+
+def _mamba(d_model: int) -> torch.nn.Module:
+    from mambakit.ssm import Mamba
+
+    return Mamba(d_model, **MAMBA_KWARGS)
+
+
+def _attention(d_model: int) -> torch.nn.Module:
+    from mambakit.ssm import CausalSelfAttention
+
+    return CausalSelfAttention(d_model, n_heads=max(1, d_model // ATTENTION_HEAD_DIM))
+
+
+_FACTORIES: dict[str, Callable[[int], torch.nn.Module]] = {
+    "mamba2": _mamba2,
+    "mamba2_naive": _mamba2,
+    "hf_mamba2_mixer": _hf_mamba2_mixer,
+    "mamba": _mamba,
+    "mamba_naive": _mamba,
+    "attention": _attention,
+}
+
+# naive implementation -> (fast scan name, reference scan name) in mambakit.ssm.ops
+_REFERENCE_SCANS = {
+    "mamba2_naive": ("ssd_scan", "ssd_scan_ref"),
+    "mamba_naive": ("selective_scan", "selective_scan_ref"),
+}
+
+
+def build_layer(impl: str, d_model: int) -> torch.nn.Module:
+    """A freshly initialised layer of implementation ``impl`` (one of ``IMPLEMENTATIONS``)."""
+    if impl not in _FACTORIES:
+        raise ValueError(f"unknown implementation {impl!r}; choose from {IMPLEMENTATIONS}")
+    try:
+        return _FACTORIES[impl](d_model)
+    except ImportError as e:  # a layer of mambakit.ssm not built yet, or a broken install
+        raise SkipImplementation(f"cannot import {impl}: {e}") from e
+
+
+@contextlib.contextmanager
+def reference_scan(layer: torch.nn.Module, impl: str) -> Iterator[list[int]]:
+    """Route ``layer``'s scan through the per-timestep ``*_ref`` loop while inside.
+
+    The layer module looks its scan up by name (``ssd_scan`` / ``selective_scan``) in its
+    own module or in :mod:`mambakit.ssm.ops`; both names are swapped for an adapter that
+    drops the fast path's extra arguments (``chunk_size``, ``backend``) and calls the
+    reference. Yields a one-element call counter, so the caller can check that the swap
+    took effect rather than silently timing the fast path.
+    """
+    from mambakit.ssm import ops
+
+    fast_name, ref_name = _REFERENCE_SCANS[impl]
+    ref_fn = getattr(ops, ref_name)
+    calls = [0]
+
+    def adapter(*args: Any, chunk_size: int | None = None, backend: str | None = None, **kw: Any):
+        calls[0] += 1
+        # the reference takes (inputs..., D, initial_state, return_final_state) positionally
+        return ref_fn(*args[:8], **kw)
+
+    modules = {ops, sys.modules[type(layer).__module__]}
+    saved = [(m, getattr(m, fast_name)) for m in modules if hasattr(m, fast_name)]
+    try:
+        for module, _ in saved:
+            setattr(module, fast_name, adapter)
+        yield calls
+    finally:
+        for module, original in saved:
+            setattr(module, fast_name, original)
+
+
+def case_flops(case: BenchCase) -> float:
+    """Analytic FLOPs of ``case`` (forward, or 3x forward for forward+backward)."""
+    impl, L, d = case.impl, case.seqlen, case.d_model
+    if impl in ("mamba2", "hf_mamba2_mixer"):
+        fwd = mamba2_flops(L, d, **MAMBA2_KWARGS)["total"]
+    elif impl == "mamba2_naive":
+        fwd = mamba2_flops(L, d, **MAMBA2_KWARGS, scan="recurrent")["total"]
+    elif impl in ("mamba", "mamba_naive"):
+        fwd = mamba_flops(L, d, **MAMBA_KWARGS)["total"]
+    elif impl == "attention":
+        fwd = attention_flops(L, d)["total"]
+    else:
+        raise ValueError(f"unknown implementation {impl!r}")
+    return training_flops(fwd, backward=case.backward)
+
+
+# ------------------------------------------------------------------- measuring
+
+
+def _measure(
+    layer: torch.nn.Module,
+    seqlen: int,
+    d_model: int,
+    backward: bool,
+    *,
+    warmup: int,
+    repeats: int,
+    device: torch.device,
+) -> tuple[float, int | None]:
+    """Median seconds and max peak-memory bytes of ``repeats`` calls on ``[1, seqlen, d]``.
+
+    Warm-up runs on a short prefix (at most 1,024 steps): it pays for lazy initialisation
+    and kernel selection without spending a full-length call. Each timed call is wrapped
+    in :func:`measure_peak_memory`, so memory costs no extra call.
+    """
+    x = torch.randn(1, seqlen, d_model, device=device)
+    for _ in range(warmup):
+        forward_fn(layer, x[:, : min(seqlen, 1024)], backward=backward)()
+    run = forward_fn(layer, x, backward=backward)
+    times, peaks = [], []
+
+    def timed() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+
+    for _ in range(repeats):
+        peaks.append(measure_peak_memory(timed, device))
+    known = [p for p in peaks if p is not None]
+    return statistics.median(times), (max(known) if known else None)
+
+
+def run_case(
+    case: BenchCase,
+    *,
+    warmup: int = 1,
+    repeats: int = 3,
+    naive_seqlen: int = 2048,
+    device: str | torch.device | None = None,
+) -> dict[str, Any]:
+    """Measure one case; returns a result row (see :func:`run_ssm_bench` for the keys)."""
+    dev = resolve_device(device)
+    row: dict[str, Any] = {
+        "impl": case.impl,
+        "d_model": case.d_model,
+        "seqlen": case.seqlen,
+        "mode": case.mode,
+        "time_s": None,
+        "peak_mem_mb": None,
+        "gflop": case_flops(case) / 1e9,
+        "params": None,
+        "note": "",
+    }
+    try:
+        layer = build_layer(case.impl, case.d_model).to(dev)
+    except SkipImplementation as e:
+        row["note"] = f"skipped: {e}"
+        return row
+    row["params"] = sum(p.numel() for p in layer.parameters())
+    layer.train(case.backward)
+    measure = dict(warmup=warmup, repeats=repeats, device=dev)
+    if case.impl in _REFERENCE_SCANS:
+        run_len = min(case.seqlen, naive_seqlen)
+        with reference_scan(layer, case.impl) as calls:
+            seconds, peak = _measure(layer, run_len, case.d_model, case.backward, **measure)
+        if calls[0] == 0:
+            row["note"] = "skipped: the layer does not call its scan through mambakit.ssm.ops"
+            return row
+        scale = case.seqlen / run_len
+        seconds *= scale
+        peak = int(peak * scale) if peak is not None else None
+        if scale != 1:
+            row["note"] = f"extrapolated x{scale:.1f} from L={run_len}"
+    else:
+        seconds, peak = _measure(layer, case.seqlen, case.d_model, case.backward, **measure)
+    row["time_s"] = seconds
+    row["peak_mem_mb"] = peak / 2**20 if peak is not None else None
+    return row
+
+
+def _add_derived_columns(rows: list[dict[str, Any]], roofline_gflops: float) -> None:
+    """Achieved GFLOP/s, fraction of the matmul roofline, speed-up vs the baseline row."""
+    baseline = {
+        (r["d_model"], r["seqlen"], r["mode"]): r["time_s"]
+        for r in rows
+        if r["impl"] == BASELINE and r["time_s"]
+    }
+    for r in rows:
+        t = r["time_s"]
+        r["gflops"] = r["gflop"] / t if t else None
+        r["roofline_frac"] = r["gflops"] / roofline_gflops if r["gflops"] else None
+        base = baseline.get((r["d_model"], r["seqlen"], r["mode"]))
+        r["vs_hf"] = base / t if base and t else None
+
+
+TABLE_COLUMNS = (
+    ("impl", "impl"),
+    ("d_model", "d"),
+    ("seqlen", "L"),
+    ("mode", "pass"),
+    ("time_s", "time (s)"),
+    ("peak_mem_mb", "peak mem (MiB)"),
+    ("gflop", "GFLOP"),
+    ("gflops", "GFLOP/s"),
+    ("roofline_frac", "of roofline"),
+    ("vs_hf", "speed-up vs HF"),
+    ("note", "note"),
+)
+
+
+def format_ssm_table(result: dict[str, Any]) -> str:
+    """The Markdown table of a :func:`run_ssm_bench` result, with the roofline above it."""
+    head = (
+        f"matmul roofline: {result['roofline_gflops']:.1f} GFLOP/s (fp32, measured); "
+        "speed-up vs HF = time of transformers' Mamba2Mixer / time of the row"
+    )
+    return head + "\n\n" + markdown_table(result["rows"], TABLE_COLUMNS)
+
+
+def run_ssm_bench(
+    quick: bool = False,
+    json_path: str | Path | None = None,
+    *,
+    seqlens: Sequence[int] | None = None,
+    d_models: Sequence[int] | None = None,
+    impls: Sequence[str] = IMPLEMENTATIONS,
+    backward_modes: Sequence[bool] = (False, True),
+    warmup: int | None = None,
+    repeats: int | None = None,
+    naive_seqlen: int | None = None,
+    roofline_size: int | None = None,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the SSM layer bench and return (and, with ``json_path``, save) its result.
+
+    ``quick`` measures ``L`` in {16,000, 44,100} at ``d_model = 64`` with one timed repeat
+    (about a minute or two on 2 CPU cores); the full run adds ``d_model = 128`` and three
+    repeats. ``seqlens``, ``d_models``, ``impls``, ``repeats`` ... override the preset (the
+    tests use ``L = 256``).
+
+    Returns ``{"bench": "ssm", "metadata": ..., "roofline_gflops": float, "config": ...,
+    "complete": bool, "rows": [...]}``; the JSON is rewritten after every case, with
+    ``complete = false`` until the last, so an interrupted run keeps what it measured.
+    Each row has ``impl, d_model, seqlen, mode, time_s`` (median seconds),
+    ``peak_mem_mb`` (MiB above the memory held before the call), ``gflop`` (analytic),
+    ``gflops`` (achieved), ``roofline_frac``, ``vs_hf`` (speed-up vs ``Mamba2Mixer``),
+    ``params`` and ``note``. Implementations that cannot run (e.g. no ``transformers``)
+    stay in the table with ``None`` values and ``note = "skipped: ..."``.
+    """
+    unknown = set(impls) - set(IMPLEMENTATIONS)
+    if unknown:
+        raise ValueError(f"unknown implementation(s) {sorted(unknown)}; choose {IMPLEMENTATIONS}")
+    dev = resolve_device(device)
+    seqlens = tuple(seqlens or (QUICK_SEQLENS if quick else FULL_SEQLENS))
+    d_models = tuple(d_models or (QUICK_D_MODELS if quick else FULL_D_MODELS))
+    warmup = 1 if warmup is None else warmup
+    repeats = (1 if quick else 3) if repeats is None else repeats
+    naive_seqlen = (1024 if quick else 2048) if naive_seqlen is None else naive_seqlen
+    roofline_size = (1024 if quick else 2048) if roofline_size is None else roofline_size
+
+    seed_everything(seed)
+    roofline = measure_matmul_flops(roofline_size, device=dev)
+    cases = [
+        BenchCase(impl, d, L, bwd)
+        for d in d_models
+        for L in seqlens
+        for bwd in backward_modes
+        for impl in impls
+    ]
+    result: dict[str, Any] = {
+        "bench": "ssm",
+        "metadata": result_metadata(device=dev),
+        "roofline_gflops": roofline,
+        "config": {
+            "quick": quick,
+            "seqlens": list(seqlens),
+            "d_models": list(d_models),
+            "batch": 1,
+            "dtype": "float32",
+            "warmup": warmup,
+            "repeats": repeats,
+            "naive_seqlen": naive_seqlen,
+            "roofline_matmul_size": roofline_size,
+            "mamba2": MAMBA2_KWARGS,
+            "mamba": MAMBA_KWARGS,
+            "attention_head_dim": ATTENTION_HEAD_DIM,
+        },
+        "complete": False,
+        "rows": [],
+    }
+    rows = result["rows"]
+    bar = tqdm(cases, desc="bench ssm", unit="case", disable=not progress)
+    for case in bar:
+        bar.set_postfix_str(f"{case.impl} d={case.d_model} L={case.seqlen} {case.mode}")
+        seed_everything(seed)
+        rows.append(
+            run_case(case, warmup=warmup, repeats=repeats, naive_seqlen=naive_seqlen, device=dev)
+        )
+        _add_derived_columns(rows, roofline)
+        if json_path is not None:  # save as we go: an interrupted run keeps its rows
+            write_json(json_path, result)
+    result["complete"] = True
+    if json_path is not None:
+        result["json_path"] = str(write_json(json_path, result))
+    return result

@@ -1,0 +1,108 @@
+"""``mambakit bench <name>``: benchmarks that print a Markdown table and save JSON.
+
+Each benchmark is one sub-command added with :func:`add_bench`. ``ssm`` is built in;
+another command module adds its own bench at import time, e.g. in ``cli/drums.py``::
+
+    from mambakit.cli.bench import add_bench
+
+    def _setup_drums_bench(parser):        # add arguments, then set the handler
+        parser.add_argument("--steps", type=int, default=10)
+        parser.set_defaults(func=_bench_drums)   # handler(args) -> int
+
+    add_bench("drums", "drum model speed and memory", _setup_drums_bench)
+
+A bench added after ``mambakit bench`` was registered is attached to it straight away,
+so the import order of the command modules does not matter.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+SetupFn = Callable[[argparse.ArgumentParser], None]
+
+DEFAULT_SSM_JSON = "out/bench/ssm.json"
+
+
+class _BenchRegistry:
+    """The named benches and, once ``register`` ran, the parser they hang from."""
+
+    def __init__(self) -> None:
+        self.benches: dict[str, tuple[str, SetupFn]] = {}
+        self.subparsers: argparse._SubParsersAction | None = None
+
+    def add(self, name: str, help: str, setup_fn: SetupFn) -> None:
+        if name in self.benches:
+            raise ValueError(f"a bench named {name!r} is already registered")
+        self.benches[name] = (help, setup_fn)
+        if self.subparsers is not None:
+            self._attach(name)
+
+    def _attach(self, name: str) -> None:
+        help, setup_fn = self.benches[name]
+        setup_fn(self.subparsers.add_parser(name, help=help, description=help))
+
+
+_REGISTRY = _BenchRegistry()
+
+
+def add_bench(name: str, help: str, setup_fn: SetupFn) -> None:
+    """Add ``mambakit bench <name>``; ``setup_fn(parser)`` adds arguments and sets ``func``."""
+    _REGISTRY.add(name, help, setup_fn)
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device``, shared by the benches: CPU unless asked (never CUDA by default)."""
+    parser.add_argument(
+        "--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)"
+    )
+
+
+def run_ssm(quick: bool, json_path: str, device: str) -> str:
+    """Run the SSM layer bench, save JSON to ``json_path``; returns the Markdown table."""
+    from mambakit.bench.ssm import format_ssm_table, run_ssm_bench
+
+    result = run_ssm_bench(quick=quick, json_path=json_path, device=device)
+    return format_ssm_table(result)
+
+
+def _bench_ssm(args: argparse.Namespace) -> int:
+    print(run_ssm(args.quick, args.json, args.device))
+    print(f"\nsaved {args.json}")
+    return 0
+
+
+def _setup_ssm(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quick", action="store_true", help="d_model 64 only, one repeat (1-2 min on 2 cores)"
+    )
+    parser.add_argument(
+        "--json",
+        default=DEFAULT_SSM_JSON,
+        metavar="PATH",
+        help=f"where to save the results (default: {DEFAULT_SSM_JSON})",
+    )
+    add_device_argument(parser)
+    parser.set_defaults(func=_bench_ssm)
+
+
+add_bench(
+    "ssm",
+    "Mamba2 / Mamba layers vs transformers' Mamba2Mixer, a naive loop and attention",
+    _setup_ssm,
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``mambakit bench`` and every bench added so far (later ones attach themselves)."""
+    parser = subparsers.add_parser("bench", help="speed and memory benchmarks (JSON + table)")
+
+    def print_benches(args: argparse.Namespace) -> int:  # `mambakit bench` with no name
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(func=print_benches)
+    _REGISTRY.subparsers = parser.add_subparsers(dest="bench_command", metavar="BENCH")
+    for name in _REGISTRY.benches:
+        _REGISTRY._attach(name)

@@ -1,0 +1,222 @@
+"""``mambakit lm ...``: tokenize, train, eval, generate, probe, bench (codec-token music LM).
+
+Thin client of :mod:`mambakit.lm`; every handler imports its module lazily and returns an
+exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+BACKBONES = ("transformer", "mamba", "mamba2", "hybrid")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("lm", help="codec-token music language model")
+    sub = parser.add_subparsers(dest="lm_command", metavar="COMMAND")
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+    p = sub.add_parser("tokenize", help="encode a folder of music into a token store")
+    p.add_argument("folder", help="folder of audio files (searched recursively)")
+    p.add_argument("--codec", default="dac", help="dac | encodec | local dir | hub id")
+    p.add_argument("--out", required=True, help="token store directory")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--chunk-seconds", type=float, default=30.0)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=_tokenize)
+
+    p = sub.add_parser("train", help="train an LM on a token store")
+    p.add_argument("tokens", help="token store made by `mambakit lm tokenize`")
+    p.add_argument("--backbone", choices=BACKBONES, default="hybrid")
+    p.add_argument("--preset", choices=("tiny", "small", "base"), default="small")
+    p.add_argument("--pattern", choices=("delay", "parallel", "flat"), default="delay")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--steps", type=int, default=10_000)
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget")
+    p.add_argument("--seq-len", type=int, default=512, help="frames per training crop")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--warmup", type=int, default=500)
+    p.add_argument("--label-smoothing", type=float, default=0.0, help="training objective only")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu (default), cuda, auto")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", help="per-codebook loss / ppl / top-k of runs, side by side")
+    _add_eval_arguments(p)
+
+    p = sub.add_parser("generate", help="generate audio from a run (optionally continue a clip)")
+    p.add_argument("run")
+    p.add_argument("--prompt", default=None, help="audio clip to continue")
+    p.add_argument("--prompt-seconds", type=float, default=None, help="use its last N seconds")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=250)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--codec", default=None, help="override the codec recorded in the run")
+    p.add_argument("--device", default=None)
+    p.add_argument("-o", "--output", default="generated.wav")
+    p.set_defaults(func=_generate)
+
+    p = sub.add_parser("probe", help="synthetic local-vs-recall probe (no codec needed)")
+    p.add_argument("--backbones", default="transformer,mamba2,hybrid")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--gap", type=int, default=64, help="tokens between motif and recurrence")
+    p.add_argument("--preset", choices=("tiny", "small", "base"), default="tiny")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="also write the report here")
+    p.set_defaults(func=_probe)
+
+    p = sub.add_parser("bench", help="decode speed and cache memory vs context length")
+    p.add_argument("--backbones", default="transformer,mamba,mamba2,hybrid")
+    p.add_argument("--contexts", default="1,10,60", help="context lengths in seconds")
+    p.add_argument("--preset", choices=("tiny", "small", "base"), default="small")
+    p.add_argument("--steps", type=int, default=16)
+    p.add_argument("--device", default=None)
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=_bench)
+
+
+def register_eval(eval_subparsers: argparse._SubParsersAction) -> None:
+    """``mambakit eval lm RUN...`` (same as ``mambakit lm eval``)."""
+    _add_eval_arguments(eval_subparsers.add_parser("lm", help="evaluate LM runs"))
+
+
+def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--tokens", default=None, help="token store (default: the run's own)")
+    p.add_argument("--split", default="val")
+    p.add_argument("--seq-len", type=int, default=None)
+    p.add_argument("--max-windows", type=int, default=256)
+    p.add_argument("--device", default=None)
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=_eval)
+
+
+def _tokenize(args: argparse.Namespace) -> int:
+    from mambakit.lm.codecs import load_codec
+    from mambakit.lm.store import tokenize_folder
+
+    codec = load_codec(args.codec, device=args.device, chunk_seconds=args.chunk_seconds)
+    manifest = tokenize_folder(args.folder, codec, args.out, val_fraction=args.val_fraction)
+    n_frames = sum(f["frames"] for f in manifest["files"])
+    print(
+        f"{len(manifest['files'])} files, {n_frames / codec.frame_rate / 3600:.2f} h of "
+        f"tokens in {args.out}; {len(manifest['skipped'])} skipped"
+    )
+    for bad in manifest["skipped"]:
+        print(f"  skipped {bad['path']}: {bad['error']}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from mambakit.lm.model import count_parameters
+    from mambakit.lm.training import train_lm
+    from mambakit.train import TrainConfig
+
+    config = TrainConfig(
+        lr=args.lr,
+        warmup_steps=args.warmup,
+        max_steps=args.steps,
+        max_minutes=args.minutes,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        seed=args.seed,
+        device=args.device,
+    )
+    model, summary = train_lm(
+        args.tokens,
+        args.out,
+        backbone=args.backbone,
+        scale=args.preset,
+        pattern=args.pattern,
+        seq_len=args.seq_len,
+        label_smoothing=args.label_smoothing,
+        train_config=config,
+    )
+    print(
+        f"{args.backbone}/{args.preset}: {count_parameters(model):,} parameters; "
+        f"{summary.steps} steps, final loss {summary.final_loss:.4f} ({summary.stopped_by}); "
+        f"run in {args.out}"
+    )
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from mambakit.lm.evaluate import evaluate_runs, runs_markdown
+
+    results = evaluate_runs(
+        args.runs,
+        tokens=args.tokens,
+        split=args.split,
+        seq_len=args.seq_len,
+        max_windows=args.max_windows,
+        device=args.device,
+    )
+    print(runs_markdown(results))
+    _write_json(args.json, results)
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from mambakit.dsp import load_audio, save_audio
+    from mambakit.lm.generate import MusicGenerator
+
+    generator = MusicGenerator.from_pretrained(args.run, codec=args.codec, device=args.device)
+    prompt, prompt_sr = None, None
+    if args.prompt:
+        prompt, prompt_sr = load_audio(args.prompt)
+    audio = generator.generate(
+        prompt,
+        prompt_sample_rate=prompt_sr,
+        prompt_seconds=args.prompt_seconds,
+        seconds=args.seconds,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+    )
+    save_audio(args.output, audio[0].cpu(), generator.sample_rate)
+    print(f"wrote {args.output} ({audio.shape[-1] / generator.sample_rate:.1f} s)")
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from mambakit.lm.probes import probe_markdown, run_probe
+
+    report = run_probe(
+        [b.strip() for b in args.backbones.split(",") if b.strip()],
+        steps=args.steps,
+        gap=args.gap,
+        scale=args.preset,
+        seed=args.seed,
+    )
+    print(probe_markdown(report))
+    _write_json(args.json, report)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from mambakit.lm.bench import lm_bench_markdown, run_lm_bench
+
+    report = run_lm_bench(
+        [b.strip() for b in args.backbones.split(",") if b.strip()],
+        context_seconds=[float(s) for s in args.contexts.split(",")],
+        scale=args.preset,
+        n_steps=args.steps,
+        device=args.device,
+    )
+    print(lm_bench_markdown(report))
+    _write_json(args.json, report)
+    return 0
+
+
+def _write_json(path: str | None, data: object) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(data, indent=2))
+        print(f"wrote {path}")

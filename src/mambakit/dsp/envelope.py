@@ -1,0 +1,138 @@
+"""Amplitude envelopes: Hilbert envelope, the ADSR model, its renderer and its fitter."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import astuple, dataclass
+
+import numpy as np
+import scipy.optimize
+import scipy.signal
+import torch
+
+__all__ = ["hilbert_envelope", "ADSR", "fit_adsr", "render_adsr", "DECAY_LOG_RATIO"]
+
+# decay_s / release_s are the times for the exponential segment to fall by 60 dB
+# (a factor 1000), the usual "T60" of percussive sounds: k = ln(1000).
+DECAY_LOG_RATIO = math.log(1000.0)
+
+
+def hilbert_envelope(
+    audio: torch.Tensor | np.ndarray, sr: int, smooth_ms: float = 5.0
+) -> np.ndarray:
+    """|analytic signal| of mono-mixed ``audio`` ([T] or [C, T]), smoothed by a moving
+    average of ``smooth_ms`` milliseconds. Returns float64 ``np.ndarray [T]``."""
+    x = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
+    x = x.astype(np.float64)
+    while x.ndim > 1:
+        x = x.mean(axis=0)
+    env = np.abs(scipy.signal.hilbert(x))
+    width = max(1, int(round(smooth_ms * sr / 1000)))
+    if width > 1:
+        env = np.convolve(env, np.ones(width) / width, mode="same")
+    return env
+
+
+@dataclass(frozen=True)
+class ADSR:
+    """Attack-decay-sustain(-hold)-release envelope (times in seconds, levels in [0, 1]).
+
+    Shape rendered by :func:`render_adsr`: linear attack 0 -> 1 over ``attack_s``;
+    exponential decay toward ``sustain_level`` (the excess falls 60 dB in ``decay_s``);
+    the sustain level held for ``hold_s``; exponential release from the sustain level
+    (falls 60 dB in ``release_s``), then silence. With ``sustain_level == 0`` the release
+    starts from silence and ``release_s`` has no audible effect.
+    """
+
+    attack_s: float
+    decay_s: float
+    sustain_level: float
+    release_s: float
+    hold_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("attack_s", "decay_s", "release_s", "hold_s"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"ADSR.{name} must be a finite time >= 0 s, got {v}")
+        if not (0.0 <= self.sustain_level <= 1.0):
+            raise ValueError(f"ADSR.sustain_level must lie in [0, 1], got {self.sustain_level}")
+
+    def to_vector(self) -> torch.Tensor:
+        """[5] float32: (attack_s, decay_s, sustain_level, release_s, hold_s)."""
+        return torch.tensor(astuple(self), dtype=torch.float32)
+
+    @classmethod
+    def from_vector(cls, v: torch.Tensor | np.ndarray | list[float]) -> ADSR:
+        vals = [float(a) for a in (v.tolist() if hasattr(v, "tolist") else v)]
+        if len(vals) not in (4, 5):
+            raise ValueError(f"ADSR vector needs 4 or 5 values, got {len(vals)}")
+        return cls(*vals)
+
+
+def _adsr_curve(a: float, d: float, s: float, r: float, h: float, t: np.ndarray) -> np.ndarray:
+    """NumPy ADSR curve at times ``t`` (s); the single definition shared by render and fit."""
+    a, d, r = max(a, 1e-6), max(d, 1e-6), max(r, 1e-6)
+    out = np.zeros_like(t)
+    att = t < a
+    out[att] = t[att] / a
+    td = t - a
+    dec = (~att) & (td < d + h)
+    out[dec] = s + (1 - s) * np.exp(-DECAY_LOG_RATIO * td[dec] / d)
+    end_d = s + (1 - s) * np.exp(-DECAY_LOG_RATIO * (d + h) / d)  # level where release starts
+    tr = td - d - h
+    rel = (~att) & (~dec) & (tr < r)
+    out[rel] = end_d * np.exp(-DECAY_LOG_RATIO * tr[rel] / r)
+    return out
+
+
+def render_adsr(adsr: ADSR, n_samples: int, sr: int) -> torch.Tensor:
+    """ADSR envelope as float32 ``Tensor [n_samples]`` at ``sr`` Hz (see :class:`ADSR`)."""
+    t = np.arange(n_samples) / sr
+    curve = _adsr_curve(
+        adsr.attack_s, adsr.decay_s, adsr.sustain_level, adsr.release_s, adsr.hold_s, t
+    )
+    return torch.from_numpy(curve).float()
+
+
+def fit_adsr(envelope: np.ndarray | torch.Tensor, sr: int, fit_rate: float = 2000.0) -> ADSR:
+    """Fit the :func:`render_adsr` model to an amplitude envelope ``[T]`` at ``sr`` Hz.
+
+    The envelope is peak-normalised and resampled to ``fit_rate`` Hz; parameters are found
+    by bounded least squares (``scipy.optimize.least_squares``) from a few initial guesses
+    built from the peak time (attack), the time the level first drops below 0.1% of the
+    peak beyond the sustain plateau (decay) and the late-plateau median (sustain).
+    """
+    env = envelope.detach().cpu().numpy() if isinstance(envelope, torch.Tensor) else envelope
+    env = np.asarray(env, dtype=np.float64).reshape(-1)
+    if env.size < 4 or env.max() <= 0:
+        raise ValueError("fit_adsr needs a non-silent envelope of at least 4 samples")
+    env = env / env.max()
+    step = max(1, int(sr // fit_rate))
+    y = env[::step]
+    t = np.arange(len(y)) * step / sr
+    dur = len(env) / sr
+    peak_t = t[int(np.argmax(y))]
+    last = np.nonzero(y > 1e-3)[0][-1] * step / sr  # end of sound
+    after = y[(t >= peak_t) & (t <= last)]
+    # sustain guess: the level of the plateau = median of the middle half after the peak
+    s0 = float(np.clip(np.median(after[len(after) // 4 : len(after) // 2 + 1]), 0, 1))
+    s0 = s0 if s0 > 0.05 else 0.0
+    excess = (after - s0) / max(1 - s0, 1e-6)
+    below = np.nonzero(excess < 0.05)[0]  # 0.05 = exp(-k * 0.43): ~0.43 of the T60
+    d0 = (below[0] * step / sr / 0.43) if len(below) else dur / 2
+    best = None
+    lo = [0, 1e-4, 0, 1e-4, 0]
+    hi = [dur, 4 * dur, 1, 4 * dur, dur]
+    for h_frac in (0.0, 0.3, 0.6):
+        h0 = max(0.0, (last - peak_t - d0) * h_frac)
+        r0 = max(last - peak_t - d0 - h0, 0.01)
+        x0 = np.clip([peak_t, max(d0, 1e-3), s0, r0, h0], lo, hi)
+        x0 = np.minimum(np.maximum(x0, np.array(lo) + 1e-6), np.array(hi) - 1e-6)
+        res = scipy.optimize.least_squares(
+            lambda p: _adsr_curve(*p, t) - y, x0, bounds=(lo, hi), x_scale="jac"
+        )
+        if best is None or res.cost < best.cost:
+            best = res
+    a, d, s, r, h = (float(v) for v in best.x)
+    return ADSR(attack_s=a, decay_s=d, sustain_level=s, release_s=r, hold_s=h)

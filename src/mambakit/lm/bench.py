@@ -1,0 +1,126 @@
+"""Generation throughput and cache memory of each backbone vs context length (CPU by default).
+
+For every backbone (parameter-matched preset) and context length (seconds of codec frames),
+the model prefills a random context once and then decodes ``n_steps`` single steps with its
+caches. Reported per step: wall time (median over steps), tokens/s (``n_streams`` tokens per
+step, e.g. 9 for DAC with the delay pattern) and the bytes held by the recurrent caches. For
+Mamba layers the step time and cache are constant in the context; attention grows linearly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from mambakit.utils import resolve_device
+
+from .model import MusicLM, count_parameters, preset
+
+__all__ = ["cache_nbytes", "lm_bench_markdown", "run_lm_bench"]
+
+
+def cache_nbytes(cache: Any) -> int:
+    """Bytes of every tensor reachable from a (nested dataclass / list) cache."""
+    if isinstance(cache, torch.Tensor):
+        return cache.numel() * cache.element_size()
+    if dataclasses.is_dataclass(cache):
+        return sum(cache_nbytes(getattr(cache, f.name)) for f in dataclasses.fields(cache))
+    if isinstance(cache, (list, tuple)):
+        return sum(cache_nbytes(c) for c in cache)
+    if isinstance(cache, dict):
+        return sum(cache_nbytes(c) for c in cache.values())
+    return 0
+
+
+@torch.no_grad()
+def run_lm_bench(
+    backbones: tuple[str, ...] | list[str] = ("transformer", "mamba", "mamba2", "hybrid"),
+    context_seconds: tuple[float, ...] | list[float] = (1.0, 10.0, 60.0),
+    scale: str = "tiny",
+    n_steps: int = 16,
+    frame_rate: float = 86.1328125,
+    n_codebooks: int = 9,
+    codebook_size: int = 1024,
+    batch_size: int = 1,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Decode-step time, tokens/s and cache bytes per backbone and context length.
+
+    ``context_seconds`` are converted to frames at ``frame_rate`` (DAC: 44100 / 512 Hz);
+    with the delay pattern the sequence holds ``frames + K - 1`` steps.
+    """
+    device = resolve_device(device)
+    rows = []
+    for backbone in tqdm(backbones, desc="lm bench"):
+        torch.manual_seed(seed)
+        config = preset(backbone, scale, n_codebooks=n_codebooks, codebook_size=codebook_size)
+        model = MusicLM(config).to(device).eval()
+        pattern = model.pattern
+        for seconds in context_seconds:
+            frames = max(1, round(seconds * frame_rate))
+            codes = torch.randint(
+                0, codebook_size, (batch_size, n_codebooks, frames), device=device
+            )
+            tokens = pattern.build(codes)
+            cache = model.allocate_cache(batch_size, tokens.shape[-1] + n_steps + 2, device)
+            started = time.perf_counter()
+            logits = model.prefill(tokens, cache)
+            prefill_s = time.perf_counter() - started
+            step_times = []
+            for _ in range(n_steps):
+                next_tokens = logits.argmax(-1)  # [B, n_streams]
+                started = time.perf_counter()
+                logits = model.step(next_tokens, cache)
+                step_times.append(time.perf_counter() - started)
+            step_s = statistics.median(step_times)
+            rows.append(
+                {
+                    "backbone": backbone,
+                    "n_parameters": count_parameters(model),
+                    "context_seconds": seconds,
+                    "context_steps": tokens.shape[-1],
+                    "prefill_s": prefill_s,
+                    "step_ms": 1000 * step_s,
+                    "tokens_per_s": batch_size * pattern.n_streams / step_s,
+                    "cache_mb": cache_nbytes(cache) / 2**20,
+                }
+            )
+    return {
+        "device": str(device),
+        "scale": scale,
+        "threads": torch.get_num_threads(),
+        "n_steps": n_steps,
+        "batch_size": batch_size,
+        "rows": rows,
+    }
+
+
+def lm_bench_markdown(report: dict[str, Any]) -> str:
+    """The bench rows as Markdown, plus each backbone's step-time growth (longest/shortest)."""
+    lines = [
+        f"LM decode on {report['device']} ({report['threads']} threads), preset "
+        f"{report['scale']}, batch {report['batch_size']}",
+        "",
+        "| backbone | params | context (s) | steps | prefill (s) | step (ms) | tokens/s "
+        "| cache (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["rows"]:
+        lines.append(
+            f"| {r['backbone']} | {r['n_parameters']:,} | {r['context_seconds']:g} "
+            f"| {r['context_steps']} | {r['prefill_s']:.2f} | {r['step_ms']:.2f} "
+            f"| {r['tokens_per_s']:.0f} | {r['cache_mb']:.2f} |"
+        )
+    lines += ["", "| backbone | step time longest / shortest context |", "|---|---:|"]
+    for backbone in dict.fromkeys(r["backbone"] for r in report["rows"]):
+        rows = [r for r in report["rows"] if r["backbone"] == backbone]
+        lo = min(rows, key=lambda r: r["context_seconds"])
+        hi = max(rows, key=lambda r: r["context_seconds"])
+        lines.append(f"| {backbone} | {hi['step_ms'] / lo['step_ms']:.2f}x |")
+    return "\n".join(lines)

@@ -1,0 +1,163 @@
+"""Mamba-1 mixer (Gu & Dao, 2023, "Mamba: Linear-Time Sequence Modeling with Selective SSMs")."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .mamba2 import _update_conv_state, causal_conv1d, causal_conv1d_step
+from .ops import selective_scan
+
+__all__ = ["Mamba", "MambaCache"]
+
+
+@dataclass
+class MambaCache:
+    """Recurrent state of one :class:`Mamba` layer.
+
+    Attributes:
+        conv_state: ``[B, d_inner, d_conv - 1]`` the last pre-convolution inputs.
+        ssm_state: ``[B, d_inner, d_state]`` (float32).
+    """
+
+    conv_state: Tensor
+    ssm_state: Tensor
+
+
+class Mamba(nn.Module):
+    """Mamba-1 block: in_proj -> causal conv + SiLU -> selective scan -> ``* silu(z)`` -> out_proj.
+
+    The selective SSM (Algorithm 2 of the paper): ``x_proj`` maps each step to
+    ``(dt_low_rank, B, C)``, ``dt = softplus(dt_proj(dt_low_rank))``, ``A = -exp(A_log)`` is a
+    per-channel diagonal ``[d_inner, d_state]`` matrix (S4D-real init ``A[:, n] = -(n+1)``).
+
+    Args:
+        d_model: model width; ``d_inner = expand * d_model``.
+        d_state: state size N per channel.
+        d_conv: causal conv kernel size.
+        expand: inner expansion factor.
+        dt_rank: rank of the dt projection; ``"auto"`` = ``ceil(d_model / 16)``.
+        chunk_size: chunk length of the CPU scan (shrunk automatically for large decays).
+        backend: ``"auto" | "torch" | "mamba_ssm"`` (see :func:`selective_scan`).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_rank: int | str = "auto",
+        dt_min: float = 1e-3,
+        dt_max: float = 0.1,
+        chunk_size: int = 32,
+        bias: bool = False,
+        conv_bias: bool = True,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        self.d_model, self.d_state, self.d_conv = d_model, d_state, d_conv
+        self.d_inner = expand * d_model
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self.chunk_size, self.backend = chunk_size, backend
+
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias)
+        self.conv1d = nn.Conv1d(
+            self.d_inner, self.d_inner, d_conv, groups=self.d_inner, bias=conv_bias
+        )
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        # dt_proj bias = softplus^{-1}(dt) with dt log-uniform in [dt_min, dt_max].
+        dt = torch.exp(
+            torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        )
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+        A = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)
+        self.A_log = nn.Parameter(torch.log(A))  # [d_inner, d_state]
+        self.D = nn.Parameter(torch.ones(self.d_inner))
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
+
+    def allocate_cache(
+        self,
+        batch_size: int,
+        max_seqlen: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> MambaCache:
+        """Zero state for ``batch_size`` sequences (``max_seqlen`` is unused: the state is O(1))."""
+        device = device if device is not None else self.in_proj.weight.device
+        dtype = dtype or self.in_proj.weight.dtype
+        return MambaCache(
+            conv_state=torch.zeros(
+                batch_size, self.d_inner, self.d_conv - 1, device=device, dtype=dtype
+            ),
+            ssm_state=torch.zeros(
+                batch_size, self.d_inner, self.d_state, device=device, dtype=torch.float32
+            ),
+        )
+
+    def _ssm_params(self, xs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``xs`` ``[..., d_inner]`` -> ``dt`` ``[..., d_inner]`` (fp32), ``B, C`` ``[..., N]``."""
+        dt_low, B, C = torch.split(
+            self.x_proj(xs), [self.dt_rank, self.d_state, self.d_state], dim=-1
+        )
+        dt = F.softplus(self.dt_proj(dt_low).float())
+        return dt, B, C
+
+    def forward(
+        self,
+        x: Tensor,
+        cache: MambaCache | None = None,
+        initial_state: Tensor | None = None,
+        return_final_state: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """``x`` ``[B, L, d_model]`` -> ``[B, L, d_model]``; with ``cache``: continue from it and
+        leave the state after ``x`` in it. ``initial_state``/``return_final_state`` as in Mamba2
+        (state ``[B, d_inner, d_state]``)."""
+        b = x.shape[0]
+        xs, z = self.in_proj(x).chunk(2, dim=-1)
+        xs = xs.transpose(1, 2)  # [B, d_inner, L]
+        if cache is not None:
+            conv_state = cache.conv_state
+            if initial_state is None:
+                initial_state = cache.ssm_state
+        else:
+            conv_state = xs.new_zeros(b, self.d_inner, self.d_conv - 1)
+        conv_out = causal_conv1d(xs, self.conv1d.weight, self.conv1d.bias, conv_state)
+        if cache is not None:
+            _update_conv_state(cache.conv_state, xs)
+        xs = F.silu(conv_out).transpose(1, 2)  # [B, L, d_inner]
+        dt, B, C = self._ssm_params(xs)
+        y, final_state = selective_scan(
+            xs,
+            dt,
+            -torch.exp(self.A_log.float()),
+            B,
+            C,
+            D=self.D,
+            initial_state=initial_state,
+            return_final_state=True,
+            chunk_size=self.chunk_size,
+            backend=self.backend,
+        )
+        if cache is not None:
+            cache.ssm_state.copy_(final_state)
+        y = self.out_proj(y * F.silu(z))
+        return (y, final_state) if return_final_state else y
+
+    def step(self, x_t: Tensor, cache: MambaCache) -> tuple[Tensor, MambaCache]:
+        """One step: ``x_t`` ``[B, d_model]`` -> ``[B, d_model]``; updates ``cache`` in place."""
+        xs, z = self.in_proj(x_t).chunk(2, dim=-1)
+        xs = F.silu(causal_conv1d_step(xs, self.conv1d.weight, self.conv1d.bias, cache.conv_state))
+        dt, B, C = self._ssm_params(xs)
+        decay = torch.exp(dt[..., None] * -torch.exp(self.A_log.float()))  # [B, d_inner, N]
+        dBu = (dt * xs.float())[..., None] * B.float()[:, None, :]
+        cache.ssm_state.mul_(decay).add_(dBu)
+        y = (cache.ssm_state @ C.float()[..., None])[..., 0] + self.D.float() * xs.float()
+        y = self.out_proj(y.to(x_t.dtype) * F.silu(z))
+        return y, cache

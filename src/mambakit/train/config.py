@@ -1,0 +1,104 @@
+"""Training configuration and the learning-rate schedule (pure functions of the step)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything the generic :class:`~mambakit.train.Trainer` needs besides model and data.
+
+    Attributes:
+        lr: peak learning rate of AdamW, reached at the end of warmup.
+        weight_decay: decoupled weight decay for matrices; norms, biases and every
+            1-D parameter get none (decaying a gain or a bias only shrinks the model).
+        betas: AdamW ``(beta1, beta2)``.
+        warmup_steps: linear warmup length in optimizer steps.
+        max_steps: number of optimizer steps to train for.
+        max_minutes: wall-clock budget; training stops at whichever of ``max_steps`` and
+            ``max_minutes`` comes first and then writes a final checkpoint. ``None``: no budget.
+        min_lr_ratio: the cosine decays from ``lr`` to ``lr * min_lr_ratio`` at ``max_steps``.
+        grad_clip: max global L2 norm of the gradients per optimizer (``None`` or 0: off).
+        grad_accum: micro-batches per optimizer step. ``batch_size`` is the micro-batch,
+            so the effective batch is ``batch_size * grad_accum * world_size``.
+        batch_size: samples per micro-batch when ``train_data`` is a Dataset.
+        ema_decay: keep an exponential moving average of the weights with this decay
+            (e.g. 0.999); the saved ``model.safetensors`` then holds the EMA weights.
+        precision: ``"auto"`` = bf16 autocast on CUDA, fp32 elsewhere; or force
+            ``"fp32"``, ``"bf16"`` or ``"fp16"`` (fp16 uses a gradient scaler).
+        log_every: write a metrics line every this many steps (and at the last step).
+        ckpt_every: write a checkpoint every this many steps (and always at the end).
+        seed: seeds model-independent randomness: batch sampling and the per-step
+            Python / NumPy / torch RNGs are all derived from ``(seed, step, rank)``.
+        resume: continue from ``out_dir/trainer_state.pt`` when it exists.
+        device: ``None`` = CPU, ``"auto"`` = CUDA if available, else a torch device string.
+            Under torchrun on CUDA each rank uses ``cuda:LOCAL_RANK``.
+        num_workers: DataLoader worker processes that prepare batches ahead of the loop.
+        progress: show a tqdm progress bar (rank 0 only).
+    """
+
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = 100
+    max_steps: int = 1000
+    max_minutes: float | None = None
+    min_lr_ratio: float = 0.1
+    grad_clip: float | None = 1.0
+    grad_accum: int = 1
+    batch_size: int = 8
+    ema_decay: float | None = None
+    precision: Precision = "auto"
+    log_every: int = 10
+    ckpt_every: int = 500
+    seed: int = 0
+    resume: bool = True
+    device: str | None = None
+    num_workers: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1:
+            raise ValueError(f"TrainConfig.max_steps must be >= 1, got {self.max_steps}")
+        if self.grad_accum < 1:
+            raise ValueError(f"TrainConfig.grad_accum must be >= 1, got {self.grad_accum}")
+        if self.batch_size < 1:
+            raise ValueError(f"TrainConfig.batch_size must be >= 1, got {self.batch_size}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"TrainConfig.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"TrainConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"TrainConfig.ema_decay must be in (0, 1), got {self.ema_decay}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(
+                f"TrainConfig.precision must be auto|fp32|bf16|fp16, got {self.precision!r}"
+            )
+        if self.log_every < 1 or self.ckpt_every < 1:
+            raise ValueError("TrainConfig.log_every and ckpt_every must be >= 1")
+
+
+def cosine_with_warmup(
+    step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float = 0.1
+) -> float:
+    """The learning-rate multiplier for optimizer step ``step`` (0-based, the step about to run).
+
+    Linear warmup then half-cosine decay:
+
+        m(s) = (s + 1) / W                                           for s < W
+        m(s) = r + (1 - r) * 0.5 * (1 + cos(pi * (s - W) / (S - W)))  for W <= s <= S
+
+    with ``W = warmup_steps``, ``S = max_steps``, ``r = min_lr_ratio``; ``m = r`` past ``S``.
+    Warmup counts from ``1 / W`` (not 0) so the first step already moves the weights.
+    The schedule is a pure function of the step, so resuming needs only the step counter.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    decay_steps = max(1, max_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / decay_steps)
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))

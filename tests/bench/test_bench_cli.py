@@ -1,0 +1,73 @@
+"""``mambakit bench ...`` and ``mambakit demo`` wiring."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mambakit.bench import ssm as bench_ssm
+from mambakit.cli import bench as cli_bench
+from mambakit.cli import build_parser, main
+
+
+@pytest.fixture
+def tiny_bench(monkeypatch):
+    """Make every ssm bench run tiny (L=256, two implementations) so the CLI test is fast."""
+    real = bench_ssm.run_ssm_bench
+
+    def tiny(quick=False, json_path=None, **kw):
+        return real(
+            quick, json_path, seqlens=(256,), d_models=(64,), impls=("hf_mamba2_mixer",),
+            repeats=1, roofline_size=128, progress=False, device=kw.get("device"),
+        )  # fmt: skip
+
+    monkeypatch.setattr(bench_ssm, "run_ssm_bench", tiny)
+
+
+def test_bench_ssm_arguments():
+    args = build_parser().parse_args(["bench", "ssm", "--quick", "--json", "r.json"])
+    assert args.quick and args.json == "r.json" and args.device == "cpu"
+    assert args.func is cli_bench._bench_ssm
+    defaults = build_parser().parse_args(["bench", "ssm"])
+    assert defaults.json == cli_bench.DEFAULT_SSM_JSON and not defaults.quick
+
+
+def test_bench_without_a_name_prints_help(capsys):
+    assert main(["bench"]) == 2
+    assert "ssm" in capsys.readouterr().out
+
+
+def test_bench_ssm_runs_and_saves_json(tiny_bench, tmp_path, capsys):
+    path = tmp_path / "ssm.json"
+    assert main(["bench", "ssm", "--quick", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "| impl | d | L | pass |" in out and f"saved {path}" in out
+    assert [r["impl"] for r in json.loads(path.read_text())["rows"]] == ["hf_mamba2_mixer"] * 2
+
+
+def test_demo_runs_the_quick_bench(tiny_bench, tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "bench" / "ssm.json").is_file()
+    assert "results saved to" in capsys.readouterr().out
+
+
+def test_add_bench_attaches_before_and_after_register():
+    seen = []
+
+    def setup(parser):
+        parser.add_argument("--steps", type=int, default=1)
+        parser.set_defaults(func=lambda args: seen.append(args.steps) or 0)
+
+    try:
+        cli_bench.add_bench("test-late", "a bench added by another module", setup)
+        assert main(["bench", "test-late", "--steps", "3"]) == 0  # registered before
+        parser = build_parser()
+        cli_bench.add_bench("test-later", "added after register", setup)  # attached live
+        args = parser.parse_args(["bench", "test-later", "--steps", "5"])
+        assert args.func(args) == 0 and seen == [3, 5]
+        with pytest.raises(ValueError, match="already registered"):
+            cli_bench.add_bench("ssm", "again", setup)
+    finally:
+        cli_bench._REGISTRY.benches.pop("test-late", None)
+        cli_bench._REGISTRY.benches.pop("test-later", None)

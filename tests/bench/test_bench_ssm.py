@@ -1,0 +1,110 @@
+"""The SSM bench end to end at a tiny length, and its comparison columns."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+import torch
+
+from mambakit.bench import ssm as bench_ssm
+from mambakit.bench.flops import mamba2_flops
+
+HAS_TRANSFORMERS = importlib.util.find_spec("transformers") is not None
+TINY = dict(
+    seqlens=(256,),
+    d_models=(64,),
+    warmup=1,
+    repeats=1,
+    naive_seqlen=64,
+    roofline_size=128,
+    progress=False,
+)
+
+
+def _layers_available(*impls: str) -> bool:
+    try:
+        for impl in impls:
+            bench_ssm.build_layer(impl, 64)
+    except bench_ssm.SkipImplementation:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "ssm.json"
+    result = bench_ssm.run_ssm_bench(quick=True, json_path=path, **TINY)
+    return result, path
+
+
+def test_json_has_metadata_config_and_one_row_per_case(tiny_result):
+    result, path = tiny_result
+    saved = json.loads(path.read_text())
+    assert saved["bench"] == "ssm" and saved["complete"] is True
+    assert set(saved["metadata"]) >= {"machine", "command", "git_commit", "date_utc"}
+    assert saved["roofline_gflops"] > 0
+    assert saved["config"]["seqlens"] == [256] and saved["config"]["quick"] is True
+    rows = saved["rows"]
+    cases = {(r["impl"], r["seqlen"], r["mode"]) for r in rows}
+    assert cases == {(i, 256, m) for i in bench_ssm.IMPLEMENTATIONS for m in ("fwd", "fwd+bwd")}
+    expected_keys = {
+        "impl", "d_model", "seqlen", "mode", "time_s", "peak_mem_mb", "gflop", "gflops",
+        "roofline_frac", "vs_hf", "params", "note",
+    }  # fmt: skip
+    for row in rows:
+        assert set(row) == expected_keys
+        if row["time_s"] is None:
+            assert row["note"].startswith("skipped:"), row
+        else:
+            assert row["time_s"] > 0
+            assert row["gflops"] == pytest.approx(row["gflop"] / row["time_s"])
+            frac = row["gflops"] / saved["roofline_gflops"]
+            assert row["roofline_frac"] == pytest.approx(frac)
+
+
+def test_mamba2_rows_carry_the_analytic_flops(tiny_result):
+    rows = {(r["impl"], r["mode"]): r for r in tiny_result[0]["rows"]}
+    fwd = mamba2_flops(256, 64, **bench_ssm.MAMBA2_KWARGS)["total"] / 1e9
+    assert rows[("mamba2", "fwd")]["gflop"] == pytest.approx(fwd)
+    assert rows[("mamba2", "fwd+bwd")]["gflop"] == pytest.approx(3 * fwd)
+
+
+@pytest.mark.skipif(not HAS_TRANSFORMERS, reason="transformers not installed (the [bench] extra)")
+def test_hf_mixer_is_the_speedup_baseline(tiny_result):
+    rows = tiny_result[0]["rows"]
+    for mode in ("fwd", "fwd+bwd"):
+        base = next(r for r in rows if r["impl"] == "hf_mamba2_mixer" and r["mode"] == mode)
+        assert base["time_s"] > 0 and base["vs_hf"] == pytest.approx(1.0)
+        for r in rows:
+            if r["mode"] == mode and r["time_s"]:
+                assert r["vs_hf"] == pytest.approx(base["time_s"] / r["time_s"])
+
+
+def test_missing_transformers_is_a_skipped_row_with_the_reason(monkeypatch):
+    monkeypatch.setitem(sys.modules, "transformers", None)  # makes `import transformers` fail
+    row = bench_ssm.run_case(bench_ssm.BenchCase("hf_mamba2_mixer", 64, 256, False))
+    assert row["time_s"] is None
+    assert row["note"].startswith("skipped: transformers is not installed")
+    assert "mambakit[bench]" in row["note"]
+
+
+@pytest.mark.skipif(not _layers_available("mamba2", "mamba"), reason="mambakit.ssm layers missing")
+@pytest.mark.parametrize("impl", ["mamba2_naive", "mamba_naive"])
+def test_naive_rows_really_run_the_reference_loop_and_are_extrapolated(impl):
+    layer = bench_ssm.build_layer(impl, 64)
+    x = torch.randn(1, 12, 64)
+    with bench_ssm.reference_scan(layer, impl) as calls:
+        y_ref = layer(x)
+    assert calls[0] >= 1
+    y_fast = layer(x)  # the swap is undone on exit
+    assert torch.allclose(y_ref, y_fast, atol=1e-4)
+    row = bench_ssm.run_case(bench_ssm.BenchCase(impl, 64, 256, False), naive_seqlen=64, repeats=1)
+    assert row["note"] == "extrapolated x4.0 from L=64"
+
+
+def test_unknown_implementation_is_rejected():
+    with pytest.raises(ValueError, match="unknown implementation"):
+        bench_ssm.run_ssm_bench(impls=("mamba3",), **TINY)

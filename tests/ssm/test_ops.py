@@ -1,0 +1,132 @@
+"""Chunked scans against their sequential reference twins (values and gradients)."""
+
+import pytest
+import torch
+
+from mambakit.ssm import ops, selective_scan, selective_scan_ref, ssd_scan, ssd_scan_ref
+
+
+def _ssd_inputs(b=2, length=37, h=4, p=8, g=2, n=4, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, length, h, p, generator=gen)
+    dt = torch.rand(b, length, h, generator=gen) * 0.5 + 0.01
+    A = -torch.rand(h, generator=gen) * 3 - 0.1
+    B = torch.randn(b, length, g, n, generator=gen)
+    C = torch.randn(b, length, g, n, generator=gen)
+    D = torch.randn(h, generator=gen)
+    h0 = torch.randn(b, h, p, n, generator=gen)
+    return [t.requires_grad_() for t in (x, dt, A, B, C, D, h0)]
+
+
+@pytest.mark.parametrize("length,chunk,groups", [(37, 8, 2), (16, 16, 1), (5, 64, 4), (1, 4, 1)])
+def test_ssd_scan_matches_reference_values_and_grads(length, chunk, groups):
+    inputs = _ssd_inputs(length=length, g=groups)
+    x, dt, A, B, C, D, h0 = inputs
+    y, s = ssd_scan(x, dt, A, B, C, D, chunk, h0, return_final_state=True, backend="torch")
+    y_ref, s_ref = ssd_scan_ref(x, dt, A, B, C, D, h0, return_final_state=True)
+    torch.testing.assert_close(y, y_ref, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(s, s_ref, atol=1e-4, rtol=1e-4)
+    w_y, w_s = torch.randn_like(y), torch.randn_like(s)
+    grads = torch.autograd.grad((y * w_y).sum() + (s * w_s).sum(), inputs)
+    grads_ref = torch.autograd.grad((y_ref * w_y).sum() + (s_ref * w_s).sum(), inputs)
+    for g, g_ref in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(g, g_ref, atol=1e-3, rtol=1e-3)
+
+
+def test_ssd_scan_segments_carry_state():
+    x, dt, A, B, C, D, _ = (t.detach() for t in _ssd_inputs(length=50))
+    y_full = ssd_scan(x, dt, A, B, C, D, chunk_size=16)
+    y1, s1 = ssd_scan(x[:, :23], dt[:, :23], A, B[:, :23], C[:, :23], D, 16, None, True)
+    y2 = ssd_scan(x[:, 23:], dt[:, 23:], A, B[:, 23:], C[:, 23:], D, 16, s1)
+    torch.testing.assert_close(torch.cat([y1, y2], 1), y_full, atol=1e-5, rtol=1e-5)
+
+
+def _selective_inputs(b=2, length=45, d=6, n=4, seed=0, dt_scale=1.0):
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.randn(b, length, d, generator=gen)
+    delta = (torch.rand(b, length, d, generator=gen) + 0.01) * dt_scale
+    A = -torch.rand(d, n, generator=gen) * 5 - 0.1
+    B = torch.randn(b, length, n, generator=gen)
+    C = torch.randn(b, length, n, generator=gen)
+    D = torch.randn(d, generator=gen)
+    h0 = torch.randn(b, d, n, generator=gen)
+    return [t.requires_grad_() for t in (u, delta, A, B, C, D, h0)]
+
+
+@pytest.mark.parametrize("length,chunk,dt_scale", [(45, 8, 1.0), (45, 64, 1.0), (30, 16, 20.0)])
+def test_selective_scan_matches_reference_values_and_grads(length, chunk, dt_scale):
+    # dt_scale=20 makes per-step decays of up to ~100 nats: the chunk must shrink to stay exact.
+    inputs = _selective_inputs(length=length, dt_scale=dt_scale)
+    u, delta, A, B, C, D, h0 = inputs
+    y, s = selective_scan(u, delta, A, B, C, D, h0, True, chunk_size=chunk, backend="torch")
+    y_ref, s_ref = selective_scan_ref(u, delta, A, B, C, D, h0, True)
+    assert torch.isfinite(y).all()
+    torch.testing.assert_close(y, y_ref, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(s, s_ref, atol=1e-4, rtol=1e-4)
+    w_y, w_s = torch.randn_like(y), torch.randn_like(s)
+    grads = torch.autograd.grad((y * w_y).sum() + (s * w_s).sum(), inputs)
+    grads_ref = torch.autograd.grad((y_ref * w_y).sum() + (s_ref * w_s).sum(), inputs)
+    for g, g_ref in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(g, g_ref, atol=1e-3, rtol=1e-3)
+
+
+def test_scans_reject_bad_shapes():
+    x, dt, A, B, C, D, _ = (t.detach() for t in _ssd_inputs())
+    with pytest.raises(ValueError, match="A must be"):
+        ssd_scan(x, dt, A[:2], B, C)
+    with pytest.raises(ValueError, match="divisible by ngroups"):
+        ssd_scan(x, dt, A, B.repeat(1, 1, 3, 1)[:, :, :3], C.repeat(1, 1, 3, 1)[:, :, :3])
+
+
+def test_backend_mamba_ssm_missing_is_clear_error(monkeypatch):
+    monkeypatch.setattr(ops, "_mamba_ssm_available", lambda: False)
+    x, dt, A, B, C, D, _ = (t.detach() for t in _ssd_inputs())
+    with pytest.raises(ImportError, match=r"mambakit\[cuda\]"):
+        ssd_scan(x, dt, A, B, C, backend="mamba_ssm")
+    u, delta, A1, B1, C1, D1, _ = (t.detach() for t in _selective_inputs())
+    with pytest.raises(ImportError, match=r"mambakit\[cuda\]"):
+        selective_scan(u, delta, A1, B1, C1, backend="mamba_ssm")
+    with pytest.raises(ValueError, match="unknown backend"):
+        ssd_scan(x, dt, A, B, C, backend="triton")
+
+
+def test_auto_backend_on_cpu_uses_torch_and_says_so(caplog, monkeypatch):
+    monkeypatch.setattr(ops, "_warned_fallback", set())
+    x = torch.zeros(1)
+    with caplog.at_level("INFO", logger="mambakit.ssm.ops"):
+        assert ops.resolve_backend("auto", x, "ssd_scan") == "torch"
+        assert ops.resolve_backend("auto", x, "ssd_scan") == "torch"
+    assert sum("pure-PyTorch" in r.message for r in caplog.records) == 1
+
+
+def test_import_does_not_pull_mamba_ssm_or_triton():
+    import subprocess
+    import sys
+
+    code = "import sys, mambakit.ssm; print('mamba_ssm' in sys.modules, 'triton' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+cuda_and_kernels = pytest.mark.skipif(
+    not (torch.cuda.is_available() and ops._mamba_ssm_available()),
+    reason="needs CUDA and mamba_ssm",
+)
+
+
+@cuda_and_kernels
+def test_ssd_scan_mamba_ssm_parity_cuda():
+    x, dt, A, B, C, D, h0 = (t.detach().cuda() for t in _ssd_inputs(length=100))
+    y_k, s_k = ssd_scan(x, dt, A, B, C, D, 32, h0, True, backend="mamba_ssm")
+    y_t, s_t = ssd_scan(x, dt, A, B, C, D, 32, h0, True, backend="torch")
+    torch.testing.assert_close(y_k.float(), y_t, atol=2e-3, rtol=2e-3)
+    torch.testing.assert_close(s_k.float(), s_t, atol=2e-3, rtol=2e-3)
+
+
+@cuda_and_kernels
+def test_selective_scan_mamba_ssm_parity_cuda():
+    u, delta, A, B, C, D, _ = (t.detach().cuda() for t in _selective_inputs(length=100))
+    y_k, s_k = selective_scan(u, delta, A, B, C, D, None, True, backend="mamba_ssm")
+    y_t, s_t = selective_scan(u, delta, A, B, C, D, None, True, backend="torch")
+    torch.testing.assert_close(y_k.float(), y_t, atol=2e-3, rtol=2e-3)
+    torch.testing.assert_close(s_k.float(), s_t, atol=2e-3, rtol=2e-3)
