@@ -46,12 +46,6 @@ def test_bench_ssm_runs_and_saves_json(tiny_bench, tmp_path, capsys):
     assert [r["impl"] for r in json.loads(path.read_text())["rows"]] == ["hf_mamba2_mixer"] * 2
 
 
-def test_demo_runs_the_quick_bench(tiny_bench, tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "bench" / "ssm.json").is_file()
-    assert "results saved to" in capsys.readouterr().out
-
-
 def test_add_bench_attaches_before_and_after_register():
     seen = []
 

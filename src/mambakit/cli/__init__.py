@@ -16,7 +16,7 @@ from mambakit import __version__
 
 # Command modules, in --help order. A module that fails to import (missing
 # optional dependency) must not break the other commands.
-_MODULES = ("drums", "lm", "timbre", "bench", "demo", "ui", "report")
+_MODULES = ("drums", "lm", "timbre", "bench", "demo", "evaluate", "ui", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

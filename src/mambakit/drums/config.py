@@ -22,11 +22,14 @@ def band_state_size(f_target_hz: float, sample_rate: int, s_min: int = 4, s_max:
 
 @dataclass(frozen=True)
 class DrumConfig:
-    """Hyper-parameters of `DrumDiffusionModel` and its schedule.
+    """Hyper-parameters of :class:`~mambakit.drums.model.DrumDiffusionModel` and its schedule.
 
-    Attributes are in samples / Hz / seconds where relevant. `cfg_dropout` is the
-    probability of replacing the condition by the null token during training
-    (classifier-free guidance). `no_sine`, `no_adsr`, `full_res` are the seed's ablations.
+    Units: samples, Hz, seconds. The LogCascade splits the signal into the octave bands of
+    :class:`mambakit.dsp.LogBands` (22050 Hz down to ``f_min_hz``, plus the residual below);
+    each band runs at its own decimated rate and is then cut into tokens of ``patch`` samples
+    so that no band's token rate exceeds ``token_rate_hz``. ``cfg_dropout`` is the probability
+    of replacing the tag by the null token in training (classifier-free guidance).
+    ``no_sine``, ``no_adsr`` and ``full_res`` are the seed's ablations.
     """
 
     sample_rate: int = 44100
@@ -34,14 +37,12 @@ class DrumConfig:
     tags: tuple[str, ...] = field(default_factory=lambda: tuple(TAGS))
     full_rate_channels: int = 8
     band_channels: int = 16
-    n_bands: int = 6
-    f_max_hz: float = 22050.0
     f_min_hz: float = 43.0
+    token_rate_hz: float = 700.0
     n_blocks_per_band: int = 1
     parser_d_state: int = 32
     parser_decimation: int = 64
     cond_dim: int = 64
-    text_dim: int = 384
     diffusion_steps: int = 6
     train_timesteps: int = 1000
     cosine_s: float = 0.008
@@ -59,15 +60,26 @@ class DrumConfig:
         """Clip length in samples."""
         return int(round(self.sample_rate * self.seconds))
 
-    def band_edges_hz(self) -> list[float]:
-        """Log-spaced band edges from `f_max_hz` down to `f_min_hz` (n_bands + 1 values)."""
-        ratio = (self.f_min_hz / self.f_max_hz) ** (1.0 / self.n_bands)
-        return [self.f_max_hz * ratio**i for i in range(self.n_bands + 1)]
+    def log_bands(self):  # -> mambakit.dsp.LogBands (imported lazily: config stays light)
+        from mambakit.dsp import LogBands
+
+        return LogBands(sr=self.sample_rate, f_min=self.f_min_hz)
+
+    def make_schedule(self):  # -> StructuredDiffusionSchedule
+        from mambakit.drums.schedule import StructuredDiffusionSchedule
+
+        return StructuredDiffusionSchedule(self.train_timesteps, self.alpha_max, self.cosine_s)
+
+    @property
+    def n_bands(self) -> int:
+        return len(self.log_bands())
 
     def band_state_sizes(self) -> list[int]:
-        """State size per band (highest band first), from each band's lower edge."""
-        edges = self.band_edges_hz()
-        return [band_state_size(edges[i + 1], self.sample_rate) for i in range(self.n_bands)]
+        """State size per band (highest band first), from each band's lowest frequency."""
+        return [
+            band_state_size(b.f_lo if b.f_lo > 0 else b.f_hi / 2, self.sample_rate)
+            for b in self.log_bands().bands
+        ]
 
     def with_(self, **changes: object) -> DrumConfig:
         """Copy with some fields changed (e.g. ``tiny().with_(seconds=0.1)``)."""
@@ -75,20 +87,25 @@ class DrumConfig:
 
     @classmethod
     def tiny(cls) -> DrumConfig:
-        """Smallest preset: CLI default, meets the CPU speed target."""
-        return cls(full_rate_channels=4, band_channels=8, n_bands=4, cond_dim=32)
+        """Smallest preset: the CLI default, meets the CPU speed target."""
+        return cls(full_rate_channels=8, band_channels=16, cond_dim=32)
 
     @classmethod
     def small(cls) -> DrumConfig:
-        return cls()
+        return cls(full_rate_channels=16, band_channels=32, cond_dim=64)
 
     @classmethod
     def base(cls) -> DrumConfig:
         return cls(
-            full_rate_channels=16,
-            band_channels=32,
-            n_bands=9,
+            full_rate_channels=32,
+            band_channels=64,
             n_blocks_per_band=2,
             cond_dim=128,
             diffusion_steps=8,
         )
+
+    @classmethod
+    def preset(cls, name: str) -> DrumConfig:
+        if name not in ("tiny", "small", "base"):
+            raise ValueError(f"unknown drums preset {name!r}; choose tiny, small or base")
+        return getattr(cls, name)()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -215,7 +216,10 @@ def scan_folder(
     n_workers = min(4, os.cpu_count() or 1) if workers is None else workers
     bar = dict(total=len(jobs), desc=f"scanning {root.name}", disable=not progress, unit="file")
     if n_workers > 0 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=n_workers) as pool:
+        # "spawn", not fork: a forked child of a process that already ran torch's thread
+        # pools can deadlock (seen in the test suite), and fork is unavailable on macOS.
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
             results = list(tqdm(pool.map(_process, jobs, chunksize=4), **bar))
     else:
         results = [_process(j) for j in tqdm(jobs, **bar)]

@@ -1,12 +1,31 @@
-"""Structured drum diffusion network (seed section 3.3): full-rate CNN + log-band cascade.
+"""The MambaKit denoiser (seed sections 3.2-3.3): full-rate CNN path + LogCascade of Mamba2.
 
-Choices (the seed leaves room):
-- Bands are a Laplacian-style stand-in until ``dsp.LogBands`` lands: level k is the signal
-  average-pooled by ``2**(k+1)``; band k = level k upsampled minus level k+1 upsampled
-  (the last band is the coarsest level itself). Each band runs at its own decimated rate.
-- Band Mamba2 blocks are uni-directional (causal), which keeps a streaming path open.
-- ``SkipGates``: sigmoid(Linear(cond)) gives each path a weight in [0, 1]; in eval mode a path
-  whose gate is < 0.5 for every item of the batch is not run at all.
+Data flow for one denoising call (shapes for batch B, clip length T)::
+
+    [x_noisy, sine anchor, eq.-3 envelope]            [B, 3, T]
+      |-- full-rate CNN (dilated convs, FiLM) ----------------------------.   gate 0
+      |-- LogBands.split -> band k at its own rate      [B, 3, T_k]        |
+      |     -> tokens of patch_k samples (strided conv) [B, C, T_k/patch_k]|   gate k+1
+      |     -> Mamba2 blocks, state size from the band (4 ... 160), FiLM   |
+      |     -> transposed conv back to [B, C, T_k]                         |
+      |   LogBands.merge (each output stays in its own band) --------------+--> sum
+      |-- global Mamba2 "parser" over the sum at T/64 tokens (residual) ---'
+      `-> head -> x0_hat, eps_hat                      [B, 1, T] each
+
+Choices where the seed leaves room (see also docs):
+
+- The bands are the exact octave split of :class:`mambakit.dsp.LogBands` (22050 Hz ... 43 Hz
+  plus the residual). The seed runs each band "at its own downsampled rate"; we go one step
+  further and group samples of the decimated band into tokens, so every band's Mamba2 sees at
+  most ``token_rate_hz`` tokens per second. That is what makes a 1 s, 44.1 kHz one-shot cheap
+  on a CPU: the high bands carry their detail in the token channels.
+- SkipGates: ``sigmoid(Linear(cond))`` weighs each path in [0, 1] (initialised open). In eval
+  mode a path whose gate is below 0.5 for every item of the batch is not run at all.
+- ``full_res`` (ablation): every band is brought back to the full sample rate before its path,
+  so each path sees ``T / patch_0`` tokens at the full rate, which is the seed's "no band
+  downsampling" baseline: same model, ~10x the sequence work.
+- The band paths are causal Mamba2 stacks; the whole clip is denoised at once, and causality
+  keeps a streaming path open.
 """
 
 from __future__ import annotations
@@ -24,7 +43,7 @@ from mambakit.ssm import Mamba2
 
 
 def timestep_embedding(t: Tensor, dim: int) -> Tensor:
-    """Sinusoidal embedding of float timesteps t [B] -> [B, dim]."""
+    """Sinusoidal embedding of float timesteps ``t [B]`` -> ``[B, dim]``."""
     half = dim // 2
     freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device) / half)
     ang = t.float()[:, None] * freqs[None]
@@ -32,7 +51,8 @@ def timestep_embedding(t: Tensor, dim: int) -> Tensor:
 
 
 class ParamEmbedding(nn.Module):
-    """ADSR [B,5] + pitch class + octave + tag (index n_tags = null) + timestep -> [B, cond]."""
+    """Channel-wise parameter conditioning: ADSR [B, 5] + pitch class + octave + tag
+    (index ``n_tags`` is the null tag of classifier-free guidance) + timestep -> [B, cond]."""
 
     def __init__(self, cfg: DrumConfig):
         super().__init__()
@@ -45,14 +65,20 @@ class ParamEmbedding(nn.Module):
         self.out = nn.Sequential(nn.SiLU(), nn.Linear(d, d))
         self.dim = d
 
-    def forward(self, t, adsr, pitch_class, octave, tag) -> Tensor:
-        e = self.time(timestep_embedding(t, self.dim)) + self.adsr(adsr)
+    def forward(
+        self, t: Tensor, adsr: Tensor, pitch_class: Tensor, octave: Tensor, tag: Tensor
+    ) -> Tensor:
+        # Times enter as log-seconds so 2 ms and 200 ms are equally far apart in the input.
+        adsr = adsr.float()
+        adsr_feat = torch.cat([torch.log(adsr[:, [0, 1, 3, 4]] + 1e-3), adsr[:, 2:3]], dim=1)
+        e = self.time(timestep_embedding(t, self.dim)) + self.adsr(adsr_feat)
         e = e + self.pitch_class(pitch_class) + self.octave(octave.clamp(0, 10)) + self.tag(tag)
         return self.out(e)
 
 
 class FiLM(nn.Module):
-    """Channel-wise scale/shift from the parameter embedding: h * (1 + g) + b."""
+    """Channel-wise scale and shift from the parameter embedding: ``h * (1 + g) + b``
+    (zero-initialised, so conditioning starts as the identity)."""
 
     def __init__(self, cond_dim: int, channels: int):
         super().__init__()
@@ -66,24 +92,34 @@ class FiLM(nn.Module):
 
 
 class BandPath(nn.Module):
-    """One log band: [B, C, L_band] -> Mamba2 blocks with FiLM -> [B, C, L_band]."""
+    """One log band: samples ``[B, 3, T_k]`` -> tokens -> Mamba2 blocks -> ``[B, C_out, T_k]``."""
 
-    def __init__(self, channels: int, d_state: int, n_blocks: int, cond_dim: int):
+    def __init__(
+        self, patch: int, channels: int, out_channels: int, d_state: int, n_blocks: int, cond: int
+    ):
         super().__init__()
+        self.patch = patch
+        self.encode = nn.Conv1d(3, channels, patch, stride=patch)
         self.blocks = nn.ModuleList(
-            Mamba2(channels, d_state=d_state, headdim=channels // 2, expand=2, chunk_size=64)
+            Mamba2(channels, d_state=d_state, headdim=channels, expand=2, chunk_size=64)
             for _ in range(n_blocks)
         )
-        self.films = nn.ModuleList(FiLM(cond_dim, channels) for _ in range(n_blocks))
+        self.films = nn.ModuleList(FiLM(cond, channels) for _ in range(n_blocks))
+        self.decode = nn.ConvTranspose1d(channels, out_channels, patch, stride=patch)
 
-    def forward(self, h: Tensor, c: Tensor) -> Tensor:
-        for blk, film in zip(self.blocks, self.films):
-            h = h + blk(film(h, c).transpose(1, 2)).transpose(1, 2)
-        return h
+    def forward(self, band: Tensor, cond: Tensor) -> Tensor:
+        n = band.shape[-1]
+        band = F.pad(band, (0, (-n) % self.patch))
+        h = self.encode(band)  # [B, C, n / patch]
+        for block, film in zip(self.blocks, self.films):
+            h = h + block(film(h, cond).transpose(1, 2)).transpose(1, 2)
+        return self.decode(h)[..., :n]
 
 
 class DrumDiffusionModel(nn.Module, PretrainedMixin):
-    """Inputs x_noisy, sine anchor, eq.-3 envelope, each [B, 1, T]; returns (x0_hat, eps_hat)."""
+    """Denoiser of the structured diffusion: ``forward(x_noisy, sine, envelope, t, adsr,
+    pitch_class, octave, tag) -> (x0_hat, eps_hat)``; the audio inputs and both outputs are
+    ``[B, 1, T]`` at ``config.sample_rate``; ``t`` is ``[B]`` in ``[0, train_timesteps]``."""
 
     config_class: ClassVar[type] = DrumConfig
     model_type: ClassVar[str] = "drums"
@@ -91,24 +127,37 @@ class DrumDiffusionModel(nn.Module, PretrainedMixin):
     def __init__(self, config: DrumConfig):
         super().__init__()
         self.config = cfg = config
+        self.log_bands = cfg.log_bands()
         c_full, c_band = cfg.full_rate_channels, cfg.band_channels
         self.embed = ParamEmbedding(cfg)
         self.inp = nn.Conv1d(3, c_full, 1)
         self.cnn = nn.ModuleList(
-            nn.Conv1d(c_full, c_full, 3, padding=2**i, dilation=2**i) for i in range(3)
+            nn.Conv1d(c_full, c_full, 3, padding=2**i, dilation=2**i) for i in range(4)
         )
-        self.cnn_film = nn.ModuleList(FiLM(cfg.cond_dim, c_full) for _ in range(3))
-        self.to_band = nn.Conv1d(c_full, c_band, 1)
+        self.cnn_film = nn.ModuleList(FiLM(cfg.cond_dim, c_full) for _ in self.cnn)
         self.bands = nn.ModuleList(
-            BandPath(c_band, s, cfg.n_blocks_per_band, cfg.cond_dim) for s in cfg.band_state_sizes()
+            BandPath(patch, c_band, c_full, d_state, cfg.n_blocks_per_band, cfg.cond_dim)
+            for patch, d_state in zip(self.band_patches(), cfg.band_state_sizes())
         )
-        self.from_band = nn.Conv1d(c_band, c_full, 1)
-        self.gates = nn.Linear(cfg.cond_dim, cfg.n_bands + 1)  # [cnn, band_0, ...]
-        self.parser = Mamba2(c_full, d_state=cfg.parser_d_state, headdim=c_full // 2)
-        self.head = nn.Conv1d(c_full, 2, 1)
+        self.gates = nn.Linear(cfg.cond_dim, 1 + len(self.bands))  # [cnn, band_0, ...]
+        nn.init.zeros_(self.gates.weight)
+        nn.init.constant_(self.gates.bias, 2.0)  # all paths open at the start of training
+        self.parser = Mamba2(c_full, d_state=cfg.parser_d_state, headdim=c_full, chunk_size=64)
+        self.head = nn.Sequential(
+            nn.Conv1d(c_full, c_full, 3, padding=1), nn.SiLU(), nn.Conv1d(c_full, 2, 1)
+        )
+
+    def band_patches(self) -> list[int]:
+        """Samples per token for each band: the power of two that brings the band's rate
+        down to at most ``token_rate_hz`` (``full_res``: the top band's patch everywhere)."""
+        rates = [b.rate for b in self.log_bands.bands]
+        if self.config.full_res:
+            rates = [float(self.config.sample_rate)] * len(rates)
+        ratio = [max(1.0, r / self.config.token_rate_hz) for r in rates]
+        return [2 ** math.ceil(math.log2(x) - 1e-9) for x in ratio]
 
     def path_gates(self, cond: Tensor) -> Tensor:
-        """SkipGates: [B, n_bands + 1] weights in [0, 1]; index 0 is the full-rate CNN."""
+        """SkipGates: ``[B, n_bands + 1]`` weights in [0, 1]; index 0 is the full-rate CNN."""
         return torch.sigmoid(self.gates(cond))
 
     def _active(self, gate: Tensor) -> bool:
@@ -133,35 +182,35 @@ class DrumDiffusionModel(nn.Module, PretrainedMixin):
             adsr = torch.zeros_like(adsr)
         cond = self.embed(t, adsr, pitch_class, octave, tag)
         gates = self.path_gates(cond)
-        h = self.inp(torch.cat([x_noisy, sine, envelope], dim=1))
-        T = h.shape[-1]
+        inputs = torch.cat([x_noisy, sine, envelope], dim=1)  # [B, 3, T]
+        T = inputs.shape[-1]
+        h = self.inp(inputs)  # [B, C, T]
         out = h
         if self._active(gates[:, 0]):
             y = h
             for conv, film in zip(self.cnn, self.cnn_film):
-                y = y + conv(F.silu(film(y, c=cond)))[..., :T]
+                y = y + conv(F.silu(film(y, cond)))
             out = out + gates[:, 0, None, None] * (y - h)
-        hb = self.to_band(h)
-        levels = [hb]
-        for _ in range(cfg.n_bands):
-            levels.append(F.avg_pool1d(levels[-1], 2, ceil_mode=True))
-        merged = torch.zeros_like(hb)
-        for k, band in enumerate(self.bands):
-            g = gates[:, k + 1]
+
+        parts = self.log_bands.split(inputs)  # band k: [B, 3, T_k]
+        outs = []
+        for k, (band, part) in enumerate(zip(self.bands, parts)):
+            g = gates[:, k + 1, None, None]
             if not self._active(g):
+                outs.append(h.new_zeros(h.shape[0], h.shape[1], part.shape[-1]))
                 continue
-            lvl = levels[k + 1]
-            if k + 1 < cfg.n_bands:
-                nxt = F.interpolate(levels[k + 2], size=lvl.shape[-1], mode="nearest")
-                lvl = lvl - nxt
             if cfg.full_res:
-                lvl = F.interpolate(lvl, size=T, mode="nearest")
-            y = band(lvl, cond)
-            merged = merged + g[:, None, None] * F.interpolate(y, size=T, mode="nearest")
-        out = out + self.from_band(merged)
+                y = band(F.interpolate(part, size=T, mode="linear"), cond)
+                y = F.interpolate(y, size=part.shape[-1], mode="linear")
+            else:
+                y = band(part, cond)
+            outs.append(g * y)
+        out = out + self.log_bands.merge(outs)
+
+        # Global parser across bands: one Mamba2 over T / parser_decimation tokens.
         d = cfg.parser_decimation
         coarse = F.avg_pool1d(out, d, ceil_mode=True)
         parsed = self.parser(coarse.transpose(1, 2)).transpose(1, 2)
-        out = out + F.interpolate(parsed, size=T, mode="nearest")
+        out = out + F.interpolate(parsed, size=T, mode="linear")
         x0, eps = self.head(out).chunk(2, dim=1)
         return x0, eps

@@ -79,7 +79,7 @@ def requests_from_dataset(
         out.append(
             DrumRequest(
                 tag=tags[int(item["tag"])],
-                midi_note=float(item["midi_note"]),
+                midi_note=min(127.0, max(0.0, float(item["midi_note"]))),
                 adsr=ADSR.from_vector(item["adsr"]),
                 pitch_env=np.asarray(item["pitch_env"], dtype=np.float32),
                 tonal=bool(float(item["tonal"]) > 0.5),
@@ -202,3 +202,86 @@ def save_report(scores: Sequence[DrumScores], out_dir: Path, extra: dict | None 
     md = out_dir / "eval_drums.md"
     md.write_text("# Drum run evaluation\n\n" + scores_markdown(scores) + "\n")
     return md
+
+
+def evaluate_synth(
+    synth: Any,
+    reference: Any,
+    requests_from: Any | None = None,
+    limit: int | None = 40,
+    steps: int | None = None,
+    progress: bool = True,
+) -> list[DrumScores]:
+    """Score a :class:`~mambakit.drums.DrumSynth` and its scaffold side by side.
+
+    ``reference`` is a ``DrumDataset`` of real clips (the classifier, the diversity and the
+    memorisation references); requests come from ``requests_from`` (clips the model never
+    saw, ideally) or else from ``reference``. At most ``limit`` requests, spread over tags.
+    """
+    sr = synth.sample_rate
+    tags = list(synth.tags)
+    audios = [reference[i]["audio"][0].numpy() for i in range(len(reference))]
+    labels = [reference.tags[i] for i in range(len(reference))]
+    clf, train_emb, diversity = fit_reference(audios, labels, sr)
+    source = requests_from if requests_from is not None else reference
+    order = _interleave_by_tag([source.tags[i] for i in range(len(source))])
+    picked = order[:limit] if limit else order
+    requests = [requests_from_dataset(_Subset(source, [i]), tags)[0] for i in picked]
+
+    def from_model(req: DrumRequest, seed: int, n: int) -> torch.Tensor:
+        env = _fit_len(req.pitch_env, synth.config.n_samples)
+        audio, _ = synth.generate(
+            tag=req.tag, note=int(round(req.midi_note)), adsr=req.adsr, pitch_env=env,
+            steps=steps, seed=seed, n=n,
+        )  # fmt: skip
+        return audio
+
+    def from_scaffold(req: DrumRequest, seed: int, n: int) -> torch.Tensor:
+        env = _fit_len(req.pitch_env, synth.config.n_samples)
+        audio, _ = synth.scaffold(
+            tag=req.tag, note=int(round(req.midi_note)), adsr=req.adsr, pitch_env=env,
+            seed=seed, n=n,
+        )  # fmt: skip
+        return audio
+
+    common = dict(
+        requests=requests, sr=sr, classifier=clf, train_embeddings=train_emb,
+        real_diversity=diversity, progress=progress,
+    )  # fmt: skip
+    model_scores, _ = score_generator("model", from_model, **common)
+    scaffold_scores, _ = score_generator("scaffold", from_scaffold, **common)
+    return [model_scores, scaffold_scores]
+
+
+class _Subset:
+    def __init__(self, base: Any, indices: list[int]) -> None:
+        self.base, self.indices = base, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.base[self.indices[i]]
+
+
+def _interleave_by_tag(tags: Sequence[str]) -> list[int]:
+    """Indices ordered round-robin over tags, so a limit keeps every tag represented."""
+    groups: dict[str, list[int]] = {}
+    for i, t in enumerate(tags):
+        groups.setdefault(t, []).append(i)
+    out: list[int] = []
+    while any(groups.values()):
+        for t in sorted(groups):
+            if groups[t]:
+                out.append(groups[t].pop(0))
+    return out
+
+
+def _fit_len(curve: np.ndarray | None, n: int) -> np.ndarray | None:
+    if curve is None:
+        return None
+    out = np.zeros(n, dtype=np.float32)
+    out[: min(n, len(curve))] = curve[:n]
+    if len(curve) < n and len(curve):
+        out[len(curve) :] = curve[-1]
+    return out

@@ -1,0 +1,132 @@
+"""``mambakit drums ...``: train, generate, analyze, kit, render (thin client of the API)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _train(args: argparse.Namespace) -> int:
+    from mambakit.drums.training import train_drums
+
+    if args.steps is None and args.minutes is None:
+        args.minutes = 10.0
+    summary = train_drums(
+        args.data,
+        args.out,
+        preset=args.preset,
+        steps=args.steps,
+        minutes=args.minutes,
+        resume=args.resume,
+        batch_size=args.batch_size,
+        device=args.device,
+        tags_csv=args.tags_csv,
+        seed=args.seed,
+        workers=args.workers,
+    )
+    print(
+        f"trained {summary.steps} steps in {summary.seconds:.0f} s "
+        f"(final loss {summary.final_loss:.4f}); the run is in {args.out}"
+    )
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from mambakit.drums import DrumSynth
+    from mambakit.dsp import ADSR, load_audio, resample, save_audio, to_mono
+    from mambakit.utils import parse_seconds
+
+    synth = DrumSynth.from_pretrained(args.run, device=args.device)
+    tag = args.tag if args.tag or args.text else None
+    adsr = None
+    if any(v is not None for v in (args.attack, args.decay, args.sustain, args.release)):
+        d = ADSR(0.002, 0.2, 0.0, 0.05)
+        adsr = ADSR(
+            attack_s=parse_seconds(args.attack) if args.attack else d.attack_s,
+            decay_s=parse_seconds(args.decay) if args.decay else d.decay_s,
+            sustain_level=float(args.sustain) if args.sustain is not None else d.sustain_level,
+            release_s=parse_seconds(args.release) if args.release else d.release_s,
+        )
+    pitch_env = None
+    if args.pitch_drop is not None:
+        pitch_env = (float(args.pitch_drop), parse_seconds(args.pitch_decay))
+    init = None
+    if args.init:
+        audio, sr = load_audio(args.init)
+        init = resample(to_mono(audio), sr, synth.sample_rate)[0]
+    audio, sr = synth.generate(
+        tag=tag,
+        note=args.note,
+        adsr=adsr,
+        pitch_env=pitch_env,
+        text=args.text,
+        init_audio=init,
+        strength=args.strength,
+        steps=args.steps,
+        cfg=args.cfg,
+        seed=args.seed,
+        n=args.n,
+    )
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    label = args.tag or "text"
+    note = f"_{args.note}" if args.note else ""
+    for i, clip in enumerate(audio):
+        path = out / f"{label}{note}_seed{args.seed + i}.wav"
+        save_audio(path, clip, sr, subtype="PCM_24")
+        print(path)
+    return 0
+
+
+def _load_synth(run: Path):
+    from mambakit.drums import DrumSynth
+
+    return DrumSynth.from_pretrained(run)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    drums = subparsers.add_parser("drums", help="MambaKit one-shot drum synthesis")
+    sub = drums.add_subparsers(dest="drums_command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train on a folder of one-shots")
+    p.add_argument("data", type=Path, help="folder tree of drum one-shots (tags from names)")
+    p.add_argument("--out", type=Path, required=True, help="run folder to write")
+    p.add_argument("--preset", default="tiny", choices=("tiny", "small", "base"))
+    budget = p.add_argument_group("budget (default: 10 minutes)")
+    budget.add_argument("--minutes", type=float, help="wall-clock budget")
+    budget.add_argument("--steps", type=int, help="optimizer steps")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--tags-csv", type=Path, help="CSV of path,tag overriding names")
+    p.add_argument("--workers", type=int, help="feature-extraction processes")
+    p.add_argument("--device", help="cpu (default), cuda, auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_train)
+
+    g = sub.add_parser("generate", help="generate one-shots from controls")
+    g.add_argument("run", type=Path)
+    g.add_argument("--tag", help="kick, snare, clap, closed_hat, open_hat, tom, cymbal, rim, ...")
+    g.add_argument("--text", help="free-text prompt (needs the [text] extra, else keywords)")
+    g.add_argument("--note", help="root note: MIDI number or name (C1 = 24)")
+    g.add_argument("--attack", help="e.g. 2ms")
+    g.add_argument("--decay", help="e.g. 300ms (time to fall 60 dB)")
+    g.add_argument("--sustain", type=float, help="sustain level 0..1")
+    g.add_argument("--release", help="e.g. 50ms")
+    g.add_argument("--pitch-drop", type=float, help="semitones above the root at the start")
+    g.add_argument("--pitch-decay", default="40ms", help="time constant of the pitch drop")
+    g.add_argument("--init", type=Path, help="input sample to vary (img2img)")
+    g.add_argument("--strength", type=float, default=0.6, help="0 keeps --init, 1 ignores it")
+    g.add_argument("--steps", type=int, help="denoising steps")
+    g.add_argument("--cfg", type=float, default=1.0, help="guidance scale (1 = off)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("-n", type=int, default=1, help="how many variations")
+    g.add_argument("--device", help="cpu (default), cuda, auto")
+    g.add_argument("-o", "--output", type=Path, required=True, help="folder for the WAVs")
+    g.set_defaults(func=_generate)
+
+    from mambakit.cli import drums_tools
+
+    drums_tools.add_analyze(sub)
+    drums_tools.add_kit(sub, _load_synth)
+    drums_tools.add_render(sub)
+    drums.set_defaults(func=lambda args: drums.print_help() or 2)
