@@ -30,6 +30,16 @@ class DrumConfig:
     so that no band's token rate exceeds ``token_rate_hz``. ``cfg_dropout`` is the probability
     of replacing the tag by the null token in training (classifier-free guidance).
     ``no_sine``, ``no_adsr`` and ``full_res`` are the seed's ablations.
+
+    The clean-signal head always adds ``gain(cond) * sine_anchor`` (a learned gain per
+    condition) to its learned residual, so pitch follows the anchor from the first steps.
+    ``envelope_gate``: the clean-signal head is multiplied by the requested ADSR curve, so
+    the network learns the carrier and texture while the amplitude envelope stays the
+    deterministic scaffold (DESIGN principle 1). Without it, a CPU-sized model trained for
+    minutes hums at a constant level (measured: envelope correlation 0.58 after 318 steps).
+    ``w_x0`` weighs the waveform L1 term, ``w_stft`` the multi-resolution STFT term of the
+    clean-signal loss; the phase-blind STFT term is what lets noisy drums (hats, snares)
+    keep their texture instead of regressing to their zero-mean waveform.
     """
 
     sample_rate: int = 44100
@@ -50,9 +60,10 @@ class DrumConfig:
     no_sine: bool = False
     no_adsr: bool = False
     full_res: bool = False
+    envelope_gate: bool = True
     cfg_dropout: float = 0.1
     w_eps: float = 1.0
-    w_x0: float = 1.0
+    w_x0: float = 0.3
     w_stft: float = 1.0
 
     @property

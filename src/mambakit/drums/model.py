@@ -143,6 +143,10 @@ class DrumDiffusionModel(nn.Module, PretrainedMixin):
         nn.init.zeros_(self.gates.weight)
         nn.init.constant_(self.gates.bias, 2.0)  # all paths open at the start of training
         self.parser = Mamba2(c_full, d_state=cfg.parser_d_state, headdim=c_full, chunk_size=64)
+        # Learned per-condition gain of the sine anchor in the clean signal (see forward).
+        self.anchor_gain = nn.Linear(cfg.cond_dim, 1)
+        nn.init.zeros_(self.anchor_gain.weight)
+        nn.init.zeros_(self.anchor_gain.bias)
         self.head = nn.Sequential(
             nn.Conv1d(c_full, c_full, 3, padding=1), nn.SiLU(), nn.Conv1d(c_full, 2, 1)
         )
@@ -173,7 +177,10 @@ class DrumDiffusionModel(nn.Module, PretrainedMixin):
         pitch_class: Tensor,
         octave: Tensor,
         tag: Tensor,
+        gate: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
+        """``gate`` ``[B, 1, T]``: the requested ADSR curve multiplying the clean-signal
+        head when ``config.envelope_gate`` (ignored otherwise, and under ``no_adsr``)."""
         cfg = self.config
         if cfg.no_sine:
             sine = torch.zeros_like(sine)
@@ -213,4 +220,10 @@ class DrumDiffusionModel(nn.Module, PretrainedMixin):
         parsed = self.parser(coarse.transpose(1, 2)).transpose(1, 2)
         out = out + F.interpolate(parsed, size=T, mode="linear")
         x0, eps = self.head(out).chunk(2, dim=1)
+        # Scaffold in the output (DESIGN principle 1): the clean signal is the sine anchor
+        # times a learned gain plus a learned residual (click, noise, overtones), all
+        # under the requested amplitude envelope.
+        x0 = x0 + self.anchor_gain(cond)[:, :, None] * sine
+        if cfg.envelope_gate and not cfg.no_adsr and gate is not None:
+            x0 = x0 * gate
         return x0, eps

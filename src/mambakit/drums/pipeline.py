@@ -159,11 +159,12 @@ class DrumSynth:
             args = (c["sine"], env_t, tt, c["adsr"], c["pitch_class"], c["octave"])
             if cfg != 1.0:  # classifier-free guidance: conditional and unconditional in one batch
                 both = [torch.cat([a, a]) for a in (sample, *args)]
-                x0_all, eps_all = self.model(*both, torch.cat([c["tag"], null_tag]))
+                gate = torch.cat([c["envelope"], c["envelope"]])
+                x0_all, eps_all = self.model(*both, torch.cat([c["tag"], null_tag]), gate=gate)
                 (x0_c, x0_u), (e_c, e_u) = x0_all.chunk(2), eps_all.chunk(2)
                 x0_hat, eps_hat = x0_u + cfg * (x0_c - x0_u), e_u + cfg * (e_c - e_u)
             else:
-                x0_hat, eps_hat = self.model(sample, *args, c["tag"])
+                x0_hat, eps_hat = self.model(sample, *args, c["tag"], gate=c["envelope"])
             sample = self.schedule.step((x0_hat, eps_hat), t, sample, c["sine"], c["mask"])
         return x0_hat.clamp(-1.0, 1.0)
 

@@ -6,6 +6,7 @@ import math
 from dataclasses import astuple, dataclass
 
 import numpy as np
+import scipy.fft
 import scipy.optimize
 import scipy.signal
 import torch
@@ -21,12 +22,19 @@ def hilbert_envelope(
     audio: torch.Tensor | np.ndarray, sr: int, smooth_ms: float = 5.0
 ) -> np.ndarray:
     """|analytic signal| of mono-mixed ``audio`` ([T] or [C, T]), smoothed by a moving
-    average of ``smooth_ms`` milliseconds. Returns float64 ``np.ndarray [T]``."""
+    average of ``smooth_ms`` milliseconds. Returns float64 ``np.ndarray [T]``.
+
+    The analytic signal is computed on a copy zero-padded to at least twice the length:
+    the FFT Hilbert transform is circular, and without padding the 1/n leakage of a sharp
+    onset wraps around onto the end of the clip, where it fakes a tail (about -45 dB on a
+    one-shot that is actually silent there) that misleads the release fit.
+    """
     x = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
     x = x.astype(np.float64)
     while x.ndim > 1:
         x = x.mean(axis=0)
-    env = np.abs(scipy.signal.hilbert(x))
+    n_fft = scipy.fft.next_fast_len(2 * len(x))
+    env = np.abs(scipy.signal.hilbert(x, N=n_fft))[: len(x)]
     width = max(1, int(round(smooth_ms * sr / 1000)))
     if width > 1:
         env = np.convolve(env, np.ones(width) / width, mode="same")
@@ -95,13 +103,43 @@ def render_adsr(adsr: ADSR, n_samples: int, sr: int) -> torch.Tensor:
     return torch.from_numpy(curve).float()
 
 
+def _release_start_guess(y: np.ndarray, t: np.ndarray, i_peak: int, i_last: int) -> int | None:
+    """Index where the release most likely begins, from the kink of the log-envelope.
+
+    In the log domain the decay toward the sustain level is convex, the hold is flat and
+    the release is a straight line, so the release start is the one place after the peak
+    where the log-slope suddenly gets steeper: the most negative change of slope, measured
+    between two ~10 ms windows so that a noisy envelope does not fake a kink.
+    """
+    w = max(2, int(round(0.01 / max(t[1] - t[0], 1e-9))))
+    logy = np.log(np.maximum(y, 1e-6))
+    idx = np.arange(i_peak + w, i_last - w + 1)
+    if len(idx) == 0:
+        return None
+    dt = w * (t[1] - t[0])
+    slope_before = (logy[idx] - logy[idx - w]) / dt
+    slope_after = (logy[idx + w] - logy[idx]) / dt
+    kink = slope_after - slope_before
+    k = int(np.argmin(kink))
+    return int(idx[k]) if kink[k] < 0 else None
+
+
 def fit_adsr(envelope: np.ndarray | torch.Tensor, sr: int, fit_rate: float = 2000.0) -> ADSR:
     """Fit the :func:`render_adsr` model to an amplitude envelope ``[T]`` at ``sr`` Hz.
 
-    The envelope is peak-normalised and resampled to ``fit_rate`` Hz; parameters are found
-    by bounded least squares (``scipy.optimize.least_squares``) from a few initial guesses
-    built from the peak time (attack), the time the level first drops below 0.1% of the
-    peak beyond the sustain plateau (decay) and the late-plateau median (sustain).
+    The envelope is peak-normalised and resampled to ``fit_rate`` Hz; the five parameters
+    are found by bounded least squares (``scipy.optimize.least_squares``) from a few initial
+    guesses, keeping the best:
+
+    - a structural guess: attack = peak time; release start = the kink of the log-envelope
+      (:func:`_release_start_guess`), sustain = the level there, release time from the level
+      falling to 0.1 % of the peak after it, decay from the excess over sustain falling to
+      5 % (``exp(-ln(1000) * 0.43)``), hold = what is left between decay and release;
+    - plateau guesses: sustain = median of the middle of the post-peak part (right when a
+      long hold makes a plateau), with a hold of 0 % or 50 % of the remaining time.
+
+    Without sustain (``sustain_level ~ 0``, a percussive hit) hold and release leave no
+    trace in the curve, so their fitted values are arbitrary there.
     """
     env = envelope.detach().cpu().numpy() if isinstance(envelope, torch.Tensor) else envelope
     env = np.asarray(env, dtype=np.float64).reshape(-1)
@@ -112,23 +150,37 @@ def fit_adsr(envelope: np.ndarray | torch.Tensor, sr: int, fit_rate: float = 200
     y = env[::step]
     t = np.arange(len(y)) * step / sr
     dur = len(env) / sr
-    peak_t = t[int(np.argmax(y))]
-    last = np.nonzero(y > 1e-3)[0][-1] * step / sr  # end of sound
-    after = y[(t >= peak_t) & (t <= last)]
-    # sustain guess: the level of the plateau = median of the middle half after the peak
+    i_peak = int(np.argmax(y))
+    i_last = int(np.nonzero(y > 1e-3)[0][-1])  # end of sound
+    peak_t, last = t[i_peak], t[i_last]
+    after = y[i_peak : i_last + 1]
+    k = DECAY_LOG_RATIO
+
+    def decay_guess(s0: float, until: int) -> float:
+        # time for the excess over s0 to fall to 5 %, i.e. 0.43 of the 60 dB time
+        excess = (y[i_peak : until + 1] - s0) / max(1 - s0, 1e-6)
+        below = np.nonzero(excess < 0.05)[0]
+        return below[0] * step / sr / 0.43 if len(below) else (t[until] - peak_t)
+
+    guesses = []
+    i_rel = _release_start_guess(y, t, i_peak, i_last)
+    if i_rel is not None:
+        s0 = float(y[i_rel])
+        r0 = (last - t[i_rel]) * k / max(np.log(s0 / 1e-3), 1e-3)
+        d0 = min(decay_guess(s0, i_rel), t[i_rel] - peak_t)
+        guesses.append([peak_t, d0, s0, r0, max(0.0, t[i_rel] - peak_t - d0)])
     s0 = float(np.clip(np.median(after[len(after) // 4 : len(after) // 2 + 1]), 0, 1))
     s0 = s0 if s0 > 0.05 else 0.0
-    excess = (after - s0) / max(1 - s0, 1e-6)
-    below = np.nonzero(excess < 0.05)[0]  # 0.05 = exp(-k * 0.43): ~0.43 of the T60
-    d0 = (below[0] * step / sr / 0.43) if len(below) else dur / 2
-    best = None
-    lo = [0, 1e-4, 0, 1e-4, 0]
-    hi = [dur, 4 * dur, 1, 4 * dur, dur]
-    for h_frac in (0.0, 0.3, 0.6):
+    d0 = decay_guess(s0, i_last) if s0 > 0 else decay_guess(0.0, i_last)
+    for h_frac in (0.0, 0.5):
         h0 = max(0.0, (last - peak_t - d0) * h_frac)
-        r0 = max(last - peak_t - d0 - h0, 0.01)
-        x0 = np.clip([peak_t, max(d0, 1e-3), s0, r0, h0], lo, hi)
-        x0 = np.minimum(np.maximum(x0, np.array(lo) + 1e-6), np.array(hi) - 1e-6)
+        guesses.append([peak_t, d0, s0, max(last - peak_t - d0 - h0, 0.01), h0])
+
+    lo = np.array([0, 1e-4, 0, 1e-4, 0])
+    hi = np.array([dur, 4 * dur, 1, 4 * dur, dur])
+    best = None
+    for x0 in guesses:
+        x0 = np.minimum(np.maximum(x0, lo + 1e-6), hi - 1e-6)
         res = scipy.optimize.least_squares(
             lambda p: _adsr_curve(*p, t) - y, x0, bounds=(lo, hi), x_scale="jac"
         )

@@ -6,6 +6,7 @@ All functions take and return float32 ``torch.Tensor`` audio shaped ``[C, T]``
 
 from __future__ import annotations
 
+import struct
 import warnings
 from pathlib import Path
 
@@ -31,10 +32,50 @@ class AudioError(Exception):
     """An audio file could not be read or written; the message names the file and why."""
 
 
+def _truncation_problem(path: Path) -> str | None:
+    """Why a RIFF/WAVE or AIFF file is cut short, or None.
+
+    libsndfile silently returns the frames that are there when a WAV or AIFF file ends
+    before its ``data`` / ``SSND`` chunk does (a broken copy or download), so we compare the
+    chunk size declared in the header with the bytes actually present. Streaming writers
+    that leave the size unknown (0 or 0xFFFFFFFF) are accepted. Other containers (FLAC,
+    OGG, MP3) carry their own framing and make libsndfile fail loudly instead.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12:
+            return None  # too short for either container: let libsndfile report it
+        if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+            endian, data_id = "<", b"data"
+        elif head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+            endian, data_id = ">", b"SSND"
+        else:
+            return None
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk_id, chunk_size = struct.unpack(endian + "4sI", f.read(8))
+            if chunk_id == data_id:
+                if chunk_size in (0, 0xFFFFFFFF):
+                    return None
+                present = size - (pos + 8)
+                if chunk_size > present:
+                    return (
+                        f"truncated: header declares {chunk_size} bytes of audio data, "
+                        f"only {present} present"
+                    )
+                return None
+            pos += 8 + chunk_size + (chunk_size & 1)  # chunks are padded to even sizes
+    return None
+
+
 def load_audio(path: str | Path) -> tuple[torch.Tensor, int]:
     """Read any file libsndfile understands (WAV/FLAC/AIFF/OGG/MP3).
 
-    Integer PCM (including 8-bit unsigned WAV) is mapped by soundfile to [-1, 1].
+    Integer PCM (including 8-bit unsigned WAV) is mapped by soundfile to [-1, 1]; float
+    files keep their values. WAV/AIFF files that end before their audio data does are
+    rejected rather than silently returned short.
 
     Returns:
         ``(audio [C, T] float32, sample_rate)``.
@@ -47,6 +88,9 @@ def load_audio(path: str | Path) -> tuple[torch.Tensor, int]:
         raise AudioError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: file is empty")
+    problem = _truncation_problem(path)
+    if problem:
+        raise AudioError(f"{path}: {problem}")
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [T, C]
     except Exception as exc:  # soundfile raises several types (LibsndfileError, RuntimeError)
@@ -133,9 +177,13 @@ def detect_onset(
 ) -> int:
     """Sample index where the sound starts.
 
-    Energy-based: short-frame RMS in dB; the onset is the first frame whose level rises
+    Energy-based: short-frame RMS in dB; the onset frame is the first whose level rises
     ``threshold_db`` below the peak frame AND at least 12 dB above the noise floor (the
-    10th percentile of frame levels), so constant hiss before the hit is ignored.
+    10th percentile of frame levels), so constant hiss before the hit is ignored (a clip
+    that never rises 12 dB above its 10th percentile has no such floor). The onset is then
+    refined to the sample: around that frame, the first sample where the mean square over
+    the next 0.25 ms reaches the same threshold (a frame start alone would be up to
+    ``frame_ms`` early).
     """
     x = _as_mono_numpy(audio)
     hop = max(1, int(sr * frame_ms / 1000))
@@ -145,9 +193,18 @@ def detect_onset(
     frames = x[: n * hop].reshape(n, hop)
     level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-20)
     floor = np.percentile(level, 10)
-    thresh = max(level.max() + threshold_db, floor + 12.0)
-    above = np.nonzero(level >= min(thresh, level.max()))[0]
-    return int(above[0] * hop)
+    thresh = level.max() + threshold_db
+    if floor + 12.0 <= level.max():  # a floor only exists if the hit stands out of it
+        thresh = max(thresh, floor + 12.0)
+    frame = int(np.nonzero(level >= thresh)[0][0])
+    # sample-level refinement over the onset frame and its neighbours
+    lo, hi = max(0, (frame - 1) * hop), min(len(x), (frame + 2) * hop)
+    w = max(1, int(round(sr * 0.00025)))
+    c = np.concatenate([[0.0], np.cumsum(x[lo : hi + w] ** 2)])
+    n_win = min(hi - lo, len(c) - w)  # windows that fit inside the signal
+    fine = 10 * np.log10((c[w : w + n_win] - c[:n_win]) / w + 1e-20)
+    hits = np.nonzero(fine >= thresh)[0]
+    return int(lo + hits[0]) if len(hits) else frame * hop
 
 
 def trim_to_onset(audio: torch.Tensor, sr: int, pre_roll_s: float = 0.002) -> torch.Tensor:
