@@ -21,6 +21,8 @@ TINY = dict(
     naive_seqlen=64,
     roofline_size=128,
     progress=False,
+    step_layers=1,
+    step_d_model=32,
 )
 
 
@@ -108,3 +110,24 @@ def test_naive_rows_really_run_the_reference_loop_and_are_extrapolated(impl):
 def test_unknown_implementation_is_rejected():
     with pytest.raises(ValueError, match="unknown implementation"):
         bench_ssm.run_ssm_bench(impls=("mamba3",), **TINY)
+
+
+def test_step_timing_is_reported_against_its_linear_floor(tiny_result):
+    result, path = tiny_result
+    (step,) = json.loads(path.read_text())["step"]  # quick: with MLPs only
+    assert (step["kind"], step["n_layers"], step["d_model"], step["batch"]) == ("mamba2", 1, 32, 1)
+    assert 0 < step["step_min_ms"] <= step["step_ms"]
+    # a step runs every Linear once plus the recurrence, so it cannot beat the Linears alone
+    assert step["step_min_ms"] > 0.5 * step["linear_ms"] > 0
+    assert "step(): mamba2 Backbone, 1 layers, d_model 32" in bench_ssm.format_ssm_table(result)
+
+
+def test_quick_mode_skips_only_the_listed_slow_cases(monkeypatch):
+    monkeypatch.setattr(bench_ssm, "QUICK_SKIP_ABOVE", 100)  # make L=256 count as "long"
+    kw = {**TINY, "impls": ("attention", "mamba"), "seqlens": (256,)}
+    rows = bench_ssm.run_ssm_bench(quick=True, **kw)["rows"]
+    skipped = {(r["impl"], r["mode"]) for r in rows if r["time_s"] is None}
+    assert skipped == {("attention", "fwd+bwd")}
+    assert all(r["note"].startswith("skipped: --quick") for r in rows if r["time_s"] is None)
+    full = bench_ssm.run_ssm_bench(quick=False, **kw)
+    assert all(r["time_s"] for r in full["rows"]) and len(full["step"]) == 2

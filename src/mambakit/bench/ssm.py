@@ -66,8 +66,14 @@ BASELINE = "hf_mamba2_mixer"
 
 FULL_SEQLENS = (16_000, 44_100)
 FULL_D_MODELS = (64, 128)
-QUICK_SEQLENS = (16_000, 44_100)
+QUICK_SEQLENS = (44_100,)
 QUICK_D_MODELS = (64,)
+# (impl, backward) pairs left out of --quick at lengths above QUICK_SKIP_ABOVE: exact
+# causal attention over 44,100 steps costs tens of seconds forward+backward on 2 cores.
+QUICK_SKIPS = {("attention", True)}
+QUICK_SKIP_ABOVE = 16_000
+# The recurrent-step benchmark: one step() of a Backbone at batch 1 (autoregressive decoding).
+STEP_KIND, STEP_LAYERS, STEP_D_MODEL = "mamba2", 12, 512
 
 
 class SkipImplementation(Exception):
@@ -258,8 +264,12 @@ def run_case(
     repeats: int = 3,
     naive_seqlen: int = 2048,
     device: str | torch.device | None = None,
+    skip_reason: str | None = None,
 ) -> dict[str, Any]:
-    """Measure one case; returns a result row (see :func:`run_ssm_bench` for the keys)."""
+    """Measure one case; returns a result row (see :func:`run_ssm_bench` for the keys).
+
+    With ``skip_reason`` nothing is run: the row keeps ``None`` values and says why.
+    """
     dev = resolve_device(device)
     row: dict[str, Any] = {
         "impl": case.impl,
@@ -272,6 +282,9 @@ def run_case(
         "params": None,
         "note": "",
     }
+    if skip_reason is not None:
+        row["note"] = f"skipped: {skip_reason}"
+        return row
     try:
         layer = build_layer(case.impl, case.d_model).to(dev)
     except SkipImplementation as e:
@@ -314,6 +327,60 @@ def _add_derived_columns(rows: list[dict[str, Any]], roofline_gflops: float) -> 
         r["vs_hf"] = base / t if base and t else None
 
 
+def measure_step(
+    n_layers: int = STEP_LAYERS,
+    d_model: int = STEP_D_MODEL,
+    *,
+    kind: str = STEP_KIND,
+    mlp_ratio: float = 4.0,
+    steps: int = 50,
+    warmup: int = 5,
+    device: str | torch.device | None = None,
+) -> dict[str, Any]:
+    """Time one ``Backbone.step`` (batch 1, fp32, no grad) of a ``kind`` backbone, in ms.
+
+    Also times the same ``Backbone``'s ``nn.Linear`` layers alone as matrix-vector products
+    (``linear_ms``): at batch 1 a step streams every weight once, so this is the floor a
+    step cannot beat on this machine; ``step_ms - linear_ms`` is what the recurrences,
+    norms and per-op overhead add. Medians of ``steps`` calls.
+    """
+    from mambakit.ssm import Backbone
+
+    dev = resolve_device(device)
+    model = Backbone(kind, n_layers, d_model, mlp_ratio=mlp_ratio).to(dev).eval()
+    cache = model.allocate_cache(1, device=dev)
+    x_t = torch.randn(1, d_model, device=dev)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    inputs = [torch.randn(1, m.in_features, device=dev) for m in linears]
+    step_times, linear_times = [], []
+    with torch.no_grad():
+        for i in range(warmup + steps):
+            start = time.perf_counter()
+            model.step(x_t, cache)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            middle = time.perf_counter()
+            for m, inp in zip(linears, inputs, strict=True):
+                m(inp)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            if i >= warmup:
+                step_times.append(middle - start)
+                linear_times.append(time.perf_counter() - middle)
+    return {
+        "kind": kind,
+        "n_layers": n_layers,
+        "d_model": d_model,
+        "mlp_ratio": mlp_ratio,
+        "batch": 1,
+        "params": sum(p.numel() for p in model.parameters()),
+        "steps": steps,
+        "step_ms": 1e3 * statistics.median(step_times),
+        "step_min_ms": 1e3 * min(step_times),
+        "linear_ms": 1e3 * statistics.median(linear_times),
+    }
+
+
 TABLE_COLUMNS = (
     ("impl", "impl"),
     ("d_model", "d"),
@@ -335,7 +402,15 @@ def format_ssm_table(result: dict[str, Any]) -> str:
         f"matmul roofline: {result['roofline_gflops']:.1f} GFLOP/s (fp32, measured); "
         "speed-up vs HF = time of transformers' Mamba2Mixer / time of the row"
     )
-    return head + "\n\n" + markdown_table(result["rows"], TABLE_COLUMNS)
+    table = head + "\n\n" + markdown_table(result["rows"], TABLE_COLUMNS)
+    for step in result.get("step", []):
+        table += (
+            f"\n\nstep(): {step['kind']} Backbone, {step['n_layers']} layers, "
+            f"d_model {step['d_model']}, mlp_ratio {step['mlp_ratio']:g}, batch 1: "
+            f"{step['step_ms']:.2f} ms median ({step['step_min_ms']:.2f} min); "
+            f"its Linear layers alone (weight streaming floor): {step['linear_ms']:.2f} ms"
+        )
+    return table
 
 
 def run_ssm_bench(
@@ -353,16 +428,21 @@ def run_ssm_bench(
     device: str | torch.device | None = None,
     seed: int = 0,
     progress: bool = True,
+    step_layers: int = STEP_LAYERS,
+    step_d_model: int = STEP_D_MODEL,
 ) -> dict[str, Any]:
     """Run the SSM layer bench and return (and, with ``json_path``, save) its result.
 
-    ``quick`` measures ``L`` in {16,000, 44,100} at ``d_model = 64`` with one timed repeat
-    (about a minute or two on 2 CPU cores); the full run adds ``d_model = 128`` and three
-    repeats. ``seqlens``, ``d_models``, ``impls``, ``repeats`` ... override the preset (the
-    tests use ``L = 256``).
+    ``quick`` measures ``L = 44,100`` at ``d_model = 64`` with one timed repeat, naive loops
+    timed on a 1,024-step prefix, and attention forward+backward skipped (about two
+    minutes on 2 CPU cores); the full run measures ``L`` in {16,000, 44,100},
+    ``d_model`` in {64, 128}, three repeats. ``seqlens``, ``d_models``, ``impls``,
+    ``repeats`` ... override the preset (the tests use ``L = 256``). Both also time one
+    recurrent ``step()`` of a ``step_layers``-layer, ``step_d_model``-wide Mamba-2
+    ``Backbone`` (with and, in the full run, without MLPs; :func:`measure_step`).
 
     Returns ``{"bench": "ssm", "metadata": ..., "roofline_gflops": float, "config": ...,
-    "complete": bool, "rows": [...]}``; the JSON is rewritten after every case, with
+    "complete": bool, "rows": [...], "step": [...]}``; the JSON is rewritten after every case, with
     ``complete = false`` until the last, so an interrupted run keeps what it measured.
     Each row has ``impl, d_model, seqlen, mode, time_s`` (median seconds),
     ``peak_mem_mb`` (MiB above the memory held before the call), ``gflop`` (analytic),
@@ -403,6 +483,7 @@ def run_ssm_bench(
             "warmup": warmup,
             "repeats": repeats,
             "naive_seqlen": naive_seqlen,
+            "step_backbone": {"kind": STEP_KIND, "n_layers": step_layers, "d_model": step_d_model},
             "roofline_matmul_size": roofline_size,
             "mamba2": MAMBA2_KWARGS,
             "mamba": MAMBA_KWARGS,
@@ -410,18 +491,28 @@ def run_ssm_bench(
         },
         "complete": False,
         "rows": [],
+        "step": [],
     }
     rows = result["rows"]
     bar = tqdm(cases, desc="bench ssm", unit="case", disable=not progress)
     for case in bar:
         bar.set_postfix_str(f"{case.impl} d={case.d_model} L={case.seqlen} {case.mode}")
         seed_everything(seed)
-        rows.append(
-            run_case(case, warmup=warmup, repeats=repeats, naive_seqlen=naive_seqlen, device=dev)
-        )
+        if quick and (case.impl, case.backward) in QUICK_SKIPS and case.seqlen > QUICK_SKIP_ABOVE:
+            row = run_case(case, device=dev, skip_reason="--quick (too slow here; full run)")
+        else:
+            row = run_case(
+                case, warmup=warmup, repeats=repeats, naive_seqlen=naive_seqlen, device=dev
+            )
+        rows.append(row)
         _add_derived_columns(rows, roofline)
         if json_path is not None:  # save as we go: an interrupted run keeps its rows
             write_json(json_path, result)
+    for mlp_ratio in (4.0,) if quick else (4.0, 0.0):
+        seed_everything(seed)
+        result["step"].append(
+            measure_step(step_layers, step_d_model, mlp_ratio=mlp_ratio, device=dev)
+        )
     result["complete"] = True
     if json_path is not None:
         result["json_path"] = str(write_json(json_path, result))

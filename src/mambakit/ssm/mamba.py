@@ -119,19 +119,16 @@ class Mamba(nn.Module):
         """``x`` ``[B, L, d_model]`` -> ``[B, L, d_model]``; with ``cache``: continue from it and
         leave the state after ``x`` in it. ``initial_state``/``return_final_state`` as in Mamba2
         (state ``[B, d_inner, d_state]``)."""
-        b = x.shape[0]
-        xs, z = self.in_proj(x).chunk(2, dim=-1)
-        xs = xs.transpose(1, 2)  # [B, d_inner, L]
+        xs, z = self.in_proj(x).chunk(2, dim=-1)  # [B, L, d_inner] each
+        conv_state = None
         if cache is not None:
             conv_state = cache.conv_state
             if initial_state is None:
                 initial_state = cache.ssm_state
-        else:
-            conv_state = xs.new_zeros(b, self.d_inner, self.d_conv - 1)
         conv_out = causal_conv1d(xs, self.conv1d.weight, self.conv1d.bias, conv_state)
         if cache is not None:
             _update_conv_state(cache.conv_state, xs)
-        xs = F.silu(conv_out).transpose(1, 2)  # [B, L, d_inner]
+        xs = F.silu(conv_out)
         dt, B, C = self._ssm_params(xs)
         y, final_state = selective_scan(
             xs,

@@ -25,10 +25,13 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
+from torch.utils.checkpoint import checkpoint
 
 __all__ = [
     "BACKENDS",
@@ -47,6 +50,12 @@ _warned_fallback: set[str] = set()
 # Largest total log-decay allowed inside one chunk of the Mamba-1 scan, see
 # ``_selective_scan_chunked``: exp(40) ~ 2e17 is far inside the float32 range (3e38).
 _MAX_CHUNK_LOG_DECAY = 40.0
+# State values ([time, d_inner, d_state]) computed at once by the Mamba-1 scan: 2^20 floats =
+# 4 MiB per temporary, which stays in the L3 cache. Measured at L = 44,100, d_inner = 128 on
+# the project's 2-core CPU (busy): 2^17, 2^18, 2^19, 2^20 took 1.79, 1.56, 1.05, 1.07 s on
+# one thread and 7.2, 7.5, 7.8, 3.1 s on two (fewer, bigger ops suffer less from a loaded
+# machine's thread scheduling).
+_SELECTIVE_BLOCK_ELEMENTS = 2**20
 
 
 def _mamba_ssm_available() -> bool:
@@ -158,6 +167,48 @@ def ssd_scan_ref(
     return (y, state) if return_final_state else y
 
 
+class _ChunkStatePassing(torch.autograd.Function):
+    """Inter-chunk recurrence ``s_{c+1} = a_c * s_c + u_c`` with a hand-written backward.
+
+    Forward: ``decay`` ``[B, nc, ...]`` (``a_c``, broadcastable to a state),
+    ``chunk_states`` ``[B, nc, *S]`` (``u_c``) and ``initial`` ``[B, *S]`` (``s_0``) ->
+    all states ``[B, nc + 1, *S]`` (``s_0 ... s_nc``: the state entering each chunk, then
+    the final state).
+
+    Backward: with ``G_c`` the incoming gradient of ``s_c``, the total gradient obeys the
+    reversed recurrence ``Ĝ_nc = G_nc``, ``Ĝ_c = G_c + a_c Ĝ_{c+1}``, and then
+    ``dL/du_c = Ĝ_{c+1}``, ``dL/da_c = <Ĝ_{c+1}, s_c>``, ``dL/ds_0 = Ĝ_0``. Both loops run
+    over chunk boundaries only and write into preallocated buffers with ``out=``, so
+    autograd records one node instead of ``3 nc`` small ones (with the plain Python loop the
+    backward pass was several times slower than the forward).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, decay: Tensor, chunk_states: Tensor, initial: Tensor) -> Tensor:
+        b, nc = chunk_states.shape[:2]
+        states = chunk_states.new_empty(b, nc + 1, *chunk_states.shape[2:])
+        states[:, 0] = initial
+        outs = states.unbind(1)
+        for c, (a_c, u_c) in enumerate(zip(decay.unbind(1), chunk_states.unbind(1), strict=True)):
+            torch.addcmul(u_c, a_c, outs[c], out=outs[c + 1])
+        ctx.save_for_backward(decay, states)
+        return states
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_states: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        decay, states = ctx.saved_tensors
+        nc = decay.shape[1]
+        total = grad_states.clone()  # becomes Ĝ, accumulated from the end
+        totals = total.unbind(1)
+        decays = decay.unbind(1)
+        for c in range(nc - 1, -1, -1):
+            torch.addcmul(totals[c], decays[c], totals[c + 1], out=totals[c])
+        grad_chunk_states = total[:, 1:]
+        grad_decay = (grad_chunk_states * states[:, :nc]).sum_to_size(decay.shape)
+        return grad_decay, grad_chunk_states, total[:, 0]
+
+
 def _ssd_scan_chunked(
     x: Tensor,
     dt: Tensor,
@@ -169,65 +220,88 @@ def _ssd_scan_chunked(
 ) -> tuple[Tensor, Tensor]:
     """Chunked SSD (Mamba-2 paper, section 6 / Listing 1) in float32; returns (y, final_state).
 
-    The sequence is cut into chunks of Q steps. Within a chunk the output is the
-    quadratic "attention-like" form ``y_i = sum_{j<=i} (C_i . B_j) exp(cum_i - cum_j) dt_j x_j``
-    (batched matmuls over [Q, Q] blocks; the full [L, L] matrix is never built); the state
-    at each chunk boundary is propagated by a short sequential loop over chunks (only
-    [B, H, P, N] tensors), and its contribution ``exp(cum_i) C_i h_{chunk start}`` is added.
+    The sequence is cut into ``nc`` chunks of Q steps. With ``cum_i`` the cumulative
+    log-decay ``sum_{k<=i} dt_k A`` of a head inside a chunk:
+
+    1. intra-chunk (diagonal blocks), the quadratic "attention-like" form
+       ``y_i = sum_{j<=i} (C_i . B_j) exp(cum_i - cum_j) dt_j x_j``: batched [Q, Q] @ [Q, P]
+       matmuls (the full [L, L] matrix is never built);
+    2. the state each chunk adds, measured at its end,
+       ``u_c = sum_j exp(cum_Q - cum_j) B_j (dt_j x_j)^T``: [N, Q] @ [Q, (heads, P)] matmuls;
+    3. the states entering the chunks, ``s_{c+1} = exp(cum_Q) s_c + u_c``: a loop over chunk
+       boundaries only, on [N, heads, P] states (:class:`_ChunkStatePassing`);
+    4. their contribution ``exp(cum_i) C_i s_c``: [Q, N] @ [N, (heads, P)] matmuls.
+
+    Layout (why it is fast on CPU): tensors stay in the input's natural layout
+    ``[B, nc, Q, G, heads per group, P]``, and the states are kept transposed,
+    ``[N, heads per group, P]``, so that in steps 2 and 4 the heads of a group sharing
+    ``B``/``C`` fold into one matmul dimension and no [B, L, H, P] tensor is permuted or
+    broadcast-copied (with ``ngroups = 1``, the default; more groups cost one copy).
+    Step 1 runs one batched matmul per head of a group on strided views, again copy-free.
     """
     b, length, h, p = x.shape
     g, n = B.shape[2:]
     hg = h // g
-    q = chunk_size
-    pad = (-length) % q
-    if pad:
-        # dt = 0 on the padding means decay 1 and no input: the final state is unchanged.
-        x = F.pad(x, (0, 0, 0, 0, 0, pad))
-        dt = F.pad(dt, (0, 0, 0, pad))
-        B = F.pad(B, (0, 0, 0, 0, 0, pad))
-        C = F.pad(C, (0, 0, 0, 0, 0, pad))
-    nc = (length + pad) // q
+    if length == 0:
+        state = initial_state if initial_state is not None else x.new_zeros(b, h, p, n)
+        return x.new_zeros(b, 0, h, p, dtype=torch.float32), state.float()
+    q = min(chunk_size, length)
+    full = length - length % q
+    if full < length:
+        # The tail is one shorter chunk continuing from the state after the full chunks:
+        # cheaper than zero-padding x, dt, B and C to a multiple of Q (one copy of y instead).
+        y_head, state = _ssd_scan_chunked(
+            x[:, :full], dt[:, :full], A, B[:, :full], C[:, :full], q, initial_state
+        )
+        y_tail, state = _ssd_scan_chunked(
+            x[:, full:], dt[:, full:], A, B[:, full:], C[:, full:], length - full, state
+        )
+        return torch.cat([y_head, y_tail], dim=1), state
+    nc = length // q
 
     dt = dt.float()
-    # [b, nc, Q, g, hg] -> [b, nc, g, hg, Q]
-    log_decay = (dt * A.float()).view(b, nc, q, g, hg).permute(0, 1, 3, 4, 2)
-    cum = log_decay.cumsum(dim=-1)  # [b, nc, g, hg, Q]
-    # x * dt: [b, nc, Q, g, hg, P] -> [b, nc, g, hg, Q, P]
-    xdt = (x.float() * dt[..., None]).view(b, nc, q, g, hg, p).permute(0, 1, 3, 4, 2, 5)
+    # cumulative log-decay inside each chunk: [b, nc, g, hg, Q] (small: one value per head)
+    cum = (dt * A.float()).view(b, nc, q, g, hg).permute(0, 1, 3, 4, 2).cumsum(dim=-1)
+    exp_cum = torch.exp(cum)
+    # [b, nc, g, Q, hg, P] views of the natural layout (free when g = 1)
+    xdt = (x.float() * dt[..., None]).view(b, nc, q, g, hg, p).transpose(2, 3)
     Bc = B.float().view(b, nc, q, g, n).transpose(2, 3)  # [b, nc, g, Q, N]
-    Cc = C.float().view(b, nc, q, g, n).transpose(2, 3)  # [b, nc, g, Q, N]
+    Cc = C.float().view(b, nc, q, g, n).transpose(2, 3)
 
-    # 1) intra-chunk (diagonal blocks): L[i, j] = exp(cum_i - cum_j) for i >= j.
-    causal = torch.ones(q, q, dtype=torch.bool, device=x.device).tril()
-    seg = cum[..., :, None] - cum[..., None, :]  # [b, nc, g, hg, Q, Q]
-    decay = torch.exp(seg.masked_fill(~causal, -math.inf))
-    scores = Cc @ Bc.transpose(-1, -2)  # [b, nc, g, Q, Q]
-    y = (scores[:, :, :, None] * decay) @ xdt  # [b, nc, g, hg, Q, P]
+    # 1) intra-chunk. decay[i, j] = exp(cum_i - cum_j) for i >= j, else 0: -inf is written
+    # before exp (not zeros after it) so that no inf * 0 turns into a NaN gradient.
+    upper = torch.ones(q, q, dtype=torch.bool, device=x.device).triu(1)
+    decay = torch.exp((cum[..., :, None] - cum[..., None, :]).masked_fill_(upper, -math.inf))
+    scores = Cc @ Bc.transpose(-1, -2)  # [b, nc, g, Q, Q], shared by the group's heads
+    mixing = decay * scores[:, :, :, None]  # [b, nc, g, hg, Q, Q]
+    y_intra = torch.stack([mixing[:, :, :, j] @ xdt[:, :, :, :, j] for j in range(hg)], dim=-2)
 
-    # 2) state contributed by each chunk, measured at its end: [b, nc, g, hg, P, N].
-    decay_to_end = torch.exp(cum[..., -1:] - cum)  # [b, nc, g, hg, Q]
-    chunk_states = (xdt * decay_to_end[..., None]).transpose(-1, -2) @ Bc[:, :, :, None]
+    # 2) state added by each chunk, transposed: [b, nc, g, N, hg * P]
+    decay_to_end = torch.exp(cum[..., -1:] - cum).transpose(-1, -2)  # [b, nc, g, Q, hg]
+    xdt_to_end = (xdt * decay_to_end[..., None]).reshape(b, nc, g, q, hg * p)
+    chunk_states = Bc.transpose(-1, -2) @ xdt_to_end
 
-    # 3) inter-chunk recurrence over chunk boundaries (sequential, tiny tensors).
-    chunk_decay = torch.exp(cum[..., -1])[..., None, None]  # [b, nc, g, hg, 1, 1]
+    # 3) states entering each chunk (and the final one), sequential over chunks only
     if initial_state is None:
-        state = x.new_zeros(b, g, hg, p, n, dtype=torch.float32)
-    else:
-        state = initial_state.float().reshape(b, g, hg, p, n)
-    starts = []
-    # unbind (not chunk_states[:, c]): indexing in a loop would make autograd allocate a
-    # full-size zero gradient per chunk, O(nc^2) in the backward pass.
-    for decay_c, states_c in zip(chunk_decay.unbind(1), chunk_states.unbind(1), strict=True):
-        starts.append(state)
-        state = decay_c * state + states_c
-    start_states = torch.stack(starts, dim=1)  # [b, nc, g, hg, P, N]
+        initial = x.new_zeros(b, g, n, hg * p, dtype=torch.float32)
+    else:  # [b, h, P, N] -> [b, g, N, hg * P]
+        initial = initial_state.float().view(b, g, hg, p, n).permute(0, 1, 4, 2, 3)
+        initial = initial.reshape(b, g, n, hg * p)
+    chunk_decay = exp_cum[..., -1].view(b, nc, g, 1, hg, 1)
+    states = _ChunkStatePassing.apply(
+        chunk_decay,
+        chunk_states.view(b, nc, g, n, hg, p),
+        initial.view(b, g, n, hg, p),
+    )  # [b, nc + 1, g, N, hg, P]
+    start_states = states[:, :nc].reshape(b, nc, g, n, hg * p)
 
-    # 4) contribution of the state at each chunk start: exp(cum_i) C_i h_start.
-    y_off = Cc[:, :, :, None] @ start_states.transpose(-1, -2)  # [b, nc, g, hg, Q, P]
-    y = y + y_off * torch.exp(cum)[..., None]
+    # 4) contribution of the state entering each chunk: exp(cum_i) C_i s_c
+    y_off = (Cc @ start_states).view(b, nc, g, q, hg, p)
+    y = torch.addcmul(y_intra, y_off, exp_cum.transpose(-1, -2)[..., None])  # [b,nc,g,Q,hg,P]
 
-    y = y.permute(0, 1, 4, 2, 3, 5).reshape(b, nc * q, h, p)[:, :length]
-    return y, state.reshape(b, h, p, n)
+    y = y.transpose(2, 3).reshape(b, length, h, p)
+    final_state = states[:, nc].permute(0, 1, 3, 4, 2).reshape(b, h, p, n)
+    return y, final_state
 
 
 def ssd_scan(
@@ -268,7 +342,7 @@ def ssd_scan(
         return out if not return_final_state else (out[0], out[1])
     y, final_state = _ssd_scan_chunked(x, dt, A, B, C, chunk_size, initial_state)
     if D is not None:
-        y = y + x.float() * D.float()[:, None]
+        y = torch.addcmul(y, x.float(), D.float()[:, None])
     y = y.to(x.dtype)
     return (y, final_state) if return_final_state else y
 
@@ -341,6 +415,44 @@ def selective_scan_ref(
     return (y, state) if return_final_state else y
 
 
+def _selective_scan_block(
+    delta: Tensor, u: Tensor, A: Tensor, B: Tensor, C: Tensor, state: Tensor, q: int, clamp: bool
+) -> tuple[Tensor, Tensor]:
+    """One block of :func:`_selective_scan_chunked`: ``k`` chunks of ``q`` steps at once.
+
+    Shapes: ``delta, u`` ``[b, l, d]``, ``B, C`` ``[b, l, n]``, ``state`` ``[b, d, n]`` (the
+    state before the block); returns ``y`` ``[b, l, d]`` and the state after the block.
+    """
+    b, lb, d = u.shape
+    n = A.shape[1]
+    k = -(-lb // q)
+    pad = k * q - lb
+    if pad:  # dt = 0 on the padding: decay 1 and no input, the state passes unchanged
+        delta, u, B, C = (F.pad(t, (0, 0, 0, pad)) for t in (delta, u, B, C))
+    dt = delta.float()
+    # Prefix sums inside a chunk are products with a lower-triangular matrix of ones: a
+    # [Q, Q] @ [Q, D*N] matmul is several times faster on CPU than cumsum over a middle dim.
+    prefix_sum = torch.ones(q, q, dtype=torch.float32, device=u.device).tril()
+    if clamp:  # extreme steps: clamp each log-decay on its own, then sum
+        log_decay = (dt[..., None] * A).clamp_min(-_MAX_CHUNK_LOG_DECAY)
+        cum = (prefix_sum @ log_decay.view(b, k, q, d * n)).view(b, k, q, d, n)
+    else:  # cum_i = A * sum_{k<=i} dt_k: the sum is over [Q, D] only, N times less work
+        cum = (prefix_sum @ dt.view(b, k, q, d))[..., None] * A
+    decay = torch.exp(cum)  # [b, k, q, d, n]
+    dBu = ((dt * u.float())[..., None] * B.float()[:, :, None, :]).view(b, k, q, d, n)
+    # h_i = exp(cum_i) (h_start + sum_{j<=i} exp(-cum_j) dt_j B_j u_j), per chunk
+    local = (prefix_sum @ (dBu / decay).view(b, k, q, d * n)).view(b, k, q, d, n)
+    # states entering each chunk: a loop over the k chunk boundaries of the block only
+    starts = []
+    ends = zip(decay[:, :, -1].unbind(1), local[:, :, -1].unbind(1), strict=True)
+    for decay_end, local_end in ends:
+        starts.append(state)
+        state = decay_end * (state + local_end)
+    h = decay * (local + torch.stack(starts, dim=1)[:, :, None])  # [b, k, q, d, n]
+    y = (h @ C.float().view(b, k, q, n, 1)).view(b, k * q, d)  # y_i = h_i C_i
+    return y[:, :lb], state
+
+
 def _selective_scan_chunked(
     u: Tensor,
     delta: Tensor,
@@ -356,40 +468,49 @@ def _selective_scan_chunked(
 
         h_i = exp(cum_i) * (h_start + sum_{j<=i} exp(-cum_j) dt_j B_j u_j)
 
-    so a chunk costs one ``cumsum`` and a handful of elementwise ops on [B, Q, D, N]
+    so a chunk costs two prefix sums and a handful of elementwise ops on [B, Q, D, N]
     tensors instead of Q sequential steps. ``exp(-cum_j)`` grows with the decay inside
     the chunk, so Q is shrunk (down to 1, the plain recurrence) whenever the largest
     possible per-step decay times Q would exceed ``_MAX_CHUNK_LOG_DECAY`` = 40 nats:
     results stay exact in float32 for any input, only slower for extreme decays. A single
     step decaying by more than 40 nats is clamped to 40 (it forgets the state to below
     float32 resolution either way).
-    Only one chunk's [B, Q, D, N] tensors are alive at a time (memory O(Q D N)).
+
+    Speed: chunks are not visited one by one (Python and dispatch overhead per chunk made
+    this slower than the per-step loop at L = 44,100); a *block* of ``k`` chunks
+    (about ``_SELECTIVE_BLOCK_ELEMENTS`` state values, a few MB that stay in cache) is
+    computed with one set of vectorised ops, and only the ``k`` chunk-boundary states are
+    chained by a short loop. Under autograd each block is checkpointed (recomputed in the
+    backward pass), so training memory is O(L D) plus one block instead of O(L D N).
     """
     b, length, d = u.shape
+    n = A.shape[1]
     A = A.float()
     max_step_decay = float((delta.detach().float().amax() * (-A.detach()).amax()).clamp_min(0))
     q = chunk_size
     if max_step_decay > 0:
         q = max(1, min(chunk_size, int(_MAX_CHUNK_LOG_DECAY / max_step_decay)))
+    clamp = max_step_decay > _MAX_CHUNK_LOG_DECAY
     state = (
         initial_state.float()
         if initial_state is not None
-        else u.new_zeros(b, d, A.shape[1], dtype=torch.float32)
+        else u.new_zeros(b, d, n, dtype=torch.float32)
+    )
+    block = q * max(1, _SELECTIVE_BLOCK_ELEMENTS // (b * q * d * n))
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, delta, A, B, C, initial_state)
     )
     ys = []
     # torch.split (not slicing in the loop): its backward concatenates the gradients once
-    # instead of allocating a full-length zero gradient per chunk.
-    pieces = [t.split(q, dim=1) for t in (delta, u, B, C)]
+    # instead of allocating a full-length zero gradient per block.
+    pieces = [t.split(block, dim=1) for t in (delta, u, B, C)]
     for delta_c, u_c, B_c, C_c in zip(*pieces, strict=True):
-        dt = delta_c.float()  # [b, q, d]
-        # A step decaying by more than 40 nats (factor < 4e-18) is clamped there: the old state
-        # is then below float32 resolution either way, and exp(-cum) cannot overflow.
-        log_decay = (dt[..., None] * A).clamp_min(-_MAX_CHUNK_LOG_DECAY)
-        cum = log_decay.cumsum(dim=1)  # [b, q, d, n]
-        dBu = (dt * u_c.float())[..., None] * B_c[:, :, None, :].float()
-        states = torch.exp(cum) * (state[:, None] + (torch.exp(-cum) * dBu).cumsum(dim=1))
-        ys.append(torch.einsum("bqdn,bqn->bqd", states, C_c.float()))
-        state = states[:, -1]
+        args = (delta_c, u_c, A, B_c, C_c, state, q, clamp)
+        if needs_grad:
+            y_c, state = checkpoint(_selective_scan_block, *args, use_reentrant=False)
+        else:
+            y_c, state = _selective_scan_block(*args)
+        ys.append(y_c)
     y = torch.cat(ys, dim=1) if ys else u.new_zeros(b, 0, d, dtype=torch.float32)
     return y, state
 
@@ -408,9 +529,12 @@ def selective_scan(
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Fast Mamba-1 selective scan; same arguments and results as :func:`selective_scan_ref`.
 
-    The torch path is chunked (see ``_selective_scan_chunked``). Measured on the 2-core
-    CPU of this project (fp32, batch 1, L = 44,100, d_inner = 128, d_state = 16, forward):
-    see ``SELECTIVE_SCAN_SPEEDUP`` in the module docstring of :mod:`mambakit.ssm.mamba`.
+    The torch path is chunked and vectorised over blocks of chunks (see
+    ``_selective_scan_chunked``). Measured on the 2-core CPU of this project (fp32, batch 1,
+    a whole ``Mamba(64)`` layer forward, L = 44,100, d_inner = 128, d_state = 16, one thread,
+    machine busy): 1.28 s against 7.7 s for the same layer with the per-step loop
+    (:func:`selective_scan_ref`), a 6.0x speed-up; the previous chunk-by-chunk version was
+    slower than the loop (11.3 s against 9.5 s). Under autograd the blocks are checkpointed.
     The ``mamba_ssm`` backend calls ``selective_scan_fn``; it has no initial state, so a
     call with ``initial_state`` uses the torch path.
     """
