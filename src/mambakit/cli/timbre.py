@@ -1,0 +1,210 @@
+"""``mambakit timbre ...`` (transfer, train, dataset-from-sf2) and ``mambakit eval timbre``.
+
+A thin client of :mod:`mambakit.timbre`; heavy modules are imported inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _alpha(text: str | None) -> float | tuple[float, ...] | None:
+    """``"1,1,1,1,0.2"`` -> a 5-tuple, ``"0.5"`` -> 0.5 for every level."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError as e:
+        raise ValueError(f"--alpha: expected numbers like 1,1,1,1,0.2, got {text!r}") from e
+    if any(not 0.0 <= v <= 1.0 for v in values):
+        raise ValueError(f"--alpha: strengths must lie in [0, 1], got {text!r}")
+    return values[0] if len(values) == 1 else values
+
+
+def _audio_errors_as_value_errors(func):
+    """The CLI prints ValueError as one clear line; AudioError already names the file."""
+
+    def wrapper(args: argparse.Namespace) -> int:
+        from mambakit.dsp import AudioError
+
+        try:
+            return func(args)
+        except AudioError as e:
+            raise ValueError(str(e)) from e
+
+    return wrapper
+
+
+@_audio_errors_as_value_errors
+def _transfer(args: argparse.Namespace) -> int:
+    from mambakit.dsp import save_audio
+    from mambakit.timbre.pipeline import TimbreTransfer
+
+    tt = TimbreTransfer.from_pretrained(args.run, device=args.device)
+    audio, sr = tt.transfer(args.content, args.style, alpha=_alpha(args.alpha))
+    report = tt.last_report
+    for note in report.conversions:
+        print(f"note: {note}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    save_audio(args.output, audio[0], sr)
+    print(
+        f"wrote {args.output}: {sr} Hz, {audio.shape[-1]} samples ({report.seconds:.2f} s), "
+        f"{report.chunks} chunk(s), real-time factor {report.real_time_factor:.3f}"
+    )
+    return 0
+
+
+@_audio_errors_as_value_errors
+def _train(args: argparse.Namespace) -> int:
+    from mambakit.timbre.training import train_timbre
+
+    if args.steps is None and args.minutes is None:
+        args.minutes = 10.0
+    summary = train_timbre(
+        args.data,
+        args.out,
+        preset=args.preset,
+        steps=args.steps,
+        minutes=args.minutes,
+        objective=args.objective,
+        reconstruction_ratio=args.reconstruction_ratio,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        bidirectional=True if args.bidirectional else None,
+        device=args.device,
+        seed=args.seed,
+        resume=args.resume,
+    )
+    print(
+        f"trained {summary.steps} steps in {summary.seconds:.0f} s "
+        f"(final loss {summary.final_loss:.4f}); the run is in {args.out}"
+    )
+    return 0
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    """``"0,24,40"`` or ``"48-72"`` (inclusive range) or ``"48-72:2"`` (with a step)."""
+    values: list[int] = []
+    for part in text.split(","):
+        if "-" in part.strip("-"):
+            span, _, step = part.partition(":")
+            lo, hi = span.split("-")
+            values.extend(range(int(lo), int(hi) + 1, int(step or 1)))
+        else:
+            values.append(int(part))
+    return tuple(values)
+
+
+def _dataset_from_sf2(args: argparse.Namespace) -> int:
+    from mambakit.timbre.data import render_sf2_dataset
+
+    out = render_sf2_dataset(
+        args.font,
+        args.out,
+        programs=_ints(args.programs),
+        pitches=_ints(args.pitches),
+        velocities=_ints(args.velocities),
+        seconds=args.seconds,
+        sample_rate=args.sample_rate,
+    )
+    count = len(json.loads((out / "examples.json").read_text()))
+    print(f"wrote {count} notes to {out} (NSynth layout: examples.json + audio/)")
+    return 0
+
+
+def _procedural(args: argparse.Namespace) -> int:
+    from mambakit.timbre.data import make_procedural_instruments
+
+    out = make_procedural_instruments(
+        args.out, n_instruments=args.instruments, pitches=_ints(args.pitches), seconds=args.seconds
+    )
+    print(f"wrote {args.instruments} procedural instruments to {out}")
+    return 0
+
+
+@_audio_errors_as_value_errors
+def _eval(args: argparse.Namespace) -> int:
+    from mambakit.timbre.evaluate import evaluate_runs, markdown_table
+
+    results = evaluate_runs(
+        args.runs, args.pairs, n_pairs=args.n, alpha=_alpha(args.alpha), device=args.device
+    )
+    print(markdown_table(results))
+    text = json.dumps(results, indent=2)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text)
+        print(f"wrote {args.json}")
+    else:
+        print(text)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    timbre = subparsers.add_parser("timbre", help="MambaMuse one-shot timbre transfer")
+    sub = timbre.add_subparsers(dest="timbre_command", metavar="COMMAND")
+
+    t = sub.add_parser("transfer", help="play content.wav with the timbre of style.wav")
+    t.add_argument("content", type=Path, help="audio with the notes to keep (any length/rate)")
+    t.add_argument("style", type=Path, help="audio with the timbre to take (any length/rate)")
+    t.add_argument("--run", type=Path, required=True, help="trained run / checkpoint folder")
+    t.add_argument("--alpha", help="AdaIN strengths: one value or 5 (skips fine->coarse, "
+                   "bottleneck), e.g. 1,1,1,1,0.2")  # fmt: skip
+    t.add_argument("-o", "--output", type=Path, required=True, help="output WAV")
+    t.add_argument("--device", help="cpu (default), cuda, auto")
+    t.set_defaults(func=_transfer)
+
+    p = sub.add_parser("train", help="train on an NSynth-layout folder of paired notes")
+    p.add_argument("data", type=Path, help="folder with examples.json + audio/")
+    p.add_argument("--out", type=Path, required=True, help="run folder to write")
+    p.add_argument(
+        "--objective",
+        default="transfer",
+        choices=("transfer", "reconstruction"),
+        help="transfer (default) or the seed's self-reconstruction baseline",
+    )
+    p.add_argument("--reconstruction-ratio", type=float, default=0.2,
+                   help="share of self-reconstruction pairs in the transfer objective")  # fmt: skip
+    p.add_argument("--preset", default="small", choices=("tiny", "small", "base"))
+    p.add_argument("--bidirectional", action="store_true", help="bidirectional Mamba blocks")
+    budget = p.add_argument_group("budget (default: 10 minutes)")
+    budget.add_argument("--minutes", type=float, help="wall-clock budget")
+    budget.add_argument("--steps", type=int, help="optimizer steps")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--device", help="cpu (default), cuda, auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_train)
+
+    d = sub.add_parser("dataset-from-sf2", help="render a SoundFont into an NSynth-layout set")
+    d.add_argument("font", type=Path, help="SoundFont (.sf2)")
+    d.add_argument("--out", type=Path, required=True, help="folder to write")
+    d.add_argument("--programs", default="0,24,40,56,65,73", help="GM programs, e.g. 0,24,40")
+    d.add_argument("--pitches", default="48-72:2", help="MIDI pitches, e.g. 48-72:2 or 60,64")
+    d.add_argument("--velocities", default="100", help="MIDI velocities, e.g. 75,100,127")
+    d.add_argument("--seconds", type=float, default=4.0, help="note length kept")
+    d.add_argument("--sample-rate", type=int, default=16000)
+    d.set_defaults(func=_dataset_from_sf2)
+
+    g = sub.add_parser("dataset-procedural", help="write a small set of procedural instruments")
+    g.add_argument("--out", type=Path, required=True)
+    g.add_argument("--instruments", type=int, default=6)
+    g.add_argument("--pitches", default="48-72:3")
+    g.add_argument("--seconds", type=float, default=3.0)
+    g.set_defaults(func=_procedural)
+
+    timbre.set_defaults(func=lambda args: timbre.print_help() or 2)
+
+
+def register_eval(eval_subparsers: argparse._SubParsersAction) -> None:
+    e = eval_subparsers.add_parser("timbre", help="compare timbre-transfer runs on held-out pairs")
+    e.add_argument("runs", type=Path, nargs="+", help="run folders to compare")
+    e.add_argument("--pairs", type=Path, required=True, help="held-out NSynth-layout folder")
+    e.add_argument("-n", type=int, default=32, help="number of held-out pairs")
+    e.add_argument("--alpha", help="AdaIN strengths, as for `timbre transfer`")
+    e.add_argument("--json", type=Path, help="also write the results here")
+    e.add_argument("--device", help="cpu (default), cuda, auto")
+    e.set_defaults(func=_eval)

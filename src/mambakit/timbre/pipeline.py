@@ -1,0 +1,267 @@
+"""One-shot timbre transfer on clips of any length: the public inference API.
+
+```python
+tt = TimbreTransfer.from_pretrained("runs/timbre")
+audio, sr = tt.transfer("melody.wav", "cello_note.wav", alpha=(1, 1, 1, 1, 0.2))
+print(tt.last_report)        # conversions done, chunks, real-time factor
+```
+
+Long content is cut into chunks of the training segment length that overlap by
+``overlap_seconds``; each chunk is rendered with the *same* AdaIN statistics (the style's,
+computed once from the whole style clip, and the content's, computed once from the whole
+content clip) and neighbours are blended with complementary raised-cosine ramps,
+``w_up(i) = sin^2(pi/2 (i + 1/2) / L)``, ``w_down = 1 - w_up``, which sum to one, so there
+is no seam: outside the overlaps the result is exactly the model's output for that chunk,
+and a model that returned its input would be returned unchanged. Where the model's
+receptive field lies inside a chunk (e.g. the first chunk, away from its end, with causal
+Mamba blocks) chunked and whole-clip renderings agree exactly; elsewhere the Mamba state of
+a later chunk starts from zero, which the overlap hides.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from mambakit.dsp import AudioError, load_audio, resample, to_mono
+from mambakit.timbre.model import TimbreUNet
+from mambakit.utils import resolve_device
+
+__all__ = ["TimbreTransfer", "TransferReport", "AudioInput"]
+
+AudioInput = str | os.PathLike[str] | Tensor | np.ndarray
+
+
+@dataclass
+class TransferReport:
+    """What :meth:`TimbreTransfer.transfer` did.
+
+    Attributes:
+        conversions: human-readable notes on input conversions (channels, sample rate).
+        chunks: number of chunks the content was cut into.
+        seconds: output duration in seconds.
+        processing_seconds: wall-clock time of the model part (style analysis + chunks).
+        real_time_factor: ``processing_seconds / seconds`` (< 1 is faster than real time).
+    """
+
+    conversions: list[str] = field(default_factory=list)
+    chunks: int = 0
+    seconds: float = 0.0
+    processing_seconds: float = 0.0
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.processing_seconds / self.seconds if self.seconds > 0 else math.nan
+
+
+def _expand(stats: list[tuple[Tensor, Tensor]], batch: int) -> list[tuple[Tensor, Tensor]]:
+    """Per-level ``(mean, std)`` of one clip ``[1, C, 1]`` -> ``[batch, C, 1]``."""
+    return [(m.expand(batch, -1, -1), s.expand(batch, -1, -1)) for m, s in stats]
+
+
+class TimbreTransfer:
+    """Play the content of one clip with the timbre of another.
+
+    Args:
+        model: a trained :class:`TimbreUNet`.
+        device: ``None`` = CPU.
+        chunk_seconds: chunk length (default: the model's training segment, 2.1 s).
+        overlap_seconds: crossfade length between chunks (default: 0.25 s, at most a quarter
+            of a chunk).
+        batch_size: chunks rendered together.
+        min_seconds: shorter inputs are rejected.
+        progress: tqdm bar when there are many chunks.
+    """
+
+    def __init__(
+        self,
+        model: TimbreUNet,
+        device: str | torch.device | None = None,
+        chunk_seconds: float | None = None,
+        overlap_seconds: float | None = None,
+        batch_size: int = 4,
+        min_seconds: float = 0.05,
+        progress: bool = True,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        sr = self.sample_rate
+        self.chunk = int(round((chunk_seconds or model.config.segment_seconds) * sr))
+        if overlap_seconds is None:
+            overlap_seconds = min(0.25, self.chunk / sr / 4)
+        self.overlap = int(round(overlap_seconds * sr))
+        if not 0 < self.overlap <= self.chunk // 2:
+            raise ValueError(
+                f"overlap_seconds must be in (0, chunk / 2]; got {overlap_seconds} s for "
+                f"{self.chunk / sr:.3f} s chunks"
+            )
+        self.batch_size = batch_size
+        self.min_samples = max(2**model.levels, int(round(min_seconds * sr)))
+        self.progress = progress
+        self.last_report = TransferReport()
+
+    @classmethod
+    def from_pretrained(
+        cls, run: str | os.PathLike[str], device: str | torch.device | None = None, **kwargs
+    ) -> TimbreTransfer:
+        """Load the generator saved in ``run`` (a training run or a ``save_pretrained`` dir)."""
+        return cls(TimbreUNet.from_pretrained(run, device=resolve_device(device)), device, **kwargs)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.model.config.sample_rate
+
+    # ------------------------------------------------------------------ inputs
+    def prepare(
+        self, audio: AudioInput, sr: int | None, name: str, report: TransferReport
+    ) -> tuple[Tensor, float]:
+        """Any input -> ``([1, 1, T] at the model rate, peak normalised to 0.95), input peak``.
+
+        Raises:
+            AudioError: unreadable, silent or too-short input (the message names it).
+        """
+        if isinstance(audio, (str, os.PathLike)):
+            name = str(audio)
+            x, sr = load_audio(Path(audio))
+        else:
+            x = torch.as_tensor(np.asarray(audio) if isinstance(audio, np.ndarray) else audio)
+            x = x.detach().float().cpu()
+            if x.ndim == 3 and x.shape[0] == 1:
+                x = x[0]
+            if x.ndim == 1:
+                x = x[None]
+            if x.ndim != 2:
+                raise AudioError(
+                    f"{name}: expected audio [T], [C, T] or [1, C, T], got {tuple(x.shape)}"
+                )
+            if sr is None:
+                sr = self.sample_rate
+                report.conversions.append(f"{name}: no sample rate given, assumed {sr} Hz")
+        if not torch.isfinite(x).all():
+            raise AudioError(f"{name}: contains NaN or infinite samples")
+        if x.shape[0] > 1:
+            report.conversions.append(f"{name}: mixed {x.shape[0]} channels to mono")
+            x = to_mono(x)
+        if sr != self.sample_rate:
+            report.conversions.append(f"{name}: resampled {sr} Hz -> {self.sample_rate} Hz")
+            x = resample(x, sr, self.sample_rate)
+        if x.shape[-1] < self.min_samples:
+            raise AudioError(
+                f"{name}: too short ({x.shape[-1] / self.sample_rate:.3f} s); "
+                f"need at least {self.min_samples / self.sample_rate:.3f} s"
+            )
+        peak = float(x.abs().max())
+        if peak < 1e-5:
+            raise AudioError(f"{name}: is silent (peak {peak:.2g}); nothing to transfer")
+        return (x * (0.95 / peak))[None].to(self.device), peak
+
+    # ------------------------------------------------------------------ chunking
+    def chunk_plan(self, n: int) -> list[tuple[int, int]]:
+        """``[(start, stop), ...]`` sample ranges covering ``0..n``; neighbours overlap by
+        exactly ``overlap`` samples and every chunk is longer than the overlap."""
+        if n <= self.chunk:
+            return [(0, n)]
+        hop = self.chunk - self.overlap
+        count = math.ceil((n - self.overlap) / hop)
+        return [(k * hop, min(k * hop + self.chunk, n)) for k in range(count)]
+
+    def _ramps(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        i = torch.arange(self.overlap, device=device, dtype=torch.float32)
+        up = torch.sin(0.5 * math.pi * (i + 0.5) / self.overlap) ** 2
+        return up, 1.0 - up
+
+    @torch.no_grad()
+    def render(
+        self, content: Tensor, style_stats: list[tuple[Tensor, Tensor]] | None, alpha
+    ) -> tuple[Tensor, int]:
+        """Chunked model output for ``content`` ``[1, 1, T]``; returns ``(audio, n_chunks)``.
+
+        With a style, the content's AdaIN statistics are taken once over the whole clip
+        (one extra encoder pass) and shared by all chunks: normalising each chunk by its own
+        statistics would give neighbouring chunks different levels, i.e. seams.
+        """
+        n = content.shape[-1]
+        plan = self.chunk_plan(n)
+        content_stats = None
+        if style_stats is not None and len(plan) > 1:
+            content_stats = self.model.style_statistics(content)
+        out = torch.zeros_like(content)
+        up, down = self._ramps(content.device)
+        # Full-length chunks go through in batches; a shorter last one alone (padding it
+        # would change what a non-causal model sees near its end).
+        full = [k for k, (a, b) in enumerate(plan) if b - a == self.chunk]
+        groups = [full[i : i + self.batch_size] for i in range(0, len(full), self.batch_size)]
+        groups += [[k] for k in range(len(plan)) if k not in full]
+        bar = tqdm(total=len(plan), desc="transfer", disable=not self.progress or len(plan) < 8)
+        for group in groups:
+            batch = torch.cat([content[..., plan[k][0] : plan[k][1]] for k in group])
+            if style_stats is None:
+                rendered = self.model(batch)
+            else:
+                rendered = self.model(
+                    batch,
+                    _expand(style_stats, len(group)),
+                    alpha,
+                    content_stats=_expand(content_stats, len(group)) if content_stats else None,
+                )
+            for row, k in enumerate(group):
+                a, b = plan[k]
+                piece = rendered[row : row + 1].clone()
+                if k > 0:
+                    piece[..., : self.overlap] *= up
+                if k < len(plan) - 1:
+                    piece[..., -self.overlap :] *= down
+                out[..., a:b] += piece
+            bar.update(len(group))
+        bar.close()
+        return out, len(plan)
+
+    # ------------------------------------------------------------------ public API
+    def transfer(
+        self,
+        content: AudioInput,
+        style: AudioInput | None,
+        alpha: float | tuple[float, ...] | None = None,
+        sr: int | None = None,
+        style_sr: int | None = None,
+    ) -> tuple[Tensor, int]:
+        """Render ``content`` with the timbre of ``style``.
+
+        Args:
+            content: a file path, or audio ``[T]``, ``[C, T]`` or ``[1, C, T]`` at ``sr`` Hz.
+            style: the same forms (any length, its own rate ``style_sr``, default ``sr``),
+                or ``None`` for plain reconstruction.
+            alpha: AdaIN strengths ``(skip_1..skip_4, bottleneck)`` in [0, 1], one float for
+                all, or ``None`` for the model's default.
+            sr: sample rate of tensor ``content`` (files carry their own).
+
+        Returns:
+            ``(audio [1, 1, T_out], sample_rate)`` at the model's rate, ``T_out`` = the content
+            length at that rate; the output peak is matched to the content's. Details in
+            :attr:`last_report`.
+        """
+        report = TransferReport()
+        x, peak = self.prepare(content, sr, "content", report)
+        started = time.perf_counter()
+        stats = None
+        if style is not None:
+            y, _ = self.prepare(style, style_sr if style_sr is not None else sr, "style", report)
+            with torch.no_grad():
+                stats = self.model.style_statistics(y)
+        self.model.resolve_alpha(alpha)  # validate before the work
+        out, report.chunks = self.render(x, stats, alpha)
+        report.processing_seconds = time.perf_counter() - started
+        out_peak = float(out.abs().max())
+        if out_peak > 0:
+            out = out * (peak / out_peak)
+        report.seconds = out.shape[-1] / self.sample_rate
+        self.last_report = report
+        return out.cpu(), self.sample_rate
