@@ -12,7 +12,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[dev]'
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pip install -q -e '.[dev]'
+	# Debian's Chromium for the UI's browser tests (they skip, with a reason, without it).
+	bash scripts/install-browser.sh $(VENV) || echo "no chromium: browser tests will be skipped"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -26,9 +28,12 @@ test: setup lint
 bench: setup
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/mambakit bench ssm --json out/bench/ssm.json
+	$(BIN)/mambakit bench drums --json out/bench/drums.json
+	$(BIN)/mambakit lm bench --json out/bench/lm.json
 
+MINUTES ?= 4
 demo: setup
-	$(BIN)/mambakit demo --out out/demo
+	$(BIN)/mambakit demo --out out/demo --minutes $(MINUTES)
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache

@@ -20,6 +20,7 @@ def tiny_bench(monkeypatch):
         return real(
             quick, json_path, seqlens=(256,), d_models=(64,), impls=("hf_mamba2_mixer",),
             repeats=1, roofline_size=128, progress=False, device=kw.get("device"),
+            step_layers=1, step_d_model=32,
         )  # fmt: skip
 
     monkeypatch.setattr(bench_ssm, "run_ssm_bench", tiny)

@@ -106,3 +106,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _REGISTRY.subparsers = parser.add_subparsers(dest="bench_command", metavar="BENCH")
     for name in _REGISTRY.benches:
         _REGISTRY._attach(name)
+
+
+def _bench_drums(args: argparse.Namespace) -> int:
+    from mambakit.bench.common import write_json
+    from mambakit.bench.drums import drums_bench_markdown, run_drums_bench
+
+    result = run_drums_bench(seconds=0.25 if args.quick else args.seconds)
+    print(drums_bench_markdown(result))
+    print(f"\nsaved {write_json(args.json, result)}")
+    return 0
+
+
+def _setup_drums(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="0.25 s clips instead of --seconds")
+    parser.add_argument("--seconds", type=float, default=1.0, help="clip length (default 1 s)")
+    parser.add_argument("--json", default="out/bench/drums.json", metavar="PATH")
+    parser.set_defaults(func=_bench_drums)
+
+
+add_bench(
+    "drums",
+    "LogCascade vs full-rate bands vs one large-state Mamba2: time and memory; generation speed",
+    _setup_drums,
+)
