@@ -87,6 +87,7 @@ def draw_sheet(pads, audios, sr: int, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from mambakit.app.plots import draw_spectrogram
     from mambakit.dsp import ADSR, hilbert_envelope, render_adsr
 
     fig, axes = plt.subplots(len(pads), 3, figsize=(13, 2.0 * len(pads)), squeeze=False)
@@ -94,7 +95,7 @@ def draw_sheet(pads, audios, sr: int, path: Path) -> Path:
         t = np.arange(len(audio)) / sr
         row[0].plot(t, audio, lw=0.5)
         row[0].set_ylabel(pad.name, rotation=0, ha="right")
-        row[1].specgram(audio + 1e-9, NFFT=1024, Fs=sr, noverlap=768, cmap="magma")
+        draw_spectrogram(row[1], audio, sr)
         row[1].set_ylim(0, 16000)
         env = hilbert_envelope(audio, sr)
         req = render_adsr(ADSR(pad.attack, pad.decay, pad.sustain, pad.release), len(audio), sr)

@@ -7,6 +7,7 @@ so concurrent sessions in the web server cannot draw into each other's axes.
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from mambakit.dsp import hilbert_envelope
@@ -32,6 +33,16 @@ def requested_figure(t: np.ndarray, envelope: np.ndarray, pitch: np.ndarray) -> 
     return fig
 
 
+def draw_spectrogram(ax: Axes, audio: np.ndarray, sr: int) -> None:
+    """A Hann-windowed STFT (1024 / hop 256) of ``audio [T]`` in dB on ``ax``.
+
+    A -140 dB noise floor keeps exact silence (a released tail) from becoming -inf.
+    """
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    floor = np.float32(1e-7) * np.random.default_rng(0).standard_normal(audio.shape[0])
+    ax.specgram(audio + floor, NFFT=1024, Fs=sr, noverlap=768, cmap="magma", scale="dB")
+
+
 def analysis_figure(audio: np.ndarray, sr: int, requested_envelope: np.ndarray) -> Figure:
     """Waveform, log-magnitude spectrogram, and the generated Hilbert envelope (peak
     normalised) over the requested one, for one generated clip ``audio [T]``."""
@@ -42,10 +53,7 @@ def analysis_figure(audio: np.ndarray, sr: int, requested_envelope: np.ndarray) 
     wave.plot(t, audio, linewidth=0.5, color="#333333")
     wave.set_ylabel("waveform")
     wave.set_ylim(-1.05, 1.05)
-    # Spectrogram by a Hann-windowed STFT (1024 / hop 256), in dB relative to the peak.
-    # A -140 dB floor keeps exact silence (a released tail) from becoming -inf (blank).
-    floor = np.float32(1e-7) * np.random.default_rng(0).standard_normal(audio.shape[0])
-    spec.specgram(audio + floor, NFFT=1024, Fs=sr, noverlap=768, cmap="magma", scale="dB")
+    draw_spectrogram(spec, audio, sr)
     spec.set_ylabel("frequency [Hz]")
     spec.set_yscale("symlog", linthresh=200.0)
     generated = hilbert_envelope(audio, sr)
