@@ -34,13 +34,18 @@ def requested_figure(t: np.ndarray, envelope: np.ndarray, pitch: np.ndarray) -> 
 
 
 def draw_spectrogram(ax: Axes, audio: np.ndarray, sr: int) -> None:
-    """A Hann-windowed STFT (1024 / hop 256) of ``audio [T]`` in dB on ``ax``.
+    """A Hann-windowed STFT (1024 / hop 256) of ``audio [T]`` in dB on ``ax``, the colour
+    scale spanning the 80 dB below the loudest bin (what is audible next to it).
 
     A -140 dB noise floor keeps exact silence (a released tail) from becoming -inf.
     """
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
     floor = np.float32(1e-7) * np.random.default_rng(0).standard_normal(audio.shape[0])
-    ax.specgram(audio + floor, NFFT=1024, Fs=sr, noverlap=768, cmap="magma", scale="dB")
+    power, _, _, image = ax.specgram(
+        audio + floor, NFFT=1024, Fs=sr, noverlap=768, cmap="magma", scale="dB"
+    )
+    top = 10.0 * np.log10(max(float(power.max()), 1e-30))
+    image.set_clim(top - 80.0, top)
 
 
 def analysis_figure(audio: np.ndarray, sr: int, requested_envelope: np.ndarray) -> Figure:

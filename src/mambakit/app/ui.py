@@ -26,6 +26,7 @@ from typing import Any
 from mambakit.app import handlers as h
 from mambakit.app.plots import analysis_figure, requested_figure
 from mambakit.drums.tags import TAGS
+from mambakit.timbre.model import TimbreConfig
 
 log = logging.getLogger("mambakit.ui")
 
@@ -401,9 +402,9 @@ def build_app(
                     sources=["upload", "microphone"], type="filepath", label="style (whose timbre)"
                 )
             with gr.Row():
-                alphas = [
-                    gr.Slider(0.0, 1.0, value=1.0, step=0.05, label=f"alpha {name}")
-                    for name in ALPHA_LEVELS
+                alphas = [  # defaults: the model's own (the seed's 1, 1, 1, 1, 0.2)
+                    gr.Slider(0.0, 1.0, value=value, step=0.05, label=f"alpha {name}")
+                    for name, value in zip(ALPHA_LEVELS, TimbreConfig().alpha, strict=True)
                 ]
             transfer_button = gr.Button("Transfer", variant="primary", elem_id="transfer")
             transfer_audio = gr.Audio(label="result", type="filepath", elem_id="timbre-audio")

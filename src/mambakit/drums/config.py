@@ -40,6 +40,10 @@ class DrumConfig:
     ``w_x0`` weighs the waveform L1 term, ``w_stft`` the multi-resolution STFT term of the
     clean-signal loss; the phase-blind STFT term is what lets noisy drums (hats, snares)
     keep their texture instead of regressing to their zero-mean waveform.
+    ``filtered_noise``: the head also adds a white-noise excitation (drawn from the seed)
+    shaped by a learned spectral envelope of ``noise_bins`` log-spaced points: the scaffold's
+    "plus noise" made learnable, so hats and cymbals get their spectrum from the tag in a
+    few hundred steps, and different seeds give different takes.
     """
 
     sample_rate: int = 44100
@@ -61,6 +65,8 @@ class DrumConfig:
     no_adsr: bool = False
     full_res: bool = False
     envelope_gate: bool = True
+    filtered_noise: bool = True
+    noise_bins: int = 64
     cfg_dropout: float = 0.1
     w_eps: float = 1.0
     w_x0: float = 0.3

@@ -11,6 +11,7 @@ Data flow for one denoising call (shapes for batch B, clip length T)::
       |   LogBands.merge (each output stays in its own band) --------------+--> sum
       |-- global Mamba2 "parser" over the sum at T/64 tokens (residual) ---'
       `-> head -> x0_hat, eps_hat                      [B, 1, T] each
+    x0_hat += gain(cond) * sine + filter(cond, tag) * noise, all x requested ADSR
 
 Choices where the seed leaves room (see also docs):
 
@@ -74,6 +75,21 @@ class ParamEmbedding(nn.Module):
         e = self.time(timestep_embedding(t, self.dim)) + self.adsr(adsr_feat)
         e = e + self.pitch_class(pitch_class) + self.octave(octave.clamp(0, 10)) + self.tag(tag)
         return self.out(e)
+
+
+def filtered_noise(noise: Tensor, gains: Tensor, sr: int, f_min: float = 43.0) -> Tensor:
+    """Shape ``noise [B, 1, T]`` by a spectral envelope: ``gains [B, K]`` are amplitudes at
+    ``K`` log-spaced frequencies from ``f_min`` to ``sr / 2``, interpolated linearly in
+    log-frequency (held flat beyond both ends) and applied in the rFFT domain."""
+    n_time, k = noise.shape[-1], gains.shape[-1]
+    freqs = torch.fft.rfftfreq(n_time, 1.0 / sr, device=noise.device)
+    centres = torch.linspace(math.log(f_min), math.log(sr / 2), k, device=noise.device)
+    pos = (freqs.clamp(f_min, sr / 2).log() - centres[0]) / (centres[1] - centres[0])
+    lo = pos.floor().long().clamp(0, k - 2)
+    frac = (pos - lo).clamp(0.0, 1.0).to(gains.dtype)
+    curve = gains[:, lo] * (1 - frac) + gains[:, lo + 1] * frac  # [B, n_freq]
+    spectrum = torch.fft.rfft(noise.float(), dim=-1) * curve[:, None, :].float()
+    return torch.fft.irfft(spectrum, n=n_time, dim=-1).to(noise.dtype)
 
 
 class FiLM(nn.Module):
@@ -147,6 +163,16 @@ class DrumDiffusionModel(nn.Module, PretrainedMixin):
         self.anchor_gain = nn.Linear(cfg.cond_dim, 1)
         nn.init.zeros_(self.anchor_gain.weight)
         nn.init.zeros_(self.anchor_gain.bias)
+        # Filtered-noise excitation (see forward): a spectral envelope over log-spaced
+        # frequencies, a function of the whole condition plus a direct per-tag table, so a
+        # tag's spectrum is learned from its own clips in a few hundred steps (through
+        # ``cond`` alone it is entangled with note and envelope, and a CPU-sized run learns
+        # an average cymbal).
+        n = cfg.noise_bins
+        self.noise_gain = nn.Linear(cfg.cond_dim, n)
+        self.noise_gain_tag = nn.Embedding(len(cfg.tags) + 1, n)
+        for p in (self.noise_gain.weight, self.noise_gain.bias, self.noise_gain_tag.weight):
+            nn.init.zeros_(p)
         self.head = nn.Sequential(
             nn.Conv1d(c_full, c_full, 3, padding=1), nn.SiLU(), nn.Conv1d(c_full, 2, 1)
         )
@@ -178,9 +204,12 @@ class DrumDiffusionModel(nn.Module, PretrainedMixin):
         octave: Tensor,
         tag: Tensor,
         gate: Tensor | None = None,
+        excitation: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """``gate`` ``[B, 1, T]``: the requested ADSR curve multiplying the clean-signal
-        head when ``config.envelope_gate`` (ignored otherwise, and under ``no_adsr``)."""
+        head when ``config.envelope_gate`` (ignored otherwise, and under ``no_adsr``).
+        ``excitation`` ``[B, 1, T]``: white noise, band-filtered by learned gains into the
+        clean signal when ``config.filtered_noise`` (none is added when it is ``None``)."""
         cfg = self.config
         if cfg.no_sine:
             sine = torch.zeros_like(sine)
@@ -224,6 +253,9 @@ class DrumDiffusionModel(nn.Module, PretrainedMixin):
         # times a learned gain plus a learned residual (click, noise, overtones), all
         # under the requested amplitude envelope.
         x0 = x0 + self.anchor_gain(cond)[:, :, None] * sine
+        if cfg.filtered_noise and excitation is not None:
+            gains = self.noise_gain(cond) + self.noise_gain_tag(tag)  # [B, noise_bins]
+            x0 = x0 + filtered_noise(excitation, gains, cfg.sample_rate, cfg.f_min_hz)
         if cfg.envelope_gate and not cfg.no_adsr and gate is not None:
             x0 = x0 * gate
         return x0, eps

@@ -147,9 +147,10 @@ class DrumSynth:
             timesteps = self.schedule.timesteps_from_strength(strength)
             if len(timesteps) == 0:
                 return x0
-        noise = torch.stack(
-            [torch.randn(1, n, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
-        ).to(dev)
+        # Per seed: the initial noise, then the excitation of the filtered-noise head.
+        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        noise = torch.stack([torch.randn(1, n, generator=g) for g in gens]).to(dev)
+        excitation = torch.stack([torch.randn(1, n, generator=g) for g in gens]).to(dev)
         sample = self.schedule.add_noise(x0, noise, c["sine"], c["mask"], int(timesteps[0]))
         null_tag = torch.full_like(c["tag"], len(self.tags))
         x0_hat = sample
@@ -160,11 +161,16 @@ class DrumSynth:
             if cfg != 1.0:  # classifier-free guidance: conditional and unconditional in one batch
                 both = [torch.cat([a, a]) for a in (sample, *args)]
                 gate = torch.cat([c["envelope"], c["envelope"]])
-                x0_all, eps_all = self.model(*both, torch.cat([c["tag"], null_tag]), gate=gate)
+                x0_all, eps_all = self.model(
+                    *both, torch.cat([c["tag"], null_tag]), gate=gate,
+                    excitation=torch.cat([excitation, excitation]),
+                )  # fmt: skip
                 (x0_c, x0_u), (e_c, e_u) = x0_all.chunk(2), eps_all.chunk(2)
                 x0_hat, eps_hat = x0_u + cfg * (x0_c - x0_u), e_u + cfg * (e_c - e_u)
             else:
-                x0_hat, eps_hat = self.model(sample, *args, c["tag"], gate=c["envelope"])
+                x0_hat, eps_hat = self.model(
+                    sample, *args, c["tag"], gate=c["envelope"], excitation=excitation
+                )
             sample = self.schedule.step((x0_hat, eps_hat), t, sample, c["sine"], c["mask"])
         return x0_hat.clamp(-1.0, 1.0)
 

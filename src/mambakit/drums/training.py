@@ -101,7 +101,7 @@ def make_loss(config: DrumConfig):
         tag = torch.where(torch.rand(b) < config.cfg_dropout, null_tag, batch["tag"])
         x0_hat, eps_hat = model(
             x_t, batch["sine"], env_t, t.float(), batch["adsr"], batch["pitch_class"],
-            batch["octave"], tag, gate=batch["envelope"],
+            batch["octave"], tag, gate=batch["envelope"], excitation=torch.randn_like(x),
         )  # fmt: skip
         beta = schedule.betas[t].view(b, 1, 1)
         l1 = (x0_hat - x).abs().mean()

@@ -21,11 +21,22 @@ def as_mono_numpy(audio: np.ndarray | torch.Tensor) -> np.ndarray:
     return x
 
 
-def log_mel_frames(audio: np.ndarray | torch.Tensor, sr: int, n_mels: int = 40) -> np.ndarray:
-    """Log-mel spectrogram ``[n_mels, frames]`` (1024-point FFT, hop 256)."""
+def log_mel_frames(
+    audio: np.ndarray | torch.Tensor, sr: int, n_mels: int = 40, top_db: float = 80.0
+) -> np.ndarray:
+    """Log-mel spectrogram ``[n_mels, frames]`` in dB below the clip's loudest bin, floored
+    at ``-top_db`` (1024-point FFT, hop 256).
+
+    The floor is what a listener (and a real recording's noise floor) allows: without it,
+    bins 100 dB down, inaudible, would dominate any distance between clips, and a
+    procedural kick with exactly nothing above 5 kHz would sit far from a generated one
+    with a faint -90 dB hiss there.
+    """
     x = torch.as_tensor(as_mono_numpy(audio), dtype=torch.float32)[None]
-    mel = mel_spectrogram(x, sr, n_fft=1024, hop_length=256, n_mels=n_mels, log=True)
-    return mel[0].numpy().astype(np.float64)
+    mel = mel_spectrogram(x, sr, n_fft=1024, hop_length=256, n_mels=n_mels, log=False)
+    mel = mel[0].numpy().astype(np.float64)
+    peak = max(float(mel.max()), 1e-12)
+    return 20.0 * np.log10(np.maximum(mel, peak * 10.0 ** (-top_db / 20.0)) / peak)
 
 
 def spectral_centroid_hz(audio: np.ndarray | torch.Tensor, sr: int) -> float:
@@ -36,18 +47,24 @@ def spectral_centroid_hz(audio: np.ndarray | torch.Tensor, sr: int) -> float:
     return float((power * freqs).sum() / max(power.sum(), 1e-20))
 
 
-def energy_decay_time_s(audio: np.ndarray | torch.Tensor, sr: int, drop_db: float = 20.0) -> float:
-    """Seconds from the energy peak until the short-time energy has fallen by ``drop_db``."""
+def short_time_energy_db(audio: np.ndarray | torch.Tensor, sr: int) -> tuple[np.ndarray, int]:
+    """Mean-square energy of consecutive 5 ms frames in dB -> ``(db [frames], hop samples)``."""
     x = as_mono_numpy(audio)
-    hop = max(1, sr // 200)  # 5 ms frames
+    hop = max(1, sr // 200)
     n = len(x) // hop
-    if n == 0:
-        return 0.0
     frames = (x[: n * hop].reshape(n, hop) ** 2).mean(axis=1) + 1e-20
-    db = 10 * np.log10(frames)
+    return 10 * np.log10(frames), hop
+
+
+def energy_decay_time_s(audio: np.ndarray | torch.Tensor, sr: int, drop_db: float = 20.0) -> float:
+    """Seconds from the energy peak until the short-time energy has fallen by ``drop_db``
+    (until the end of the clip if it never does)."""
+    db, hop = short_time_energy_db(audio, sr)
+    if len(db) == 0:
+        return 0.0
     peak = int(np.argmax(db))
     below = np.nonzero(db[peak:] < db[peak] - drop_db)[0]
-    end = below[0] if len(below) else n - peak
+    end = below[0] if len(below) else len(db) - peak
     return float(end * hop / sr)
 
 
