@@ -56,6 +56,13 @@ def test_a_constant_signal_is_not_percussive_and_a_decaying_one_is():
     assert is_percussive(decaying, SR)
 
 
+def test_sustained_noise_is_not_percussive_even_when_faded_out_at_the_end():
+    n = SR // 2
+    noise = np.random.default_rng(3).standard_normal(n) * 0.3  # loudest frame anywhere
+    noise[-int(0.01 * SR) :] *= np.linspace(1.0, 0.0, int(0.01 * SR))
+    assert not is_percussive(noise, SR)
+
+
 def test_diversity_and_nearest_neighbours():
     a = np.zeros((3, 2))
     assert pairwise_diversity(a) == 0.0

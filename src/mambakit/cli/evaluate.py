@@ -1,4 +1,5 @@
-"""``mambakit eval drums``: control adherence, tag accuracy, diversity, memorisation."""
+"""``mambakit eval drums | ablations | early-training``: how well drum runs follow their
+controls, the seed's ablation study, and quality from the first batches."""
 
 from __future__ import annotations
 
@@ -22,6 +23,57 @@ def _eval_drums(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verdicts(*verdicts) -> None:
+    for v in verdicts:
+        print(f"- {v.claim}: {v.verdict} ({v.why})")
+
+
+def _eval_ablations(args: argparse.Namespace) -> int:
+    from mambakit.eval.ablations import ablations_markdown, run_ablations
+    from mambakit.eval.claims import full_res_claim, no_adsr_claim, no_sine_claim
+
+    if args.budget_minutes is None and args.budget_steps is None:
+        raise ValueError("give --budget-minutes M (or --budget-steps N, or both)")
+    result = run_ablations(
+        args.data, args.out, minutes=args.budget_minutes, steps=args.budget_steps,
+        variants=[v.strip() for v in args.variants.split(",") if v.strip()],
+        preset=args.preset, heldout=args.heldout, batch_size=args.batch_size,
+        limit=args.limit, gen_steps=args.gen_steps, seed=args.seed, device=args.device,
+    )  # fmt: skip
+    print(ablations_markdown(result) + "\n")
+    _verdicts(no_sine_claim(result), no_adsr_claim(result), full_res_claim(result))
+    print(f"\nsaved {args.out}/ablations.json, ablations.md, figure4.png")
+    return 0
+
+
+def _eval_early(args: argparse.Namespace) -> int:
+    from mambakit.eval.claims import coherent_claim, first_batch_claim
+    from mambakit.eval.early import DEFAULT_BATCHES, early_markdown, run_early_training
+
+    batches = DEFAULT_BATCHES if args.batches is None else [int(b) for b in args.batches.split(",")]
+    result = run_early_training(
+        args.data, args.out, batches=batches,
+        batch_size=args.batch_size, preset=args.preset, heldout=args.heldout,
+        limit=args.limit, gen_steps=args.gen_steps, seed=args.seed, device=args.device,
+    )  # fmt: skip
+    print(early_markdown(result) + "\n")
+    _verdicts(first_batch_claim(result), coherent_claim(result))
+    print(f"\nsaved {args.out}/early.json, early.md, early.png")
+    return 0
+
+
+def _add_common(p: argparse.ArgumentParser, batch_size: int) -> None:
+    """Options shared by the training evaluations."""
+    p.add_argument("data", type=Path, help="folder of one-shots to train on")
+    p.add_argument("--heldout", type=Path, help="clips the models never saw (requests)")
+    p.add_argument("--preset", default="tiny", choices=("tiny", "small", "base"))
+    p.add_argument("--batch-size", type=int, default=batch_size, help=f"default {batch_size}")
+    p.add_argument("--limit", type=int, default=24, help="requests per evaluation (default 24)")
+    p.add_argument("--gen-steps", type=int, help="denoising steps (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="torch device (default: cpu)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """No top-level command; this module only adds ``eval`` subcommands."""
 
@@ -35,3 +87,23 @@ def register_eval(eval_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="denoising steps")
     p.add_argument("--out", type=Path, help="report folder (default RUN/eval)")
     p.set_defaults(func=_eval_drums)
+
+    p = eval_sub.add_parser(
+        "ablations", help="full / no_sine / no_adsr / full_res at equal budget (seed Figure 4)"
+    )
+    _add_common(p, batch_size=8)
+    p.add_argument("--budget-minutes", type=float, help="training minutes per variant")
+    p.add_argument("--budget-steps", type=int, help="training steps per variant")
+    p.add_argument(
+        "--variants", default="full,no_sine,no_adsr,full_res", help="comma-separated subset"
+    )
+    p.add_argument("--out", type=Path, default=Path("out/ablations"), help="default out/ablations")
+    p.set_defaults(func=_eval_ablations)
+
+    p = eval_sub.add_parser(
+        "early-training", help="samples after 1, 2, 5, ... batches of 2, vs the scaffold"
+    )
+    _add_common(p, batch_size=2)
+    p.add_argument("--batches", help="comma-separated batch counts (default 1,2,5,10,50,200)")
+    p.add_argument("--out", type=Path, default=Path("out/early"), help="default out/early")
+    p.set_defaults(func=_eval_early)

@@ -201,6 +201,7 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    from mambakit.bench.common import result_metadata
     from mambakit.lm.bench import lm_bench_markdown, run_lm_bench
 
     report = run_lm_bench(
@@ -210,6 +211,7 @@ def _bench(args: argparse.Namespace) -> int:
         n_steps=args.steps,
         device=args.device,
     )
+    report["meta"] = result_metadata(device=args.device)  # machine, command, commit, date
     print(lm_bench_markdown(report))
     _write_json(args.json, report)
     return 0

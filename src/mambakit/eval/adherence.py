@@ -74,12 +74,17 @@ def envelope_errors(audio: np.ndarray | torch.Tensor, sr: int, adsr: ADSR) -> En
 
 
 def is_percussive(audio: np.ndarray | torch.Tensor, sr: int, drop_db: float = 20.0) -> bool:
-    """True when the clip's energy falls by ``drop_db`` within its length after the peak
-    (a drum hit), False for a sustained or constant signal."""
-    from mambakit.eval.features import energy_decay_time_s
+    """True when the clip's short-time energy falls ``drop_db`` below its peak within the
+    first 90 % of the clip (a drum hit); False for a sustained or constant signal, also
+    one whose loudest frame comes late or that is only faded out at its very end."""
+    from mambakit.eval.features import short_time_energy_db
 
-    x = as_mono_numpy(audio)
-    return energy_decay_time_s(x, sr, drop_db) < 0.9 * len(x) / sr
+    db, _ = short_time_energy_db(audio, sr)
+    if len(db) == 0:
+        return False
+    peak = int(np.argmax(db))
+    below = np.nonzero(db[peak:] < db[peak] - drop_db)[0]
+    return bool(len(below)) and peak + int(below[0]) < 0.9 * len(db)
 
 
 def pairwise_diversity(embeddings: np.ndarray) -> float:

@@ -1,0 +1,397 @@
+"""``mambakit eval ablations``: the seed's ablation study (its Figure 4), at equal budget.
+
+Four variants of the drum model are trained on the same data with the same budget
+(minutes and/or steps), seed and batch size:
+
+- ``full``: the model as shipped;
+- ``no_sine``: no sine anchor (seed: a lower reconstruction loss, but the fundamental is lost);
+- ``no_adsr``: no ADSR conditioning or envelope (seed: sustained instead of percussive sounds);
+- ``full_res``: every LogCascade band at the full rate (seed: far more time and memory).
+
+Each run is then scored by :func:`mambakit.eval.drums.evaluate_synth` (adherence, tag
+accuracy, diversity, memorisation; the scaffold alone alongside) and profiled as in the
+seed's Figure 4 (:mod:`mambakit.eval.profiles`: energy over time, average spectrum,
+fundamental and harmonic preservation), next to the same profile of the real clips.
+Training cost is the wall time per optimizer step and the peak memory growth of the
+whole training call (:func:`mambakit.bench.common.measure_peak_memory`).
+
+The verdicts on the seed's claims are rules in :mod:`mambakit.eval.claims`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mambakit.bench.common import measure_peak_memory, result_metadata, write_json
+
+VARIANTS: dict[str, dict[str, bool]] = {
+    "full": {},
+    "no_sine": {"no_sine": True},
+    "no_adsr": {"no_adsr": True},
+    "full_res": {"full_res": True},
+}
+RESULT_KIND = "ablations"
+TAIL_FRACTION = 0.2  # training losses are averaged over the last 20 % of the log lines
+
+
+def training_tail(run_dir: str | os.PathLike[str], fraction: float = TAIL_FRACTION) -> dict:
+    """Mean ``loss`` and mean of each logged term (``l1``, ``stft``, ``eps``) over the last
+    ``fraction`` of the lines of ``run_dir/metrics.jsonl`` (at least one line): the
+    training loss at the end of a run, less noisy than the last step alone."""
+    path = Path(run_dir) / "metrics.jsonl"
+    lines = (
+        [json.loads(s) for s in path.read_text().splitlines() if s.strip()]
+        if path.is_file()
+        else []
+    )
+    lines = [r for r in lines if "loss" in r]
+    if not lines:
+        return {}
+    tail = lines[-max(1, math.ceil(fraction * len(lines))) :]
+    out = {"loss": sum(r["loss"] for r in tail) / len(tail)}
+    for key in ("l1", "stft", "eps"):
+        values = [r["logs"][key] for r in tail if key in r.get("logs", {})]
+        if values:
+            out[key] = sum(values) / len(values)
+    return out
+
+
+def as_dataset(data: Any, cache_dir: Any = None, progress: bool = True) -> Any:
+    """``data`` loaded with :func:`~mambakit.drums.data.load_corpus` if it is a folder;
+    a dataset (or ``None``) is returned as it is."""
+    if data is None or not isinstance(data, (str, os.PathLike)):
+        return data
+    from mambakit.drums.data import load_corpus
+
+    return load_corpus(data, cache_dir=cache_dir, workers=0, progress=progress)
+
+
+def as_config(preset: Any) -> Any:
+    """A ``DrumConfig`` from a preset name (``tiny``, ``small``, ``base``) or as given."""
+    from mambakit.drums.config import DrumConfig
+
+    return preset if isinstance(preset, DrumConfig) else DrumConfig.preset(preset)
+
+
+def train_and_measure(
+    dataset: Any,
+    run_dir: Path,
+    config: Any,
+    *,
+    minutes: float | None,
+    steps: int | None,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: str | None,
+    progress: bool,
+) -> dict[str, Any]:
+    """Train one run from scratch into ``run_dir``: steps, seconds, seconds per step,
+    final loss, the loss tail (:func:`training_tail`) and peak memory growth in MiB."""
+    from mambakit.drums import train_drums
+
+    (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run, not appended to an old log
+    summary = []
+
+    def train() -> None:
+        summary.append(
+            train_drums(
+                dataset,
+                run_dir,
+                preset=config,
+                steps=steps,
+                minutes=minutes,
+                batch_size=batch_size,
+                lr=lr,
+                seed=seed,
+                device=device,
+                progress=progress,
+            )
+        )
+
+    peak = measure_peak_memory(train, device)
+    fit = summary[0]
+    return {
+        "steps": fit.steps,
+        "seconds": fit.seconds,
+        "seconds_per_step": fit.seconds / fit.steps if fit.steps else math.nan,
+        "stopped_by": fit.stopped_by,
+        "final_loss": fit.final_loss,
+        "train_tail": training_tail(run_dir),
+        "peak_memory_mb": None if peak is None else peak / 2**20,
+    }
+
+
+def run_ablations(
+    data: Any,
+    out_dir: str | os.PathLike[str] = "out/ablations",
+    *,
+    minutes: float | None = None,
+    steps: int | None = None,
+    variants: Sequence[str] = tuple(VARIANTS),
+    preset: Any = "tiny",
+    heldout: Any = None,
+    batch_size: int = 8,
+    lr: float = 2e-3,
+    limit: int | None = 24,
+    gen_steps: int | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Train every variant at the same budget, evaluate and profile it; save and return
+    the result (``OUT/ablations.json``, ``ablations.md``, ``figure4.png``, runs in ``OUT/runs``).
+
+    ``data`` / ``heldout``: folders of one-shots or ``DrumDataset`` s (the requests come from
+    ``heldout`` when given, else from ``data``); ``minutes`` / ``steps``: the budget of each
+    variant (whichever ends first); ``preset``: a preset name or a ``DrumConfig`` that the
+    switches of :data:`VARIANTS` are applied to; ``limit``: requests per evaluation;
+    ``gen_steps``: denoising steps (default: the config's).
+
+    Returns ``{"kind": "ablations", "meta", "config", "variants": [...], "scaffold", "data"}``;
+    each variant has ``name, switches, steps, seconds, seconds_per_step, final_loss,
+    train_tail, peak_memory_mb, scores`` (:class:`~mambakit.eval.drums.DrumScores` as a dict)
+    and ``profile`` (:class:`~mambakit.eval.profiles.ProfileSummary` as a dict).
+    """
+    from mambakit.drums import DrumSynth
+    from mambakit.eval.profiles import (
+        compare_to_data,
+        evaluate_with_profiles,
+        profile_dataset,
+        tonal_tags,
+    )
+
+    if minutes is None and steps is None:
+        raise ValueError("give a budget: minutes=... or steps=... (or both)")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    train_set = as_dataset(data, cache_dir, progress)
+    requests = as_dataset(heldout, cache_dir, progress)
+    base = as_config(preset)
+    tonal = tonal_tags(train_set)
+    data_profile = profile_dataset(train_set, base.n_samples, base.sample_rate, tonal)
+
+    result: dict[str, Any] = {
+        "kind": RESULT_KIND,
+        "meta": result_metadata(command, device),
+        "config": {
+            "preset": preset if isinstance(preset, str) else "custom",
+            "model": asdict(base),
+            "budget_minutes": minutes,
+            "budget_steps": steps,
+            "batch_size": batch_size,
+            "lr": lr,
+            "seed": seed,
+            "eval_limit": limit,
+            "gen_steps": gen_steps,
+            "data": str(data) if isinstance(data, (str, os.PathLike)) else "dataset",
+            "heldout": str(heldout) if isinstance(heldout, (str, os.PathLike)) else None,
+            "n_train_clips": len(train_set),
+            "clip_seconds": base.seconds,
+        },
+        "variants": [],
+        "data": {"profile": asdict(data_profile)},
+    }
+    # One untimed step first, so one-time costs (lazy imports, allocator arenas, thread
+    # pools) are not charged to the time and memory of the first variant.
+    warmup_dir = out / "runs" / "warmup"
+    train_and_measure(
+        train_set, warmup_dir, base, minutes=None, steps=1, batch_size=batch_size,
+        lr=lr, seed=seed, device=device, progress=False,
+    )  # fmt: skip
+    shutil.rmtree(warmup_dir, ignore_errors=True)
+    for name in variants:
+        if progress:
+            print(f"ablations: training {name} ...", flush=True)
+        run_dir = out / "runs" / name
+        config = base.with_(**VARIANTS[name])
+        row: dict[str, Any] = {"name": name, "switches": VARIANTS[name]}
+        row.update(
+            train_and_measure(
+                train_set,
+                run_dir,
+                config,
+                minutes=minutes,
+                steps=steps,
+                batch_size=batch_size,
+                lr=lr,
+                seed=seed,
+                device=device,
+                progress=progress,
+            )  # fmt: skip
+        )
+        synth = DrumSynth.from_pretrained(run_dir, device=device)
+        scores, profiles = evaluate_with_profiles(
+            synth, train_set, requests, limit=limit, steps=gen_steps, tonal=tonal,
+            progress=progress,
+        )  # fmt: skip
+        row["scores"] = asdict(scores[0])
+        row["profile"] = asdict(compare_to_data(profiles["model"], data_profile))
+        result["variants"].append(row)
+        if "scaffold" not in result:  # the same requests every time: the scaffold once
+            result["scaffold"] = {
+                "scores": asdict(scores[1]),
+                "profile": asdict(compare_to_data(profiles["scaffold"], data_profile)),
+            }
+        write_json(out / "ablations.json", result)  # keep what is done if interrupted
+    write_json(out / "ablations.json", result)
+    (out / "ablations.md").write_text(ablations_markdown(result) + "\n")
+    draw_ablations(result, out / "figure4.png")
+    return result
+
+
+# ------------------------------------------------------------------- reporting
+
+_ROWS: list[tuple[str, str, str]] = [
+    # (label, path into a column's dict, format)
+    ("training steps", "steps", "{:.0f}"),
+    ("seconds per step", "seconds_per_step", "{:.3f}"),
+    ("peak training memory (MiB)", "peak_memory_mb", "{:.0f}"),
+    ("training loss (last 20 %)", "train_tail.loss", "{:.3f}"),
+    ("  L1 term", "train_tail.l1", "{:.4f}"),
+    ("  STFT term", "train_tail.stft", "{:.3f}"),
+    ("tag accuracy", "scores.tag_accuracy", "{:.1%}"),
+    ("median pitch error (cents, tonal)", "scores.median_pitch_error_cents", "{:.1f}"),
+    ("envelope correlation", "scores.envelope_correlation", "{:.3f}"),
+    ("diversity vs real (same tag)", "scores.diversity_ratio", "{:.2f}"),
+    ("nearest-train distance vs train NN", "scores.memorisation_ratio", "{:.2f}"),
+    ("median peak (dBFS)", "profile.median_peak_db", "{:.1f}"),
+    ("median energy centroid (ms)", "profile.median_energy_centroid_s", "ms"),
+    ("percussive share", "profile.percussive_rate", "{:.0%}"),
+    ("fundamental fraction (tonal)", "profile.fundamental_fraction", "{:.3f}"),
+    ("harmonic fraction (tonal)", "profile.harmonic_fraction", "{:.3f}"),
+    ("spectrum distance to data (dB)", "profile.spectrum_distance_db", "{:.1f}"),
+]
+
+
+def lookup(row: dict[str, Any], path: str) -> Any:
+    """``row["a"]["b"]`` for ``path = "a.b"``; ``None`` where any key is missing."""
+    value: Any = row
+    for key in path.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def format_value(value: Any, fmt: str) -> str:
+    """One table cell: ``-`` for missing, ``n/a`` for NaN, ``ms`` formats seconds as ms."""
+    if value is None:
+        return "-"
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
+    if fmt == "ms":
+        return f"{1000 * value:.0f}"
+    return fmt.format(value)
+
+
+def metrics_table(columns: Sequence[tuple[str, dict[str, Any]]], rows=_ROWS) -> str:
+    """A Markdown table with one column per ``(name, dict)`` and one row per metric."""
+    lines = [
+        "| metric | " + " | ".join(name for name, _ in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for label, path, fmt in rows:
+        cells = [format_value(lookup(col, path), fmt) for _, col in columns]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ablations_markdown(result: dict[str, Any]) -> str:
+    """The result as a Markdown table: the variants, the scaffold alone and the real data."""
+    cfg = result["config"]
+    budget = " and ".join(
+        s
+        for s in (
+            f"{cfg['budget_minutes']:g} min" if cfg.get("budget_minutes") else "",
+            f"{cfg['budget_steps']} steps" if cfg.get("budget_steps") else "",
+        )
+        if s
+    )
+    columns = [(v["name"], v) for v in result["variants"]]
+    if "scaffold" in result:
+        columns.append(("scaffold", result["scaffold"]))
+    columns.append(("data", result["data"]))
+    return (
+        f"Each variant trained for {budget} (batch {cfg['batch_size']}, preset "
+        f"{cfg['preset']}, {cfg['n_train_clips']} clips); `data` is the real clips.\n\n"
+        + metrics_table(columns)
+    )
+
+
+def draw_ablations(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """The seed's Figure 4 with numbers: energy over time, average spectrum, fundamental
+    and harmonic fractions, and training cost relative to ``full``; saved as PNG."""
+    from matplotlib.figure import Figure
+
+    named = [(v["name"], v["profile"]) for v in result["variants"]]
+    named.append(("data", result["data"]["profile"]))
+    fig = Figure(figsize=(11, 7.5), dpi=90, layout="constrained")
+    (ax_energy, ax_spec), (ax_pitch, ax_cost) = fig.subplots(2, 2)
+    seconds = result["config"].get("clip_seconds") or 1.0
+    for name, prof in named:
+        style = {"color": "black", "ls": "--", "lw": 1.5} if name == "data" else {"lw": 1.2}
+        curve = prof.get("energy_curve") or []
+        if curve:
+            t = (0.5 + np.arange(len(curve))) * seconds / len(curve)
+            ax_energy.plot(t, curve, label=name, **style)
+        if prof.get("spectrum_hz"):
+            ax_spec.semilogx(prof["spectrum_hz"], prof["spectrum_db"], label=name, **style)
+    ax_energy.set(title="energy over time", xlabel="time [s]", ylabel="share of energy")
+    ax_energy.legend(fontsize=8)
+    ax_spec.set(title="average spectrum", xlabel="frequency [Hz]", ylabel="dB re loudest band")
+    ax_spec.set_ylim(-80, 3)
+
+    width = 0.38
+    offsets = (-width / 2, width / 2)
+    x = np.arange(len(named))
+    pitch_bars = (("fundamental_fraction", "fundamental"), ("harmonic_fraction", "harmonics 1-16"))
+    for offset, (key, label) in zip(offsets, pitch_bars):
+        values = [_number(p.get(key)) for _, p in named]
+        ax_pitch.bar(x + offset, np.nan_to_num(values), width, label=label)
+        for xi, value in zip(x, values):
+            if math.isnan(value):  # a missing bar would read as zero
+                ax_pitch.text(xi + offset, 0.02, "n/a", ha="center", fontsize=7, rotation=90)
+    ax_pitch.set_xticks(x, [n for n, _ in named])
+    ax_pitch.set(title="share of power at the requested note (tonal tags)", ylim=(0, 1.05))
+    ax_pitch.legend(fontsize=8)
+
+    variants = result["variants"]
+    ref = next((v for v in variants if v["name"] == "full"), variants[0] if variants else None)
+    x = np.arange(len(variants))
+    cost_bars = (("seconds_per_step", "time per step"), ("peak_memory_mb", "peak memory"))
+    for offset, (key, label) in zip(offsets, cost_bars):
+        values = [_ratio(v.get(key), ref.get(key) if ref else None) for v in variants]
+        ax_cost.bar(x + offset, np.nan_to_num(values), width, label=label)
+    ax_cost.axhline(1.0, color="gray", lw=0.8)
+    ax_cost.set_xticks(x, [v["name"] for v in variants])
+    ax_cost.set(title=f"training cost relative to {ref['name'] if ref else '-'}", ylabel="x")
+    ax_cost.legend(fontsize=8)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def _number(value: Any) -> float:
+    """``value`` as a float, NaN where it is missing (``None``)."""
+    return math.nan if value is None else float(value)
+
+
+def _ratio(value: Any, reference: Any) -> float:
+    """``value / reference``, NaN where either is missing or the reference is zero."""
+    return math.nan if value is None or not reference else float(value) / float(reference)

@@ -1,0 +1,270 @@
+"""The seed's claims and the explicit rules that judge them from measured numbers.
+
+Each rule takes the JSON result of one command (or ``None`` when it was not run) and
+returns a :class:`Verdict`: ``holds``, ``does not hold`` or ``not measured here``, with the
+numbers it compared. The thresholds are the constants below; changing a rule means
+changing this file, never editing a report by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+HOLDS, FAILS, UNMEASURED = "holds", "does not hold", "not measured here"
+
+FAR_MORE = 2.0  # "far more" time or memory: at least twice the LogCascade's
+LOGCASCADE_MEMORY_CLAIM = 256.0  # "up to 256x memory efficiency"
+# "usable" after one batch: audible, shaped like the requested envelope, percussive,
+# and near the requested note where the tag is tonal
+USABLE_MIN_PEAK_DB = -40.0
+USABLE_MIN_ENVELOPE_CORRELATION = 0.5
+USABLE_MIN_PERCUSSIVE_RATE = 0.5
+USABLE_MAX_PITCH_ERROR_CENTS = 100.0
+# "coherent" within 50 batches: recognised as its tag at least as often as the scaffold
+# alone, close to the requested envelope, within a quarter tone of the requested note
+COHERENT_MIN_ENVELOPE_CORRELATION = 0.8
+COHERENT_MAX_PITCH_ERROR_CENTS = 50.0
+FIRST_BATCH, COHERENT_BY = 1, 50
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One seed claim, its verdict, why (the numbers compared) and the command measuring it."""
+
+    claim: str
+    verdict: str
+    why: str
+    command: str
+
+
+ABLATIONS_COMMAND = "mambakit eval ablations DATA --budget-minutes M"
+EARLY_COMMAND = "mambakit eval early-training DATA"
+BENCH_DRUMS_COMMAND = "mambakit bench drums (make bench)"
+
+
+def _num(value: Any) -> float | None:
+    """A finite float, or None for a missing / NaN / non-numeric value."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return None if math.isnan(value) or math.isinf(value) else float(value)
+
+
+def _get(row: dict[str, Any] | None, path: str) -> float | None:
+    value: Any = row
+    for key in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return _num(value)
+
+
+def _show(value: float | None, spec: str = ".2f") -> str:
+    return "missing" if value is None else format(value, spec)
+
+
+def _variant(result: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
+    for row in (result or {}).get("variants", []):
+        if row.get("name") == name:
+            return row
+    return None
+
+
+def _missing(claim: str, command: str, what: str) -> Verdict:
+    return Verdict(claim, UNMEASURED, what, command)
+
+
+def _paired(
+    result: dict[str, Any] | None, ablated: str, keys: tuple[str, ...]
+) -> tuple[list[tuple[float, float]], str | None]:
+    """``(full's, ablated's)`` value of each key, and what is lacking (``None``: nothing):
+    the result, a run, or some numbers."""
+    if result is None:
+        return [], "no ablations result"
+    rows = {name: _variant(result, name) for name in ("full", ablated)}
+    runs = [name for name, row in rows.items() if row is None]
+    if runs:
+        return [], "no " + " or ".join(runs) + " run in the ablations result"
+    pairs = [(_get(rows["full"], k), _get(rows[ablated], k)) for k in keys]
+    gaps = [
+        f"{name}: {key.split('.')[-1]}"
+        for key, pair in zip(keys, pairs)
+        for name, value in zip(rows, pair)
+        if value is None
+    ]
+    return pairs, ("missing or n/a: " + ", ".join(gaps)) if gaps else None
+
+
+def no_sine_claim(result: dict[str, Any] | None) -> Verdict:
+    """Holds iff ``no_sine`` ends training at a lower loss than ``full`` yet keeps less power
+    at the requested fundamental and has no smaller pitch error."""
+    claim = "Removing the sine anchors hurts the fundamental despite a lower training loss"
+    keys = ("train_tail.loss", "profile.fundamental_fraction", "scores.median_pitch_error_cents")
+    values, lacking = _paired(result, "no_sine", keys)
+    if lacking:
+        return _missing(claim, ABLATIONS_COMMAND, lacking)
+    (loss_f, loss_n), (fund_f, fund_n), (cents_f, cents_n) = values
+    loss_lower, less_fundamental, no_better_pitch = (
+        loss_n < loss_f, fund_n < fund_f, cents_n >= cents_f
+    )  # fmt: skip
+    why = (
+        f"training loss {loss_n:.3f} vs full {loss_f:.3f} "
+        f"({'lower' if loss_lower else 'not lower'}); "
+        f"fundamental fraction {fund_n:.3f} vs {fund_f:.3f}; "
+        f"median pitch error {cents_n:.0f} vs {cents_f:.0f} cents"
+    )
+    ok = loss_lower and less_fundamental and no_better_pitch
+    return Verdict(claim, HOLDS if ok else FAILS, why, ABLATIONS_COMMAND)
+
+
+def no_adsr_claim(result: dict[str, Any] | None) -> Verdict:
+    """Holds iff ``no_adsr`` gives fewer percussive clips than ``full`` and a later energy
+    centroid (its energy sits later in the clip: sustained)."""
+    claim = "Removing the ADSR conditioning gives sustained instead of percussive sounds"
+    keys = ("profile.percussive_rate", "profile.median_energy_centroid_s")
+    values, lacking = _paired(result, "no_adsr", keys)
+    if lacking:
+        return _missing(claim, ABLATIONS_COMMAND, lacking)
+    (perc_f, perc_n), (cent_f, cent_n) = values
+    why = (
+        f"percussive share {perc_n:.0%} vs full {perc_f:.0%}; "
+        f"energy centroid {1000 * cent_n:.0f} ms vs {1000 * cent_f:.0f} ms"
+    )
+    ok = perc_n < perc_f and cent_n > cent_f
+    return Verdict(claim, HOLDS if ok else FAILS, why, ABLATIONS_COMMAND)
+
+
+def full_res_claim(result: dict[str, Any] | None) -> Verdict:
+    """Holds iff training ``full_res`` costs at least :data:`FAR_MORE` times ``full``'s
+    time per step *and* peak memory."""
+    claim = "Full resolution (no band downsampling) costs far more time per step and memory"
+    keys = ("seconds_per_step", "peak_memory_mb")
+    values, lacking = _paired(result, "full_res", keys)
+    if lacking:
+        return _missing(claim, ABLATIONS_COMMAND, lacking)
+    (time_f, time_r), (mem_f, mem_r) = values
+    if time_f <= 0 or mem_f <= 0:
+        return _missing(claim, ABLATIONS_COMMAND, "full's time or memory measured as zero")
+    time_x, mem_x = time_r / time_f, mem_r / mem_f
+    why = (
+        f"time per step {time_x:.1f}x, peak training memory {mem_x:.1f}x full's "
+        f"(rule: both >= {FAR_MORE:g}x)"
+    )
+    ok = time_x >= FAR_MORE and mem_x >= FAR_MORE
+    return Verdict(claim, HOLDS if ok else FAILS, why, ABLATIONS_COMMAND)
+
+
+def _bench_row(result: dict[str, Any] | None, model: str) -> dict[str, Any] | None:
+    for row in (result or {}).get("rows", []):
+        if row.get("model") == model and row.get("pass") == "fwd+bwd":
+            return row
+    return None
+
+
+def logcascade_memory_claim(result: dict[str, Any] | None) -> Verdict:
+    """Holds iff one full-rate Mamba2 sized for 20 Hz needs at least 256x the LogCascade's
+    peak memory in a forward+backward pass (``mambakit bench drums``)."""
+    claim = "The LogCascade is up to 256x more memory-efficient than one large full-rate state"
+    row = _bench_row(result, "mamba2_20hz")
+    ratio = _get(row, "mem_ratio")
+    if ratio is None:
+        return _missing(claim, BENCH_DRUMS_COMMAND, "needs the mamba2_20hz fwd+bwd memory ratio")
+    why = f"mamba2_20hz peak memory is {ratio:.1f}x the LogCascade's (fwd+bwd)"
+    return Verdict(
+        claim, HOLDS if ratio >= LOGCASCADE_MEMORY_CLAIM else FAILS, why, BENCH_DRUMS_COMMAND
+    )
+
+
+def _row_at(result: dict[str, Any] | None, batches: int) -> dict[str, Any] | None:
+    for row in (result or {}).get("rows", []):
+        if row.get("batches") == batches:
+            return row
+    return None
+
+
+def usable_failures(row: dict[str, Any]) -> list[str]:
+    """What keeps a row's samples from being "usable" (empty list: usable)."""
+    failures = []
+    peak = _get(row, "profile.median_peak_db")
+    corr = _get(row, "scores.envelope_correlation")
+    perc = _get(row, "profile.percussive_rate")
+    cents = _get(row, "scores.median_pitch_error_cents")
+    if peak is None or peak < USABLE_MIN_PEAK_DB:
+        failures.append(f"median peak {_show(peak, '.0f')} dBFS < {USABLE_MIN_PEAK_DB:g}")
+    if corr is None or corr < USABLE_MIN_ENVELOPE_CORRELATION:
+        failures.append(f"envelope correlation {_show(corr)} < {USABLE_MIN_ENVELOPE_CORRELATION}")
+    if perc is None or perc < USABLE_MIN_PERCUSSIVE_RATE:
+        failures.append(f"percussive share {_show(perc, '.0%')} < {USABLE_MIN_PERCUSSIVE_RATE:.0%}")
+    if cents is not None and cents > USABLE_MAX_PITCH_ERROR_CENTS:
+        failures.append(f"pitch error {cents:.0f} > {USABLE_MAX_PITCH_ERROR_CENTS:g} cents")
+    return failures
+
+
+def coherent_failures(row: dict[str, Any], scaffold: dict[str, Any] | None) -> list[str]:
+    """What keeps a row's samples from being "coherent" (empty list: coherent)."""
+    failures = []
+    acc, ref = _get(row, "scores.tag_accuracy"), _get(scaffold, "scores.tag_accuracy")
+    corr = _get(row, "scores.envelope_correlation")
+    cents = _get(row, "scores.median_pitch_error_cents")
+    if acc is None or ref is None or acc < ref:
+        failures.append(f"tag accuracy {_show(acc, '.0%')} < scaffold's {_show(ref, '.0%')}")
+    if corr is None or corr < COHERENT_MIN_ENVELOPE_CORRELATION:
+        failures.append(f"envelope correlation {_show(corr)} < {COHERENT_MIN_ENVELOPE_CORRELATION}")
+    if cents is not None and cents > COHERENT_MAX_PITCH_ERROR_CENTS:
+        failures.append(f"pitch error {cents:.0f} > {COHERENT_MAX_PITCH_ERROR_CENTS:g} cents")
+    return failures
+
+
+def first_batch_claim(result: dict[str, Any] | None) -> Verdict:
+    """Holds iff the run trained on one batch passes every test of :func:`usable_failures`."""
+    claim = "Usable samples after the first batch of size 2"
+    row = _row_at(result, FIRST_BATCH)
+    if row is None:
+        return _missing(claim, EARLY_COMMAND, f"no run of {FIRST_BATCH} batch")
+    size = (result or {}).get("config", {}).get("batch_size")
+    if size != 2:
+        claim += f" (measured with batches of {size})"
+    failures = usable_failures(row)
+    if failures:
+        return Verdict(claim, FAILS, "; ".join(failures), EARLY_COMMAND)
+    return Verdict(claim, HOLDS, "audible, envelope-shaped, percussive and on pitch", EARLY_COMMAND)
+
+
+def coherent_claim(result: dict[str, Any] | None) -> Verdict:
+    """Holds iff a run of at most 50 batches passes :func:`coherent_failures`; does not hold
+    iff none does and 50 batches were measured."""
+    claim = f"Coherent samples within {COHERENT_BY} batches"
+    rows = [r for r in (result or {}).get("rows", []) if r.get("batches", 0) <= COHERENT_BY]
+    scaffold = (result or {}).get("scaffold")
+    for row in rows:
+        if not coherent_failures(row, scaffold):
+            why = f"coherent after {row['batches']} batches"
+            return Verdict(claim, HOLDS, why, EARLY_COMMAND)
+    at_limit = _row_at(result, COHERENT_BY)
+    if at_limit is None:
+        return _missing(claim, EARLY_COMMAND, f"no run of {COHERENT_BY} batches")
+    why = f"at {COHERENT_BY} batches: " + "; ".join(coherent_failures(at_limit, scaffold))
+    return Verdict(claim, FAILS, why, EARLY_COMMAND)
+
+
+def all_verdicts(results: dict[str, dict[str, Any] | None]) -> list[Verdict]:
+    """Every claim judged from ``results`` (keys ``ablations``, ``early``, ``bench_drums``;
+    a missing or ``None`` entry gives ``not measured here``)."""
+    ablations, early = results.get("ablations"), results.get("early")
+    return [
+        no_sine_claim(ablations),
+        no_adsr_claim(ablations),
+        full_res_claim(ablations),
+        logcascade_memory_claim(results.get("bench_drums")),
+        first_batch_claim(early),
+        coherent_claim(early),
+    ]
+
+
+def verdicts_markdown(verdicts: list[Verdict]) -> str:
+    """A Markdown table: claim, verdict (bold), why, command."""
+    lines = ["| seed claim | verdict | why | measured by |", "|---|---|---|---|"]
+    for v in verdicts:
+        lines.append(f"| {v.claim} | **{v.verdict}** | {v.why} | `{v.command}` |")
+    return "\n".join(lines)

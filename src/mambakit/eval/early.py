@@ -1,0 +1,220 @@
+"""``mambakit eval early-training``: what the drum model sounds like after its first batches.
+
+The seed claims usable samples after the first batch of size 2 and coherent ones within
+50 batches. For each count ``k`` in ``batches`` (default 1, 2, 5, 10, 50, 200) a fresh
+model is trained for exactly ``k`` optimizer steps of ``batch_size`` clips (same seed, so
+run ``k`` sees the first ``k`` batches of the same data order; each run has its own
+warmup + cosine schedule over its ``k`` steps, as a user training for ``k`` steps would),
+then evaluated on the same requests as :mod:`mambakit.eval.ablations` does: the adherence,
+tag-accuracy, diversity and memorisation scores of :func:`mambakit.eval.drums.evaluate_synth`
+and the Figure-4 profile of :mod:`mambakit.eval.profiles`. The scaffold alone (sine anchor
+x ADSR plus shaped noise, no network) is the reference line.
+
+The verdicts on the two claims are rules in :mod:`mambakit.eval.claims`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mambakit.bench.common import result_metadata, write_json
+from mambakit.eval.ablations import (
+    as_config,
+    as_dataset,
+    format_value,
+    lookup,
+    train_and_measure,
+)
+
+DEFAULT_BATCHES = (1, 2, 5, 10, 50, 200)
+RESULT_KIND = "early-training"
+
+# (label, path into a row, format): the metrics tabulated and plotted against batches
+PLOTTED: list[tuple[str, str, str]] = [
+    ("tag accuracy", "scores.tag_accuracy", "{:.1%}"),
+    ("median pitch error (cents, tonal)", "scores.median_pitch_error_cents", "{:.1f}"),
+    ("envelope correlation", "scores.envelope_correlation", "{:.3f}"),
+    ("diversity vs real (same tag)", "scores.diversity_ratio", "{:.2f}"),
+    ("nearest-train distance vs train NN", "scores.memorisation_ratio", "{:.2f}"),
+    ("median peak (dBFS)", "profile.median_peak_db", "{:.1f}"),
+    ("percussive share", "profile.percussive_rate", "{:.0%}"),
+    ("fundamental fraction (tonal)", "profile.fundamental_fraction", "{:.3f}"),
+    ("spectrum distance to data (dB)", "profile.spectrum_distance_db", "{:.1f}"),
+]
+
+
+def run_early_training(
+    data: Any,
+    out_dir: str | os.PathLike[str] = "out/early",
+    *,
+    batches: Sequence[int] = DEFAULT_BATCHES,
+    batch_size: int = 2,
+    preset: Any = "tiny",
+    heldout: Any = None,
+    lr: float = 2e-3,
+    limit: int | None = 24,
+    gen_steps: int | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Train for each count of ``batches`` (of ``batch_size`` clips), evaluate, save and
+    return the result (``OUT/early.json``, ``early.md``, ``early.png``; runs in ``OUT/runs``).
+
+    ``data`` / ``heldout``: folders of one-shots or ``DrumDataset`` s; ``preset``: a preset
+    name or a ``DrumConfig``; ``limit``: requests per evaluation; ``gen_steps``: denoising
+    steps (default: the config's).
+
+    Returns ``{"kind": "early-training", "meta", "config", "rows": [...], "scaffold", "data"}``;
+    each row has ``batches``, ``steps, seconds, final_loss, train_tail, peak_memory_mb``,
+    ``scores`` (``DrumScores`` as a dict) and ``profile`` (``ProfileSummary`` as a dict).
+    """
+    from mambakit.drums import DrumSynth
+    from mambakit.eval.profiles import (
+        compare_to_data,
+        evaluate_with_profiles,
+        profile_dataset,
+        tonal_tags,
+    )
+
+    counts = sorted({int(k) for k in batches})
+    if not counts or counts[0] < 1:
+        raise ValueError(f"batches must be positive counts, got {list(batches)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    train_set = as_dataset(data, cache_dir, progress)
+    requests = as_dataset(heldout, cache_dir, progress)
+    config = as_config(preset)
+    tonal = tonal_tags(train_set)
+    data_profile = profile_dataset(train_set, config.n_samples, config.sample_rate, tonal)
+    result: dict[str, Any] = {
+        "kind": RESULT_KIND,
+        "meta": result_metadata(command, device),
+        "config": {
+            "preset": preset if isinstance(preset, str) else "custom",
+            "model": asdict(config),
+            "batches": counts,
+            "batch_size": batch_size,
+            "lr": lr,
+            "seed": seed,
+            "eval_limit": limit,
+            "gen_steps": gen_steps,
+            "data": str(data) if isinstance(data, (str, os.PathLike)) else "dataset",
+            "heldout": str(heldout) if isinstance(heldout, (str, os.PathLike)) else None,
+            "n_train_clips": len(train_set),
+        },
+        "rows": [],
+        "data": {"profile": asdict(data_profile)},
+    }
+    for k in counts:
+        if progress:
+            print(f"early-training: {k} batch(es) of {batch_size} ...", flush=True)
+        run_dir = out / "runs" / f"batches_{k}"
+        row: dict[str, Any] = {"batches": k}
+        row.update(
+            train_and_measure(
+                train_set,
+                run_dir,
+                config,
+                minutes=None,
+                steps=k,
+                batch_size=batch_size,
+                lr=lr,
+                seed=seed,
+                device=device,
+                progress=progress,
+            )  # fmt: skip
+        )
+        synth = DrumSynth.from_pretrained(run_dir, device=device)
+        scores, profiles = evaluate_with_profiles(
+            synth, train_set, requests, limit=limit, steps=gen_steps, tonal=tonal,
+            progress=progress,
+        )  # fmt: skip
+        row["scores"] = asdict(scores[0])
+        row["profile"] = asdict(compare_to_data(profiles["model"], data_profile))
+        result["rows"].append(row)
+        if "scaffold" not in result:
+            result["scaffold"] = {
+                "scores": asdict(scores[1]),
+                "profile": asdict(compare_to_data(profiles["scaffold"], data_profile)),
+            }
+        write_json(out / "early.json", result)  # keep what is done if interrupted
+    (out / "early.md").write_text(early_markdown(result) + "\n")
+    draw_early(result, out / "early.png")
+    return result
+
+
+def early_markdown(result: dict[str, Any]) -> str:
+    """One row per batch count (plus the scaffold alone), one column per metric."""
+    cfg = result["config"]
+    columns = [("training loss (last 20 %)", "train_tail.loss", "{:.3f}"), *PLOTTED]
+    lines = [
+        f"Batches of {cfg['batch_size']} clips, preset {cfg['preset']}, "
+        f"{cfg['n_train_clips']} training clips; one fresh run per row.",
+        "",
+        "| batches | " + " | ".join(label for label, _, _ in columns) + " |",
+        "|---:|" + "---:|" * len(columns),
+    ]
+    named = [(str(r["batches"]), r) for r in result["rows"]]
+    if "scaffold" in result:
+        named.append(("scaffold alone", result["scaffold"]))
+    named.append(("data", result["data"]))
+    for name, row in named:
+        cells = [format_value(lookup(row, path), fmt) for _, path, fmt in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def draw_early(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Each metric against the number of batches (log axis), the scaffold alone as a
+    dashed line and the real data (where it has the metric) as a dotted one; PNG."""
+    from matplotlib.figure import Figure
+
+    rows = result["rows"]
+    cols = 3
+    n_rows = math.ceil((len(PLOTTED) + 1) / cols)
+    fig = Figure(figsize=(4.0 * cols, 2.8 * n_rows), dpi=90, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(n_rows, cols)).ravel()
+    x = [r["batches"] for r in rows]
+    panels = [("training loss (last 20 %)", "train_tail.loss", ""), *PLOTTED]
+    references = (
+        ("scaffold alone", result.get("scaffold"), "--"),
+        ("data", result.get("data"), ":"),
+    )
+    for ax, (label, key, _) in zip(axes, panels):
+        y = [_float(lookup(r, key)) for r in rows]
+        ax.plot(x, y, marker="o", label="model")
+        for name, source, ls in references:
+            ref = _float(lookup(source or {}, key))
+            if not math.isnan(ref):
+                ax.axhline(ref, color="gray", ls=ls, lw=1.2, label=name)
+        ax.set_xscale("log")
+        ax.set_xticks(x, [str(k) for k in x])
+        ax.minorticks_off()
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel(f"batches of {result['config']['batch_size']}", fontsize=8)
+    legend: dict[str, Any] = {}
+    for ax in axes[: len(panels)]:
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(name, handle)
+    for ax in axes[len(panels) :]:
+        ax.set_axis_off()
+    spare = axes[len(panels)] if len(axes) > len(panels) else axes[0]
+    spare.legend(legend.values(), legend.keys(), loc="center", fontsize=9)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)

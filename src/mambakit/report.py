@@ -1,0 +1,208 @@
+"""``mambakit report``: the latest JSON results gathered into ``docs/RESULTS.md``.
+
+Each known result (:data:`SOURCES`) is looked up under the results folder (``out/`` by
+default); the newest matching file is used. Every section starts with what its numbers
+were measured on (platform, CPU count, torch version, GPU name or "CPU only"), the
+command, the git commit and the date, read from the ``meta`` block the command saved.
+A missing result gets one line saying which command makes it. The verdicts on the
+seed's claims come from the rules in :mod:`mambakit.eval.claims`, applied to the same
+JSON, so the report can be rebuilt at any time and never edited by hand.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ResultSource:
+    """One kind of result: where its JSON lives under the results folder (a glob),
+    the ``kind`` field it must carry (``None``: any), and the command that makes it."""
+
+    key: str
+    title: str
+    pattern: str
+    kind: str | None
+    command: str
+
+
+SOURCES: tuple[ResultSource, ...] = (
+    ResultSource(
+        "ablations", "Ablations: the seed's Figure 4", "ablations/*.json", "ablations",
+        "mambakit eval ablations DATA --budget-minutes M --out out/ablations",
+    ),
+    ResultSource(
+        "early", "Quality from the first batches", "early/*.json", "early-training",
+        "mambakit eval early-training DATA --out out/early",
+    ),
+    ResultSource(
+        "bench_ssm", "SSM layers: speed and memory", "bench/ssm.json", None,
+        "make bench (mambakit bench ssm --json out/bench/ssm.json)",
+    ),
+    ResultSource(
+        "bench_drums", "Drum model: LogCascade cost", "bench/drums.json", None,
+        "make bench (mambakit bench drums --json out/bench/drums.json)",
+    ),
+    ResultSource(
+        "bench_lm", "Music LM: decoding speed and cache", "bench/lm.json", None,
+        "make bench (mambakit lm bench --json out/bench/lm.json)",
+    ),
+)  # fmt: skip
+
+
+def find_latest(results_dir: str | os.PathLike[str], source: ResultSource) -> Path | None:
+    """The most recently written JSON matching ``source`` under ``results_dir``, or None."""
+    best: tuple[float, Path] | None = None
+    for path in Path(results_dir).glob(source.pattern):
+        payload = _read(path)
+        if payload is None or (source.kind is not None and payload.get("kind") != source.kind):
+            continue
+        mtime = path.stat().st_mtime
+        if best is None or mtime > best[0]:
+            best = (mtime, path)
+    return None if best is None else best[1]
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def result_meta(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The metadata block of a result (``meta``; the SSM bench writes ``metadata``)."""
+    meta = payload.get("meta") or payload.get("metadata")
+    return meta if isinstance(meta, dict) else None
+
+
+def machine_label(meta: dict[str, Any] | None, command_hint: str) -> str:
+    """One line naming the machine, command, commit and date of a result."""
+    if not meta:
+        return (
+            "_Machine, command, commit and date were not recorded with this result; "
+            f"rerun `{command_hint}` to record them._"
+        )
+    machine = meta.get("machine") or {}
+    gpu = machine.get("gpu") or "CPU only"
+    commit = (meta.get("git_commit") or "unknown")[:10]
+    return (
+        f"_Measured on {machine.get('platform', 'unknown platform')}, "
+        f"{machine.get('cpu_cores', '?')} CPUs ({machine.get('cpu', 'unknown CPU')}), "
+        f"torch {machine.get('torch', '?')}, {gpu}; command `{meta.get('command', '?')}`; "
+        f"commit `{commit}`; {meta.get('date_utc', 'date unknown')}._"
+    )
+
+
+def _ablations_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, list[Path]]:
+    from mambakit.eval.ablations import ablations_markdown, draw_ablations
+
+    image = draw_ablations(payload, img_dir / "ablations.png")
+    return ablations_markdown(payload), [image]
+
+
+def _early_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, list[Path]]:
+    from mambakit.eval.early import draw_early, early_markdown
+
+    image = draw_early(payload, img_dir / "early_training.png")
+    return early_markdown(payload), [image]
+
+
+def _ssm_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, list[Path]]:
+    from mambakit.bench.ssm import format_ssm_table
+
+    return format_ssm_table(payload), []
+
+
+def _drums_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, list[Path]]:
+    from mambakit.bench.drums import drums_bench_markdown
+
+    return drums_bench_markdown(payload), []
+
+
+def _lm_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, list[Path]]:
+    from mambakit.lm.bench import lm_bench_markdown
+
+    return lm_bench_markdown(payload), []
+
+
+_SECTIONS: dict[str, Callable[[dict[str, Any], Path], tuple[str, list[Path]]]] = {
+    "ablations": _ablations_section,
+    "early": _early_section,
+    "bench_ssm": _ssm_section,
+    "bench_drums": _drums_section,
+    "bench_lm": _lm_section,
+}
+
+
+def build_report(
+    results_dir: str | os.PathLike[str] = "out",
+    docs_dir: str | os.PathLike[str] = "docs",
+) -> Path:
+    """Write ``DOCS/RESULTS.md`` (and its plots in ``DOCS/img/``) from the newest results
+    under ``results_dir``; returns the path of the Markdown file."""
+    from mambakit.bench.common import git_commit
+    from mambakit.eval.claims import all_verdicts, verdicts_markdown
+
+    results_dir, docs = Path(results_dir), Path(docs_dir)
+    img_dir = docs / "img"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    found: dict[str, tuple[Path, dict[str, Any]]] = {}
+    missing: list[str] = []
+    for source in SOURCES:
+        path = find_latest(results_dir, source)
+        payload = _read(path) if path else None
+        if path is None or payload is None:
+            missing.append(
+                f"- {source.title}: no `{results_dir / source.pattern}`; made by `{source.command}`"
+            )
+        else:
+            found[source.key] = (path, payload)
+
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    parts = [
+        "# Results",
+        "",
+        f"Generated by `mambakit report` from the JSON results under `{results_dir}` on {now} "
+        f"(report commit `{(git_commit() or 'unknown')[:10]}`). Each section names the machine, "
+        "command, commit and date its numbers were measured with. Do not edit by hand: rerun "
+        "the commands, then `mambakit report`.",
+        "",
+        "## The seed's claims",
+        "",
+        "Verdicts by the rules in `src/mambakit/eval/claims.py`, applied to the results below.",
+        "",
+        verdicts_markdown(all_verdicts({k: p for k, (_, p) in found.items()})),
+    ]
+    if missing:
+        parts += ["", "## Not measured yet", "", *missing]
+    for source in SOURCES:
+        if source.key not in found:
+            continue
+        path, payload = found[source.key]
+        try:
+            body, images = _SECTIONS[source.key](payload, img_dir)
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            body = f"Could not read `{path}` ({type(e).__name__}: {e}); rerun `{source.command}`."
+            images = []
+        parts += [
+            "",
+            f"## {source.title}",
+            "",
+            machine_label(result_meta(payload), source.command),
+            f"Source: `{path}`.",
+            "",
+            body,
+        ]
+        for image in images:
+            parts += ["", f"![{source.title}](img/{image.name})"]
+    out = docs / "RESULTS.md"
+    out.write_text("\n".join(parts) + "\n")
+    return out

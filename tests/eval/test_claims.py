@@ -1,0 +1,128 @@
+"""The verdict rules on hand-made results with a known answer."""
+
+import math
+
+from mambakit.eval.claims import (
+    FAILS,
+    HOLDS,
+    UNMEASURED,
+    all_verdicts,
+    coherent_claim,
+    first_batch_claim,
+    full_res_claim,
+    logcascade_memory_claim,
+    no_adsr_claim,
+    no_sine_claim,
+    verdicts_markdown,
+)
+
+
+def variant(name, loss=1.0, fundamental=0.5, cents=10.0, percussive=1.0, centroid=0.05,
+            seconds_per_step=1.0, memory=100.0):  # fmt: skip
+    return {
+        "name": name,
+        "seconds_per_step": seconds_per_step,
+        "peak_memory_mb": memory,
+        "train_tail": {"loss": loss},
+        "scores": {"median_pitch_error_cents": cents},
+        "profile": {
+            "fundamental_fraction": fundamental,
+            "percussive_rate": percussive,
+            "median_energy_centroid_s": centroid,
+        },
+    }
+
+
+def ablations(*variants):
+    return {"kind": "ablations", "variants": list(variants)}
+
+
+def test_no_sine_holds_only_with_lower_loss_and_a_worse_fundamental():
+    full = variant("full")
+    as_claimed = variant("no_sine", loss=0.8, fundamental=0.1, cents=300.0)
+    assert no_sine_claim(ablations(full, as_claimed)).verdict == HOLDS
+    higher_loss = variant("no_sine", loss=1.2, fundamental=0.1, cents=300.0)
+    assert no_sine_claim(ablations(full, higher_loss)).verdict == FAILS
+    fundamental_kept = variant("no_sine", loss=0.8, fundamental=0.6, cents=5.0)
+    verdict = no_sine_claim(ablations(full, fundamental_kept))
+    assert verdict.verdict == FAILS and "0.600 vs 0.500" in verdict.why
+    unpitched = variant("no_sine", loss=0.8, fundamental=0.1, cents=math.nan)
+    assert no_sine_claim(ablations(full, unpitched)).verdict == UNMEASURED
+    assert no_sine_claim(None).verdict == UNMEASURED
+
+
+def test_no_adsr_holds_when_its_sounds_are_sustained():
+    full = variant("full", percussive=0.9, centroid=0.05)
+    sustained = variant("no_adsr", percussive=0.1, centroid=0.4)
+    assert no_adsr_claim(ablations(full, sustained)).verdict == HOLDS
+    still_percussive = variant("no_adsr", percussive=0.9, centroid=0.05)
+    assert no_adsr_claim(ablations(full, still_percussive)).verdict == FAILS
+    missing_run = no_adsr_claim(ablations(full))
+    assert missing_run.verdict == UNMEASURED and "no no_adsr run" in missing_run.why
+
+
+def test_full_res_needs_twice_the_time_and_the_memory():
+    full = variant("full", seconds_per_step=1.0, memory=100.0)
+    costly = variant("full_res", seconds_per_step=8.0, memory=900.0)
+    verdict = full_res_claim(ablations(full, costly))
+    assert verdict.verdict == HOLDS and "8.0x" in verdict.why and "9.0x" in verdict.why
+    fast = variant("full_res", seconds_per_step=8.0, memory=150.0)
+    assert full_res_claim(ablations(full, fast)).verdict == FAILS
+    unmeasured = variant("full_res", seconds_per_step=8.0, memory=None)
+    assert full_res_claim(ablations(full, unmeasured)).verdict == UNMEASURED
+
+
+def test_logcascade_memory_claim_reads_the_drums_bench():
+    def bench(ratio):
+        return {"rows": [{"model": "mamba2_20hz", "pass": "fwd+bwd", "mem_ratio": ratio}]}
+
+    assert logcascade_memory_claim(bench(300.0)).verdict == HOLDS
+    assert logcascade_memory_claim(bench(40.0)).verdict == FAILS
+    assert logcascade_memory_claim({"rows": []}).verdict == UNMEASURED
+
+
+def row(batches, peak=-6.0, corr=0.9, percussive=1.0, cents=20.0, accuracy=0.8):
+    return {
+        "batches": batches,
+        "scores": {
+            "envelope_correlation": corr,
+            "median_pitch_error_cents": cents,
+            "tag_accuracy": accuracy,
+        },
+        "profile": {"median_peak_db": peak, "percussive_rate": percussive},
+    }
+
+
+def early(*rows, scaffold_accuracy=0.5, batch_size=2):
+    return {
+        "kind": "early-training",
+        "config": {"batch_size": batch_size},
+        "rows": list(rows),
+        "scaffold": {"scores": {"tag_accuracy": scaffold_accuracy}},
+    }
+
+
+def test_first_batch_is_usable_when_audible_shaped_and_on_pitch():
+    assert first_batch_claim(early(row(1))).verdict == HOLDS
+    silent = first_batch_claim(early(row(1, peak=-90.0)))
+    assert silent.verdict == FAILS and "median peak -90 dBFS" in silent.why
+    assert first_batch_claim(early(row(1, cents=math.nan))).verdict == HOLDS  # no tonal request
+    assert first_batch_claim(early(row(1, cents=700.0))).verdict == FAILS
+    assert first_batch_claim(early(row(2))).verdict == UNMEASURED
+    assert "batches of 4" in first_batch_claim(early(row(1), batch_size=4)).claim
+
+
+def test_coherent_within_fifty_batches_compares_with_the_scaffold():
+    late = early(row(1, accuracy=0.2), row(50, accuracy=0.6), row(200, accuracy=0.9))
+    verdict = coherent_claim(late)
+    assert verdict.verdict == HOLDS and "after 50 batches" in verdict.why
+    never = early(row(10, accuracy=0.2), row(50, accuracy=0.4), row(200, accuracy=0.9))
+    assert coherent_claim(never).verdict == FAILS
+    assert coherent_claim(early(row(10, accuracy=0.2))).verdict == UNMEASURED
+
+
+def test_all_verdicts_without_results_are_not_measured_and_render_as_a_table():
+    verdicts = all_verdicts({})
+    assert len(verdicts) == 6 and {v.verdict for v in verdicts} == {UNMEASURED}
+    md = verdicts_markdown(verdicts)
+    assert md.count("**not measured here**") == 6 and "| seed claim | verdict |" in md
