@@ -79,6 +79,11 @@ def test_logcascade_memory_claim_reads_the_drums_bench():
     assert logcascade_memory_claim(bench(300.0)).verdict == HOLDS
     assert logcascade_memory_claim(bench(40.0)).verdict == FAILS
     assert logcascade_memory_claim({"rows": []}).verdict == UNMEASURED
+    forward_only = {"rows": [{"model": "mamba2_20hz", "pass": "fwd", "mem_ratio": 390.0}]}
+    verdict = logcascade_memory_claim(forward_only)
+    assert verdict.verdict == HOLDS and "(fwd)" in verdict.why
+    both = {"rows": [*bench(40.0)["rows"], *forward_only["rows"]]}
+    assert logcascade_memory_claim(both).verdict == FAILS  # fwd+bwd wins when measured
 
 
 def row(batches, peak=-6.0, corr=0.9, percussive=1.0, cents=20.0, accuracy=0.8):

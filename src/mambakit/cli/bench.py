@@ -112,7 +112,9 @@ def _bench_drums(args: argparse.Namespace) -> int:
     from mambakit.bench.common import write_json
     from mambakit.bench.drums import drums_bench_markdown, run_drums_bench
 
-    result = run_drums_bench(seconds=0.25 if args.quick else args.seconds)
+    result = run_drums_bench(
+        seconds=0.25 if args.quick else args.seconds, large_state_backward=args.all
+    )
     print(drums_bench_markdown(result))
     print(f"\nsaved {write_json(args.json, result)}")
     return 0
@@ -122,6 +124,10 @@ def _setup_drums(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="0.25 s clips instead of --seconds")
     parser.add_argument("--seconds", type=float, default=1.0, help="clip length (default 1 s)")
     parser.add_argument("--json", default="out/bench/drums.json", metavar="PATH")
+    parser.add_argument(
+        "--all", action="store_true",
+        help="also time forward+backward of the large-state model (many minutes on a CPU)",
+    )  # fmt: skip
     parser.set_defaults(func=_bench_drums)
 
 

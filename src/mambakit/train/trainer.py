@@ -546,9 +546,12 @@ class Trainer:
         self.model.train()
         final_loss = math.nan
         stopped_by = "max_steps"
+        # A time budget with no real step limit shows seconds of the budget, not steps of 10^7.
+        by_time = cfg.max_minutes is not None and cfg.max_steps >= 10**6
         bar = tqdm(
-            total=cfg.max_steps,
-            initial=self.step,
+            total=round(cfg.max_minutes * 60) if by_time else cfg.max_steps,
+            initial=0 if by_time else self.step,
+            unit="s" if by_time else "it",
             disable=not (cfg.progress and self.is_main),
             desc="train",
             dynamic_ncols=True,
@@ -566,8 +569,12 @@ class Trainer:
                     warnings.warn(f"non-finite loss {final_loss} at step {self.step}", stacklevel=2)
                 self.step += 1
                 self._mid_update = False
-                bar.update(1)
-                bar.set_postfix(loss=f"{final_loss:.4g}", lr=f"{lr:.3g}")
+                if by_time:
+                    bar.update(min(bar.total, int(time.monotonic() - started)) - bar.n)
+                    bar.set_postfix(step=self.step, loss=f"{final_loss:.4g}", lr=f"{lr:.3g}")
+                else:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{final_loss:.4g}", lr=f"{lr:.3g}")
                 done = self.step >= cfg.max_steps
                 if self.step % cfg.ckpt_every == 0 or done:
                     logs.update(self._evaluate())
