@@ -57,7 +57,10 @@ class DrumConfig:
     parser_d_state: int = 32
     parser_decimation: int = 64
     cond_dim: int = 64
-    diffusion_steps: int = 6
+    # Denoising steps at generation (training is unaffected). The scaffold carries pitch
+    # and envelope, so few steps suffice: a 10-minute tiny run scored the same at 3 and 6
+    # steps (tag 83 %, pitch 0.1 cents, envelope 0.996) at half the time.
+    diffusion_steps: int = 3
     train_timesteps: int = 1000
     cosine_s: float = 0.008
     alpha_max: float = 1.0
