@@ -208,7 +208,7 @@ class DrumDiffusionModel(nn.Module, PretrainedMixin):
     ) -> tuple[Tensor, Tensor]:
         """``gate`` ``[B, 1, T]``: the requested ADSR curve multiplying the clean-signal
         head when ``config.envelope_gate`` (ignored otherwise, and under ``no_adsr``).
-        ``excitation`` ``[B, 1, T]``: white noise, band-filtered by learned gains into the
+        ``excitation`` ``[B, 1, T]``: white noise, shaped by a learned spectral envelope into the
         clean signal when ``config.filtered_noise`` (none is added when it is ``None``)."""
         cfg = self.config
         if cfg.no_sine:
