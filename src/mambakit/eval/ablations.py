@@ -131,6 +131,60 @@ def train_and_measure(
     }
 
 
+def train_and_score(
+    row: dict[str, Any],
+    result: dict[str, Any],
+    train_set: Any,
+    run_dir: Path,
+    config: Any,
+    *,
+    requests: Any,
+    data_profile: Any,
+    tonal: Any,
+    minutes: float | None,
+    steps: int | None,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device: str | None,
+    limit: int | None,
+    gen_steps: int | None,
+    progress: bool,
+) -> dict[str, Any]:
+    """Train one run (:func:`train_and_measure`), score and profile it on ``requests``, and
+    return ``row`` with the training numbers, ``scores`` and ``profile`` added. The scaffold
+    alone is scored on the same requests once per study, into ``result["scaffold"]``."""
+    from mambakit.drums import DrumSynth
+    from mambakit.eval.profiles import compare_to_data, evaluate_with_profiles
+
+    row.update(
+        train_and_measure(
+            train_set,
+            run_dir,
+            config,
+            minutes=minutes,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            device=device,
+            progress=progress,
+        )  # fmt: skip
+    )
+    synth = DrumSynth.from_pretrained(run_dir, device=device)
+    scores, profiles = evaluate_with_profiles(
+        synth, train_set, requests, limit=limit, steps=gen_steps, tonal=tonal, progress=progress
+    )
+    row["scores"] = asdict(scores[0])
+    row["profile"] = asdict(compare_to_data(profiles["model"], data_profile))
+    if "scaffold" not in result:  # the same requests every time: the scaffold once
+        result["scaffold"] = {
+            "scores": asdict(scores[1]),
+            "profile": asdict(compare_to_data(profiles["scaffold"], data_profile)),
+        }
+    return row
+
+
 def run_ablations(
     data: Any,
     out_dir: str | os.PathLike[str] = "out/ablations",
@@ -164,13 +218,7 @@ def run_ablations(
     train_tail, peak_memory_mb, scores`` (:class:`~mambakit.eval.drums.DrumScores` as a dict)
     and ``profile`` (:class:`~mambakit.eval.profiles.ProfileSummary` as a dict).
     """
-    from mambakit.drums import DrumSynth
-    from mambakit.eval.profiles import (
-        compare_to_data,
-        evaluate_with_profiles,
-        profile_dataset,
-        tonal_tags,
-    )
+    from mambakit.eval.profiles import profile_dataset, tonal_tags
 
     if minutes is None and steps is None:
         raise ValueError("give a budget: minutes=... or steps=... (or both)")
@@ -217,36 +265,27 @@ def run_ablations(
     for name in variants:
         if progress:
             print(f"ablations: training {name} ...", flush=True)
-        run_dir = out / "runs" / name
-        config = base.with_(**VARIANTS[name])
-        row: dict[str, Any] = {"name": name, "switches": VARIANTS[name]}
-        row.update(
-            train_and_measure(
+        result["variants"].append(
+            train_and_score(
+                {"name": name, "switches": VARIANTS[name]},
+                result,
                 train_set,
-                run_dir,
-                config,
+                out / "runs" / name,
+                base.with_(**VARIANTS[name]),
+                requests=requests,
+                data_profile=data_profile,
+                tonal=tonal,
                 minutes=minutes,
                 steps=steps,
                 batch_size=batch_size,
                 lr=lr,
                 seed=seed,
                 device=device,
+                limit=limit,
+                gen_steps=gen_steps,
                 progress=progress,
             )  # fmt: skip
         )
-        synth = DrumSynth.from_pretrained(run_dir, device=device)
-        scores, profiles = evaluate_with_profiles(
-            synth, train_set, requests, limit=limit, steps=gen_steps, tonal=tonal,
-            progress=progress,
-        )  # fmt: skip
-        row["scores"] = asdict(scores[0])
-        row["profile"] = asdict(compare_to_data(profiles["model"], data_profile))
-        result["variants"].append(row)
-        if "scaffold" not in result:  # the same requests every time: the scaffold once
-            result["scaffold"] = {
-                "scores": asdict(scores[1]),
-                "profile": asdict(compare_to_data(profiles["scaffold"], data_profile)),
-            }
         write_json(out / "ablations.json", result)  # keep what is done if interrupted
     write_json(out / "ablations.json", result)
     (out / "ablations.md").write_text(ablations_markdown(result) + "\n")

@@ -30,7 +30,7 @@ from mambakit.eval.ablations import (
     as_dataset,
     format_value,
     lookup,
-    train_and_measure,
+    train_and_score,
 )
 
 DEFAULT_BATCHES = (1, 2, 5, 10, 50, 200)
@@ -78,13 +78,7 @@ def run_early_training(
     each row has ``batches``, ``steps, seconds, final_loss, train_tail, peak_memory_mb``,
     ``scores`` (``DrumScores`` as a dict) and ``profile`` (``ProfileSummary`` as a dict).
     """
-    from mambakit.drums import DrumSynth
-    from mambakit.eval.profiles import (
-        compare_to_data,
-        evaluate_with_profiles,
-        profile_dataset,
-        tonal_tags,
-    )
+    from mambakit.eval.profiles import profile_dataset, tonal_tags
 
     counts = sorted({int(k) for k in batches})
     if not counts or counts[0] < 1:
@@ -118,35 +112,27 @@ def run_early_training(
     for k in counts:
         if progress:
             print(f"early-training: {k} batch(es) of {batch_size} ...", flush=True)
-        run_dir = out / "runs" / f"batches_{k}"
-        row: dict[str, Any] = {"batches": k}
-        row.update(
-            train_and_measure(
+        result["rows"].append(
+            train_and_score(
+                {"batches": k},
+                result,
                 train_set,
-                run_dir,
+                out / "runs" / f"batches_{k}",
                 config,
+                requests=requests,
+                data_profile=data_profile,
+                tonal=tonal,
                 minutes=None,
                 steps=k,
                 batch_size=batch_size,
                 lr=lr,
                 seed=seed,
                 device=device,
+                limit=limit,
+                gen_steps=gen_steps,
                 progress=progress,
             )  # fmt: skip
         )
-        synth = DrumSynth.from_pretrained(run_dir, device=device)
-        scores, profiles = evaluate_with_profiles(
-            synth, train_set, requests, limit=limit, steps=gen_steps, tonal=tonal,
-            progress=progress,
-        )  # fmt: skip
-        row["scores"] = asdict(scores[0])
-        row["profile"] = asdict(compare_to_data(profiles["model"], data_profile))
-        result["rows"].append(row)
-        if "scaffold" not in result:
-            result["scaffold"] = {
-                "scores": asdict(scores[1]),
-                "profile": asdict(compare_to_data(profiles["scaffold"], data_profile)),
-            }
         write_json(out / "early.json", result)  # keep what is done if interrupted
     (out / "early.md").write_text(early_markdown(result) + "\n")
     draw_early(result, out / "early.png")
