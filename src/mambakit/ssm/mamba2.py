@@ -185,18 +185,15 @@ class Mamba2(nn.Module):
     Shapes: ``forward`` ``[B, L, d_model] -> [B, L, d_model]``;
     ``step`` ``[B, d_model] -> [B, d_model]``.
 
-    Speed (fp32, batch 1, L = 44,100, d_model 64, this project's 2-core CPU shared with
-    other jobs, so the numbers are noisy): on one thread (CPU seconds, best of 2) forward
-    0.42 s against 0.74 s before the CPU fast paths and 0.86 s for ``transformers``'
-    ``Mamba2Mixer`` torch path (2.1x), forward+backward 1.35 s against 1.44 s before and
-    1.84 s for ``Mamba2Mixer`` (1.4x). On two threads with the machine less busy (wall
-    time): forward 0.20-0.26 s against 1.06 s before and 1.33 s for ``Mamba2Mixer``
-    (5-6x); forward+backward 0.94-1.1 s against 6.4 s before and 7.9 s for ``Mamba2Mixer``
-    (7-8x). Where the time went and what fixed it: the channels-first conv (a transposed
-    copy in and out, ~30%; now :func:`causal_conv1d` on the time-major tensor), permute and
-    broadcast copies of [Q, Q]-block tensors (~25%; now a natural-layout SSD, see
-    ``mambakit.ssm.ops._ssd_scan_chunked``) and autograd of the per-chunk loop (most of
-    the backward; now one node, ``_ChunkStatePassing``).
+    Speed (``mambakit bench ssm``, fp32, batch 1, L = 44,100, d_model 64, this project's
+    2-core CPU, quiet machine): forward 0.44 s against 0.69 s for ``transformers``'
+    ``Mamba2Mixer`` torch path (1.6x), forward+backward 1.07 s against 1.64 s (1.5x). On a
+    busy machine the Mixer slowed down far more than this layer (5-8x apart), so compare
+    only ratios measured side by side in one run. Where the time went and what fixed it: the
+    channels-first conv (a transposed copy in and out, ~30%; now :func:`causal_conv1d` on
+    the time-major tensor), permute and broadcast copies of [Q, Q]-block tensors (~25%; now
+    a natural-layout SSD, see ``mambakit.ssm.ops._ssd_scan_chunked``) and autograd of the
+    per-chunk loop (most of the backward; now one node, ``_ChunkStatePassing``).
     """
 
     def __init__(
