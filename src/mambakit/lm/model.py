@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mambakit.pretrained import PretrainedMixin
-from mambakit.ssm import KINDS, Backbone, BackboneCache
+from mambakit.ssm import KINDS, Backbone, BackboneCache, decode_layout_
 
 from .patterns import CodebookPattern, get_pattern
 
@@ -118,6 +118,7 @@ class MusicLM(PretrainedMixin, nn.Module):
             nn.Linear(d, self.pattern.n_codes, bias=False) for _ in range(n_streams)
         )
         self._init_weights()
+        decode_layout_(self.heads)  # the heads are a matrix-vector product per decoding step
 
     def _init_weights(self) -> None:
         std = self.config.d_model**-0.5

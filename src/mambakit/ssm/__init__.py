@@ -12,6 +12,7 @@ Pure PyTorch; ``mamba_ssm`` kernels are used on CUDA when installed (never impor
 
 from .attention import AttentionCache, CausalSelfAttention, apply_rotary
 from .backbone import KINDS, MLP, Backbone, BackboneCache, Bidirectional, count_parameters
+from .layout import decode_layout_
 from .mamba import Mamba, MambaCache
 from .mamba2 import GatedRMSNorm, Mamba2, Mamba2Cache
 from .ops import (
@@ -39,6 +40,7 @@ __all__ = [
     "MambaCache",
     "apply_rotary",
     "count_parameters",
+    "decode_layout_",
     "resolve_backend",
     "selective_scan",
     "selective_scan_ref",

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .layout import decode_layout_
+
 __all__ = ["CausalSelfAttention", "AttentionCache", "apply_rotary"]
 
 
@@ -72,6 +74,7 @@ class CausalSelfAttention(nn.Module):
         self.rotary, self.rotary_base, self.dropout = rotary, rotary_base, dropout
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        decode_layout_(self)
 
     def allocate_cache(
         self,

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import CausalSelfAttention
+from .layout import decode_layout_
 from .mamba import Mamba
 from .mamba2 import Mamba2
 
@@ -182,6 +183,7 @@ class Backbone(nn.Module):
             for k in self.layer_kinds
         )
         self.norm_f = nn.RMSNorm(d_model, eps=norm_eps)
+        decode_layout_(self)
 
     @staticmethod
     def _layer_kind(i: int, kind: str, attn_every: int, mamba_kind: str) -> str:

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .layout import decode_layout_
 from .mamba2 import _update_conv_state, causal_conv1d, causal_conv1d_step
 from .ops import selective_scan
 
@@ -81,6 +82,7 @@ class Mamba(nn.Module):
         self.A_log = nn.Parameter(torch.log(A))  # [d_inner, d_state]
         self.D = nn.Parameter(torch.ones(self.d_inner))
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
+        decode_layout_(self)
 
     def allocate_cache(
         self,

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from .layout import decode_layout_
 from .ops import ssd_scan
 
 __all__ = ["Mamba2", "Mamba2Cache", "GatedRMSNorm", "causal_conv1d", "causal_conv1d_step"]
@@ -244,6 +245,7 @@ class Mamba2(nn.Module):
         self.D = nn.Parameter(torch.ones(self.n_heads))
         self.norm = GatedRMSNorm(self.d_inner, group_size=self.d_inner // ngroups)
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
+        decode_layout_(self)
 
     def allocate_cache(
         self,
