@@ -119,13 +119,13 @@ def causal_conv1d_step(
     """
     k1 = conv_state.shape[-1]
     taps = weight[:, 0]  # [C, K]
-    out = x_t * taps[:, k1] if bias is None else torch.addcmul(bias, x_t, taps[:, k1])
     if k1 == 0:
-        return out
-    out = out + (conv_state * taps[:, :k1]).sum(dim=-1)
-    if k1 > 1:
-        conv_state[..., :-1] = conv_state[..., 1:].clone()
-    conv_state[..., -1] = x_t
+        return x_t * taps[:, 0] if bias is None else torch.addcmul(bias, x_t, taps[:, 0])
+    window = torch.cat([conv_state, x_t[..., None].to(conv_state.dtype)], dim=-1)  # [B, C, K]
+    out = (window * taps).sum(dim=-1)
+    if bias is not None:
+        out = out + bias
+    conv_state.copy_(window[..., 1:])
     return out
 
 
@@ -323,15 +323,15 @@ class Mamba2(nn.Module):
 
         The recurrence ``h = exp(dt A) h + dt x B^T``, ``y = h C + D x`` per head, written as
         a few batched in-place ops on ``[B * G, heads per group * P, N]`` views of the state
-        (the heads of a group share ``B`` and ``C``), so that a step costs ~15 small ops:
-        at batch 1 a step is dominated by per-op overhead and weight reads, not arithmetic.
-        A 12-layer, d_model 512 ``Backbone("mamba2")`` step (45 M parameters, MLPs
-        included) took 30.7 ms median against 36.0 ms before (one thread, busy machine);
-        its ``nn.Linear`` layers alone take ~36 ms there as matrix-vector products
-        (``mambakit bench ssm`` reports both), so on this CPU a step is bound by streaming
-        180 MB of fp32 weights, far from a 5 ms budget.
+        (the heads of a group share ``B`` and ``C``; the per-head decay and step broadcast
+        over views, no ``repeat_interleave`` copies), so that a step costs ~15 small ops. At
+        batch 1 a step is bound by reading the weights (stored column-major by
+        :func:`~mambakit.ssm.layout.decode_layout_`, twice as fast to stream on CPU) plus
+        per-op dispatch, not by arithmetic: ``mambakit bench ssm`` reports the step time of a
+        12-layer, d_model 512 backbone next to the time of its ``nn.Linear`` layers alone.
         """
         b, g, n = x_t.shape[0], self.ngroups, self.d_state
+        h, p = self.n_heads, self.headdim
         z, xbc, dt = self._split(self.in_proj(x_t))
         xbc = F.silu(
             causal_conv1d_step(xbc, self.conv1d.weight, self.conv1d.bias, cache.conv_state)
@@ -340,11 +340,11 @@ class Mamba2(nn.Module):
         xs, B, C = torch.split(xbc.float(), [self.d_inner, gs, gs], dim=-1)
         dt = F.softplus(dt.float() + self.dt_bias)  # [B, H]
         decay = torch.exp(dt * -torch.exp(self.A_log.float()))  # [B, H]
-        state = cache.ssm_state.view(b * g, -1, n)  # [B*G, rep*P, N]
-        state.mul_(decay.repeat_interleave(self.headdim, dim=-1).view(b * g, -1, 1))
-        dx = (dt.repeat_interleave(self.headdim, dim=-1) * xs).view(b * g, -1, 1)
+        cache.ssm_state.view(b, g, h // g, p, n).mul_(decay.view(b, g, h // g, 1, 1))
+        state = cache.ssm_state.view(b * g, -1, n)  # [B*G, heads per group * P, N]
+        dx = (xs.view(b, h, p) * dt[..., None]).view(b * g, -1, 1)
         state.baddbmm_(dx, B.reshape(b * g, 1, n))  # h += (dt x) B^T
-        y = torch.bmm(state, C.reshape(b * g, n, 1)).view(b, self.n_heads, self.headdim)
-        y = torch.addcmul(y, self.D.float()[:, None], xs.view(b, self.n_heads, self.headdim))
+        y = torch.bmm(state, C.reshape(b * g, n, 1)).view(b, h, p)  # y = h C
+        y = torch.addcmul(y, self.D.float()[:, None], xs.view(b, h, p))
         y = self.out_proj(self.norm(y.view(b, self.d_inner).to(x_t.dtype), z))
         return y, cache
