@@ -53,6 +53,11 @@ SOURCES: tuple[ResultSource, ...] = (
         "bench_lm", "Music LM: decoding speed and cache", "bench/lm.json", None,
         "make bench (mambakit lm bench --json out/bench/lm.json)",
     ),
+    ResultSource(
+        "lm_compare", "Music LM: backbones at matched parameters and equal steps",
+        "lm-compare/*.json", "lm-compare",
+        "mambakit eval lm-compare TOKENS --budget-minutes M --out out/lm-compare",
+    ),
 )  # fmt: skip
 
 
@@ -133,12 +138,19 @@ def _lm_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, list[Path]
     return lm_bench_markdown(payload), []
 
 
+def _lm_compare_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, list[Path]]:
+    from mambakit.eval.lm_compare import lm_compare_markdown
+
+    return lm_compare_markdown(payload), []
+
+
 _SECTIONS: dict[str, Callable[[dict[str, Any], Path], tuple[str, list[Path]]]] = {
     "ablations": _ablations_section,
     "early": _early_section,
     "bench_ssm": _ssm_section,
     "bench_drums": _drums_section,
     "bench_lm": _lm_section,
+    "lm_compare": _lm_compare_section,
 }
 
 

@@ -10,6 +10,7 @@ from mambakit.eval.claims import (
     coherent_claim,
     first_batch_claim,
     full_res_claim,
+    hybrid_claim,
     logcascade_memory_claim,
     no_adsr_claim,
     no_sine_claim,
@@ -128,6 +129,51 @@ def test_coherent_within_fifty_batches_compares_with_the_scaffold():
 
 def test_all_verdicts_without_results_are_not_measured_and_render_as_a_table():
     verdicts = all_verdicts({})
-    assert len(verdicts) == 6 and {v.verdict for v in verdicts} == {UNMEASURED}
+    assert len(verdicts) >= 7 and {v.verdict for v in verdicts} == {UNMEASURED}
+    assert hybrid_claim(None).claim in {v.claim for v in verdicts}
     md = verdicts_markdown(verdicts)
-    assert md.count("**not measured here**") == 6 and "| seed claim | verdict |" in md
+    assert md.count("**not measured here**") == len(verdicts) and "| seed claim |" in md
+
+
+def compare(hybrid_losses, transformer_losses, part="codec"):
+    """An lm-compare result with the given per-seed losses on ``part``."""
+    from mambakit.eval.lm_compare import summarize_runs
+
+    runs = [
+        {"backbone": backbone, "seed": seed, "n_parameters": params, "loss": loss}
+        for backbone, losses, params in (
+            ("transformer", transformer_losses, 1000),
+            ("hybrid", hybrid_losses, 990),
+        )
+        for seed, loss in enumerate(losses)
+    ]
+    data = {"runs": runs, "summary": summarize_runs(runs, ["loss"])}
+    other = {"runs": [], "summary": []}
+    return {
+        "kind": "lm-compare",
+        "config": {"split": "val"},
+        "codec": data if part == "codec" else None,
+        "probes": data if part == "probes" else other,
+    }
+
+
+def test_hybrid_claim_needs_a_margin_larger_than_the_seed_spread():
+    # means 5.0 vs 5.3, ranges 0.2 and 0.1: margin 0.3 > spread 0.2
+    verdict = hybrid_claim(compare([4.9, 5.0, 5.1], [5.25, 5.3, 5.35]))
+    assert verdict.verdict == HOLDS
+    assert "on codec tokens (val split)" in verdict.why and "+0.3000" in verdict.why
+    assert "spread 0.2000" in verdict.why and "0.99x" in verdict.why
+    # lower on average, but by less than the spread of the seeds
+    assert hybrid_claim(compare([4.9, 5.2, 5.5], [5.25, 5.3, 5.35])).verdict == FAILS
+    assert hybrid_claim(compare([5.4, 5.5], [5.0, 5.1])).verdict == FAILS  # the hybrid is worse
+
+
+def test_hybrid_claim_says_which_data_and_when_it_cannot_tell():
+    on_probes = hybrid_claim(compare([1.0, 1.01], [2.0, 2.02], part="probes"))
+    assert on_probes.verdict == HOLDS and "synthetic probes only" in on_probes.why
+    one_seed = hybrid_claim(compare([1.0], [2.0]))
+    assert one_seed.verdict == UNMEASURED and "need 2" in one_seed.why
+    no_hybrid = compare([1.0, 1.1], [2.0, 2.1])
+    no_hybrid["codec"]["summary"] = no_hybrid["codec"]["summary"][:1]
+    assert "no hybrid runs on codec tokens" in hybrid_claim(no_hybrid).why
+    assert hybrid_claim(None).verdict == UNMEASURED

@@ -4,6 +4,7 @@ import json
 import os
 
 from mambakit.cli import main
+from mambakit.eval.claims import all_verdicts
 from mambakit.report import SOURCES, build_report, find_latest, machine_label
 
 
@@ -18,7 +19,8 @@ def test_report_labels_every_section_and_says_what_is_missing(
     text = path.read_text()
     assert path == tmp_path / "docs" / "RESULTS.md"
     # verdicts: one row per claim; the bench row holds by the 256x rule
-    assert text.count("| **") == 6 and "| **holds** | mamba2_20hz peak memory is 300.0x" in text
+    assert text.count("| **") == len(all_verdicts({}))
+    assert "| **holds** | mamba2_20hz peak memory is 300.0x" in text
     # every measured section names machine, command, commit and date
     meta = ablation_result["meta"]
     assert "CPU only" in text and f"torch {meta['machine']['torch']}" in text
@@ -75,3 +77,51 @@ def test_cli_report_and_eval_wiring(tmp_path, monkeypatch, capsys, early_result)
     assert "Usable samples after the first batch" in capsys.readouterr().out
     assert main(["eval", "ablations", "clips"]) == 1  # no budget: one clear error
     assert "--budget-minutes" in capsys.readouterr().err
+
+
+def test_report_renders_the_lm_compare_section_and_its_verdict(tmp_path):
+    from mambakit.bench.common import result_metadata
+    from mambakit.eval.lm_compare import CODEC_METRICS, PROBE_METRICS, summarize_runs
+
+    def run(backbone, seed, loss):
+        per_codebook = [{"codebook": k, "loss": loss + k, "top1": 0.2, "top5": 0.5} for k in (0, 1)]
+        scores = {m: loss for m in ("loss", "loss_local", "loss_recall", "final_train_loss")}
+        scores.update(perplexity=2.0**loss, top1=0.2, top5=0.5)
+        return {"backbone": backbone, "seed": seed, "n_parameters": 1000,
+                "per_codebook": per_codebook, **scores}  # fmt: skip
+
+    losses = {"transformer": (5.30, 5.32), "hybrid": (5.10, 5.11)}
+    runs = [run(b, seed, loss) for b, pair in losses.items() for seed, loss in enumerate(pair)]
+    result = {
+        "kind": "lm-compare",
+        "meta": result_metadata("mambakit eval lm-compare tokens --steps 9"),
+        "config": {
+            "preset": "tiny",
+            "seeds": [0, 1],
+            "steps": 9,
+            "budget": None,
+            "tokens": "tokens",
+            "codec": {"id": "dac", "n_codebooks": 2, "codebook_size": 8},
+            "split": "val",
+            "seq_len": 16,
+            "batch_size": 2,
+            "lr": 3e-4,
+        },
+        "codec": {"runs": runs, "summary": summarize_runs(runs, CODEC_METRICS)},
+        "probes": {
+            "corpus": {"gap": 4, "vocab_size": 32, "motif_len": 8},
+            "reference": {"local_entropy_rate": 0.5, "recall_without_memory": 3.4},
+            "runs": runs,
+            "summary": summarize_runs(runs, PROBE_METRICS),
+        },
+    }
+    folder = tmp_path / "out" / "lm-compare"
+    folder.mkdir(parents=True)
+    (folder / "lm_compare.json").write_text(json.dumps(result))
+    text = build_report(tmp_path / "out", tmp_path / "docs").read_text()
+    assert "## Music LM: backbones at matched parameters and equal steps" in text
+    assert "command `mambakit eval lm-compare tokens --steps 9`" in text
+    assert "| hybrid | 1,000 | 5.105 ± 0.007 [5.100, 5.110] |" in text
+    assert "| 1 | 6.310 ± 0.014 [6.300, 6.320] | 6.105 ± 0.007 [6.100, 6.110] |" in text
+    assert "**Synthetic probes**" in text
+    assert "| **holds** | on codec tokens (val split): mean loss hybrid 5.1050" in text

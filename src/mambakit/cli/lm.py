@@ -1,5 +1,7 @@
 """``mambakit lm ...``: tokenize, train, eval, generate, probe, bench (codec-token music LM).
 
+Also ``mambakit eval lm`` (= ``lm eval``), ``mambakit eval lm-compare`` (the backbones at
+matched parameters and equal steps over seeds) and ``mambakit bench lm`` (= ``lm bench``).
 Thin client of :mod:`mambakit.lm`; every handler imports its module lazily and returns an
 exit code.
 """
@@ -9,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+from mambakit.cli.bench import add_bench
 
 BACKBONES = ("transformer", "mamba", "mamba2", "hybrid")
 
@@ -71,19 +75,59 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default=None, help="also write the report here")
     p.set_defaults(func=_probe)
 
-    p = sub.add_parser("bench", help="decode speed and cache memory vs context length")
+    _setup_bench(sub.add_parser("bench", help=BENCH_HELP))
+
+
+BENCH_HELP = "LM decode speed (tokens/s) and cache memory vs context length"
+
+
+def _setup_bench(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``mambakit lm bench`` and ``mambakit bench lm`` (one implementation)."""
     p.add_argument("--backbones", default="transformer,mamba,mamba2,hybrid")
     p.add_argument("--contexts", default="1,10,60", help="context lengths in seconds")
     p.add_argument("--preset", choices=("tiny", "small", "base"), default="small")
-    p.add_argument("--steps", type=int, default=16)
-    p.add_argument("--device", default=None)
-    p.add_argument("--json", default=None)
+    p.add_argument("--steps", type=int, default=16, help="decode steps timed per context")
+    p.add_argument(
+        "--batch", type=int, default=1, help="sequences decoded together (default 1; e.g. 8)"
+    )
+    p.add_argument("--device", default=None, help="cpu (default), cuda, auto")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the result here")
     p.set_defaults(func=_bench)
 
 
+add_bench("lm", BENCH_HELP + " (same as `mambakit lm bench`)", _setup_bench)
+
+
 def register_eval(eval_subparsers: argparse._SubParsersAction) -> None:
-    """``mambakit eval lm RUN...`` (same as ``mambakit lm eval``)."""
+    """``mambakit eval lm RUN...`` (same as ``mambakit lm eval``) and ``eval lm-compare``."""
     _add_eval_arguments(eval_subparsers.add_parser("lm", help="evaluate LM runs"))
+    p = eval_subparsers.add_parser(
+        "lm-compare",
+        help="backbones at matched parameters, equal steps, several seeds (codec tokens + probes)",
+    )
+    p.add_argument(
+        "tokens", nargs="?", default=None, help="token store (`mambakit lm tokenize`); "
+        "without it only the synthetic probes are run",
+    )  # fmt: skip
+    budget = p.add_mutually_exclusive_group(required=True)
+    budget.add_argument(
+        "--budget-minutes", type=float, help="training minutes per run at the slowest "
+        "backbone's measured step time: one step count for all",
+    )  # fmt: skip
+    budget.add_argument("--steps", type=int, help="optimizer steps per run")
+    p.add_argument("--backbones", default="transformer,hybrid,mamba2")
+    p.add_argument("--preset", choices=("tiny", "small", "base"), default="tiny")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated (default 0,1,2)")
+    p.add_argument("--seq-len", type=int, default=512, help="frames per training crop")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--warmup", type=int, default=None, help="default: 10%% of the steps")
+    p.add_argument("--split", default="val", help="token-store split scored (default val)")
+    p.add_argument("--max-windows", type=int, default=256, help="scored windows of the split")
+    p.add_argument("--probe-gap", type=int, default=64, help="probe recall distance (tokens)")
+    p.add_argument("--device", default=None, help="cpu (default), cuda, auto")
+    p.add_argument("--out", default="out/lm-compare", help="default out/lm-compare")
+    p.set_defaults(func=_compare)
 
 
 def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
@@ -209,12 +253,35 @@ def _bench(args: argparse.Namespace) -> int:
         context_seconds=[float(s) for s in args.contexts.split(",")],
         scale=args.preset,
         n_steps=args.steps,
+        batch_size=args.batch,
         device=args.device,
     )
     report["meta"] = result_metadata(device=args.device)  # machine, command, commit, date
     print(lm_bench_markdown(report))
     _write_json(args.json, report)
     return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from mambakit.eval.claims import hybrid_claim
+    from mambakit.eval.lm_compare import lm_compare_markdown, run_lm_compare
+
+    result = run_lm_compare(
+        args.tokens, args.out, steps=args.steps, minutes=args.budget_minutes,
+        backbones=_names(args.backbones), preset=args.preset,
+        seeds=[int(s) for s in _names(args.seeds)], seq_len=args.seq_len,
+        batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, split=args.split,
+        max_windows=args.max_windows, probe_gap=args.probe_gap, device=args.device,
+    )  # fmt: skip
+    print(lm_compare_markdown(result) + "\n")
+    verdict = hybrid_claim(result)
+    print(f"- {verdict.claim}: {verdict.verdict} ({verdict.why})")
+    print(f"\nsaved {args.out}/lm_compare.json, lm_compare.md")
+    return 0
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _write_json(path: str | None, data: object) -> None:

@@ -27,6 +27,9 @@ USABLE_MAX_PITCH_ERROR_CENTS = 100.0
 COHERENT_MIN_ENVELOPE_CORRELATION = 0.8
 COHERENT_MAX_PITCH_ERROR_CENTS = 50.0
 FIRST_BATCH, COHERENT_BY = 1, 50
+# "the hybrid beats the transformer": lower mean validation loss by more than the seed spread,
+# the larger of the two backbones' ranges (max - min) over at least this many seeds each
+MIN_SEEDS = 2
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Verdict:
 ABLATIONS_COMMAND = "mambakit eval ablations DATA --budget-minutes M"
 EARLY_COMMAND = "mambakit eval early-training DATA"
 BENCH_DRUMS_COMMAND = "mambakit bench drums (make bench)"
+LM_COMPARE_COMMAND = "mambakit eval lm-compare TOKENS --budget-minutes M"
 
 
 def _num(value: Any) -> float | None:
@@ -252,9 +256,54 @@ def coherent_claim(result: dict[str, Any] | None) -> Verdict:
     return Verdict(claim, FAILS, why, EARLY_COMMAND)
 
 
+def _summary_row(part: dict[str, Any] | None, backbone: str) -> dict[str, Any] | None:
+    for row in (part or {}).get("summary", []):
+        if row.get("backbone") == backbone:
+            return row
+    return None
+
+
+def hybrid_claim(result: dict[str, Any] | None) -> Verdict:
+    """Holds iff the hybrid's mean validation loss over seeds is lower than the
+    transformer's by more than the seed spread: the larger of the two backbones' loss ranges
+    (max - min over seeds), with at least :data:`MIN_SEEDS` seeds each (``mambakit eval
+    lm-compare``: parameter-matched presets, equal steps). Judged on the codec tokens when the
+    comparison had them, else on the synthetic probes (mean held-out loss), and says which."""
+    claim = "A Jamba-style 1:3 hybrid beats a transformer (matched parameters, equal steps)"
+    if result is None:
+        return _missing(claim, LM_COMPARE_COMMAND, "no lm-compare result")
+    codec = result.get("codec")
+    part = codec or result.get("probes")
+    split = (result.get("config") or {}).get("split", "val")
+    where = f"on codec tokens ({split} split)" if codec else "on the synthetic probes only"
+    rows = {b: _summary_row(part, b) for b in ("hybrid", "transformer")}
+    absent = [b for b, row in rows.items() if row is None]
+    if absent:
+        return _missing(claim, LM_COMPARE_COMMAND, f"no {' or '.join(absent)} runs {where}")
+    hybrid, transformer = rows["hybrid"], rows["transformer"]
+    n = min(_get(hybrid, "loss.n") or 0, _get(transformer, "loss.n") or 0)
+    values = [_get(r, f"loss.{k}") for r in (hybrid, transformer) for k in ("mean", "min", "max")]
+    if any(v is None for v in values):
+        return _missing(claim, LM_COMPARE_COMMAND, f"missing losses {where}")
+    if n < MIN_SEEDS:
+        return _missing(
+            claim, LM_COMPARE_COMMAND, f"{n:.0f} seed(s) {where}: need {MIN_SEEDS} for a spread"
+        )
+    mean_h, lo_h, hi_h, mean_t, lo_t, hi_t = values  # type: ignore[misc]
+    margin, spread = mean_t - mean_h, max(hi_h - lo_h, hi_t - lo_t)
+    why = (
+        f"{where}: mean loss hybrid {mean_h:.4f} vs transformer {mean_t:.4f} over {n:.0f} "
+        f"seeds, margin {margin:+.4f} vs seed spread {spread:.4f} (rule: margin > spread)"
+    )
+    params_h, params_t = _get(hybrid, "n_parameters"), _get(transformer, "n_parameters")
+    if params_h and params_t:
+        why += f"; hybrid at {params_h / params_t:.2f}x the transformer's parameters"
+    return Verdict(claim, HOLDS if margin > spread else FAILS, why, LM_COMPARE_COMMAND)
+
+
 def all_verdicts(results: dict[str, dict[str, Any] | None]) -> list[Verdict]:
-    """Every claim judged from ``results`` (keys ``ablations``, ``early``, ``bench_drums``;
-    a missing or ``None`` entry gives ``not measured here``)."""
+    """Every claim judged from ``results`` (keys ``ablations``, ``early``, ``bench_drums``,
+    ``lm_compare``; a missing or ``None`` entry gives ``not measured here``)."""
     ablations, early = results.get("ablations"), results.get("early")
     return [
         no_sine_claim(ablations),
@@ -263,6 +312,7 @@ def all_verdicts(results: dict[str, dict[str, Any] | None]) -> list[Verdict]:
         logcascade_memory_claim(results.get("bench_drums")),
         first_batch_claim(early),
         coherent_claim(early),
+        hybrid_claim(results.get("lm_compare")),
     ]
 
 

@@ -27,9 +27,18 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .model import MusicLM, count_parameters, preset
+from mambakit.utils import resolve_device
 
-__all__ = ["ProbeCorpus", "ProbeResult", "probe_markdown", "run_probe", "train_tokens"]
+from .model import MusicLM, MusicLMConfig, count_parameters, preset
+
+__all__ = [
+    "ProbeCorpus",
+    "ProbeResult",
+    "probe_markdown",
+    "probe_preset",
+    "run_probe",
+    "train_tokens",
+]
 
 
 @dataclass(frozen=True)
@@ -107,12 +116,28 @@ class ProbeCorpus:
 
 @dataclass
 class ProbeResult:
+    """Held-out losses (nats) of one backbone: on the local and the recall positions, and
+    ``loss``, the mean over both (every scored position counts once)."""
+
     backbone: str
     n_parameters: int
     steps: int
     loss_local: float
     loss_recall: float
     final_train_loss: float
+    loss: float = math.nan
+
+
+def probe_preset(corpus: ProbeCorpus, backbone: str, scale: str = "tiny") -> MusicLMConfig:
+    """The parameter-matched :func:`preset` of ``backbone`` for one-codebook probe tokens."""
+    return preset(
+        backbone,
+        scale,
+        pattern="parallel",
+        n_codebooks=1,
+        codebook_size=corpus.vocab_size,
+        max_seqlen=corpus.seq_len + 1,
+    )
 
 
 def train_tokens(
@@ -129,8 +154,8 @@ def train_tokens(
 
     Probes and tests need seconds-long, identical training for every backbone; the full
     :class:`mambakit.train.Trainer` (checkpoints, resume, DDP) is used by ``lm train``.
-    Token batches are ``[B, S]`` (one codebook) or ``[B, n_streams, S]``. Returns the last
-    training loss (nats).
+    Token batches are ``[B, S]`` (one codebook) or ``[B, n_streams, S]``, moved to the
+    model's device. Returns the last training loss (nats).
     """
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -148,7 +173,7 @@ def train_tokens(
             tokens = corpus.sample(batch_size, generator)
         if tokens.dim() == 2:
             tokens = tokens.unsqueeze(1)
-        loss, _ = model.loss(tokens)
+        loss, _ = model.loss(tokens.to(model.start.device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -161,6 +186,7 @@ def train_tokens(
 @torch.no_grad()
 def position_losses(model: MusicLM, tokens: Tensor) -> Tensor:
     """Per-position cross-entropy ``[B, S]`` (nats) of one-codebook ``tokens [B, S]``."""
+    tokens = tokens.to(model.start.device)
     logits = model(tokens.unsqueeze(1))[:, 0]  # [B, S, V]
     return torch.nn.functional.cross_entropy(logits.transpose(1, 2), tokens, reduction="none")
 
@@ -175,9 +201,12 @@ def run_probe(
     lr: float = 3e-3,
     seed: int = 0,
     eval_batch: int = 64,
+    device: str | torch.device | None = None,
+    progress: bool = True,
 ) -> dict:
     """Train every backbone (parameter-matched preset at ``scale``) for ``steps`` on the same
     probe batches and measure the loss on local vs recall positions of held-out sequences.
+    ``seed`` fixes the initial weights, the training batches and the held-out sequences.
 
     Returns a JSON-ready dict with the corpus, reference losses (Markov entropy rate, and
     ``log V`` = no memory of the motif) and one :class:`ProbeResult` per backbone.
@@ -186,21 +215,13 @@ def run_probe(
     local, recall = corpus.masks()
     held_out = corpus.sample(eval_batch, torch.Generator().manual_seed(seed + 10_000))
     results = []
-    for backbone in tqdm(backbones, desc="probe"):
+    for backbone in tqdm(backbones, desc="probe", disable=not progress):
         torch.manual_seed(seed)
-        config = preset(
-            backbone,
-            scale,
-            pattern="parallel",
-            n_codebooks=1,
-            codebook_size=corpus.vocab_size,
-            max_seqlen=corpus.seq_len + 1,
-        )
-        model = MusicLM(config)
+        model = MusicLM(probe_preset(corpus, backbone, scale)).to(resolve_device(device))
         final = train_tokens(
             model, corpus=corpus, steps=steps, batch_size=batch_size, lr=lr, seed=seed
         )
-        losses = position_losses(model, held_out)
+        losses = position_losses(model, held_out).cpu()
         results.append(
             ProbeResult(
                 backbone=backbone,
@@ -209,6 +230,7 @@ def run_probe(
                 loss_local=float(losses[:, local].mean()),
                 loss_recall=float(losses[:, recall].mean()),
                 final_train_loss=final,
+                loss=float(losses[:, local | recall].mean()),
             )
         )
     return {

@@ -19,10 +19,10 @@ from torch import nn
 from mambakit.pretrained import atomic_write_bytes
 from mambakit.train import FitSummary, TrainConfig, Trainer, unwrap_model
 
-from .model import MusicLM, count_parameters, preset, token_cross_entropy
+from .model import MusicLM, MusicLMConfig, count_parameters, preset, token_cross_entropy
 from .store import TokenDataset, TokenStore
 
-__all__ = ["lm_loss", "train_lm"]
+__all__ = ["codec_preset", "lm_loss", "train_lm"]
 
 RUN_INFO = "lm_run.json"
 
@@ -50,6 +50,32 @@ def lm_loss(
     return loss, logs
 
 
+def codec_preset(
+    codec: dict[str, Any],
+    backbone: str,
+    scale: str = "small",
+    pattern: str = "delay",
+    seq_len: int = 512,
+    **overrides: Any,
+) -> MusicLMConfig:
+    """The parameter-matched :func:`preset` of ``backbone`` at ``scale`` for a token store's
+    ``codec`` (its ``manifest["codec"]``: K, codebook size, frame rate, id), with KV caches
+    long enough for crops of ``seq_len`` frames. What :func:`train_lm` trains."""
+    config = preset(
+        backbone,
+        scale,
+        pattern=pattern,
+        n_codebooks=codec["n_codebooks"],
+        codebook_size=codec["codebook_size"],
+        frame_rate=codec["frame_rate"],
+        codec_id=codec["id"],
+        **overrides,
+    )
+    return replace(
+        config, max_seqlen=max(config.max_seqlen, config.codebook_pattern.seq_len(seq_len))
+    )
+
+
 def train_lm(
     tokens: str | Path,
     out: str | Path,
@@ -70,19 +96,7 @@ def train_lm(
     """
     store = TokenStore(tokens)
     codec = store.codec
-    config = preset(
-        backbone,
-        scale,
-        pattern=pattern,
-        n_codebooks=codec["n_codebooks"],
-        codebook_size=codec["codebook_size"],
-        frame_rate=codec["frame_rate"],
-        codec_id=codec["id"],
-        **(model_overrides or {}),
-    )
-    config = replace(
-        config, max_seqlen=max(config.max_seqlen, config.codebook_pattern.seq_len(seq_len))
-    )
+    config = codec_preset(codec, backbone, scale, pattern, seq_len, **(model_overrides or {}))
     model = MusicLM(config)
     train_data = TokenDataset(store, "train", seq_len)
     train_config = train_config or TrainConfig()
