@@ -76,3 +76,27 @@ def parse_seconds(text: str | float, sample_rate: int | None = None) -> float:
             raise ValueError(f"{text!r} is in samples but no sample rate is known")
         return value / sample_rate
     return value
+
+
+def parse_int_list(text: str) -> tuple[int, ...]:
+    """``"0,24,40"``, ``"48-72"`` (an inclusive range) or ``"48-72:2"`` (with a step), or a
+    mix (``"35-38,42"``) -> a tuple of ints, in the order written.
+
+    >>> parse_int_list("48-54:3,60")
+    (48, 51, 54, 60)
+    """
+    values: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part.strip("-"):
+                span, _, step = part.partition(":")
+                lo, hi = span.split("-")
+                values.extend(range(int(lo), int(hi) + 1, int(step or 1)))
+            else:
+                values.append(int(part))
+        except ValueError as e:
+            raise ValueError(
+                f"expected integers like 0,24,40 or a range like 48-72:2, got {text!r}"
+            ) from e
+    return tuple(values)

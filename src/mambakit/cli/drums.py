@@ -1,4 +1,5 @@
-"""``mambakit drums ...``: train, generate, analyze, kit, render (thin client of the API)."""
+"""``mambakit drums ...``: train, generate, analyze, kit, render, dataset-from-sf2 (a thin
+client of the API)."""
 
 from __future__ import annotations
 
@@ -129,4 +130,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     drums_tools.add_analyze(sub)
     drums_tools.add_kit(sub, _load_synth)
     drums_tools.add_render(sub)
+    drums_tools.add_dataset_from_sf2(sub)
     drums.set_defaults(func=lambda args: drums.print_help() or 2)

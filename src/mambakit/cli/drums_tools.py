@@ -143,3 +143,40 @@ def add_render(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-choke", action="store_true", help="let open hats ring under closed hats")
     p.set_defaults(func=_render)
     return p
+
+
+def _dataset_from_sf2(args: argparse.Namespace) -> int:
+    from mambakit.drums.soundfont import render_gm_drums
+    from mambakit.utils import parse_int_list
+
+    out = render_gm_drums(
+        args.font,
+        args.out,
+        kits=parse_int_list(args.kits),
+        notes=parse_int_list(args.notes),
+        velocities=parse_int_list(args.velocities),
+    )
+    files = sorted(out.rglob("*.wav"))
+    tags = sorted({f.parent.name for f in files})
+    print(f"wrote {len(files)} one-shots ({', '.join(tags)}) to {out}")
+    return 0
+
+
+def add_dataset_from_sf2(sub: Any) -> argparse.ArgumentParser:
+    """``mambakit drums dataset-from-sf2 FONT.sf2 --out DIR``: GM drum kits -> one-shots."""
+    from mambakit.drums.soundfont import GM_DRUM_KITS
+
+    p = sub.add_parser(
+        "dataset-from-sf2", help="render a SoundFont's GM drum kits into a one-shot folder"
+    )
+    p.add_argument("font", type=Path, help="General MIDI SoundFont (.sf2) with drum kits")
+    p.add_argument("--out", type=Path, required=True, help="folder to write (kit/tag/*.wav)")
+    p.add_argument(
+        "--kits",
+        default=",".join(str(k) for k in GM_DRUM_KITS),
+        help="bank-128 programs (0 standard, 8 room, 16 power, 24 electronic, 25 tr808, ...)",
+    )
+    p.add_argument("--notes", default="35-81", help="GM percussion keys, e.g. 35-81 or 36,38,42")
+    p.add_argument("--velocities", default="70,100,127", help="MIDI velocities")
+    p.set_defaults(func=_dataset_from_sf2)
+    return p

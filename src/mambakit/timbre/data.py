@@ -21,9 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import subprocess
-import tempfile
 import warnings
 from collections import defaultdict
 from collections.abc import Sequence
@@ -37,6 +34,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from mambakit.dsp import AudioError, load_audio, peak_normalize, resample, save_audio, to_mono
+from mambakit.soundfont import find_fluidsynth, render_note
 from mambakit.utils import note_name
 
 __all__ = [
@@ -315,23 +313,6 @@ def make_procedural_instruments(
     return out
 
 
-def _midi_file(path: Path, program: int, pitch: int, velocity: int, hold_s: float) -> None:
-    """One note on channel 1 (0-based 0): program change, note on, note off after hold_s."""
-    import mido
-
-    ticks_per_beat, tempo = 480, 500_000  # 120 bpm: one beat = 0.5 s
-    hold_ticks = int(round(hold_s / (tempo / 1e6) * ticks_per_beat))
-    track = mido.MidiTrack(
-        [
-            mido.MetaMessage("set_tempo", tempo=tempo, time=0),
-            mido.Message("program_change", program=program, channel=0, time=0),
-            mido.Message("note_on", note=pitch, velocity=velocity, channel=0, time=0),
-            mido.Message("note_off", note=pitch, velocity=0, channel=0, time=hold_ticks),
-        ]
-    )
-    mido.MidiFile(tracks=[track], ticks_per_beat=ticks_per_beat).save(str(path))
-
-
 def render_sf2_dataset(
     font: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -357,51 +338,28 @@ def render_sf2_dataset(
             (install it, e.g. ``apt-get install fluidsynth``).
     """
     font = Path(font)
-    if not font.is_file():
-        raise FileNotFoundError(f"{font}: no such SoundFont file")
-    exe = shutil.which(fluidsynth)
-    if exe is None:
-        raise FileNotFoundError(
-            f"the {fluidsynth!r} program is not installed; it renders {font.name} "
-            "(install FluidSynth, e.g. `apt-get install fluidsynth` or `brew install fluid-synth`)"
-        )
+    exe = find_fluidsynth(font, fluidsynth)
     out = Path(out_dir)
     (out / "audio").mkdir(parents=True, exist_ok=True)
     n = int(round(seconds * sample_rate))
     entries, silent = {}, []
     jobs = [(p, k, v) for p in programs for k in pitches for v in velocities]
-    with tempfile.TemporaryDirectory() as tmp:
-        for program, pitch, velocity in tqdm(jobs, desc="render sf2", disable=not progress):
-            if not (0 <= program < 128 and 0 <= pitch < 128 and 0 < velocity < 128):
-                raise ValueError(
-                    f"program {program}, pitch {pitch}, velocity {velocity}: out of MIDI range"
-                )
-            mid, wav = Path(tmp) / "note.mid", Path(tmp) / "note.wav"
-            _midi_file(mid, program, pitch, velocity, hold_seconds)
-            cmd = [exe, "-ni", "-q", "-g", "0.8", "-r", str(sample_rate), "-F", str(wav)]
-            result = subprocess.run(
-                [*cmd, str(font), str(mid)], capture_output=True, text=True, timeout=120
-            )
-            if result.returncode != 0 or not wav.is_file():
-                raise RuntimeError(
-                    f"fluidsynth failed on {font} (program {program}, note {pitch}): "
-                    f"{result.stderr.strip()[-300:]}"
-                )
-            try:
-                audio, sr = load_audio(wav)
-            except AudioError:
-                silent.append((program, pitch, velocity))
-                continue
-            audio = resample(to_mono(audio), sr, sample_rate)[:, :n]
-            audio = torch.nn.functional.pad(audio, (0, n - audio.shape[-1]))
-            if float(audio.abs().max()) < 1e-4:
-                silent.append((program, pitch, velocity))
-                continue
-            instrument = f"{font.stem}_program{program:03d}"
-            note_str = f"{instrument}-{pitch:03d}-{velocity:03d}"
-            save_audio(out / "audio" / f"{note_str}.wav", audio, sample_rate)
-            family = GM_FAMILIES[program // 8]
-            entries[note_str] = _entry(note_str, pitch, velocity, instrument, family, sample_rate)
+    for program, pitch, velocity in tqdm(jobs, desc="render sf2", disable=not progress):
+        try:
+            audio, sr = render_note(exe, font, program, pitch, velocity, hold_seconds, sample_rate)
+        except AudioError:
+            silent.append((program, pitch, velocity))
+            continue
+        audio = resample(to_mono(audio), sr, sample_rate)[:, :n]
+        audio = torch.nn.functional.pad(audio, (0, n - audio.shape[-1]))
+        if float(audio.abs().max()) < 1e-4:
+            silent.append((program, pitch, velocity))
+            continue
+        instrument = f"{font.stem}_program{program:03d}"
+        note_str = f"{instrument}-{pitch:03d}-{velocity:03d}"
+        save_audio(out / "audio" / f"{note_str}.wav", audio, sample_rate)
+        family = GM_FAMILIES[program // 8]
+        entries[note_str] = _entry(note_str, pitch, velocity, instrument, family, sample_rate)
     if silent:
         p, k, v = silent[0]
         warnings.warn(
