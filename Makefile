@@ -29,6 +29,7 @@ bench: setup
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/mambakit bench ssm --json out/bench/ssm.json
 	$(BIN)/mambakit bench drums --json out/bench/drums.json
+	$(BIN)/mambakit bench timbre --json out/bench/timbre.json
 	$(BIN)/mambakit lm bench --json out/bench/lm.json
 
 MINUTES ?= 4

@@ -58,6 +58,16 @@ SOURCES: tuple[ResultSource, ...] = (
         "lm-compare/*.json", "lm-compare",
         "mambakit eval lm-compare TOKENS --budget-minutes M --out out/lm-compare",
     ),
+    ResultSource(
+        "bench_timbre", "Timbre transfer: size, memory and speed", "bench/timbre.json", None,
+        "make bench (mambakit bench timbre --json out/bench/timbre.json)",
+    ),
+    ResultSource(
+        "eval_timbre", "Timbre transfer: transfer-trained vs reconstruction-only runs",
+        "timbre/*.json", "timbre-eval",
+        "mambakit eval timbre TRANSFER_RUN RECONSTRUCTION_RUN --pairs HELDOUT "
+        "--json out/timbre/eval.json",
+    ),
 )  # fmt: skip
 
 
@@ -144,6 +154,19 @@ def _lm_compare_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, li
     return lm_compare_markdown(payload), []
 
 
+def _timbre_bench_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, list[Path]]:
+    from mambakit.bench.timbre import timbre_bench_markdown
+
+    return timbre_bench_markdown(payload), []
+
+
+def _timbre_eval_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, list[Path]]:
+    from mambakit.timbre.evaluate import markdown_table
+
+    pairs = f"Held-out pairs from `{payload['pairs_dir']}` (seed {payload.get('seed', '?')})."
+    return pairs + "\n\n" + markdown_table(payload), []
+
+
 _SECTIONS: dict[str, Callable[[dict[str, Any], Path], tuple[str, list[Path]]]] = {
     "ablations": _ablations_section,
     "early": _early_section,
@@ -151,6 +174,8 @@ _SECTIONS: dict[str, Callable[[dict[str, Any], Path], tuple[str, list[Path]]]] =
     "bench_drums": _drums_section,
     "bench_lm": _lm_section,
     "lm_compare": _lm_compare_section,
+    "bench_timbre": _timbre_bench_section,
+    "eval_timbre": _timbre_eval_section,
 }
 
 

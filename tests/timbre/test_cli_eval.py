@@ -69,10 +69,15 @@ def test_eval_command_prints_a_table_and_json(run, procedural_dir, tmp_path, cap
                  "--json", str(out)])  # fmt: skip
     assert code == 0
     text = capsys.readouterr().out
-    assert "| metric |" in text and "| si_sdr ↑ |" in text
+    assert "| metric |" in text and "| si_sdr ↑ |" in text and "| recon_si_sdr ↑ |" in text
+    assert "| objective | unknown |" in text  # a bare checkpoint has no training record
+    assert "not measured here (no run trained with objective transfer" in text
     results = json.loads(out.read_text())
-    (row,) = results.values()  # the same run twice: one entry
-    assert row["pairs"] == 3 and np.isfinite(row["stft_dist"])
+    assert results["kind"] == "timbre-eval" and results["pairs_dir"] == str(procedural_dir)
+    assert set(results["meta"]) == {"machine", "command", "git_commit", "date_utc"}
+    (row,) = results["runs"]  # the same run twice: one entry
+    assert row["pairs"] == 3 and np.isfinite(row["stft_dist"]) and np.isfinite(row["recon_si_sdr"])
+    assert row["objective"] is None and row["shared_notes"] is None
 
 
 @pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="the fluidsynth program is absent")

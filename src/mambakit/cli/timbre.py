@@ -1,4 +1,5 @@
-"""``mambakit timbre ...`` (transfer, train, dataset-from-sf2) and ``mambakit eval timbre``.
+"""``mambakit timbre ...`` (transfer, train, dataset-from-sf2), ``mambakit eval timbre`` and
+``mambakit bench timbre``.
 
 A thin client of :mod:`mambakit.timbre`; heavy modules are imported inside the handlers.
 """
@@ -8,6 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+
+from mambakit.cli.bench import add_bench, add_device_argument
+
+DEFAULT_BENCH_JSON = "out/bench/timbre.json"
 
 
 def _alpha(text: str | None) -> float | tuple[float, ...] | None:
@@ -126,20 +131,73 @@ def _procedural(args: argparse.Namespace) -> int:
 
 @_audio_errors_as_value_errors
 def _eval(args: argparse.Namespace) -> int:
+    from mambakit.bench.common import result_metadata, write_json
+    from mambakit.eval.claims import timbre_transfer_claim
     from mambakit.timbre.evaluate import evaluate_runs, markdown_table
 
     results = evaluate_runs(
         args.runs, args.pairs, n_pairs=args.n, alpha=_alpha(args.alpha), device=args.device
     )
+    results["meta"] = result_metadata(device=args.device)
     print(markdown_table(results))
-    text = json.dumps(results, indent=2)
+    verdict = timbre_transfer_claim(results)
+    print(f"\n- {verdict.claim}: {verdict.verdict} ({verdict.why})")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text)
-        print(f"wrote {args.json}")
+        print(f"wrote {write_json(args.json, results)}")
     else:
-        print(text)
+        print(json.dumps(results, indent=2))
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from mambakit.bench.common import write_json
+    from mambakit.bench.timbre import run_timbre_bench, timbre_bench_markdown
+
+    presets = [p.strip() for p in args.presets.split(",") if p.strip()] if args.presets else None
+    result = run_timbre_bench(
+        quick=args.quick,
+        presets=presets,
+        clip_seconds=args.clip_seconds,
+        transfer_seconds=args.transfer_seconds,
+        repeats=args.repeats,
+        device=args.device,
+    )
+    print(timbre_bench_markdown(result))
+    print(f"\nsaved {write_json(args.json, result)}")
+    return 0
+
+
+def _setup_bench(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="tiny and base only, one repeat")
+    parser.add_argument("--presets", help="comma-separated subset of tiny,small,base")
+    parser.add_argument(
+        "--clip-seconds",
+        type=float,
+        default=2.1,
+        help="clip for the memory and one-chunk speed (default 2.1 s, the seed's)",
+    )
+    parser.add_argument(
+        "--transfer-seconds",
+        type=float,
+        default=10.0,
+        help="content clip for the chunked transfer speed (default 10 s)",
+    )
+    parser.add_argument("--repeats", type=int, help="timed calls (default 3, --quick 1)")
+    parser.add_argument(
+        "--json",
+        default=DEFAULT_BENCH_JSON,
+        metavar="PATH",
+        help=f"where to save the results (default: {DEFAULT_BENCH_JSON})",
+    )
+    add_device_argument(parser)
+    parser.set_defaults(func=_bench)
+
+
+add_bench(
+    "timbre",
+    "MambaMuse presets: parameters, fwd+bwd and inference peak memory, transfer real-time factor",
+    _setup_bench,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

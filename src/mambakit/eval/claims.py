@@ -27,6 +27,15 @@ USABLE_MAX_PITCH_ERROR_CENTS = 100.0
 COHERENT_MIN_ENVELOPE_CORRELATION = 0.8
 COHERENT_MAX_PITCH_ERROR_CENTS = 50.0
 FIRST_BATCH, COHERENT_BY = 1, 50
+# The seed's timbre figures (mambamuse-timbre-transfer, section IV-C) and the rules on them:
+# "forward and backward pass together require 275.25 MB" (2.1 s): "about" = our measured
+# peak of the seed-size (base, unidirectional) generator within 1.5x of it; "real-time"
+# = more audio seconds than wall seconds; transfer training must keep the content's pitch
+# and loudness curves at a correlation of at least 0.9
+SEED_TIMBRE_TRAIN_MB = 275.25
+TIMBRE_MEMORY_SLACK = 1.5
+REAL_TIME_FACTOR = 1.0
+TIMBRE_MIN_CONTENT_CORRELATION = 0.9
 # "the hybrid beats the transformer": lower mean validation loss by more than the seed spread,
 # the larger of the two backbones' ranges (max - min) over at least this many seeds each
 MIN_SEEDS = 2
@@ -45,6 +54,11 @@ class Verdict:
 ABLATIONS_COMMAND = "mambakit eval ablations DATA --budget-minutes M"
 EARLY_COMMAND = "mambakit eval early-training DATA"
 BENCH_DRUMS_COMMAND = "mambakit bench drums (make bench)"
+BENCH_TIMBRE_COMMAND = "mambakit bench timbre (make bench)"
+EVAL_TIMBRE_COMMAND = (
+    "mambakit eval timbre TRANSFER_RUN RECONSTRUCTION_RUN --pairs HELDOUT "
+    "--json out/timbre/eval.json"
+)
 LM_COMPARE_COMMAND = "mambakit eval lm-compare TOKENS --budget-minutes M"
 
 
@@ -301,6 +315,112 @@ def hybrid_claim(result: dict[str, Any] | None) -> Verdict:
     return Verdict(claim, HOLDS if margin > spread else FAILS, why, LM_COMPARE_COMMAND)
 
 
+def _timbre_row(result: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The seed-size row of ``mambakit bench timbre``: base preset, unidirectional Mamba."""
+    for row in (result or {}).get("rows", []):
+        if row.get("preset") == "base" and row.get("mamba") == "uni":
+            return row
+    return None
+
+
+def _bench_device(result: dict[str, Any] | None) -> str:
+    """``"CPU (2 cores, <model>)"`` or the GPU's name, from the result's ``meta``."""
+    machine = ((result or {}).get("meta") or {}).get("machine") or {}
+    if machine.get("gpu"):
+        return str(machine["gpu"])
+    return f"CPU ({machine.get('cpu_cores', '?')} cores, {machine.get('cpu', 'unknown CPU')})"
+
+
+def timbre_memory_claim(result: dict[str, Any] | None) -> Verdict:
+    """Holds iff the measured peak memory of one forward+backward pass of the seed-size
+    generator (``base``, unidirectional; ``mambakit bench timbre``) is at most
+    :data:`TIMBRE_MEMORY_SLACK` times the seed's 275.25 MB. The claim names the clip length
+    when it is not 2.1 s; on a CPU the peak is resident memory (an upper bound)."""
+    claim = "Forward+backward of the seed-size model fits in about 275 MB on a 2.1 s clip"
+    row = _timbre_row(result)
+    peak = _get(row, "train_peak_mb")
+    if peak is None:
+        return _missing(claim, BENCH_TIMBRE_COMMAND, "needs the base (unidirectional) fwd+bwd peak")
+    clip = _get(row, "clip_seconds")
+    if clip is not None and abs(clip - 2.1) > 1e-6:
+        claim += f" (measured at {clip:g} s)"
+    ratio = peak / SEED_TIMBRE_TRAIN_MB
+    estimate = _get(row, "summary_estimate_mb")
+    why = (
+        f"base preset ({_show(_get(row, 'params_m'))} M parameters): measured peak "
+        f"{peak:.0f} MB = {ratio:.2f}x the seed's {SEED_TIMBRE_TRAIN_MB} MB "
+        f"(rule: <= {TIMBRE_MEMORY_SLACK:g}x) on {_bench_device(result)}; "
+        f"torchinfo-style estimate {_show(estimate, '.0f')} MB"
+    )
+    verdict = HOLDS if ratio <= TIMBRE_MEMORY_SLACK else FAILS
+    return Verdict(claim, verdict, why, BENCH_TIMBRE_COMMAND)
+
+
+def timbre_realtime_claim(result: dict[str, Any] | None) -> Verdict:
+    """Holds iff the seed-size generator transfers a long content clip (10 s by default,
+    through the chunked path) faster than real time on the machine of ``mambakit bench
+    timbre``: real-time factor (audio s / wall s) above :data:`REAL_TIME_FACTOR`. The why
+    names the device (the seed timed an A100; a CPU figure says CPU)."""
+    claim = "Real-time one-shot transfer"
+    row = _timbre_row(result)
+    rtf = _get(row, "rtf_long")
+    if rtf is None:
+        return _missing(claim, BENCH_TIMBRE_COMMAND, "needs the base (unidirectional) RTF")
+    seconds, chunks = _get(row, "transfer_seconds"), _get(row, "chunks")
+    why = (
+        f"base preset: {rtf:.2f}x real time (audio s / wall s; rule: > {REAL_TIME_FACTOR:g}) "
+        f"on {_show(seconds, 'g')} s of content in {_show(chunks, '.0f')} chunks, on "
+        f"{_bench_device(result)}; the seed's figure is from an A100"
+    )
+    return Verdict(claim, HOLDS if rtf > REAL_TIME_FACTOR else FAILS, why, BENCH_TIMBRE_COMMAND)
+
+
+def _run_with_objective(result: dict[str, Any] | None, objective: str) -> dict[str, Any] | None:
+    for row in (result or {}).get("runs", []):
+        if row.get("objective") == objective:
+            return row
+    return None
+
+
+def timbre_transfer_claim(result: dict[str, Any] | None) -> Verdict:
+    """From ``mambakit eval timbre``: holds iff the first run trained with objective
+    ``transfer`` has a higher ``style_gain`` (its outputs' MFCC statistics are closer to the
+    target's; both runs are scored on the same pairs) than the first run trained with
+    ``reconstruction``, *and* its pitch and loudness agreement with the content are both
+    at least :data:`TIMBRE_MIN_CONTENT_CORRELATION`. The objective is each run's
+    ``timbre_train.json``; the why flags pairs that were not held out and unequal budgets."""
+    claim = (
+        "Transfer training beats reconstruction-only on style match while keeping content "
+        f"correlation >= {TIMBRE_MIN_CONTENT_CORRELATION:g}"
+    )
+    runs = {o: _run_with_objective(result, o) for o in ("transfer", "reconstruction")}
+    absent = [o for o, row in runs.items() if row is None]
+    if absent:
+        what = " or ".join(absent)
+        return _missing(claim, EVAL_TIMBRE_COMMAND, f"no run trained with objective {what}")
+    transfer, recon = runs["transfer"], runs["reconstruction"]
+    keys = ("style_gain", "pitch_corr", "loudness_corr")
+    gain_t, pitch_t, loud_t = (_get(transfer, k) for k in keys)
+    gain_r = _get(recon, "style_gain")
+    if None in (gain_t, pitch_t, loud_t, gain_r):
+        return _missing(claim, EVAL_TIMBRE_COMMAND, "style gain or content correlation missing")
+    content = min(pitch_t, loud_t)
+    why = (
+        f"style gain {gain_t:.3f} ({transfer.get('name')}, transfer) vs {gain_r:.3f} "
+        f"({recon.get('name')}, reconstruction); transfer run's content correlation: pitch "
+        f"{pitch_t:.3f}, loudness {loud_t:.3f} (rule: higher gain and both >= "
+        f"{TIMBRE_MIN_CONTENT_CORRELATION:g})"
+    )
+    seen = [r.get("name") for r in (transfer, recon) if r.get("shared_notes")]
+    if seen:
+        why += "; pairs not held out for " + ", ".join(str(s) for s in seen)
+    budgets = [r.get("budget") for r in (transfer, recon)]
+    if None not in budgets and budgets[0] != budgets[1]:
+        why += f"; unequal budgets {budgets[0]} vs {budgets[1]}"
+    ok = gain_t > gain_r and content >= TIMBRE_MIN_CONTENT_CORRELATION
+    return Verdict(claim, HOLDS if ok else FAILS, why, EVAL_TIMBRE_COMMAND)
+
+
 def all_verdicts(results: dict[str, dict[str, Any] | None]) -> list[Verdict]:
     """Every claim judged from ``results`` (keys ``ablations``, ``early``, ``bench_drums``,
     ``lm_compare``; a missing or ``None`` entry gives ``not measured here``)."""
@@ -312,6 +432,9 @@ def all_verdicts(results: dict[str, dict[str, Any] | None]) -> list[Verdict]:
         logcascade_memory_claim(results.get("bench_drums")),
         first_batch_claim(early),
         coherent_claim(early),
+        timbre_memory_claim(results.get("bench_timbre")),
+        timbre_realtime_claim(results.get("bench_timbre")),
+        timbre_transfer_claim(results.get("eval_timbre")),
         hybrid_claim(results.get("lm_compare")),
     ]
 

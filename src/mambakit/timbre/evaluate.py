@@ -3,27 +3,37 @@ notes and take the style's timbre?
 
 For each held-out triple (content = note p of A, style = a note of B, target = note p of B):
 
-- **content preservation**: Pearson correlation of the output's pitch curve (YIN f0 in
-  semitones, voiced frames of both) and of its loudness curve (frame RMS in dB) with the
-  content's;
+- **content preservation**: agreement of the output's pitch curve (YIN f0 in semitones,
+  voiced frames of both) and of its loudness curve (frame RMS in dB) with the content's:
+  their Pearson correlation, or, where a curve is flat (a steady note: its pitch moves by
+  estimator jitter only, which no correlation can follow), the share of frames that agree
+  within 50 cents / 1 dB. ``pitch_accuracy`` is the raw pitch accuracy (share of the
+  content's voiced frames where the output is voiced and within 50 cents);
 - **style match**: distance of the output's MFCC statistics (per-coefficient mean and std
-  over time, 20 coefficients) to the target's, next to the content's own distance to the
-  target (``style_gain = 1 - d(output, target) / d(content, target)``: > 0 means the output
-  moved towards the target timbre);
-- **reconstruction quality** against the target: multi-resolution STFT distance and
+  over time, 20 coefficients: the spectral envelope) to the target's, next to the
+  content's own distance to the target (``style_gain = 1 - d(output, target) /
+  d(content, target)``: > 0 means the output moved towards the target timbre);
+- **transfer fidelity** against the target: multi-resolution STFT distance and
   scale-invariant SDR (Le Roux et al., 2019),
-  ``SI-SDR = 10 log10(|a s|^2 / |a s - y|^2)``, ``a = <y, s> / |s|^2``.
+  ``SI-SDR = 10 log10(|a s|^2 / |a s - y|^2)``, ``a = <y, s> / |s|^2``;
+- **reconstruction quality**: the same two distances for ``G(content)`` (no style) against
+  the content itself (``recon_stft_dist``, ``recon_si_sdr``).
 
-:func:`evaluate_runs` returns one row of means per run; :func:`markdown_table` prints them
+:func:`evaluate_runs` returns one row of means per run, labelled with the run's training
+objective, budget and whether the pairs were held out from its training set (shared
+notes / instruments, from ``timbre_train.json``); :func:`markdown_table` prints the runs
 side by side.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,12 +42,15 @@ from tqdm.auto import tqdm
 
 from mambakit.dsp import MultiResolutionSTFTLoss, mel_spectrogram
 from mambakit.dsp.pitch import yin_track
-from mambakit.timbre.data import PairedNotes
+from mambakit.timbre.data import EXAMPLES_NAME, PairedNotes
 from mambakit.timbre.pipeline import TimbreTransfer
 
 __all__ = [
     "pitch_curve",
     "loudness_curve",
+    "curve_agreement",
+    "pitch_accuracy",
+    "run_info",
     "mfcc_statistics",
     "si_sdr",
     "pair_metrics",
@@ -49,13 +62,21 @@ __all__ = [
 # metric -> (higher is better?)
 METRICS = {
     "pitch_corr": True,
+    "pitch_accuracy": True,
     "loudness_corr": True,
     "mfcc_dist": False,
     "mfcc_dist_content": False,
     "style_gain": True,
     "stft_dist": False,
     "si_sdr": True,
+    "recon_stft_dist": False,
+    "recon_si_sdr": True,
 }
+KIND = "timbre-eval"
+# Pitch curves (semitones): flatter than 10 cents std is a steady note; 50 cents agree.
+PITCH_FLAT, PITCH_MATCH = 0.1, 0.5
+# Loudness curves (dB): flatter than 0.5 dB std is steady; 1 dB agree.
+LOUDNESS_FLAT, LOUDNESS_MATCH = 0.5, 1.0
 
 
 def pitch_curve(audio: np.ndarray, sr: int, hop: int = 160) -> np.ndarray:
@@ -72,14 +93,33 @@ def loudness_curve(audio: np.ndarray, hop: int = 160, frame: int = 640) -> np.nd
     return 20 * np.log10(np.sqrt(np.mean(frames**2, axis=1)) + 1e-5)
 
 
-def _corr(a: np.ndarray, b: np.ndarray) -> float:
-    n = min(len(a), len(b))
-    a, b = a[:n], b[:n]
+def curve_agreement(output: np.ndarray, content: np.ndarray, flat: float, match: float) -> float:
+    """How well the ``output`` curve follows the ``content`` curve (NaN = no value there).
+
+    Pearson correlation over the frames where both have a value; where either curve is
+    flat (std < ``flat``) correlation only measures estimator noise, so the share of the
+    content's frames that the output matches within ``match`` is returned instead
+    (1 = identical, 0 = no frame agrees). Fewer than 3 common frames give 0.
+    """
+    n = min(len(output), len(content))
+    a, b = output[:n], content[:n]
     ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3 or np.std(a[ok]) < 1e-9 or np.std(b[ok]) < 1e-9:
-        # constant curves (a steady note): equal means perfect, else no information
-        return 1.0 if ok.sum() >= 3 and np.allclose(a[ok].mean(), b[ok].mean(), atol=0.5) else 0.0
+    if ok.sum() < 3:
+        return 0.0
+    if np.std(a[ok]) < flat or np.std(b[ok]) < flat:
+        return float(np.sum(np.abs(a[ok] - b[ok]) <= match) / np.isfinite(b).sum())
     return float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+
+def pitch_accuracy(output: np.ndarray, content: np.ndarray, match: float = PITCH_MATCH) -> float:
+    """Raw pitch accuracy: share of the content's voiced frames where the output is voiced
+    and within ``match`` semitones (default 50 cents). Curves from :func:`pitch_curve`."""
+    n = min(len(output), len(content))
+    voiced = np.isfinite(content[:n])
+    if not voiced.any():
+        return 0.0
+    close = np.abs(output[:n] - content[:n]) <= match  # NaN compares False
+    return float(np.sum(close & voiced) / voiced.sum())
 
 
 def mfcc_statistics(audio: Tensor, sr: int, n_mfcc: int = 20) -> Tensor:
@@ -102,22 +142,92 @@ def si_sdr(estimate: Tensor, reference: Tensor) -> float:
     return float(10 * torch.log10((a * s).pow(2).sum() / (a * s - y).pow(2).sum().clamp_min(1e-12)))
 
 
-def pair_metrics(output: Tensor, content: Tensor, target: Tensor, sr: int) -> dict[str, float]:
-    """All metrics of one output ``[T]`` against its content and target ``[T]``."""
+def pair_metrics(
+    output: Tensor,
+    content: Tensor,
+    target: Tensor,
+    sr: int,
+    reconstruction: Tensor | None = None,
+) -> dict[str, float]:
+    """All metrics of one output ``[T]`` against its content and target ``[T]``; with
+    ``reconstruction`` (``G(content)`` without style, ``[T]``) also the reconstruction
+    distances to the content (else those two are NaN)."""
     out_np, con_np = output.numpy(), content.numpy()
+    pitch_out, pitch_con = pitch_curve(out_np, sr), pitch_curve(con_np, sr)
     target_stats = mfcc_statistics(target, sr)
     d_out = float((mfcc_statistics(output, sr) - target_stats).norm())
     d_con = float((mfcc_statistics(content, sr) - target_stats).norm())
     stft = MultiResolutionSTFTLoss(fft_sizes=(512, 1024, 2048))
+    recon = {"recon_stft_dist": math.nan, "recon_si_sdr": math.nan}
+    if reconstruction is not None:
+        recon = {
+            "recon_stft_dist": float(stft(reconstruction[None], content[None])),
+            "recon_si_sdr": si_sdr(reconstruction, content),
+        }
     return {
-        "pitch_corr": _corr(pitch_curve(out_np, sr), pitch_curve(con_np, sr)),
-        "loudness_corr": _corr(loudness_curve(out_np), loudness_curve(con_np)),
+        "pitch_corr": curve_agreement(pitch_out, pitch_con, PITCH_FLAT, PITCH_MATCH),
+        "pitch_accuracy": pitch_accuracy(pitch_out, pitch_con),
+        "loudness_corr": curve_agreement(
+            loudness_curve(out_np), loudness_curve(con_np), LOUDNESS_FLAT, LOUDNESS_MATCH
+        ),
         "mfcc_dist": d_out,
         "mfcc_dist_content": d_con,
         "style_gain": 1.0 - d_out / max(d_con, 1e-9),
         "stft_dist": float(stft(output[None], target[None])),
         "si_sdr": si_sdr(output, target),
+        **recon,
     }
+
+
+def _note_index(folder: str | os.PathLike[str]) -> dict[str, str] | None:
+    """``{note_str: instrument_str}`` of an NSynth-layout folder, or None if unreadable."""
+    try:
+        entries = json.loads((Path(folder) / EXAMPLES_NAME).read_text())
+        return {k: str(v.get("instrument_str")) for k, v in entries.items()}
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def run_info(run: str | os.PathLike[str], pairs_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """What a run was trained on, from its ``timbre_train.json`` and ``metrics.jsonl``.
+
+    Returns ``objective`` (``"transfer"``, ``"reconstruction"`` or None when the run has no
+    training record), ``preset``, ``budget`` (the requested steps / minutes / batch size),
+    ``trained_steps`` and ``train_seconds`` (last logged step and its time),
+    ``train_data``, and ``shared_notes`` / ``shared_instruments``: how many notes /
+    instruments of ``pairs_dir`` the training set also holds (0 = held out; None =
+    unknown).
+    """
+    from mambakit.timbre.training import TRAIN_INFO_NAME
+    from mambakit.train.trainer import METRICS_NAME
+
+    run = Path(run)
+    try:
+        info = json.loads((run / TRAIN_INFO_NAME).read_text())
+    except (OSError, ValueError):
+        info = {}
+    row: dict[str, Any] = {
+        "objective": info.get("objective"),
+        "preset": info.get("preset"),
+        "budget": info.get("budget"),
+        "train_data": info.get("data"),
+        "trained_steps": None,
+        "train_seconds": None,
+        "shared_notes": None,
+        "shared_instruments": None,
+    }
+    try:
+        lines = (run / METRICS_NAME).read_text().splitlines()
+        last = json.loads(lines[-1]) if lines else {}
+        row["trained_steps"], row["train_seconds"] = last.get("step"), last.get("time")
+    except (OSError, ValueError):
+        pass
+    trained = _note_index(info["data"]) if info.get("data") else None
+    pairs = _note_index(pairs_dir)
+    if trained is not None and pairs is not None:
+        row["shared_notes"] = len(trained.keys() & pairs.keys())
+        row["shared_instruments"] = len(set(trained.values()) & set(pairs.values()))
+    return row
 
 
 def evaluate_runs(
@@ -128,15 +238,28 @@ def evaluate_runs(
     seed: int = 0,
     device: str | None = None,
     progress: bool = True,
-) -> dict[str, dict[str, float]]:
+) -> dict[str, Any]:
     """Mean metrics per run on the same ``n_pairs`` held-out transfer triples.
 
     The triples are drawn from ``pairs_dir`` (NSynth layout) with a generator seeded by
-    ``seed``, so every run sees the same pairs. Returns ``{run: {metric: mean}}`` plus
-    ``"pairs"`` (how many were scored).
+    ``seed``, so every run sees the same pairs (a run given twice is scored once). A run
+    whose training set shares notes with ``pairs_dir`` gets a warning (the pairs are not
+    held out for it).
+
+    Returns ``{"kind": "timbre-eval", "pairs_dir", "n_pairs", "alpha", "seed", "runs":
+    [row, ...]}``; a row holds ``run``, ``name``, the :func:`run_info` labels
+    (``objective``, ...), ``pairs`` (how many were scored) and the mean of every metric in
+    :data:`METRICS`.
     """
-    results: dict[str, dict[str, float]] = {}
-    for run in runs:
+    rows: list[dict[str, Any]] = []
+    for run in dict.fromkeys(str(r) for r in runs):
+        info = run_info(run, pairs_dir)
+        if info["shared_notes"]:
+            warnings.warn(
+                f"{run}: {info['shared_notes']} notes of {pairs_dir} are in its training set "
+                f"({info['train_data']}); those pairs are not held out",
+                stacklevel=2,
+            )
         tt = TimbreTransfer.from_pretrained(run, device=device, progress=False)
         sr = tt.sample_rate
         seconds = tt.model.config.segment_seconds
@@ -145,31 +268,56 @@ def evaluate_runs(
         )
         g = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(data), generator=g).tolist()
-        rows = []
+        scored = []
         for index in tqdm(order[:n_pairs], desc=f"eval {Path(run).name}", disable=not progress):
             item = data.sample(index, g)
             if not item["transfer"]:
                 continue  # no other instrument plays this pitch
+            content, target = item["content"][0], item["target"][0]
             out, _ = tt.transfer(item["content"], item["style"], alpha=alpha, sr=sr)
-            rows.append(pair_metrics(out[0, 0], item["content"][0], item["target"][0], sr))
-        if not rows:
+            recon, _ = tt.transfer(item["content"], None, sr=sr)
+            scored.append(pair_metrics(out[0, 0], content, target, sr, recon[0, 0]))
+        if not scored:
             raise ValueError(
                 f"{pairs_dir}: no transfer pairs (need >= 2 instruments sharing a pitch)"
             )
-        summary = {k: float(np.mean([r[k] for r in rows])) for k in METRICS}
-        summary["pairs"] = float(len(rows))
-        results[str(run)] = summary
-    return results
+        means = {k: float(np.mean([r[k] for r in scored])) for k in METRICS}
+        rows.append({"run": run, "name": Path(run).name or run, **info,
+                     "pairs": len(scored), **means})  # fmt: skip
+    return {
+        "kind": KIND,
+        "pairs_dir": str(pairs_dir),
+        "n_pairs": n_pairs,
+        "alpha": alpha,
+        "seed": seed,
+        "runs": rows,
+    }
 
 
-def markdown_table(results: dict[str, dict[str, float]]) -> str:
-    """Runs as columns, metrics as rows (arrows say which direction is better)."""
-    runs = list(results)
-    lines = ["| metric | " + " | ".join(Path(r).name or r for r in runs) + " |"]
-    lines.append("|---|" + "---|" * len(runs))
-    for metric, higher in [*METRICS.items(), ("pairs", True)]:
-        arrow = "" if metric == "pairs" else (" ↑" if higher else " ↓")
-        cells = [f"{results[r][metric]:.3f}" if metric != "pairs" else f"{results[r][metric]:.0f}"
-                 for r in runs]  # fmt: skip
+def _heldout_cell(row: dict[str, Any]) -> str:
+    notes, instruments = row.get("shared_notes"), row.get("shared_instruments")
+    if notes is None:
+        return "unknown"
+    if notes:
+        return f"no ({notes} notes in training)"
+    return "yes" if not instruments else f"yes ({instruments} instruments seen in training)"
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """Runs as columns, labels then metrics as rows (arrows say which direction is better)."""
+    rows = result["runs"]
+    lines = ["| metric | " + " | ".join(r["name"] for r in rows) + " |"]
+    lines.append("|---|" + "---|" * len(rows))
+    labels = {
+        "objective": lambda r: r.get("objective") or "unknown",
+        "held out": _heldout_cell,
+        "trained steps": lambda r: str(r.get("trained_steps") or "?"),
+        "pairs": lambda r: str(r["pairs"]),
+    }  # fmt: skip
+    for label, cell in labels.items():
+        lines.append(f"| {label} | " + " | ".join(cell(r) for r in rows) + " |")
+    for metric, higher in METRICS.items():
+        arrow = " ↑" if higher else " ↓"
+        cells = [f"{r[metric]:.3f}" if r.get(metric) is not None else "-" for r in rows]
         lines.append(f"| {metric}{arrow} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

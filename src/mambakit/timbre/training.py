@@ -195,6 +195,12 @@ def train_timbre(
         "data": str(data_dir) if not isinstance(data_dir, PairedNotes) else None,
         "notes": len(dataset),
         "instruments": len(dataset.instruments),
+        # the requested run length, so that evaluations can check equal budgets
+        "budget": {
+            "steps": None if time_only else steps,
+            "minutes": minutes,
+            "batch_size": batch_size,
+        },
     }
     (out / TRAIN_INFO_NAME).write_text(json.dumps(info, indent=2))
     train_config = TrainConfig(

@@ -1,0 +1,161 @@
+"""The timbre verdict rules (memory, real time, transfer vs reconstruction) on hand-made
+results with a known answer, and the report sections that show those results."""
+
+from __future__ import annotations
+
+import json
+
+from mambakit.eval.claims import (
+    FAILS,
+    HOLDS,
+    UNMEASURED,
+    all_verdicts,
+    timbre_memory_claim,
+    timbre_realtime_claim,
+    timbre_transfer_claim,
+)
+from mambakit.report import build_report
+from mambakit.timbre.evaluate import METRICS
+
+CPU_META = {
+    "machine": {"platform": "Linux-x", "cpu_cores": 2, "cpu": "Some CPU", "torch": "2.13",
+                "device": "cpu"},
+    "command": "mambakit bench timbre --json out/bench/timbre.json",
+    "git_commit": "0123456789abcdef",
+    "date_utc": "2026-01-01T00:00:00+00:00",
+}  # fmt: skip
+
+
+def bench_row(preset="base", mamba="uni", peak=300.0, rtf=3.0, clip=2.1):
+    return {
+        "preset": preset, "mamba": mamba, "bidirectional": mamba == "bi", "params": 4167298,
+        "params_m": 4.167298, "clip_seconds": clip, "transfer_seconds": 10.0,
+        "train_peak_mb": peak, "train_vs_seed": None if peak is None else peak / 275.25,
+        "infer_peak_mb": 80.0, "summary_estimate_mb": 250.0, "train_step_s": 1.5,
+        "infer_s": 0.4, "chunks": 5, "rtf_clip": 4.0, "transfer_clip_s": 0.5,
+        "rtf_long": rtf, "transfer_long_s": 10.0 / rtf if rtf else None,
+    }  # fmt: skip
+
+
+def bench(*rows, meta=CPU_META):
+    config = {"clip_seconds": 2.1, "sample_rate": 16000, "transfer_seconds": 10.0}
+    return {"kind": "bench-timbre", "rows": list(rows), "meta": meta, "config": config}
+
+
+def test_memory_claim_holds_within_one_and_a_half_times_the_seed():
+    verdict = timbre_memory_claim(bench(bench_row(peak=300.0)))
+    assert verdict.verdict == HOLDS
+    assert "300 MB = 1.09x the seed's 275.25 MB" in verdict.why and "<= 1.5x" in verdict.why
+    assert "CPU (2 cores, Some CPU)" in verdict.why and "estimate 250 MB" in verdict.why
+    assert timbre_memory_claim(bench(bench_row(peak=1.5 * 275.25))).verdict == HOLDS  # the edge
+    assert timbre_memory_claim(bench(bench_row(peak=500.0))).verdict == FAILS  # 1.82x
+    # the bidirectional base row is not the seed's model
+    only_bi = bench(bench_row(mamba="bi", peak=300.0), bench_row("tiny", peak=10.0))
+    assert timbre_memory_claim(only_bi).verdict == UNMEASURED
+    assert timbre_memory_claim(bench(bench_row(peak=None))).verdict == UNMEASURED
+    assert timbre_memory_claim(None).verdict == UNMEASURED
+    short = timbre_memory_claim(bench(bench_row(peak=100.0, clip=1.0)))
+    assert short.verdict == HOLDS and "(measured at 1 s)" in short.claim
+
+
+def test_realtime_claim_needs_more_audio_than_wall_seconds_and_names_the_device():
+    verdict = timbre_realtime_claim(bench(bench_row(rtf=3.0)))
+    assert verdict.verdict == HOLDS
+    assert "3.00x real time" in verdict.why and "on CPU (2 cores" in verdict.why
+    assert "10 s of content in 5 chunks" in verdict.why
+    assert timbre_realtime_claim(bench(bench_row(rtf=0.4))).verdict == FAILS
+    assert timbre_realtime_claim(bench(bench_row(rtf=1.0))).verdict == FAILS  # exactly real time
+    assert timbre_realtime_claim(bench(bench_row(rtf=None))).verdict == UNMEASURED
+    assert timbre_realtime_claim({"rows": []}).verdict == UNMEASURED
+    gpu = {**CPU_META, "machine": {**CPU_META["machine"], "gpu": "NVIDIA H200"}}
+    assert "on NVIDIA H200" in timbre_realtime_claim(bench(bench_row(), meta=gpu)).why
+
+
+def eval_row(name, objective, style_gain=0.3, pitch=0.95, loudness=0.97, budget=None,
+             shared_notes=0):  # fmt: skip
+    row = {name: 0.0 for name in METRICS}
+    row.update(
+        run=f"out/timbre/{name}", name=name, objective=objective, preset="small",
+        budget=budget or {"steps": None, "minutes": 30.0, "batch_size": 8},
+        train_data="out/timbre/train", trained_steps=900, train_seconds=1800.0,
+        shared_notes=shared_notes, shared_instruments=0, pairs=32, style_gain=style_gain,
+        pitch_corr=pitch, loudness_corr=loudness,
+    )  # fmt: skip
+    return row
+
+
+def evaluation(*rows):
+    return {"kind": "timbre-eval", "pairs_dir": "out/timbre/heldout", "n_pairs": 32,
+            "alpha": None, "seed": 0, "runs": list(rows), "meta": CPU_META}  # fmt: skip
+
+
+def test_transfer_claim_compares_style_gain_and_needs_the_content_kept():
+    recon = eval_row("recon", "reconstruction", style_gain=0.05)
+    verdict = timbre_transfer_claim(evaluation(eval_row("xfer", "transfer"), recon))
+    assert verdict.verdict == HOLDS
+    assert "style gain 0.300 (xfer, transfer) vs 0.050 (recon, reconstruction)" in verdict.why
+    assert "unequal" not in verdict.why and "not held out" not in verdict.why
+    worse_style = eval_row("xfer", "transfer", style_gain=0.01)
+    assert timbre_transfer_claim(evaluation(worse_style, recon)).verdict == FAILS
+    lost_pitch = eval_row("xfer", "transfer", pitch=0.85)
+    verdict = timbre_transfer_claim(evaluation(lost_pitch, recon))
+    assert verdict.verdict == FAILS and "pitch 0.850" in verdict.why
+    lost_loudness = eval_row("xfer", "transfer", loudness=0.5)
+    assert timbre_transfer_claim(evaluation(lost_loudness, recon)).verdict == FAILS
+
+
+def test_transfer_claim_reads_the_objective_of_each_run():
+    transfer = eval_row("xfer", "transfer")
+    missing = timbre_transfer_claim(evaluation(transfer, eval_row("other", "transfer")))
+    assert missing.verdict == UNMEASURED and "objective reconstruction" in missing.why
+    unlabelled = eval_row("old", None)  # a run without timbre_train.json
+    assert timbre_transfer_claim(evaluation(transfer, unlabelled)).verdict == UNMEASURED
+    assert timbre_transfer_claim(None).verdict == UNMEASURED
+    no_numbers = eval_row("recon", "reconstruction", style_gain=float("nan"))
+    assert timbre_transfer_claim(evaluation(transfer, no_numbers)).verdict == UNMEASURED
+
+
+def test_transfer_claim_flags_unequal_budgets_and_pairs_seen_in_training():
+    transfer = eval_row("xfer", "transfer", shared_notes=12)
+    recon = eval_row("recon", "reconstruction", style_gain=0.0,
+                     budget={"steps": None, "minutes": 5.0, "batch_size": 8})  # fmt: skip
+    why = timbre_transfer_claim(evaluation(transfer, recon)).why
+    assert "pairs not held out for xfer" in why and "unequal budgets" in why
+
+
+def test_all_verdicts_judge_the_timbre_results():
+    results = {
+        "bench_timbre": bench(bench_row(peak=300.0, rtf=0.5)),
+        "eval_timbre": evaluation(eval_row("xfer", "transfer"),
+                                  eval_row("recon", "reconstruction", style_gain=0.0)),
+    }  # fmt: skip
+    by_claim = {v.claim: v.verdict for v in all_verdicts(results)}
+    assert by_claim[timbre_memory_claim(None).claim] == HOLDS
+    assert by_claim[timbre_realtime_claim(None).claim] == FAILS
+    assert by_claim[timbre_transfer_claim(None).claim] == HOLDS
+    unmeasured = {v.claim: v.verdict for v in all_verdicts({})}
+    assert unmeasured[timbre_transfer_claim(None).claim] == UNMEASURED
+
+
+def test_report_renders_the_timbre_sections_and_verdicts(tmp_path):
+    out = tmp_path / "out"
+    (out / "bench").mkdir(parents=True)
+    (out / "timbre").mkdir()
+    rows = [bench_row("tiny", peak=12.0, rtf=30.0), bench_row(peak=300.0, rtf=2.5)]
+    (out / "bench" / "timbre.json").write_text(json.dumps(bench(*rows)))
+    result = evaluation(eval_row("xfer", "transfer"),
+                        eval_row("recon", "reconstruction", style_gain=0.0))  # fmt: skip
+    (out / "timbre" / "eval.json").write_text(json.dumps(result))
+    (out / "timbre" / "other.json").write_text(json.dumps({"kind": "something-else"}))
+    text = build_report(out, tmp_path / "docs").read_text()
+    assert "## Timbre transfer: size, memory and speed" in text
+    assert "| tiny | uni | 4.17 | 12.00 |" in text and "| base | uni | 4.17 | 300 |" in text
+    assert "command `mambakit bench timbre --json out/bench/timbre.json`" in text
+    assert "## Timbre transfer: transfer-trained vs reconstruction-only runs" in text
+    assert "Held-out pairs from `out/timbre/heldout`" in text
+    assert "| metric | xfer | recon |" in text
+    assert "| objective | transfer | reconstruction |" in text
+    assert "| style_gain ↑ | 0.300 | 0.000 |" in text and "| held out | yes | yes |" in text
+    assert "| **holds** | base preset (4.17 M parameters): measured peak 300 MB" in text
+    assert "| **holds** | base preset: 2.50x real time" in text
+    assert "| **holds** | style gain 0.300 (xfer, transfer)" in text
