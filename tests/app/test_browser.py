@@ -4,7 +4,7 @@ One app (with a tiny drum run trained in the test session) and one page are shar
 tests of this module, which run in order like a user session: generate a pad, render a
 loop, export the kit, then try a bad upload and the other tabs. Screenshots are saved
 under ``out/ui-screenshots/``. Skipped, with the reason, when Chromium, Playwright or
-Gradio is missing (``scripts/install-browser.sh`` installs them).
+Gradio is missing (``scripts/install-system-deps.sh`` installs them).
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ TIMEOUT_MS = 90_000  # generous: 2 shared CPU cores
 
 if not CHROMIUM.exists():
     pytest.skip(
-        f"{CHROMIUM} not installed (run scripts/install-browser.sh)", allow_module_level=True
+        f"{CHROMIUM} not installed (run scripts/install-system-deps.sh)", allow_module_level=True
     )
 sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright not installed (run scripts/install-browser.sh)"
+    "playwright.sync_api", reason="playwright not installed (run scripts/install-system-deps.sh)"
 )
-pytest.importorskip("gradio", reason="gradio not installed (run scripts/install-browser.sh)")
+pytest.importorskip("gradio", reason="gradio not installed (run scripts/install-system-deps.sh)")
 
 
 def _free_port() -> int:
