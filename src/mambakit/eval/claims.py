@@ -423,7 +423,8 @@ def timbre_transfer_claim(result: dict[str, Any] | None) -> Verdict:
 
 def all_verdicts(results: dict[str, dict[str, Any] | None]) -> list[Verdict]:
     """Every claim judged from ``results`` (keys ``ablations``, ``early``, ``bench_drums``,
-    ``lm_compare``; a missing or ``None`` entry gives ``not measured here``)."""
+    ``lm_compare``, ``bench_timbre``, ``eval_timbre``; a missing or ``None`` entry gives
+    ``not measured here``)."""
     ablations, early = results.get("ablations"), results.get("early")
     return [
         no_sine_claim(ablations),
