@@ -13,8 +13,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/pip install -q -e '.[dev]'
-	# Debian's Chromium for the UI's browser tests (they skip, with a reason, without it).
-	bash scripts/install-browser.sh $(VENV) || echo "no chromium: browser tests will be skipped"
+	# Debian's Chromium (browser tests) and FluidSynth (SoundFont rendering); tests skip without them.
+	bash scripts/install-system-deps.sh $(VENV) || echo "no chromium/fluidsynth: their tests will be skipped"
 	touch $(STAMP)
 
 setup: $(STAMP)
