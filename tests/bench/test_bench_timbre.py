@@ -18,7 +18,7 @@ from mambakit.cli import main
 
 NUMBERS = (
     "params", "params_m", "train_peak_mb", "train_vs_seed", "infer_peak_mb",
-    "summary_estimate_mb", "train_step_s", "infer_s", "rtf_clip", "rtf_long",
+    "summary_estimate_mb", "train_step_s", "infer_s", "x_realtime_clip", "x_realtime_long",
     "transfer_clip_s", "transfer_long_s",
 )  # fmt: skip
 
@@ -63,10 +63,10 @@ def test_quick_and_full_preset_lists(monkeypatch):
     assert full["config"]["repeats"] == 3
 
 
-def test_real_time_factor_is_audio_seconds_per_wall_second():
-    assert bench_timbre.real_time_factor(10.0, 2.5) == 4.0  # 4x faster than real time
-    assert bench_timbre.real_time_factor(2.1, 4.2) == 0.5  # twice slower
-    assert math.isnan(bench_timbre.real_time_factor(10.0, 0.0))
+def test_times_real_time_is_audio_seconds_per_wall_second():
+    assert bench_timbre.times_real_time(10.0, 2.5) == 4.0  # 4x faster than real time
+    assert bench_timbre.times_real_time(2.1, 4.2) == 0.5  # twice slower
+    assert math.isnan(bench_timbre.times_real_time(10.0, 0.0))
 
 
 def test_columns_follow_the_fake_timing_and_memory(monkeypatch):
@@ -76,8 +76,8 @@ def test_columns_follow_the_fake_timing_and_memory(monkeypatch):
     )
     monkeypatch.setattr(bench_timbre, "measure_peak_memory", lambda fn, device=None: 137_625_000)
     row = bench_timbre.bench_case("tiny", False, clip_seconds=0.128, transfer_seconds=0.4)
-    assert row["rtf_clip"] == pytest.approx(0.128 / 2.0)
-    assert row["rtf_long"] == pytest.approx(0.4 / 2.0)
+    assert row["x_realtime_clip"] == pytest.approx(0.128 / 2.0)
+    assert row["x_realtime_long"] == pytest.approx(0.4 / 2.0)
     assert row["train_step_s"] == row["infer_s"] == row["transfer_long_s"] == 2.0
     assert row["train_peak_mb"] == pytest.approx(137.625) and row["infer_peak_mb"] == 137.625
     assert row["train_vs_seed"] == pytest.approx(0.5)  # half of the seed's 275.25 MB
@@ -94,7 +94,7 @@ def test_summary_estimate_counts_twice_the_outputs_of_modules_with_parameters():
 
 def test_markdown_names_the_seed_figures_and_the_device():
     row = {"preset": "base", "mamba": "uni", "params_m": 4.17, "train_peak_mb": 900.0,
-           "rtf_long": 0.4, "chunks": 5}  # fmt: skip
+           "x_realtime_long": 0.4, "chunks": 5}  # fmt: skip
     config = {"clip_seconds": 2.1, "sample_rate": 16000, "transfer_seconds": 10.0}
     meta = {"machine": {"device": "cpu"}}
     result = {"rows": [row], "seed": bench_timbre.SEED, "meta": meta, "config": config}

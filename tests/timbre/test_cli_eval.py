@@ -32,7 +32,7 @@ def test_transfer_command_writes_audio_and_reports(run, tmp_path, capsys):
                  "--run", str(run), "--alpha", "1,1,1,1,0.2", "-o", str(out)])  # fmt: skip
     assert code == 0
     text = capsys.readouterr().out
-    assert "real-time factor" in text and "mixed 2 channels to mono" in text
+    assert "x real time" in text and "mixed 2 channels to mono" in text
     audio, sr = sf.read(out)
     assert sr == 16000 and len(audio) == 9600
 

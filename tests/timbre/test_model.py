@@ -17,6 +17,20 @@ def test_shapes_for_every_preset(preset):
     assert out.abs().max() < 1  # tanh head
 
 
+def test_mixer_switch_builds_mamba2_blocks_and_rejects_unknown_mixers():
+    from mambakit.ssm import Mamba, Mamba2
+
+    kinds = {
+        mixer: {type(m) for m in TimbreUNet(TimbreConfig.tiny(mixer=mixer)).modules()}
+        for mixer in ("mamba", "mamba2")
+    }
+    assert Mamba in kinds["mamba"] and Mamba2 not in kinds["mamba"]
+    assert Mamba2 in kinds["mamba2"] and Mamba not in kinds["mamba2"]
+    assert TimbreConfig.small().mixer == "mamba2" and TimbreConfig.base().mixer == "mamba"
+    with pytest.raises(ValueError, match="mixer"):
+        TimbreConfig.tiny(mixer="lstm")
+
+
 def test_base_preset_is_the_seeds_size():
     params = count_parameters(TimbreUNet(TimbreConfig.base()))
     assert 3.9e6 < params < 4.5e6  # the seed reports 4.2 M

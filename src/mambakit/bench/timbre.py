@@ -18,10 +18,11 @@ batch 1, random weights and inputs (speed and memory do not depend on their valu
   size" for the same forward: twice the bytes of the outputs of every module that owns
   parameters. An estimate, not a measurement; the seed's 275.25 MB reads like this line
   (torchinfo's MB is 10^6 bytes, as here);
-- ``rtf_clip`` / ``rtf_long``: real-time factor of :meth:`TimbreTransfer.transfer`
-  (see :func:`real_time_factor`: audio seconds per wall second, > 1 = faster than real
-  time) on one ``clip_seconds`` content clip (one chunk) and on a ``transfer_seconds``
-  (default 10 s) clip, which goes through the chunked any-length path (``chunks``).
+- ``x_realtime_clip`` / ``x_realtime_long``: speed of :meth:`TimbreTransfer.transfer` in
+  times real time (:func:`~mambakit.timbre.pipeline.times_real_time`: audio seconds per
+  wall second, > 1 = faster than real time) on one ``clip_seconds`` content clip (one
+  chunk) and on a ``transfer_seconds`` (default 10 s) clip, which goes through the
+  chunked any-length path (``chunks``).
 
 Every model is built with ``segment_seconds = clip_seconds`` so all presets transfer in
 chunks of the same length. Memory comes from :func:`~mambakit.bench.common.measure_peak_memory`
@@ -33,7 +34,6 @@ MB here is 10^6 bytes, the seed's unit.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -47,11 +47,11 @@ from mambakit.bench.common import (
     result_metadata,
     time_callable,
 )
+from mambakit.timbre.pipeline import times_real_time
 from mambakit.utils import resolve_device
 
 __all__ = [
     "SEED",
-    "real_time_factor",
     "summary_estimate_bytes",
     "run_timbre_bench",
     "timbre_bench_markdown",
@@ -80,19 +80,10 @@ COLUMNS = [
     ("infer_peak_mb", "inference peak MB"),
     ("train_step_s", "fwd+bwd s"),
     ("infer_s", "inference s"),
-    ("rtf_clip", "RTF one chunk"),
-    ("rtf_long", "RTF long (chunked)"),
+    ("x_realtime_clip", "x real time, one chunk"),
+    ("x_realtime_long", "x real time, 10 s (chunked)"),
     ("chunks", "chunks"),
 ]
-
-
-def real_time_factor(audio_seconds: float, wall_seconds: float) -> float:
-    """Audio seconds rendered per wall-clock second: > 1 is faster than real time.
-
-    (The inverse of :attr:`TransferReport.real_time_factor`, which is processing time per
-    audio second.) NaN when no time was measured.
-    """
-    return audio_seconds / wall_seconds if wall_seconds > 0 else math.nan
 
 
 def summary_estimate_bytes(model: nn.Module, *inputs: Any) -> int:
@@ -194,7 +185,7 @@ def bench_case(
     for key, seconds in (("clip", clip_seconds), ("long", transfer_seconds)):
         transfer = _transfer(tt, clip(seconds)[0], style_clip, sr)
         timing = time_callable(transfer, warmup=1, repeats=repeats, device=dev)
-        speeds[f"rtf_{key}"] = real_time_factor(seconds, timing.median_s)
+        speeds[f"x_realtime_{key}"] = times_real_time(seconds, timing.median_s)
         speeds[f"transfer_{key}_s"] = timing.median_s
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     train_mb = None if train_peak is None else train_peak / MB
@@ -266,7 +257,7 @@ def timbre_bench_markdown(result: dict[str, Any]) -> str:
     device = ((result.get("meta") or {}).get("machine") or {}).get("device", "?")
     note = (
         f"Batch 1, {config.get('clip_seconds', '?')} s clips at "
-        f"{config.get('sample_rate', '?')} Hz on `{device}`; RTF = audio s / wall s "
+        f"{config.get('sample_rate', '?')} Hz on `{device}`; x real time = audio s / wall s "
         f"(> 1 faster than real time), long clip {config.get('transfer_seconds', '?')} s. "
         f"Seed: {seed['params_m']} M parameters, {seed['train_mb']} MB forward+backward at "
         f"{seed['clip_seconds']} s, real-time transfer on {seed['device']}. MB = 10^6 bytes."

@@ -359,13 +359,13 @@ def timbre_memory_claim(result: dict[str, Any] | None) -> Verdict:
 def timbre_realtime_claim(result: dict[str, Any] | None) -> Verdict:
     """Holds iff the seed-size generator transfers a long content clip (10 s by default,
     through the chunked path) faster than real time on the machine of ``mambakit bench
-    timbre``: real-time factor (audio s / wall s) above :data:`REAL_TIME_FACTOR`. The why
+    timbre``: speed in times real time (audio s / wall s) above :data:`REAL_TIME_FACTOR`. The why
     names the device (the seed timed an A100; a CPU figure says CPU)."""
     claim = "Real-time one-shot transfer"
     row = _timbre_row(result)
-    rtf = _get(row, "rtf_long")
+    rtf = _get(row, "x_realtime_long")
     if rtf is None:
-        return _missing(claim, BENCH_TIMBRE_COMMAND, "needs the base (unidirectional) RTF")
+        return _missing(claim, BENCH_TIMBRE_COMMAND, "needs the base (unidirectional) speed")
     seconds, chunks = _get(row, "transfer_seconds"), _get(row, "chunks")
     why = (
         f"base preset: {rtf:.2f}x real time (audio s / wall s; rule: > {REAL_TIME_FACTOR:g}) "

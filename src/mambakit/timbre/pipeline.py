@@ -3,7 +3,7 @@
 ```python
 tt = TimbreTransfer.from_pretrained("runs/timbre")
 audio, sr = tt.transfer("melody.wav", "cello_note.wav", alpha=(1, 1, 1, 1, 0.2))
-print(tt.last_report)        # conversions done, chunks, real-time factor
+print(tt.last_report)        # conversions done, chunks, speed (x real time)
 ```
 
 Long content is cut into chunks of the training segment length that overlap by
@@ -49,7 +49,8 @@ class TransferReport:
         chunks: number of chunks the content was cut into.
         seconds: output duration in seconds.
         processing_seconds: wall-clock time of the model part (style analysis + chunks).
-        real_time_factor: ``processing_seconds / seconds`` (< 1 is faster than real time).
+        times_real_time: ``seconds / processing_seconds``, how many times faster than
+            real time (> 1: faster; the same figure as ``mambakit bench timbre``).
     """
 
     conversions: list[str] = field(default_factory=list)
@@ -58,8 +59,15 @@ class TransferReport:
     processing_seconds: float = 0.0
 
     @property
-    def real_time_factor(self) -> float:
-        return self.processing_seconds / self.seconds if self.seconds > 0 else math.nan
+    def times_real_time(self) -> float:
+        return times_real_time(self.seconds, self.processing_seconds)
+
+
+def times_real_time(audio_seconds: float, wall_seconds: float) -> float:
+    """Audio seconds rendered per wall-clock second: > 1 is faster than real time (the
+    inverse of the speech world's "real-time factor", which we avoid for that reason).
+    NaN when no time was measured."""
+    return audio_seconds / wall_seconds if wall_seconds > 0 else math.nan
 
 
 def _expand(stats: list[tuple[Tensor, Tensor]], batch: int) -> list[tuple[Tensor, Tensor]]:
