@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from mambakit.cli.bench import add_bench, add_device_argument
+from mambakit.utils import parse_int_list
 
 DEFAULT_BENCH_JSON = "out/bench/timbre.json"
 
@@ -89,28 +90,15 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    """``"0,24,40"`` or ``"48-72"`` (inclusive range) or ``"48-72:2"`` (with a step)."""
-    values: list[int] = []
-    for part in text.split(","):
-        if "-" in part.strip("-"):
-            span, _, step = part.partition(":")
-            lo, hi = span.split("-")
-            values.extend(range(int(lo), int(hi) + 1, int(step or 1)))
-        else:
-            values.append(int(part))
-    return tuple(values)
-
-
 def _dataset_from_sf2(args: argparse.Namespace) -> int:
     from mambakit.timbre.data import render_sf2_dataset
 
     out = render_sf2_dataset(
         args.font,
         args.out,
-        programs=_ints(args.programs),
-        pitches=_ints(args.pitches),
-        velocities=_ints(args.velocities),
+        programs=parse_int_list(args.programs),
+        pitches=parse_int_list(args.pitches),
+        velocities=parse_int_list(args.velocities),
         seconds=args.seconds,
         sample_rate=args.sample_rate,
     )
@@ -123,7 +111,10 @@ def _procedural(args: argparse.Namespace) -> int:
     from mambakit.timbre.data import make_procedural_instruments
 
     out = make_procedural_instruments(
-        args.out, n_instruments=args.instruments, pitches=_ints(args.pitches), seconds=args.seconds
+        args.out,
+        n_instruments=args.instruments,
+        pitches=parse_int_list(args.pitches),
+        seconds=args.seconds,
     )
     print(f"wrote {args.instruments} procedural instruments to {out}")
     return 0
