@@ -93,7 +93,8 @@ def two_runs(procedural_dir, tmp_path_factory):
 def test_run_info_reads_the_objective_budget_and_shared_notes(two_runs, procedural_dir, tmp_path):
     info = run_info(two_runs["reconstruction"], procedural_dir)
     assert info["objective"] == "reconstruction" and info["preset"] == "tiny"
-    assert info["budget"] == {"steps": 2, "minutes": None, "batch_size": 2}
+    assert info["budget"] == {"steps": 2, "minutes": None, "batch_size": 2,
+                              "segment_seconds": 0.128}  # fmt: skip
     assert info["trained_steps"] == 2 and info["train_seconds"] > 0
     assert info["shared_notes"] == 9 and info["shared_instruments"] == 3  # trained on them
     other = make_procedural_instruments(tmp_path / "other", n_instruments=2, pitches=(57, 62),

@@ -41,6 +41,28 @@ def test_a_few_steps_on_procedural_pairs_lower_the_transfer_loss(pairs, tmp_path
     assert out.shape == (1, 1, batch["content"].shape[-1])
 
 
+def test_training_crops_can_be_shorter_than_the_inference_segment(
+    procedural_dir, tmp_path, monkeypatch
+):
+    import mambakit.timbre.training as training
+
+    crops = []
+
+    class RecordingPairs(PairedNotes):
+        def sample(self, index, generator=None):
+            item = super().sample(index, generator)
+            crops.append(item["target"].shape[-1])
+            return item
+
+    monkeypatch.setattr(training, "PairedNotes", RecordingPairs)
+    train_timbre(procedural_dir, tmp_path / "run", preset="tiny", steps=1, batch_size=2,
+                 segment_seconds=0.064, progress=False)  # fmt: skip
+    assert crops and set(crops) == {1024}  # 0.064 s at 16 kHz, not the preset's 0.128 s
+    info = json.loads((tmp_path / "run" / training.TRAIN_INFO_NAME).read_text())
+    assert info["budget"]["segment_seconds"] == 0.064
+    assert TimbreUNet.from_pretrained(tmp_path / "run").config.segment_seconds == 0.128
+
+
 def test_objective_is_validated(pairs, tmp_path):
     with pytest.raises(ValueError, match="objective"):
         train_timbre(pairs, tmp_path, preset="tiny", steps=1, objective="style")

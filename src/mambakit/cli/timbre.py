@@ -77,6 +77,7 @@ def _train(args: argparse.Namespace) -> int:
         objective=args.objective,
         reconstruction_ratio=args.reconstruction_ratio,
         batch_size=args.batch_size,
+        segment_seconds=args.segment_seconds,
         lr=args.lr,
         bidirectional=True if args.bidirectional else None,
         device=args.device,
@@ -222,6 +223,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     budget.add_argument("--minutes", type=float, help="wall-clock budget")
     budget.add_argument("--steps", type=int, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--segment-seconds", type=float, help="training crop length (default: the preset's 2.1 s)"
+    )
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--device", help="cpu (default), cuda, auto")
