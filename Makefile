@@ -30,7 +30,8 @@ bench: setup
 	$(BIN)/mambakit bench ssm --json out/bench/ssm.json
 	$(BIN)/mambakit bench drums --json out/bench/drums.json
 	$(BIN)/mambakit bench timbre --json out/bench/timbre.json
-	$(BIN)/mambakit lm bench --json out/bench/lm.json
+	$(BIN)/mambakit bench lm --json out/bench/lm.json
+	$(BIN)/mambakit bench lm --batch 8 --json out/bench/lm_b8.json
 
 MINUTES ?= 4
 demo: setup

@@ -51,7 +51,11 @@ SOURCES: tuple[ResultSource, ...] = (
     ),
     ResultSource(
         "bench_lm", "Music LM: decoding speed and cache", "bench/lm.json", None,
-        "make bench (mambakit lm bench --json out/bench/lm.json)",
+        "make bench (mambakit bench lm --json out/bench/lm.json)",
+    ),
+    ResultSource(
+        "bench_lm_batch", "Music LM: decoding speed at a larger batch", "bench/lm_b*.json", None,
+        "make bench (mambakit bench lm --batch 8 --json out/bench/lm_b8.json)",
     ),
     ResultSource(
         "lm_compare", "Music LM: backbones at matched parameters and equal steps",
@@ -173,6 +177,7 @@ _SECTIONS: dict[str, Callable[[dict[str, Any], Path], tuple[str, list[Path]]]] =
     "bench_ssm": _ssm_section,
     "bench_drums": _drums_section,
     "bench_lm": _lm_section,
+    "bench_lm_batch": _lm_section,
     "lm_compare": _lm_compare_section,
     "bench_timbre": _timbre_bench_section,
     "eval_timbre": _timbre_eval_section,

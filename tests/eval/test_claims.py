@@ -11,6 +11,7 @@ from mambakit.eval.claims import (
     first_batch_claim,
     full_res_claim,
     hybrid_claim,
+    lm_decode_memory_claim,
     logcascade_memory_claim,
     no_adsr_claim,
     no_sine_claim,
@@ -177,3 +178,26 @@ def test_hybrid_claim_says_which_data_and_when_it_cannot_tell():
     no_hybrid["codec"]["summary"] = no_hybrid["codec"]["summary"][:1]
     assert "no hybrid runs on codec tokens" in hybrid_claim(no_hybrid).why
     assert hybrid_claim(None).verdict == UNMEASURED
+
+
+def lm_bench(mamba_steps, attn_steps, mamba_cache=(2.1, 2.1), attn_cache=(3.5, 162.0)):
+    """A bench-lm result: step ms and cache MiB at 1 s and 60 s of context."""
+    rows = []
+    for backbone, steps, caches in (("mamba2", mamba_steps, mamba_cache),
+                                    ("transformer", attn_steps, attn_cache)):  # fmt: skip
+        for seconds, step, cache in zip((60.0, 1.0), steps[::-1], caches[::-1]):  # unsorted
+            rows.append({"backbone": backbone, "context_seconds": seconds, "step_ms": step,
+                         "tokens_per_s": 9000 / step, "cache_mb": cache})  # fmt: skip
+    return {"batch_size": 1, "rows": rows}
+
+
+def test_lm_decode_memory_claim_needs_a_flat_cache_and_step_time():
+    verdict = lm_decode_memory_claim(lm_bench((15.0, 16.5), (15.0, 26.0)))
+    assert verdict.verdict == HOLDS and "step 1.10x" in verdict.why and "162.0 MiB" in verdict.why
+    assert lm_decode_memory_claim(lm_bench((15.0, 19.5), (15.0, 26.0))).verdict == FAILS  # 1.3x
+    growing = lm_bench((15.0, 15.0), (15.0, 26.0), mamba_cache=(2.1, 4.2))
+    assert lm_decode_memory_claim(growing).verdict == FAILS
+    assert lm_decode_memory_claim(None).verdict == UNMEASURED
+    assert lm_decode_memory_claim({"rows": lm_bench((1, 1), (1, 1))["rows"][:2]}).verdict == (
+        UNMEASURED  # no transformer rows
+    )

@@ -36,6 +36,10 @@ SEED_TIMBRE_TRAIN_MB = 275.25
 TIMBRE_MEMORY_SLACK = 1.5
 REAL_TIME_FACTOR = 1.0
 TIMBRE_MIN_CONTENT_CORRELATION = 0.9
+# seed 003's memory comparison: a Mamba LM decodes with a cache that does not grow with the
+# context while the transformer's KV cache does; "constant" = its step time at the longest
+# context within this factor of the shortest's (bench lm takes medians of several steps)
+CONSTANT_STEP_GROWTH = 1.2
 # "the hybrid beats the transformer": lower mean validation loss by more than the seed spread,
 # the larger of the two backbones' ranges (max - min) over at least this many seeds each
 MIN_SEEDS = 2
@@ -60,6 +64,7 @@ EVAL_TIMBRE_COMMAND = (
     "--json out/timbre/eval.json"
 )
 LM_COMPARE_COMMAND = "mambakit eval lm-compare TOKENS --budget-minutes M"
+BENCH_LM_COMMAND = "mambakit bench lm --json out/bench/lm.json (make bench)"
 
 
 def _num(value: Any) -> float | None:
@@ -421,10 +426,40 @@ def timbre_transfer_claim(result: dict[str, Any] | None) -> Verdict:
     return Verdict(claim, HOLDS if ok else FAILS, why, EVAL_TIMBRE_COMMAND)
 
 
+def _lm_rows(result: dict[str, Any] | None, backbone: str) -> list[dict[str, Any]]:
+    rows = [r for r in (result or {}).get("rows", []) if r.get("backbone") == backbone]
+    return sorted(rows, key=lambda r: r["context_seconds"])
+
+
+def lm_decode_memory_claim(result: dict[str, Any] | None) -> Verdict:
+    """Seed 003 (never measured there): a Mamba LM generates with constant memory and step
+    time, a transformer's grow with the context. Holds when, in ``mambakit bench lm``,
+    ``mamba2``'s cache is the same at the shortest and longest context and smaller than the
+    transformer's there, and its step time grows by at most :data:`CONSTANT_STEP_GROWTH`."""
+    claim = "A Mamba LM decodes with constant memory and step time; a transformer's grow"
+    mamba, attn = _lm_rows(result, "mamba2"), _lm_rows(result, "transformer")
+    if len(mamba) < 2 or len(attn) < 2:
+        return _missing(claim, BENCH_LM_COMMAND, "needs mamba2 and transformer at 2+ contexts")
+    short, long_ = mamba[0], mamba[-1]
+    growth = long_["step_ms"] / short["step_ms"]
+    cache_same = math.isclose(short["cache_mb"], long_["cache_mb"], rel_tol=1e-6)
+    ok = cache_same and long_["cache_mb"] < attn[-1]["cache_mb"]
+    ok = ok and growth <= CONSTANT_STEP_GROWTH
+    why = (
+        f"at {short['context_seconds']:g} -> {long_['context_seconds']:g} s of context "
+        f"(batch {result.get('batch_size', 1)}): mamba2 cache {short['cache_mb']:.2f} -> "
+        f"{long_['cache_mb']:.2f} MiB, step {growth:.2f}x (rule <= {CONSTANT_STEP_GROWTH:g}x), "
+        f"{long_['tokens_per_s']:.0f} tokens/s; transformer cache {attn[0]['cache_mb']:.1f} -> "
+        f"{attn[-1]['cache_mb']:.1f} MiB, step {attn[-1]['step_ms'] / attn[0]['step_ms']:.2f}x, "
+        f"{attn[-1]['tokens_per_s']:.0f} tokens/s"
+    )
+    return Verdict(claim, HOLDS if ok else FAILS, why, BENCH_LM_COMMAND)
+
+
 def all_verdicts(results: dict[str, dict[str, Any] | None]) -> list[Verdict]:
     """Every claim judged from ``results`` (keys ``ablations``, ``early``, ``bench_drums``,
-    ``lm_compare``, ``bench_timbre``, ``eval_timbre``; a missing or ``None`` entry gives
-    ``not measured here``)."""
+    ``lm_compare``, ``bench_lm``, ``bench_timbre``, ``eval_timbre``; a missing or ``None``
+    entry gives ``not measured here``)."""
     ablations, early = results.get("ablations"), results.get("early")
     return [
         no_sine_claim(ablations),
@@ -437,6 +472,7 @@ def all_verdicts(results: dict[str, dict[str, Any] | None]) -> list[Verdict]:
         timbre_realtime_claim(results.get("bench_timbre")),
         timbre_transfer_claim(results.get("eval_timbre")),
         hybrid_claim(results.get("lm_compare")),
+        lm_decode_memory_claim(results.get("bench_lm")),
     ]
 
 
