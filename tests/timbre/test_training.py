@@ -63,6 +63,27 @@ def test_training_crops_can_be_shorter_than_the_inference_segment(
     assert TimbreUNet.from_pretrained(tmp_path / "run").config.segment_seconds == 0.128
 
 
+def test_without_gan_only_the_generator_trains_on_mel_and_stft(pairs, tmp_path):
+    from safetensors.torch import load_file
+
+    from mambakit.timbre.training import DISC_NAME
+
+    torch.manual_seed(0)
+    train_timbre(pairs, tmp_path / "run", preset="tiny", steps=2, batch_size=2,
+                 adversarial=False, progress=False)  # fmt: skip
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    keys = set().union(*(json.loads(line)["logs"] for line in lines))
+    assert "g_mel" in keys and not any(k.startswith("d_") or "adv" in k for k in keys)
+    from mambakit.timbre.discriminators import TimbreDiscriminator
+    from mambakit.timbre.training import DISC_WIDTH
+
+    torch.manual_seed(0)
+    TimbreUNet(TimbreConfig.tiny())  # the same draws as the run, then its discriminator
+    untouched = TimbreDiscriminator(width=DISC_WIDTH["tiny"]).state_dict()
+    saved = load_file(str(tmp_path / "run" / DISC_NAME))
+    assert all(torch.equal(saved[k], v) for k, v in untouched.items())
+
+
 def test_objective_is_validated(pairs, tmp_path):
     with pytest.raises(ValueError, match="objective"):
         train_timbre(pairs, tmp_path, preset="tiny", steps=1, objective="style")

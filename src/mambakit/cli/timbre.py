@@ -78,6 +78,7 @@ def _train(args: argparse.Namespace) -> int:
         reconstruction_ratio=args.reconstruction_ratio,
         batch_size=args.batch_size,
         segment_seconds=args.segment_seconds,
+        adversarial=not args.no_gan,
         lr=args.lr,
         bidirectional=True if args.bidirectional else None,
         device=args.device,
@@ -227,6 +228,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--segment-seconds", type=float, help="training crop length (default: the preset's 2.1 s)"
     )
     p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument(
+        "--no-gan", action="store_true",
+        help="mel + STFT losses only (no discriminators): about half the cost of a step",
+    )  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--device", help="cpu (default), cuda, auto")
     p.add_argument("--seed", type=int, default=0)

@@ -79,8 +79,15 @@ class TimbreGAN(nn.Module, PretrainedMixin):
         return path
 
 
-def make_loss(objective: str, sample_rate: int, weights: LossWeights = DEFAULT_WEIGHTS):
-    """``loss_fn(model: TimbreGAN, batch, stage)`` for the two-stage Trainer."""
+def make_loss(
+    objective: str,
+    sample_rate: int,
+    weights: LossWeights = DEFAULT_WEIGHTS,
+    adversarial: bool = True,
+):
+    """``loss_fn(model: TimbreGAN, batch, stage)`` for the two-stage Trainer (stages
+    ``"disc"`` and ``"gen"``); with ``adversarial=False`` only ``"gen"`` is used and its loss
+    is ``45 L_mel + 10 L_STFT`` (no discriminator is run)."""
     if objective not in ("transfer", "reconstruction"):
         raise ValueError(f"objective must be 'transfer' or 'reconstruction', got {objective!r}")
     gen_loss = GeneratorLoss(sample_rate, weights)
@@ -98,6 +105,9 @@ def make_loss(objective: str, sample_rate: int, weights: LossWeights = DEFAULT_W
             loss = discriminator_loss(model.discriminator(target), model.discriminator(fake))
             return loss, {"d_loss": loss.item()}
         pred = generate(model, batch)
+        if not adversarial:
+            loss, terms = gen_loss(pred, target)
+            return loss, {f"g_{k}": v.item() for k, v in terms.items()}
         fake, real = model.discriminator(pred), model.discriminator(target)
         loss, terms = gen_loss(pred, target, fake=fake, real=real)
         return loss, {f"g_{k}": v.item() for k, v in terms.items()}
@@ -136,6 +146,7 @@ def train_timbre(
     betas: tuple[float, float] = (0.8, 0.99),
     disc_width: float | None = None,
     weights: LossWeights = DEFAULT_WEIGHTS,
+    adversarial: bool = True,
     bidirectional: bool | None = None,
     device: str | None = None,
     seed: int = 0,
@@ -158,6 +169,9 @@ def train_timbre(
             statistics are per clip whatever its length.
         disc_width: discriminator width multiplier (default per preset, :data:`DISC_WIDTH`).
         bidirectional: override the preset's Mamba direction switch.
+        adversarial: train with the discriminators (the seed's GAN). ``False`` trains on
+            the mel + STFT terms alone: no discriminator passes, so a step costs about half,
+            which suits a short CPU budget; the discriminator is still saved (untrained).
 
     Returns:
         The trainer's :class:`~mambakit.train.FitSummary`.
@@ -181,7 +195,7 @@ def train_timbre(
     torch.manual_seed(seed)
     width = disc_width if disc_width is not None else DISC_WIDTH.get(preset_name, 1 / 4)
     model = TimbreGAN(TimbreUNet(config), TimbreDiscriminator(width=width))
-    loss_fn = make_loss(objective, config.sample_rate, weights)
+    loss_fn = make_loss(objective, config.sample_rate, weights, adversarial)
     batch_size = min(batch_size, len(dataset))
     if steps is None and minutes is None:
         raise ValueError("give steps=..., minutes=... or both")
@@ -197,6 +211,7 @@ def train_timbre(
         "reconstruction_ratio": reconstruction_ratio,
         "preset": preset_name,
         "disc_width": width,
+        "adversarial": adversarial,
         "data": str(data_dir) if not isinstance(data_dir, PairedNotes) else None,
         "notes": len(dataset),
         "instruments": len(dataset.instruments),
@@ -233,6 +248,10 @@ def train_timbre(
         dataset,
         train_config,
         out,
-        optimizers={"disc": model.discriminator, "gen": model.generator},
+        optimizers=(
+            {"disc": model.discriminator, "gen": model.generator}
+            if adversarial
+            else {"gen": model.generator}
+        ),
     )
     return trainer.fit()
