@@ -23,16 +23,23 @@ from typing import Any
 @dataclass(frozen=True)
 class ResultSource:
     """One kind of result: where its JSON lives under the results folder (a glob),
-    the ``kind`` field it must carry (``None``: any), and the command that makes it."""
+    the ``kind`` field it must carry (``None``: any), and the command that makes it.
+    ``every``: render every matching file (one section each, e.g. one per evaluated run)
+    instead of the newest only."""
 
     key: str
     title: str
     pattern: str
     kind: str | None
     command: str
+    every: bool = False
 
 
 SOURCES: tuple[ResultSource, ...] = (
+    ResultSource(
+        "eval_drums", "Drum runs: control adherence on held-out clips", "**/eval_drums.json",
+        "eval-drums", "mambakit eval drums RUN --real DIR --heldout DIR", every=True,
+    ),
     ResultSource(
         "ablations", "Ablations: the seed's Figure 4", "ablations/*.json", "ablations",
         "mambakit eval ablations DATA --budget-minutes M --out out/ablations",
@@ -75,17 +82,21 @@ SOURCES: tuple[ResultSource, ...] = (
 )  # fmt: skip
 
 
+def find_all(results_dir: str | os.PathLike[str], source: ResultSource) -> list[Path]:
+    """Every JSON matching ``source`` under ``results_dir`` (right ``kind``), oldest first."""
+    paths = [
+        path
+        for path in Path(results_dir).glob(source.pattern)
+        if (payload := _read(path)) is not None
+        and (source.kind is None or payload.get("kind") == source.kind)
+    ]
+    return sorted(paths, key=lambda p: (p.stat().st_mtime, str(p)))
+
+
 def find_latest(results_dir: str | os.PathLike[str], source: ResultSource) -> Path | None:
     """The most recently written JSON matching ``source`` under ``results_dir``, or None."""
-    best: tuple[float, Path] | None = None
-    for path in Path(results_dir).glob(source.pattern):
-        payload = _read(path)
-        if payload is None or (source.kind is not None and payload.get("kind") != source.kind):
-            continue
-        mtime = path.stat().st_mtime
-        if best is None or mtime > best[0]:
-            best = (mtime, path)
-    return None if best is None else best[1]
+    paths = find_all(results_dir, source)
+    return paths[-1] if paths else None
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -158,6 +169,24 @@ def _lm_compare_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, li
     return lm_compare_markdown(payload), []
 
 
+def _eval_drums_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, list[Path]]:
+    from mambakit.eval.drums import DrumScores, scores_markdown
+
+    training = payload.get("training") or {}
+    trained = (
+        f"trained {training['steps']} steps in {training['seconds'] / 60:.1f} min"
+        if training.get("steps") is not None and training.get("seconds") is not None
+        else "training length not recorded"
+    )
+    heading = (
+        f"Run `{payload.get('run')}` ({trained}); requests from "
+        f"`{payload.get('heldout') or payload.get('real')}`, classifier, diversity and "
+        f"memorisation references from `{payload.get('real')}`; model vs the scaffold alone."
+    )
+    scores = [DrumScores(**s) for s in payload["scores"]]
+    return heading + "\n\n" + scores_markdown(scores), []
+
+
 def _timbre_bench_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, list[Path]]:
     from mambakit.bench.timbre import timbre_bench_markdown
 
@@ -172,6 +201,7 @@ def _timbre_eval_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, l
 
 
 _SECTIONS: dict[str, Callable[[dict[str, Any], Path], tuple[str, list[Path]]]] = {
+    "eval_drums": _eval_drums_section,
     "ablations": _ablations_section,
     "early": _early_section,
     "bench_ssm": _ssm_section,
@@ -196,17 +226,21 @@ def build_report(
     results_dir, docs = Path(results_dir), Path(docs_dir)
     img_dir = docs / "img"
     img_dir.mkdir(parents=True, exist_ok=True)
-    found: dict[str, tuple[Path, dict[str, Any]]] = {}
+    found: dict[str, tuple[Path, dict[str, Any]]] = {}  # the newest of each, for the claims
+    sections: list[tuple[ResultSource, Path, dict[str, Any]]] = []
     missing: list[str] = []
     for source in SOURCES:
-        path = find_latest(results_dir, source)
-        payload = _read(path) if path else None
-        if path is None or payload is None:
+        paths = find_all(results_dir, source)
+        if not source.every:
+            paths = paths[-1:]
+        loaded = [(path, payload) for path in paths if (payload := _read(path)) is not None]
+        if not loaded:
             missing.append(
                 f"- {source.title}: no `{results_dir / source.pattern}`; made by `{source.command}`"
             )
-        else:
-            found[source.key] = (path, payload)
+            continue
+        found[source.key] = loaded[-1]
+        sections += [(source, path, payload) for path, payload in loaded]
 
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     parts = [
@@ -225,10 +259,7 @@ def build_report(
     ]
     if missing:
         parts += ["", "## Not measured yet", "", *missing]
-    for source in SOURCES:
-        if source.key not in found:
-            continue
-        path, payload = found[source.key]
+    for source, path, payload in sections:
         try:
             body, images = _SECTIONS[source.key](payload, img_dir)
         except (KeyError, TypeError, ValueError, IndexError) as e:

@@ -43,8 +43,32 @@ def test_find_latest_skips_other_kinds_and_picks_the_newest(tmp_path):
     new = folder / "new.json"
     new.write_text(json.dumps({"kind": "ablations"}))
     os.utime(folder / "old.json", (1, 1))
-    assert find_latest(tmp_path, SOURCES[0]) == new
-    assert find_latest(tmp_path / "nowhere", SOURCES[0]) is None
+    ablations = next(s for s in SOURCES if s.key == "ablations")
+    assert find_latest(tmp_path, ablations) == new
+    assert find_latest(tmp_path / "nowhere", ablations) is None
+
+
+def test_every_drum_evaluation_gets_its_own_section(tmp_path):
+    from dataclasses import asdict
+
+    from mambakit.eval.drums import DrumScores
+
+    for name, accuracy in (("procedural", 0.875), ("gm", 0.517)):
+        folder = tmp_path / name / "eval"
+        folder.mkdir(parents=True)
+        scores = [asdict(DrumScores("model", n=4, tag_accuracy=accuracy)),
+                  asdict(DrumScores("scaffold", n=4, tag_accuracy=0.25))]  # fmt: skip
+        payload = {"kind": "eval-drums", "scores": scores, "run": f"runs/{name}",
+                   "real": f"data/{name}", "heldout": None,
+                   "training": {"steps": 600, "seconds": 600.0}}  # fmt: skip
+        (folder / "eval_drums.json").write_text(json.dumps(payload))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "eval_drums.json").write_text(json.dumps({"scores": []}))  # no kind
+    text = build_report(tmp_path, tmp_path / "docs").read_text()
+    assert text.count("## Drum runs: control adherence on held-out clips") == 2
+    assert "Run `runs/procedural` (trained 600 steps in 10.0 min)" in text
+    assert "| tag accuracy | 87.5% | 25.0% |" in text and "| tag accuracy | 51.7% |" in text
+    assert "runs/other" not in text
 
 
 def test_machine_label_names_the_gpu_or_says_cpu_only():

@@ -4,7 +4,18 @@ controls, the seed's ablation study, and quality from the first batches."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+
+
+def _training_summary(run: Path) -> dict[str, float] | None:
+    """Steps and seconds of a run, from the last line of its ``metrics.jsonl``."""
+    log = run / "metrics.jsonl"
+    lines = log.read_text().splitlines() if log.is_file() else []
+    if not lines:
+        return None
+    last = json.loads(lines[-1])
+    return {"steps": last.get("step"), "seconds": last.get("time")}
 
 
 def _eval_drums(args: argparse.Namespace) -> int:
@@ -16,8 +27,18 @@ def _eval_drums(args: argparse.Namespace) -> int:
     real = load_corpus(args.real)
     heldout = load_corpus(args.heldout) if args.heldout else None
     scores = evaluate_synth(synth, real, heldout, limit=args.limit, steps=args.steps)
+    from mambakit.bench.common import result_metadata
+
     out = Path(args.out or Path(args.run) / "eval")
-    md = save_report(scores, out, {"run": str(args.run), "real": str(args.real)})
+    extra = {
+        "kind": "eval-drums",
+        "meta": result_metadata(),
+        "run": str(args.run),
+        "real": str(args.real),
+        "heldout": str(args.heldout) if args.heldout else None,
+        "training": _training_summary(Path(args.run)),
+    }
+    md = save_report(scores, out, extra)
     print(scores_markdown(scores))
     print(f"\nreport: {md} (and eval_drums.json)")
     return 0
