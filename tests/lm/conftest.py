@@ -1,5 +1,6 @@
-"""Tiny random-weight codecs (nothing is downloaded)."""
+"""Tiny random-weight codecs (nothing is downloaded) and a token store made with one."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -41,3 +42,19 @@ def tiny_encodec():
         codebook_dim=16,
     )
     return EncodecCodec(EncodecModel(config), id="tiny-encodec")
+
+
+@pytest.fixture
+def noise_token_store(tiny_dac, tmp_path):
+    """Four 0.5 s noise files at 8 kHz tokenized with ``tiny_dac`` (30 % validation)."""
+    import soundfile as sf
+
+    from mambakit.lm.store import tokenize_folder
+
+    music = tmp_path / "music"
+    music.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        sf.write(music / f"{i}.wav", rng.standard_normal(4000).astype(np.float32) * 0.1, 8000)
+    tokenize_folder(music, tiny_dac, tmp_path / "tokens", val_fraction=0.3, progress=False)
+    return tmp_path / "tokens"

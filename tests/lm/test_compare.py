@@ -4,14 +4,12 @@ step budget, and ``mambakit bench lm`` (= ``lm bench``) with ``--batch``."""
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from mambakit.cli import build_parser, main
 from mambakit.eval import lm_compare
 from mambakit.eval.lm_compare import common_step_count, summarize_runs, summarize_seeds
-from mambakit.lm.store import tokenize_folder
 
 
 @pytest.fixture
@@ -23,20 +21,8 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def _store(tiny_dac, tmp_path):
-    import soundfile as sf
-
-    music = tmp_path / "music"
-    music.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        sf.write(music / f"{i}.wav", rng.standard_normal(4000).astype(np.float32) * 0.1, 8000)
-    tokenize_folder(music, tiny_dac, tmp_path / "tokens", val_fraction=0.3, progress=False)
-    return tmp_path / "tokens"
-
-
-def test_lm_compare_end_to_end(tiny_dac, tmp_path, capsys, one_thread) -> None:
-    tokens, out = _store(tiny_dac, tmp_path), tmp_path / "cmp"
+def test_lm_compare_end_to_end(noise_token_store, tmp_path, capsys, one_thread) -> None:
+    tokens, out = noise_token_store, tmp_path / "cmp"
     argv = [
         "eval", "lm-compare", str(tokens), "--steps", "2", "--seeds", "0,1",
         "--preset", "tiny", "--seq-len", "16", "--batch-size", "2", "--max-windows", "2",

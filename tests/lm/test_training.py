@@ -11,20 +11,8 @@ from mambakit.lm.training import lm_loss, train_lm
 from mambakit.train import TrainConfig
 
 
-def _store(tiny_dac, tmp_path):
-    import soundfile as sf
-
-    music = tmp_path / "music"
-    music.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        sf.write(music / f"{i}.wav", rng.standard_normal(4000).astype(np.float32) * 0.1, 8000)
-    tokenize_folder(music, tiny_dac, tmp_path / "tokens", val_fraction=0.3, progress=False)
-    return tmp_path / "tokens"
-
-
-def test_train_logs_unsmoothed_ce_and_resumes(tiny_dac, tmp_path) -> None:
-    tokens = _store(tiny_dac, tmp_path)
+def test_train_logs_unsmoothed_ce_and_resumes(noise_token_store, tmp_path) -> None:
+    tokens = noise_token_store
     config = TrainConfig(
         max_steps=4,
         batch_size=2,
