@@ -66,8 +66,8 @@ SOURCES: tuple[ResultSource, ...] = (
     ),
     ResultSource(
         "lm_compare", "Music LM: backbones at matched parameters and equal steps",
-        "lm-compare/*.json", "lm-compare",
-        "mambakit eval lm-compare TOKENS --budget-minutes M --out out/lm-compare",
+        "lm-compare*/*.json", "lm-compare",
+        "mambakit eval lm-compare TOKENS --budget-minutes M --out out/lm-compare", every=True,
     ),
     ResultSource(
         "bench_timbre", "Timbre transfer: size, memory and speed", "bench/timbre.json", None,
@@ -75,9 +75,9 @@ SOURCES: tuple[ResultSource, ...] = (
     ),
     ResultSource(
         "eval_timbre", "Timbre transfer: transfer-trained vs reconstruction-only runs",
-        "timbre/*.json", "timbre-eval",
+        "timbre*/*.json", "timbre-eval",
         "mambakit eval timbre TRANSFER_RUN RECONSTRUCTION_RUN --pairs HELDOUT "
-        "--json out/timbre/eval.json",
+        "--json out/timbre/eval.json", every=True,
     ),
 )  # fmt: skip
 

@@ -149,3 +149,11 @@ def test_report_renders_the_lm_compare_section_and_its_verdict(tmp_path):
     assert "| 1 | 6.310 ± 0.014 [6.300, 6.320] | 6.105 ± 0.007 [6.100, 6.110] |" in text
     assert "**Synthetic probes**" in text
     assert "| **holds** | on codec tokens (val split): mean loss hybrid 5.1050" in text
+
+    second = tmp_path / "out" / "lm-compare-probes-only"  # another run: its own section
+    second.mkdir()
+    (second / "lm_compare.json").write_text(json.dumps({**result, "codec": None}))
+    text = build_report(tmp_path / "out", tmp_path / "docs").read_text()
+    assert text.count("## Music LM: backbones at matched parameters and equal steps") == 2
+    assert "Source: `" + str(second / "lm_compare.json") + "`" in text
+    assert "Could not read" not in text

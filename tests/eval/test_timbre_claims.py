@@ -4,6 +4,7 @@ results with a known answer, and the report sections that show those results."""
 from __future__ import annotations
 
 import json
+import os
 
 from mambakit.eval.claims import (
     FAILS,
@@ -159,3 +160,15 @@ def test_report_renders_the_timbre_sections_and_verdicts(tmp_path):
     assert "| **holds** | base preset (4.17 M parameters): measured peak 300 MB" in text
     assert "| **holds** | base preset: 2.50x real time" in text
     assert "| **holds** | style gain 0.300 (xfer, transfer)" in text
+
+    # every evaluation gets its own section; the verdicts judge the newest one
+    (out / "timbre-nogan").mkdir()
+    newer = evaluation(eval_row("xfer2", "transfer", style_gain=-0.1),
+                       eval_row("recon2", "reconstruction", style_gain=0.0))  # fmt: skip
+    (out / "timbre-nogan" / "eval.json").write_text(json.dumps(newer))
+    stamp = (out / "timbre" / "eval.json").stat().st_mtime
+    os.utime(out / "timbre-nogan" / "eval.json", (stamp + 10, stamp + 10))
+    text = build_report(out, tmp_path / "docs").read_text()
+    assert text.count("## Timbre transfer: transfer-trained vs reconstruction-only runs") == 2
+    assert "| metric | xfer | recon |" in text and "| metric | xfer2 | recon2 |" in text
+    assert "| style gain 0.300 (xfer, transfer)" not in text

@@ -29,9 +29,7 @@ def test_every_backbone_linear_is_column_major_and_survives_loading():
         assert linears and all(_column_major(m.weight) for m in linears), kind
         fresh = Backbone(kind, n_layers=2, d_model=16, mlp_ratio=2, headdim=8)
         fresh.load_state_dict({k: v.contiguous() for k, v in model.state_dict().items()})
-        assert all(
-            _column_major(m.weight) for m in fresh.modules() if isinstance(m, nn.Linear)
-        )
+        assert all(_column_major(m.weight) for m in fresh.modules() if isinstance(m, nn.Linear))
         x = torch.randn(1, 5, 16)
         torch.testing.assert_close(fresh(x), model(x))
 

@@ -71,6 +71,7 @@ def test_eval_command_prints_a_table_and_json(run, procedural_dir, tmp_path, cap
     text = capsys.readouterr().out
     assert "| metric |" in text and "| si_sdr ↑ |" in text and "| recon_si_sdr ↑ |" in text
     assert "| objective | unknown |" in text  # a bare checkpoint has no training record
+    assert "| losses | unknown |" in text
     assert "not measured here (no run trained with objective transfer" in text
     results = json.loads(out.read_text())
     assert results["kind"] == "timbre-eval" and results["pairs_dir"] == str(procedural_dir)

@@ -80,19 +80,22 @@ def test_reconstruction_scores_compare_with_the_content():
 
 @pytest.fixture(scope="module")
 def two_runs(procedural_dir, tmp_path_factory):
-    """A transfer run and a reconstruction run, two steps each, on the procedural set."""
+    """A transfer run (GAN) and a reconstruction run (no GAN), two steps each, on the
+    procedural set."""
     root = tmp_path_factory.mktemp("timbre-runs")
     runs = {}
     for objective in ("transfer", "reconstruction"):
         runs[objective] = root / objective
         train_timbre(procedural_dir, runs[objective], preset="tiny", steps=2, batch_size=2,
-                     objective=objective, progress=False)  # fmt: skip
+                     objective=objective, adversarial=objective == "transfer",
+                     progress=False)  # fmt: skip
     return runs
 
 
 def test_run_info_reads_the_objective_budget_and_shared_notes(two_runs, procedural_dir, tmp_path):
     info = run_info(two_runs["reconstruction"], procedural_dir)
     assert info["objective"] == "reconstruction" and info["preset"] == "tiny"
+    assert info["adversarial"] is False
     assert info["budget"] == {"steps": 2, "minutes": None, "batch_size": 2,
                               "segment_seconds": 0.128}  # fmt: skip
     assert info["trained_steps"] == 2 and info["train_seconds"] > 0
@@ -101,9 +104,11 @@ def test_run_info_reads_the_objective_budget_and_shared_notes(two_runs, procedur
                                         seconds=0.4)  # fmt: skip
     held_out = run_info(two_runs["transfer"], other)
     assert held_out["objective"] == "transfer" and held_out["shared_notes"] == 0
+    assert held_out["adversarial"] is True
     assert held_out["shared_instruments"] == 2  # procedural names repeat across sets
     bare = run_info(tmp_path, other)
     assert bare["objective"] is None and bare["shared_notes"] is None
+    assert bare["adversarial"] is None
 
 
 def test_evaluate_runs_labels_each_run_and_warns_when_pairs_were_seen(two_runs, procedural_dir):
@@ -119,4 +124,5 @@ def test_evaluate_runs_labels_each_run_and_warns_when_pairs_were_seen(two_runs, 
     assert "| metric | transfer | reconstruction |" in md
     assert "| held out | no (9 notes in training) | no (9 notes in training) |" in md
     assert "| trained steps | 2 | 2 |" in md
+    assert "| losses | GAN + mel + STFT | mel + STFT |" in md
     json.dumps(result)  # what `eval timbre --json` writes

@@ -192,11 +192,12 @@ def run_info(run: str | os.PathLike[str], pairs_dir: str | os.PathLike[str]) -> 
     """What a run was trained on, from its ``timbre_train.json`` and ``metrics.jsonl``.
 
     Returns ``objective`` (``"transfer"``, ``"reconstruction"`` or None when the run has no
-    training record), ``preset``, ``budget`` (the requested steps / minutes / batch size),
-    ``trained_steps`` and ``train_seconds`` (last logged step and its time),
-    ``train_data``, and ``shared_notes`` / ``shared_instruments``: how many notes /
-    instruments of ``pairs_dir`` the training set also holds (0 = held out; None =
-    unknown).
+    training record), ``adversarial`` (trained with the discriminators; records written
+    before ``--no-gan`` existed lack the key and were all GAN runs), ``preset``,
+    ``budget`` (the requested steps / minutes / batch size), ``trained_steps`` and
+    ``train_seconds`` (last logged step and its time), ``train_data``, and
+    ``shared_notes`` / ``shared_instruments``: how many notes / instruments of
+    ``pairs_dir`` the training set also holds (0 = held out; None = unknown).
     """
     from mambakit.timbre.training import TRAIN_INFO_NAME
     from mambakit.train.trainer import METRICS_NAME
@@ -208,6 +209,7 @@ def run_info(run: str | os.PathLike[str], pairs_dir: str | os.PathLike[str]) -> 
         info = {}
     row: dict[str, Any] = {
         "objective": info.get("objective"),
+        "adversarial": info.get("adversarial", True) if info else None,
         "preset": info.get("preset"),
         "budget": info.get("budget"),
         "train_data": info.get("data"),
@@ -303,6 +305,13 @@ def _heldout_cell(row: dict[str, Any]) -> str:
     return "yes" if not instruments else f"yes ({instruments} instruments seen in training)"
 
 
+def _losses_cell(row: dict[str, Any]) -> str:
+    adversarial = row.get("adversarial")
+    if adversarial is None:
+        return "unknown"
+    return "GAN + mel + STFT" if adversarial else "mel + STFT"
+
+
 def markdown_table(result: dict[str, Any]) -> str:
     """Runs as columns, labels then metrics as rows (arrows say which direction is better)."""
     rows = result["runs"]
@@ -310,6 +319,7 @@ def markdown_table(result: dict[str, Any]) -> str:
     lines.append("|---|" + "---|" * len(rows))
     labels = {
         "objective": lambda r: r.get("objective") or "unknown",
+        "losses": _losses_cell,
         "held out": _heldout_cell,
         "trained steps": lambda r: str(r.get("trained_steps") or "?"),
         "pairs": lambda r: str(r["pairs"]),
