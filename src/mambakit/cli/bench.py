@@ -59,6 +59,14 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_json_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--json PATH``, shared by the benches: where the results are saved."""
+    parser.add_argument(
+        "--json", default=default, metavar="PATH",
+        help=f"where to save the results (default: {default})",
+    )  # fmt: skip
+
+
 def run_ssm(quick: bool, json_path: str, device: str) -> str:
     """Run the SSM layer bench, save JSON to ``json_path``; returns the Markdown table."""
     from mambakit.bench.ssm import format_ssm_table, run_ssm_bench
@@ -77,12 +85,7 @@ def _setup_ssm(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="d_model 64 only, one repeat (1-2 min on 2 cores)"
     )
-    parser.add_argument(
-        "--json",
-        default=DEFAULT_SSM_JSON,
-        metavar="PATH",
-        help=f"where to save the results (default: {DEFAULT_SSM_JSON})",
-    )
+    add_json_argument(parser, DEFAULT_SSM_JSON)
     add_device_argument(parser)
     parser.set_defaults(func=_bench_ssm)
 
@@ -123,7 +126,7 @@ def _bench_drums(args: argparse.Namespace) -> int:
 def _setup_drums(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="0.25 s clips instead of --seconds")
     parser.add_argument("--seconds", type=float, default=1.0, help="clip length (default 1 s)")
-    parser.add_argument("--json", default="out/bench/drums.json", metavar="PATH")
+    add_json_argument(parser, "out/bench/drums.json")
     parser.add_argument(
         "--all", action="store_true",
         help="also time forward+backward of the large-state model (many minutes on a CPU)",

@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from mambakit.cli.bench import add_bench, add_device_argument
+from mambakit.cli.bench import add_bench, add_device_argument, add_json_argument
 from mambakit.utils import parse_int_list
 
 DEFAULT_BENCH_JSON = "out/bench/timbre.json"
@@ -176,12 +176,7 @@ def _setup_bench(parser: argparse.ArgumentParser) -> None:
         help="content clip for the chunked transfer speed (default 10 s)",
     )
     parser.add_argument("--repeats", type=int, help="timed calls (default 3, --quick 1)")
-    parser.add_argument(
-        "--json",
-        default=DEFAULT_BENCH_JSON,
-        metavar="PATH",
-        help=f"where to save the results (default: {DEFAULT_BENCH_JSON})",
-    )
+    add_json_argument(parser, DEFAULT_BENCH_JSON)
     add_device_argument(parser)
     parser.set_defaults(func=_bench)
 
