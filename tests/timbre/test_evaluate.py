@@ -106,6 +106,9 @@ def test_run_info_reads_the_objective_budget_and_shared_notes(two_runs, procedur
     assert held_out["objective"] == "transfer" and held_out["shared_notes"] == 0
     assert held_out["adversarial"] is True
     assert held_out["shared_instruments"] == 2  # procedural names repeat across sets
+    renamed = make_procedural_instruments(tmp_path / "renamed", n_instruments=2, pitches=(57,),
+                                          seconds=0.4, seed=1, prefix="heldout")  # fmt: skip
+    assert run_info(two_runs["transfer"], renamed)["shared_instruments"] == 0
     bare = run_info(tmp_path, other)
     assert bare["objective"] is None and bare["shared_notes"] is None
     assert bare["adversarial"] is None

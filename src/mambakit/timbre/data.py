@@ -264,6 +264,7 @@ def make_procedural_instruments(
     seconds: float = 1.0,
     sample_rate: int = 16000,
     seed: int = 0,
+    prefix: str = "procedural",
 ) -> Path:
     """Write a small NSynth-layout set of additive-synthesis instruments.
 
@@ -274,7 +275,9 @@ def make_procedural_instruments(
 
         x(t) = env(t) * sum_h a_h sin(2 pi h f0 sqrt(1 + B h^2) t),  f0 = 440 * 2^((p - 69) / 12)
 
-    Returns ``out_dir``.
+    Instruments are named ``{prefix}_000``, ``{prefix}_001``, ...; another ``seed`` draws
+    other instruments, so give a held-out set its own ``prefix`` (the evaluation matches
+    instruments by name). Returns ``out_dir``.
     """
     out = Path(out_dir)
     (out / "audio").mkdir(parents=True, exist_ok=True)
@@ -288,7 +291,7 @@ def make_procedural_instruments(
         attack = rng.uniform(0.002, 0.08)
         decay = rng.uniform(0.2, 1.5)
         inharmonicity = rng.uniform(0.0, 4e-4)
-        name = f"procedural_{k:03d}"
+        name = f"{prefix}_{k:03d}"
         for pitch in pitches:
             f0 = 440.0 * 2 ** ((pitch - 69) / 12)
             wave = np.zeros_like(t)
