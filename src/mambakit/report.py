@@ -227,6 +227,7 @@ def build_report(
     img_dir = docs / "img"
     img_dir.mkdir(parents=True, exist_ok=True)
     found: dict[str, tuple[Path, dict[str, Any]]] = {}  # the newest of each, for the claims
+    every: dict[str, list[dict[str, Any]]] = {}  # all of an `every` source, oldest first
     sections: list[tuple[ResultSource, Path, dict[str, Any]]] = []
     missing: list[str] = []
     for source in SOURCES:
@@ -240,6 +241,8 @@ def build_report(
             )
             continue
         found[source.key] = loaded[-1]
+        if source.every:
+            every[source.key] = [payload for _, payload in loaded]
         sections += [(source, path, payload) for path, payload in loaded]
 
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -253,9 +256,10 @@ def build_report(
         "",
         "## The seed's claims",
         "",
-        "Verdicts by the rules in `src/mambakit/eval/claims.py`, applied to the results below.",
+        "Verdicts by the rules in `src/mambakit/eval/claims.py`, applied to the results below "
+        "(a claim tested by several comparisons gets a verdict for each).",
         "",
-        verdicts_markdown(all_verdicts({k: p for k, (_, p) in found.items()})),
+        verdicts_markdown(all_verdicts({k: p for k, (_, p) in found.items()}, every)),
     ]
     if missing:
         parts += ["", "## Not measured yet", "", *missing]

@@ -148,7 +148,7 @@ def test_report_renders_the_lm_compare_section_and_its_verdict(tmp_path):
     assert "| hybrid | 1,000 | 5.105 ± 0.007 [5.100, 5.110] |" in text
     assert "| 1 | 6.310 ± 0.014 [6.300, 6.320] | 6.105 ± 0.007 [6.100, 6.110] |" in text
     assert "**Synthetic probes**" in text
-    assert "| **holds** | on codec tokens (val split): mean loss hybrid 5.1050" in text
+    assert "| **holds** | on codec tokens (val split), 9 steps: mean loss hybrid 5.1050" in text
 
     second = tmp_path / "out" / "lm-compare-probes-only"  # another run: its own section
     second.mkdir()
@@ -157,3 +157,6 @@ def test_report_renders_the_lm_compare_section_and_its_verdict(tmp_path):
     assert text.count("## Music LM: backbones at matched parameters and equal steps") == 2
     assert "Source: `" + str(second / "lm_compare.json") + "`" in text
     assert "Could not read" not in text
+    # one verdict per comparison: the first on codec tokens, the second on the probes
+    assert text.count("A Jamba-style 1:3 hybrid beats a transformer") == 2
+    assert "on the synthetic probes only, 9 steps, recall gap 4: mean loss hybrid" in text

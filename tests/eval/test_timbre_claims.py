@@ -159,16 +159,19 @@ def test_report_renders_the_timbre_sections_and_verdicts(tmp_path):
     assert "| style_gain ↑ | 0.300 | 0.000 |" in text and "| held out | yes | yes |" in text
     assert "| **holds** | base preset (4.17 M parameters): measured peak 300 MB" in text
     assert "| **holds** | base preset: 2.50x real time" in text
-    assert "| **holds** | style gain 0.300 (xfer, transfer)" in text
+    assert "| **holds** | pairs `out/timbre/heldout`: style gain 0.300 (xfer, transfer)" in text
 
-    # every evaluation gets its own section; the verdicts judge the newest one
+    # every evaluation gets its own section and its own verdict, oldest first
     (out / "timbre-nogan").mkdir()
     newer = evaluation(eval_row("xfer2", "transfer", style_gain=-0.1),
                        eval_row("recon2", "reconstruction", style_gain=0.0))  # fmt: skip
+    newer["pairs_dir"] = "out/other-heldout"
     (out / "timbre-nogan" / "eval.json").write_text(json.dumps(newer))
     stamp = (out / "timbre" / "eval.json").stat().st_mtime
     os.utime(out / "timbre-nogan" / "eval.json", (stamp + 10, stamp + 10))
     text = build_report(out, tmp_path / "docs").read_text()
     assert text.count("## Timbre transfer: transfer-trained vs reconstruction-only runs") == 2
     assert "| metric | xfer | recon |" in text and "| metric | xfer2 | recon2 |" in text
-    assert "| style gain 0.300 (xfer, transfer)" not in text
+    first = text.index("| **holds** | pairs `out/timbre/heldout`: style gain 0.300 (xfer")
+    second = text.index("| **does not hold** | pairs `out/other-heldout`: style gain -0.100")
+    assert first < second < text.index("## Timbre transfer: size")

@@ -9,6 +9,7 @@ changing this file, never editing a report by hand.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -310,6 +311,12 @@ def hybrid_claim(result: dict[str, Any] | None) -> Verdict:
         )
     mean_h, lo_h, hi_h, mean_t, lo_t, hi_t = values  # type: ignore[misc]
     margin, spread = mean_t - mean_h, max(hi_h - lo_h, hi_t - lo_t)
+    config = result.get("config") or {}
+    if config.get("steps"):
+        where += f", {config['steps']} steps"
+    gap = ((result.get("probes") or {}).get("corpus") or {}).get("gap")
+    if not codec and gap:
+        where += f", recall gap {gap}"
     why = (
         f"{where}: mean loss hybrid {mean_h:.4f} vs transformer {mean_t:.4f} over {n:.0f} "
         f"seeds, margin {margin:+.4f} vs seed spread {spread:.4f} (rule: margin > spread)"
@@ -410,7 +417,8 @@ def timbre_transfer_claim(result: dict[str, Any] | None) -> Verdict:
     if None in (gain_t, pitch_t, loud_t, gain_r):
         return _missing(claim, EVAL_TIMBRE_COMMAND, "style gain or content correlation missing")
     content = min(pitch_t, loud_t)
-    why = (
+    pairs = f"pairs `{result['pairs_dir']}`: " if (result or {}).get("pairs_dir") else ""
+    why = pairs + (
         f"style gain {gain_t:.3f} ({transfer.get('name')}, transfer) vs {gain_r:.3f} "
         f"({recon.get('name')}, reconstruction); transfer run's content correlation: pitch "
         f"{pitch_t:.3f}, loudness {loud_t:.3f} (rule: higher gain and both >= "
@@ -456,11 +464,25 @@ def lm_decode_memory_claim(result: dict[str, Any] | None) -> Verdict:
     return Verdict(claim, HOLDS if ok else FAILS, why, BENCH_LM_COMMAND)
 
 
-def all_verdicts(results: dict[str, dict[str, Any] | None]) -> list[Verdict]:
+def all_verdicts(
+    results: dict[str, dict[str, Any] | None],
+    every: dict[str, list[dict[str, Any]]] | None = None,
+) -> list[Verdict]:
     """Every claim judged from ``results`` (keys ``ablations``, ``early``, ``bench_drums``,
     ``lm_compare``, ``bench_lm``, ``bench_timbre``, ``eval_timbre``; a missing or ``None``
-    entry gives ``not measured here``)."""
+    entry gives ``not measured here``).
+
+    ``every`` optionally lists several results of one key (``eval_timbre``, ``lm_compare``:
+    comparisons on different data or budgets, each a test of the claim in its own right);
+    the claim then gets one verdict per result, in the order given, instead of one from
+    ``results``.
+    """
     ablations, early = results.get("ablations"), results.get("early")
+    every = every or {}
+
+    def each(key: str, rule: Callable[[dict[str, Any] | None], Verdict]) -> list[Verdict]:
+        return [rule(r) for r in every[key]] if every.get(key) else [rule(results.get(key))]
+
     return [
         no_sine_claim(ablations),
         no_adsr_claim(ablations),
@@ -470,8 +492,8 @@ def all_verdicts(results: dict[str, dict[str, Any] | None]) -> list[Verdict]:
         coherent_claim(early),
         timbre_memory_claim(results.get("bench_timbre")),
         timbre_realtime_claim(results.get("bench_timbre")),
-        timbre_transfer_claim(results.get("eval_timbre")),
-        hybrid_claim(results.get("lm_compare")),
+        *each("eval_timbre", timbre_transfer_claim),
+        *each("lm_compare", hybrid_claim),
         lm_decode_memory_claim(results.get("bench_lm")),
     ]
 
