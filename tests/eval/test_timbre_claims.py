@@ -166,6 +166,8 @@ def test_report_renders_the_timbre_sections_and_verdicts(tmp_path):
     newer = evaluation(eval_row("xfer2", "transfer", style_gain=-0.1),
                        eval_row("recon2", "reconstruction", style_gain=0.0))  # fmt: skip
     newer["pairs_dir"] = "out/other-heldout"
+    for row in newer["runs"]:
+        row["adversarial"] = False
     (out / "timbre-nogan" / "eval.json").write_text(json.dumps(newer))
     stamp = (out / "timbre" / "eval.json").stat().st_mtime
     os.utime(out / "timbre-nogan" / "eval.json", (stamp + 10, stamp + 10))
@@ -175,3 +177,5 @@ def test_report_renders_the_timbre_sections_and_verdicts(tmp_path):
     first = text.index("| **holds** | pairs `out/timbre/heldout`: style gain 0.300 (xfer")
     second = text.index("| **does not hold** | pairs `out/other-heldout`: style gain -0.100")
     assert first < second < text.index("## Timbre transfer: size")
+    assert "losses: mel + STFT only (transfer), mel + STFT only (reconstruction)" in text
+    assert text.count("losses: ") == 1  # the older rows do not record it

@@ -424,6 +424,12 @@ def timbre_transfer_claim(result: dict[str, Any] | None) -> Verdict:
         f"{pitch_t:.3f}, loudness {loud_t:.3f} (rule: higher gain and both >= "
         f"{TIMBRE_MIN_CONTENT_CORRELATION:g})"
     )
+    losses = {True: "GAN + mel + STFT", False: "mel + STFT only"}
+    if transfer.get("adversarial") in losses and recon.get("adversarial") in losses:
+        why += (
+            f"; losses: {losses[transfer['adversarial']]} (transfer), "
+            f"{losses[recon['adversarial']]} (reconstruction)"
+        )
     seen = [r.get("name") for r in (transfer, recon) if r.get("shared_notes")]
     if seen:
         why += "; pairs not held out for " + ", ".join(str(s) for s in seen)
