@@ -108,3 +108,21 @@ def test_each_band_holds_the_tones_in_its_range():
         spec = np.abs(np.fft.rfft(parts[k][0, 0].double().numpy()))
         peak_hz = np.argmax(spec) * band.rate / parts[k].shape[-1]
         assert abs(peak_hz - f0) <= 2 * band.rate / parts[k].shape[-1]
+
+
+def test_merge_keeps_each_output_in_its_own_band():
+    """A model's band output that strays outside its band (e.g. a 689 Hz tone in the top
+    band's slot) is dropped by ``merge``; the same tone in its own band's slot passes."""
+    sr, n = 44100, 44100
+    bands = log_bands(sr)
+    t = torch.arange(n, dtype=torch.float64) / sr
+    tone = torch.sin(2 * math.pi * 689.0625 * t).float()[None, None]  # band 4 holds 689-1378
+    home = next(k for k, b in enumerate(bands.bands) if b.f_lo < 900 < b.f_hi)
+
+    def merged_with_tone_in(k):
+        parts = [torch.zeros(1, 1, -(-n // b.factor)) for b in bands.bands]
+        parts[k] = torch.nn.functional.interpolate(tone, size=parts[k].shape[-1], mode="linear")
+        return float(bands.merge(parts).pow(2).mean())
+
+    assert merged_with_tone_in(0) < 1e-4 * float(tone.pow(2).mean())  # top band: 11-22 kHz
+    assert merged_with_tone_in(home) > 0.1 * float(tone.pow(2).mean())

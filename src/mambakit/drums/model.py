@@ -8,7 +8,7 @@ Data flow for one denoising call (shapes for batch B, clip length T)::
       |     -> tokens of patch_k samples (strided conv) [B, C, T_k/patch_k]|   gate k+1
       |     -> Mamba2 blocks, state size from the band (4 ... 160), FiLM   |
       |     -> transposed conv back to [B, C, T_k]                         |
-      |   LogBands.merge (each output stays in its own band) --------------+--> sum
+      |   LogBands.merge (keeps each output in its own band) --------------+--> sum
       |-- global Mamba2 "parser" over the sum at T/64 tokens (residual) ---'
       `-> head -> x0_hat, eps_hat                      [B, 1, T] each
     x0_hat += gain(cond) * sine + filter(cond, tag) * noise, all x requested ADSR

@@ -32,10 +32,14 @@ class LogBands:
     """Octave bands from sr/2 down to ``f_min`` plus the residual below it.
 
     Crossovers are complementary in the FFT domain: with lowpass steps L_1 >= ... >= L_n,
-    band 0 = 1 - L_1, band k = L_k - L_{k+1}, residual = L_n, which sum to exactly 1, so
-    ``merge(split(x)) == x`` up to float error. Transitions span +-0.25 octave around each
-    edge. A band whose top edge is f_hi is kept at rate = 4 * f_hi (power-of-two decimation,
-    leaving room for the transition above f_hi); the top band stays at full rate.
+    band 0 = 1 - L_1, band k = L_k - L_{k+1}, residual = L_n, which sum to exactly 1.
+    ``split`` and ``merge`` each apply the square root of a band's weight, so
+    ``merge(split(x)) == x`` up to float error *and* ``merge`` keeps every part inside its own
+    band: whatever a model writes into a band's slot outside that band (e.g. a patch-rate
+    comb at 689 Hz from the top band's path) is dropped instead of added to the mix.
+    Transitions span +-0.25 octave around each edge. A band whose top edge is f_hi is kept
+    at rate = 4 * f_hi (power-of-two decimation, leaving room for the transition above
+    f_hi); the top band stays at full rate.
     Differentiable (rfft / irfft only).
     """
 
@@ -67,7 +71,7 @@ class LogBands:
         """[B, C, T] -> list of [B, C, T_k], T_k = ceil(T / factor_k) (band 0 has T)."""
         n = x.shape[-1]
         spec = torch.fft.rfft(x, dim=-1)  # [B, C, n//2+1]
-        w = self._weights(n, x.device, x.dtype)
+        w = self._weights(n, x.device, x.dtype).sqrt()
         parts = []
         for band, wk in zip(self.bands, w):
             n_k = -(-n // band.factor)
@@ -84,14 +88,15 @@ class LogBands:
             raise ValueError(f"expected {len(self.bands)} bands, got {len(parts)}")
         n = parts[0].shape[-1]
         n_bins = n // 2 + 1
+        w = self._weights(n, parts[0].device, parts[0].dtype).sqrt()
         total = None
-        for part in parts:
+        for part, wk in zip(parts, w):
             n_k = part.shape[-1]
             sub = torch.fft.rfft(part, dim=-1) * (n / n_k)
             m = min(sub.shape[-1], n_bins)
             if n_k % 2 == 0 and n_k != n:
                 m = min(m, n_k // 2)  # skip the sub-band Nyquist bin (not carried by split)
-            full = torch.nn.functional.pad(sub[..., :m], (0, n_bins - m))
+            full = torch.nn.functional.pad(sub[..., :m] * wk[:m], (0, n_bins - m))
             total = full if total is None else total + full
         return torch.fft.irfft(total, n=n, dim=-1)
 
