@@ -56,6 +56,7 @@ class LogBands:
         bands.append(Band(0.0, edges[-1], factor, sr / factor))  # residual
         self.bands = bands
         self.edges = edges[1:]  # crossover frequencies, high to low
+        self._root_cache: dict[tuple, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.bands)
@@ -67,11 +68,22 @@ class LogBands:
         w = [1 - lows[0]] + [lows[i] - lows[i + 1] for i in range(len(lows) - 1)] + [lows[-1]]
         return torch.stack(w).to(dtype)
 
+    def _root_weights(self, n_time: int, device, dtype) -> torch.Tensor:
+        """``sqrt`` of :meth:`_weights`, what split and merge apply; cached per length,
+        device and dtype (computing them costs as much as the FFTs)."""
+        key = (n_time, str(device), dtype)
+        cache = self._root_cache
+        if key not in cache:
+            if len(cache) >= 8:
+                cache.clear()
+            cache[key] = self._weights(n_time, device, torch.float64).sqrt().to(dtype)
+        return cache[key]
+
     def split(self, x: torch.Tensor) -> list[torch.Tensor]:
         """[B, C, T] -> list of [B, C, T_k], T_k = ceil(T / factor_k) (band 0 has T)."""
         n = x.shape[-1]
         spec = torch.fft.rfft(x, dim=-1)  # [B, C, n//2+1]
-        w = self._weights(n, x.device, x.dtype).sqrt()
+        w = self._root_weights(n, x.device, x.dtype)
         parts = []
         for band, wk in zip(self.bands, w):
             n_k = -(-n // band.factor)
@@ -88,7 +100,7 @@ class LogBands:
             raise ValueError(f"expected {len(self.bands)} bands, got {len(parts)}")
         n = parts[0].shape[-1]
         n_bins = n // 2 + 1
-        w = self._weights(n, parts[0].device, parts[0].dtype).sqrt()
+        w = self._root_weights(n, parts[0].device, parts[0].dtype)
         total = None
         for part, wk in zip(parts, w):
             n_k = part.shape[-1]
