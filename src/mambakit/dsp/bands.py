@@ -76,7 +76,8 @@ class LogBands:
         if key not in cache:
             if len(cache) >= 8:
                 cache.clear()
-            cache[key] = self._weights(n_time, device, torch.float64).sqrt().to(dtype)
+            weights = self._weights(n_time, device, torch.float64).clamp_min(0.0)
+            cache[key] = weights.sqrt().to(dtype)  # clamp: a weight rounded below 0 would be NaN
         return cache[key]
 
     def split(self, x: torch.Tensor) -> list[torch.Tensor]:
