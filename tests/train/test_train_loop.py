@@ -9,7 +9,14 @@ import pytest
 import torch
 from train_toy import TinyGAN, ToyConfig, ToyData, ToyRegressor, make_model, mse_loss
 
-from mambakit.train import EMA, TrainConfig, Trainer, build_param_groups, cosine_with_warmup
+from mambakit.train import (
+    EMA,
+    TrainConfig,
+    Trainer,
+    build_param_groups,
+    cosine_with_warmup,
+    last_logged,
+)
 
 
 def _config(**overrides) -> TrainConfig:
@@ -39,6 +46,12 @@ def test_loss_decreases_and_checkpoint_loads(tmp_path):
     assert {"step", "time", "lr", "loss", "logs"} <= set(records[0])
     assert records[-1]["loss"] == pytest.approx(summary.final_loss)
     assert "mse" in records[0]["logs"]
+
+    assert last_logged(tmp_path) == records[-1]
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 70, "ti')  # a line cut by a kill
+    assert last_logged(tmp_path) == records[-1]
+    assert last_logged(tmp_path / "no-run") is None
 
 
 def test_cosine_with_warmup_known_values():

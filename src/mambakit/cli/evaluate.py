@@ -4,18 +4,15 @@ controls, the seed's ablation study, and quality from the first batches."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
 def _training_summary(run: Path) -> dict[str, float] | None:
     """Steps and seconds of a run, from the last line of its ``metrics.jsonl``."""
-    log = run / "metrics.jsonl"
-    lines = log.read_text().splitlines() if log.is_file() else []
-    if not lines:
-        return None
-    last = json.loads(lines[-1])
-    return {"steps": last.get("step"), "seconds": last.get("time")}
+    from mambakit.train import last_logged
+
+    last = last_logged(run)
+    return None if last is None else {"steps": last.get("step"), "seconds": last.get("time")}
 
 
 def _eval_drums(args: argparse.Namespace) -> int:

@@ -200,7 +200,7 @@ def run_info(run: str | os.PathLike[str], pairs_dir: str | os.PathLike[str]) -> 
     ``pairs_dir`` the training set also holds (0 = held out; None = unknown).
     """
     from mambakit.timbre.training import TRAIN_INFO_NAME
-    from mambakit.train.trainer import METRICS_NAME
+    from mambakit.train import last_logged
 
     run = Path(run)
     try:
@@ -218,12 +218,8 @@ def run_info(run: str | os.PathLike[str], pairs_dir: str | os.PathLike[str]) -> 
         "shared_notes": None,
         "shared_instruments": None,
     }
-    try:
-        lines = (run / METRICS_NAME).read_text().splitlines()
-        last = json.loads(lines[-1]) if lines else {}
-        row["trained_steps"], row["train_seconds"] = last.get("step"), last.get("time")
-    except (OSError, ValueError):
-        pass
+    last = last_logged(run) or {}
+    row["trained_steps"], row["train_seconds"] = last.get("step"), last.get("time")
     trained = _note_index(info["data"]) if info.get("data") else None
     pairs = _note_index(pairs_dir)
     if trained is not None and pairs is not None:

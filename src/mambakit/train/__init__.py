@@ -13,6 +13,7 @@ from mambakit.train.trainer import (
     FitSummary,
     Trainer,
     build_param_groups,
+    last_logged,
     move_to_device,
     unwrap_model,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "Trainer",
     "build_param_groups",
     "cosine_with_warmup",
+    "last_logged",
     "move_to_device",
     "unwrap_model",
 ]

@@ -84,6 +84,22 @@ class FitSummary:
     stopped_by: str
 
 
+def last_logged(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The last complete line of ``run_dir/metrics.jsonl`` (``step``, ``time`` in seconds,
+    ``loss``, ...), or None when the run has no log yet. A line cut by a kill is skipped."""
+    path = Path(run_dir) / METRICS_NAME
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            continue
+    return None
+
+
 def derive_seed(*keys: int) -> int:
     """A well-mixed 63-bit seed from integer keys such as ``(seed, step, rank, stream)``."""
     state = np.random.SeedSequence([int(k) % (2**63) for k in keys]).generate_state(2, np.uint32)
