@@ -177,5 +177,5 @@ def test_report_renders_the_timbre_sections_and_verdicts(tmp_path):
     first = text.index("| **holds** | pairs `out/timbre/heldout`: style gain 0.300 (xfer")
     second = text.index("| **does not hold** | pairs `out/other-heldout`: style gain -0.100")
     assert first < second < text.index("## Timbre transfer: size")
-    assert "losses: mel + STFT only (transfer), mel + STFT only (reconstruction)" in text
+    assert "losses: mel + STFT (transfer), mel + STFT (reconstruction)" in text
     assert text.count("losses: ") == 1  # the older rows do not record it

@@ -424,11 +424,12 @@ def timbre_transfer_claim(result: dict[str, Any] | None) -> Verdict:
         f"{pitch_t:.3f}, loudness {loud_t:.3f} (rule: higher gain and both >= "
         f"{TIMBRE_MIN_CONTENT_CORRELATION:g})"
     )
-    losses = {True: "GAN + mel + STFT", False: "mel + STFT only"}
-    if transfer.get("adversarial") in losses and recon.get("adversarial") in losses:
+    if transfer.get("adversarial") is not None and recon.get("adversarial") is not None:
+        from mambakit.timbre.evaluate import losses_label
+
         why += (
-            f"; losses: {losses[transfer['adversarial']]} (transfer), "
-            f"{losses[recon['adversarial']]} (reconstruction)"
+            f"; losses: {losses_label(transfer['adversarial'])} (transfer), "
+            f"{losses_label(recon['adversarial'])} (reconstruction)"
         )
     seen = [r.get("name") for r in (transfer, recon) if r.get("shared_notes")]
     if seen:

@@ -301,8 +301,8 @@ def _heldout_cell(row: dict[str, Any]) -> str:
     return "yes" if not instruments else f"yes ({instruments} instruments seen in training)"
 
 
-def _losses_cell(row: dict[str, Any]) -> str:
-    adversarial = row.get("adversarial")
+def losses_label(adversarial: bool | None) -> str:
+    """What a run trained on, from its ``adversarial`` flag (:func:`run_info`)."""
     if adversarial is None:
         return "unknown"
     return "GAN + mel + STFT" if adversarial else "mel + STFT"
@@ -315,7 +315,7 @@ def markdown_table(result: dict[str, Any]) -> str:
     lines.append("|---|" + "---|" * len(rows))
     labels = {
         "objective": lambda r: r.get("objective") or "unknown",
-        "losses": _losses_cell,
+        "losses": lambda r: losses_label(r.get("adversarial")),
         "held out": _heldout_cell,
         "trained steps": lambda r: str(r.get("trained_steps") or "?"),
         "pairs": lambda r: str(r["pairs"]),

@@ -105,10 +105,9 @@ def make_loss(
             loss = discriminator_loss(model.discriminator(target), model.discriminator(fake))
             return loss, {"d_loss": loss.item()}
         pred = generate(model, batch)
-        if not adversarial:
-            loss, terms = gen_loss(pred, target)
-            return loss, {f"g_{k}": v.item() for k, v in terms.items()}
-        fake, real = model.discriminator(pred), model.discriminator(target)
+        fake = real = None  # without discriminators: the mel + STFT terms alone
+        if adversarial:
+            fake, real = model.discriminator(pred), model.discriminator(target)
         loss, terms = gen_loss(pred, target, fake=fake, real=real)
         return loss, {f"g_{k}": v.item() for k, v in terms.items()}
 
