@@ -31,6 +31,23 @@ def test_mixer_switch_builds_mamba2_blocks_and_rejects_unknown_mixers():
         TimbreConfig.tiny(mixer="lstm")
 
 
+def test_blocks_per_level_build_that_many_mamba_blocks_and_survive_json(tmp_path):
+    from mambakit.timbre.model import MambaBlock
+
+    config = TimbreConfig.tiny(encoder_blocks=(0, 1, 2, 0), bottleneck_blocks=2)
+    model = TimbreUNet(config)
+    counts = [sum(isinstance(m, MambaBlock) for m in e.modules()) for e in model.encoders]
+    assert counts == [0, 1, 2, 0]
+    assert sum(isinstance(m, MambaBlock) for m in model.bottleneck.modules()) == 2
+    assert TimbreConfig.tiny(encoder_blocks=3).blocks_per_level == (3, 3, 3, 3)
+    model.save_pretrained(tmp_path / "run")
+    loaded = TimbreUNet.from_pretrained(tmp_path / "run")
+    assert loaded.config == config and loaded.config.encoder_blocks == (0, 1, 2, 0)
+    for bad in ((1, 1, 1), (1, -1, 1, 1)):
+        with pytest.raises(ValueError, match="encoder_blocks"):
+            TimbreConfig.tiny(encoder_blocks=bad)
+
+
 def test_base_preset_is_the_seeds_size():
     params = count_parameters(TimbreUNet(TimbreConfig.base()))
     assert 3.9e6 < params < 4.5e6  # the seed reports 4.2 M
