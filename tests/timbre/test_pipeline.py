@@ -34,9 +34,38 @@ def test_identity_model_comes_back_unchanged_at_any_length(transfer, monkeypatch
     monkeypatch.setattr(transfer.model, "forward", lambda content, *a, **k: content)
     for n in (1000, 2048, 5003, 12345):
         x = _tone(n / 16000)
-        out, sr = transfer.transfer(x, x, sr=16000)
+        out, sr = transfer.transfer(x, None, sr=16000)
         assert out.shape == (1, 1, n) and sr == 16000
         torch.testing.assert_close(out[0, 0], x, atol=1e-6, rtol=1e-5)
+        plan = transfer.chunk_plan(n)  # the styled path blends with the same overlap_add
+        pieces = {k: x[None, None, a:b] for k, (a, b) in enumerate(plan)}
+        torch.testing.assert_close(transfer.overlap_add(pieces, plan)[0, 0], x)
+
+
+def test_chunk_shares_tile_the_clip_once(transfer):
+    for n in (2048, 2049, 5000, 9999):
+        plan = transfer.chunk_plan(n)
+        covered = [a + lo + i for (a, _), (lo, hi) in zip(plan, transfer.shares(plan))
+                   for i in range(hi - lo)]  # fmt: skip
+        assert covered == list(range(n))
+
+
+def test_pooled_content_statistics_match_the_whole_clip(transfer):
+    torch.manual_seed(2)
+    x = _tone(0.6) + 0.05 * torch.randn(9600)
+    prepared, _ = transfer.prepare(x, 16000, "content", transfer.last_report)
+    with torch.no_grad():
+        whole = transfer.model.style_statistics(prepared)
+        pooled = transfer.content_statistics(prepared)
+        one = transfer.content_statistics(prepared[..., :2000])  # a single chunk: exact
+        direct = transfer.model.style_statistics(prepared[..., :2000])
+    assert len(transfer.chunk_plan(9600)) > 3
+    for (m_w, s_w), (m_p, s_p), (m_1, s_1), (m_d, s_d) in zip(whole, pooled, one, direct):
+        # chunks start their Mamba state from zero: close to the whole clip, not equal
+        torch.testing.assert_close(m_p, m_w, atol=0.05 * float(s_w.mean()), rtol=0)
+        torch.testing.assert_close(s_p, s_w, rtol=0.05, atol=1e-4)
+        torch.testing.assert_close(m_1, m_d, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(s_1, s_d, rtol=1e-4, atol=1e-5)
 
 
 def test_chunked_equals_unchunked_outside_the_overlaps(transfer):
@@ -48,10 +77,13 @@ def test_chunked_equals_unchunked_outside_the_overlaps(transfer):
     with torch.no_grad():
         stats = transfer.model.style_statistics(styled)
         chunked, n_chunks = transfer.render(prepared, stats, None)
-        own = transfer.model.style_statistics(prepared)  # content statistics of the whole clip
+        # without the feature cache (every chunk encoded twice): the same result
+        recomputed, _ = transfer.render(prepared, stats, None, cache_mb=0)
+        own = transfer.content_statistics(prepared)  # content statistics of the whole clip
         whole = transfer.model(prepared, stats, content_stats=own)  # the whole clip at once
         pieces = [transfer.model(prepared[..., a:b], stats, content_stats=own) for a, b in plan]
     assert n_chunks == len(plan) > 3
+    torch.testing.assert_close(recomputed, chunked)
     ov = transfer.overlap
     for k, (a, b) in enumerate(plan):
         lo = a + (ov if k > 0 else 0)

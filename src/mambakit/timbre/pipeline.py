@@ -8,8 +8,8 @@ print(tt.last_report)        # conversions done, chunks, speed (x real time)
 
 Long content is cut into chunks of the training segment length that overlap by
 ``overlap_seconds``; each chunk is rendered with the *same* AdaIN statistics (the style's,
-computed once from the whole style clip, and the content's, computed once from the whole
-content clip) and neighbours are blended with complementary raised-cosine ramps,
+computed once from the whole style clip, and the content's, pooled over the chunks' own
+encodings, see :meth:`TimbreTransfer.render`) and neighbours are blended with complementary raised-cosine ramps,
 ``w_up(i) = sin^2(pi/2 (i + 1/2) / L)``, ``w_down = 1 - w_up``, which sum to one, so there
 is no seam: outside the overlaps the result is exactly the model's output for that chunk,
 and a model that returned its input would be returned unchanged. Where the model's
@@ -29,9 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
 from mambakit.dsp import AudioError, load_audio, resample, to_mono
+from mambakit.timbre.adain import EPS as ADAIN_EPS
 from mambakit.timbre.model import TimbreUNet
 from mambakit.utils import resolve_device
 
@@ -186,51 +188,152 @@ class TimbreTransfer:
         up = torch.sin(0.5 * math.pi * (i + 0.5) / self.overlap) ** 2
         return up, 1.0 - up
 
+    def _groups(self, plan: list[tuple[int, int]]) -> list[list[int]]:
+        """Chunk indices rendered together: full-length chunks in batches, a shorter last
+        one alone (padding it would change what a non-causal model sees near its end)."""
+        full = [k for k, (a, b) in enumerate(plan) if b - a == self.chunk]
+        groups = [full[i : i + self.batch_size] for i in range(0, len(full), self.batch_size)]
+        return groups + [[k] for k in range(len(plan)) if k not in full]
+
+    def overlap_add(self, pieces: dict[int, Tensor], plan: list[tuple[int, int]]) -> Tensor:
+        """Blend rendered chunks ``{k: [1, 1, b_k - a_k]}`` of ``plan`` into one
+        ``[1, 1, n]`` clip with the complementary ramps (weights sum to one everywhere)."""
+        first = next(iter(pieces.values()))
+        out = first.new_zeros(1, 1, plan[-1][1])
+        up, down = self._ramps(first.device)
+        for k, piece in pieces.items():
+            a, b = plan[k]
+            piece = piece.clone()
+            if k > 0:
+                piece[..., : self.overlap] *= up
+            if k < len(plan) - 1:
+                piece[..., -self.overlap :] *= down
+            out[..., a:b] += piece
+        return out
+
+    def shares(self, plan: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Each chunk's own part of the clip, in chunk-local samples: neighbours split
+        their overlap at its midpoint, so the parts tile ``0..n`` once."""
+        cuts = [0] + [b - self.overlap + self.overlap // 2 for _, b in plan[:-1]] + [plan[-1][1]]
+        return [(cuts[k] - a, cuts[k + 1] - a) for k, (a, _) in enumerate(plan)]
+
     @torch.no_grad()
     def render(
-        self, content: Tensor, style_stats: list[tuple[Tensor, Tensor]] | None, alpha
+        self,
+        content: Tensor,
+        style_stats: list[tuple[Tensor, Tensor]] | None,
+        alpha,
+        cache_mb: float = 512.0,
     ) -> tuple[Tensor, int]:
         """Chunked model output for ``content`` ``[1, 1, T]``; returns ``(audio, n_chunks)``.
 
-        With a style, the content's AdaIN statistics are taken once over the whole clip
-        (one extra encoder pass) and shared by all chunks: normalising each chunk by its own
-        statistics would give neighbouring chunks different levels, i.e. seams.
+        With a style and several chunks, every chunk is normalised by the content
+        statistics of the *whole* clip (per-chunk statistics would give neighbouring
+        chunks different levels, i.e. seams). They are pooled from the chunks' own
+        encodings (each chunk's share of the clip, :meth:`shares`), which are kept for
+        the decoding pass up to ``cache_mb`` MB and re-encoded beyond it: one encoder pass
+        per chunk, not an extra one over the whole clip.
+
+        The weight-norm reparametrisations are computed once for the call
+        (``parametrize.cached``), not once per convolution call.
         """
-        n = content.shape[-1]
-        plan = self.chunk_plan(n)
-        content_stats = None
-        if style_stats is not None and len(plan) > 1:
-            content_stats = self.model.style_statistics(content)
-        out = torch.zeros_like(content)
-        up, down = self._ramps(content.device)
-        # Full-length chunks go through in batches; a shorter last one alone (padding it
-        # would change what a non-causal model sees near its end).
-        full = [k for k, (a, b) in enumerate(plan) if b - a == self.chunk]
-        groups = [full[i : i + self.batch_size] for i in range(0, len(full), self.batch_size)]
-        groups += [[k] for k in range(len(plan)) if k not in full]
-        bar = tqdm(total=len(plan), desc="transfer", disable=not self.progress or len(plan) < 8)
-        for group in groups:
-            batch = torch.cat([content[..., plan[k][0] : plan[k][1]] for k in group])
-            if style_stats is None:
-                rendered = self.model(batch)
-            else:
-                rendered = self.model(
-                    batch,
-                    _expand(style_stats, len(group)),
-                    alpha,
-                    content_stats=_expand(content_stats, len(group)) if content_stats else None,
-                )
+        plan = self.chunk_plan(content.shape[-1])
+        groups = self._groups(plan)
+        model = self.model
+        pieces: dict[int, Tensor] = {}
+        bar = tqdm(
+            total=len(plan) * (2 if style_stats is not None and len(plan) > 1 else 1),
+            desc="transfer",
+            disable=not self.progress or len(plan) < 8,
+        )
+
+        def batch_of(group: list[int]) -> Tensor:
+            return torch.cat([content[..., plan[k][0] : plan[k][1]] for k in group])
+
+        def keep(group: list[int], rendered: Tensor) -> None:
             for row, k in enumerate(group):
-                a, b = plan[k]
-                piece = rendered[row : row + 1].clone()
-                if k > 0:
-                    piece[..., : self.overlap] *= up
-                if k < len(plan) - 1:
-                    piece[..., -self.overlap :] *= down
-                out[..., a:b] += piece
+                pieces[k] = rendered[row : row + 1]
             bar.update(len(group))
+
+        with parametrize.cached():
+            if style_stats is None or len(plan) == 1:
+                for group in groups:
+                    batch = batch_of(group)
+                    stats = _expand(style_stats, len(group)) if style_stats else None
+                    keep(group, model(batch, stats, alpha))
+            else:
+                cached, content_stats = self._encode_chunks(content, plan, groups, cache_mb, bar)
+                for g, group in enumerate(groups):
+                    feats = cached.get(g)
+                    if feats is None:
+                        feats = model.encode(batch_of(group))
+                    feats = model.stylise(
+                        feats,
+                        _expand(style_stats, len(group)),
+                        alpha,
+                        _expand(content_stats, len(group)),
+                    )
+                    keep(group, model.decode(feats, plan[group[0]][1] - plan[group[0]][0]))
         bar.close()
-        return out, len(plan)
+        return self.overlap_add(pieces, plan), len(plan)
+
+    def content_statistics(self, content: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """The whole-clip AdaIN statistics :meth:`render` normalises ``content``
+        ``[1, 1, T]`` with, pooled over its chunks (equal to
+        ``model.style_statistics(content)`` for one chunk, close to it for several)."""
+        plan = self.chunk_plan(content.shape[-1])
+        with torch.no_grad(), parametrize.cached():
+            return self._encode_chunks(content, plan, self._groups(plan), 0.0, None)[1]
+
+    def _encode_chunks(
+        self,
+        content: Tensor,
+        plan: list[tuple[int, int]],
+        groups: list[list[int]],
+        cache_mb: float,
+        bar: tqdm | None,
+    ) -> tuple[dict[int, list[Tensor]], list[tuple[Tensor, Tensor]]]:
+        """Encode every chunk once: ``({group: feats} kept within cache_mb, pooled stats)``.
+
+        Pooling: per level, the sum and sum of squares of each chunk's frames inside its
+        share (frames ``[lo / r, hi / r)`` at the level's stride ``r``), in float64, give
+        the mean and the population variance of the clip.
+        """
+        model = self.model
+        shares = self.shares(plan)
+        moments: list[list[Tensor]] | None = None
+        cached: dict[int, list[Tensor]] = {}
+        used = 0.0
+        for g, group in enumerate(groups):
+            batch = torch.cat([content[..., plan[k][0] : plan[k][1]] for k in group])
+            feats = model.encode(batch)
+            if moments is None:
+                moments = [[f.new_zeros(f.shape[1], dtype=torch.float64) for _ in range(3)]
+                           for f in feats]  # fmt: skip
+            for level, f in enumerate(feats):
+                stride = 2 ** min(level + 1, model.levels)
+                for row, k in enumerate(group):
+                    lo, hi = shares[k]
+                    last = k == len(plan) - 1
+                    frames = f[row, :, lo // stride : -(-hi // stride) if last else hi // stride]
+                    frames = frames.double()
+                    moments[level][0] += frames.sum(dim=-1)
+                    moments[level][1] += frames.pow(2).sum(dim=-1)
+                    moments[level][2] += frames.shape[-1]
+            size = sum(f.numel() * f.element_size() for f in feats) / 1e6
+            if used + size <= cache_mb:
+                cached[g], used = feats, used + size
+            if bar is not None:
+                bar.update(len(group))
+        stats = []
+        for total, squares, count in moments:
+            mean = total / count
+            var = (squares / count - mean.pow(2)).clamp_min(0.0)
+            stats.append((
+                mean.float()[None, :, None],
+                (var.float() + ADAIN_EPS).sqrt()[None, :, None],
+            ))  # fmt: skip
+        return cached, stats
 
     # ------------------------------------------------------------------ public API
     def transfer(
