@@ -103,6 +103,18 @@ def test_transfer_claim_compares_style_gain_and_needs_the_content_kept():
     assert verdict.verdict == FAILS and "pitch 0.850" in verdict.why
     lost_loudness = eval_row("xfer", "transfer", loudness=0.5)
     assert timbre_transfer_claim(evaluation(lost_loudness, recon)).verdict == FAILS
+    assert "perfect transfer" not in verdict.why  # no reference row in this result
+
+
+def test_transfer_claim_gives_the_content_agreement_of_a_perfect_transfer():
+    recon = eval_row("recon", "reconstruction", style_gain=0.05)
+    result = evaluation(eval_row("xfer", "transfer", loudness=0.5), recon)
+    result["reference"] = {**eval_row("target", None, style_gain=1.0, pitch=0.99, loudness=0.6)}
+    verdict = timbre_transfer_claim(result)
+    assert verdict.verdict == FAILS  # the rule is the issue's, whatever the reference says
+    assert "a perfect transfer (the targets themselves) scores pitch 0.990, loudness 0.600" in (
+        verdict.why
+    )
 
 
 def test_transfer_claim_reads_the_objective_of_each_run():

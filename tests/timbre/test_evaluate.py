@@ -15,6 +15,7 @@ from mambakit.timbre.evaluate import (
     curve_agreement,
     evaluate_runs,
     markdown_table,
+    mfcc_statistics,
     pair_metrics,
     pitch_accuracy,
     pitch_curve,
@@ -123,9 +124,24 @@ def test_evaluate_runs_labels_each_run_and_warns_when_pairs_were_seen(two_runs, 
     for row in result["runs"]:
         assert row["pairs"] == 2 and np.isfinite(row["recon_si_sdr"])
         assert 0.0 <= row["pitch_accuracy"] <= 1.0
+    reference = result["reference"]  # the targets as outputs: a perfect transfer
+    assert reference["pairs"] == 2 and reference["style_gain"] == pytest.approx(1.0)
+    assert reference["si_sdr"] > 100 and math.isnan(reference["recon_si_sdr"])
     md = markdown_table(result)
-    assert "| metric | transfer | reconstruction |" in md
-    assert "| held out | no (9 notes in training) | no (9 notes in training) |" in md
-    assert "| trained steps | 2 | 2 |" in md
-    assert "| losses | GAN + mel + STFT | mel + STFT |" in md
+    assert "| metric | transfer | reconstruction | target (perfect transfer) |" in md
+    assert "| held out | no (9 notes in training) | no (9 notes in training) | - |" in md
+    assert "| trained steps | 2 | 2 | - |" in md
+    assert "| losses | GAN + mel + STFT | mel + STFT | - |" in md
+    assert "| pairs | 2 | 2 | 2 |" in md and "| recon_si_sdr ↑ |" in md
     json.dumps(result)  # what `eval timbre --json` writes
+
+
+def test_style_distance_ignores_level_and_sees_the_spectral_shape():
+    """c0 is left out of the MFCC statistics: a copy 12 dB quieter is nearly the same
+    timbre (not exactly: the log floor of near-empty mel bins moves with the level)."""
+    dark, bright = _note(220.0, harmonics=SINE), _note(220.0, harmonics=BRIGHT)
+    same = mfcc_statistics(bright, SR)
+    assert same.shape == (38,)
+    quieter = float((mfcc_statistics(0.25 * bright, SR) - same).norm())  # 3.4 here
+    other = float((mfcc_statistics(dark, SR) - same).norm())  # 23.3 here
+    assert quieter < 0.2 * other

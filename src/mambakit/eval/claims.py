@@ -400,7 +400,9 @@ def timbre_transfer_claim(result: dict[str, Any] | None) -> Verdict:
     target's; both runs are scored on the same pairs) than the first run trained with
     ``reconstruction``, *and* its pitch and loudness agreement with the content are both
     at least :data:`TIMBRE_MIN_CONTENT_CORRELATION`. The objective is each run's
-    ``timbre_train.json``; the why flags pairs that were not held out and unequal budgets."""
+    ``timbre_train.json``; the why flags pairs that were not held out and unequal budgets,
+    and gives the content agreement of a perfect transfer (the evaluation's reference
+    row, the targets themselves), which bounds what the rule can ask."""
     claim = (
         "Transfer training beats reconstruction-only on style match while keeping content "
         f"correlation >= {TIMBRE_MIN_CONTENT_CORRELATION:g}"
@@ -424,6 +426,12 @@ def timbre_transfer_claim(result: dict[str, Any] | None) -> Verdict:
         f"{pitch_t:.3f}, loudness {loud_t:.3f} (rule: higher gain and both >= "
         f"{TIMBRE_MIN_CONTENT_CORRELATION:g})"
     )
+    reference = (result or {}).get("reference") or {}
+    if _get(reference, "loudness_corr") is not None:
+        why += (
+            f"; a perfect transfer (the targets themselves) scores pitch "
+            f"{reference['pitch_corr']:.3f}, loudness {reference['loudness_corr']:.3f}"
+        )
     if transfer.get("adversarial") is not None and recon.get("adversarial") is not None:
         from mambakit.timbre.evaluate import losses_label
 

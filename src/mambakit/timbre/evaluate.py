@@ -10,9 +10,11 @@ For each held-out triple (content = note p of A, style = a note of B, target = n
   within 50 cents / 1 dB. ``pitch_accuracy`` is the raw pitch accuracy (share of the
   content's voiced frames where the output is voiced and within 50 cents);
 - **style match**: distance of the output's MFCC statistics (per-coefficient mean and std
-  over time, 20 coefficients: the spectral envelope) to the target's, next to the
-  content's own distance to the target (``style_gain = 1 - d(output, target) /
-  d(content, target)``: > 0 means the output moved towards the target timbre);
+  over time of c1..c19: the shape of the spectral envelope; c0, the frame energy, is left
+  out, since it measures loudness, which content preservation scores) to the target's,
+  next to the content's own distance to the target (``style_gain = 1 - d(output, target)
+  / d(content, target)``: > 0 means the output moved towards the target timbre, 1 is the
+  target itself);
 - **transfer fidelity** against the target: multi-resolution STFT distance and
   scale-invariant SDR (Le Roux et al., 2019),
   ``SI-SDR = 10 log10(|a s|^2 / |a s - y|^2)``, ``a = <y, s> / |s|^2``;
@@ -21,8 +23,11 @@ For each held-out triple (content = note p of A, style = a note of B, target = n
 
 :func:`evaluate_runs` returns one row of means per run, labelled with the run's training
 objective, budget and whether the pairs were held out from its training set (shared
-notes / instruments, from ``timbre_train.json``); :func:`markdown_table` prints the runs
-side by side.
+notes / instruments, from ``timbre_train.json``), and a reference row, ``target``: the
+same metrics for the target notes themselves, i.e. for a perfect transfer. It is the
+ceiling of every transfer metric and shows what content agreement a perfect transfer
+has (B's note p keeps A's pitch curve, but not A's loudness curve when the two
+instruments' envelopes differ). :func:`markdown_table` prints the runs side by side.
 """
 
 from __future__ import annotations
@@ -73,6 +78,8 @@ METRICS = {
     "recon_si_sdr": True,
 }
 KIND = "timbre-eval"
+# The column of the targets themselves (a perfect transfer) in the eval table.
+REFERENCE_NAME = "target (perfect transfer)"
 # Pitch curves (semitones): flatter than 10 cents std is a steady note; 50 cents agree.
 PITCH_FLAT, PITCH_MATCH = 0.1, 0.5
 # Loudness curves (dB): flatter than 0.5 dB std is steady; 1 dB agree.
@@ -123,15 +130,18 @@ def pitch_accuracy(output: np.ndarray, content: np.ndarray, match: float = PITCH
 
 
 def mfcc_statistics(audio: Tensor, sr: int, n_mfcc: int = 20) -> Tensor:
-    """MFCCs (DCT-II of the log-mel spectrogram, orthonormal) -> ``cat(mean, std)`` over
-    time, ``[2 * n_mfcc]``."""
+    """MFCCs c1..c(n_mfcc - 1) (DCT-II of the log-mel spectrogram, orthonormal) ->
+    ``cat(mean, std)`` over time, ``[2 * (n_mfcc - 1)]``.
+
+    c0 is dropped: with the orthonormal DCT a gain change moves c0 alone, so the rest
+    describe the envelope's shape whatever the level."""
     mel = mel_spectrogram(audio.reshape(1, -1), sr, n_fft=1024, hop_length=256, n_mels=64)[0]
     n = mel.shape[0]
     k = torch.arange(n_mfcc, dtype=mel.dtype)[:, None]
     m = torch.arange(n, dtype=mel.dtype)[None]
     dct = torch.cos(math.pi / n * (m + 0.5) * k) * math.sqrt(2 / n)
     dct[0] /= math.sqrt(2)
-    mfcc = dct @ mel  # (n_mfcc, frames)
+    mfcc = (dct @ mel)[1:]  # (n_mfcc - 1, frames)
     return torch.cat([mfcc.mean(dim=1), mfcc.std(dim=1)])
 
 
@@ -245,11 +255,14 @@ def evaluate_runs(
     held out for it).
 
     Returns ``{"kind": "timbre-eval", "pairs_dir", "n_pairs", "alpha", "seed", "runs":
-    [row, ...]}``; a row holds ``run``, ``name``, the :func:`run_info` labels
-    (``objective``, ...), ``pairs`` (how many were scored) and the mean of every metric in
-    :data:`METRICS`.
+    [row, ...], "reference": row}``; a run's row holds ``run``, ``name``, the
+    :func:`run_info` labels (``objective``, ...), ``pairs`` (how many were scored) and the
+    mean of every metric in :data:`METRICS`. ``reference`` scores the targets themselves
+    as outputs (a perfect transfer) on the first run's pairs (its reconstruction metrics
+    are NaN: there is no model).
     """
     rows: list[dict[str, Any]] = []
+    reference: list[dict[str, float]] = []
     for run in dict.fromkeys(str(r) for r in runs):
         info = run_info(run, pairs_dir)
         if info["shared_notes"]:
@@ -275,6 +288,8 @@ def evaluate_runs(
             out, _ = tt.transfer(item["content"], item["style"], alpha=alpha, sr=sr)
             recon, _ = tt.transfer(item["content"], None, sr=sr)
             scored.append(pair_metrics(out[0, 0], content, target, sr, recon[0, 0]))
+            if not rows:
+                reference.append(pair_metrics(target, content, target, sr))
         if not scored:
             raise ValueError(
                 f"{pairs_dir}: no transfer pairs (need >= 2 instruments sharing a pitch)"
@@ -282,6 +297,7 @@ def evaluate_runs(
         means = {k: float(np.mean([r[k] for r in scored])) for k in METRICS}
         rows.append({"run": run, "name": Path(run).name or run, **info,
                      "pairs": len(scored), **means})  # fmt: skip
+    means = {k: float(np.mean([r[k] for r in reference])) for k in METRICS}
     return {
         "kind": KIND,
         "pairs_dir": str(pairs_dir),
@@ -289,7 +305,12 @@ def evaluate_runs(
         "alpha": alpha,
         "seed": seed,
         "runs": rows,
+        "reference": {"name": REFERENCE_NAME, "pairs": len(reference), **means},
     }
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
 def _heldout_cell(row: dict[str, Any]) -> str:
@@ -309,21 +330,25 @@ def losses_label(adversarial: bool | None) -> str:
 
 
 def markdown_table(result: dict[str, Any]) -> str:
-    """Runs as columns, labels then metrics as rows (arrows say which direction is better)."""
-    rows = result["runs"]
-    lines = ["| metric | " + " | ".join(r["name"] for r in rows) + " |"]
-    lines.append("|---|" + "---|" * len(rows))
+    """Runs as columns, labels then metrics as rows (arrows say which direction is better);
+    the last column is the reference (the targets as outputs) when there is one."""
+    runs = result["runs"]
+    reference = [result["reference"]] if result.get("reference") else []
+    columns = runs + reference
+    lines = ["| metric | " + " | ".join(r["name"] for r in columns) + " |"]
+    lines.append("|---|" + "---|" * len(columns))
     labels = {
         "objective": lambda r: r.get("objective") or "unknown",
         "losses": lambda r: losses_label(r.get("adversarial")),
         "held out": _heldout_cell,
         "trained steps": lambda r: str(r.get("trained_steps") or "?"),
-        "pairs": lambda r: str(r["pairs"]),
     }  # fmt: skip
-    for label, cell in labels.items():
-        lines.append(f"| {label} | " + " | ".join(cell(r) for r in rows) + " |")
+    for label, cell in labels.items():  # no model behind the reference: no labels
+        cells = [cell(r) for r in runs] + ["-"] * len(reference)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("| pairs | " + " | ".join(str(r["pairs"]) for r in columns) + " |")
     for metric, higher in METRICS.items():
         arrow = " ↑" if higher else " ↓"
-        cells = [f"{r[metric]:.3f}" if r.get(metric) is not None else "-" for r in rows]
+        cells = [_cell(r.get(metric)) for r in columns]
         lines.append(f"| {metric}{arrow} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
