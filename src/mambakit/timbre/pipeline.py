@@ -9,12 +9,13 @@ print(tt.last_report)        # conversions done, chunks, speed (x real time)
 Long content is cut into chunks of the training segment length that overlap by
 ``overlap_seconds``; each chunk is rendered with the *same* AdaIN statistics (the style's,
 computed once from the whole style clip, and the content's, pooled over the chunks' own
-encodings, see :meth:`TimbreTransfer.render`) and neighbours are blended with complementary raised-cosine ramps,
-``w_up(i) = sin^2(pi/2 (i + 1/2) / L)``, ``w_down = 1 - w_up``, which sum to one, so there
-is no seam: outside the overlaps the result is exactly the model's output for that chunk,
-and a model that returned its input would be returned unchanged. Where the model's
-receptive field lies inside a chunk (e.g. the first chunk, away from its end, with causal
-Mamba blocks) chunked and whole-clip renderings agree exactly; elsewhere the Mamba state of
+encodings, see :meth:`TimbreTransfer.render`) and neighbours are blended with
+complementary raised-cosine ramps, ``w_up(i) = sin^2(pi/2 (i + 1/2) / L)``,
+``w_down = 1 - w_up``, which sum to one, so there is no seam: outside the overlaps the
+result is exactly the model's output for that chunk, and a model that returned its input
+would be returned unchanged. Where the model's receptive field lies inside a chunk (e.g.
+the first chunk, away from its end, with causal Mamba blocks) chunked and whole-clip
+renderings agree exactly; elsewhere the Mamba state of
 a later chunk starts from zero, which the overlap hides.
 """
 
@@ -75,6 +76,11 @@ def times_real_time(audio_seconds: float, wall_seconds: float) -> float:
 def _expand(stats: list[tuple[Tensor, Tensor]], batch: int) -> list[tuple[Tensor, Tensor]]:
     """Per-level ``(mean, std)`` of one clip ``[1, C, 1]`` -> ``[batch, C, 1]``."""
     return [(m.expand(batch, -1, -1), s.expand(batch, -1, -1)) for m, s in stats]
+
+
+def _chunk_batch(content: Tensor, plan: list[tuple[int, int]], group: list[int]) -> Tensor:
+    """The chunks ``group`` of ``plan`` cut from ``content`` ``[1, 1, T]``, as a batch."""
+    return torch.cat([content[..., plan[k][0] : plan[k][1]] for k in group])
 
 
 class TimbreTransfer:
@@ -222,7 +228,7 @@ class TimbreTransfer:
         self,
         content: Tensor,
         style_stats: list[tuple[Tensor, Tensor]] | None,
-        alpha,
+        alpha: float | tuple[float, ...] | None,
         cache_mb: float = 512.0,
     ) -> tuple[Tensor, int]:
         """Chunked model output for ``content`` ``[1, 1, T]``; returns ``(audio, n_chunks)``.
@@ -247,9 +253,6 @@ class TimbreTransfer:
             disable=not self.progress or len(plan) < 8,
         )
 
-        def batch_of(group: list[int]) -> Tensor:
-            return torch.cat([content[..., plan[k][0] : plan[k][1]] for k in group])
-
         def keep(group: list[int], rendered: Tensor) -> None:
             for row, k in enumerate(group):
                 pieces[k] = rendered[row : row + 1]
@@ -258,7 +261,7 @@ class TimbreTransfer:
         with parametrize.cached():
             if style_stats is None or len(plan) == 1:
                 for group in groups:
-                    batch = batch_of(group)
+                    batch = _chunk_batch(content, plan, group)
                     stats = _expand(style_stats, len(group)) if style_stats else None
                     keep(group, model(batch, stats, alpha))
             else:
@@ -266,7 +269,7 @@ class TimbreTransfer:
                 for g, group in enumerate(groups):
                     feats = cached.get(g)
                     if feats is None:
-                        feats = model.encode(batch_of(group))
+                        feats = model.encode(_chunk_batch(content, plan, group))
                     feats = model.stylise(
                         feats,
                         _expand(style_stats, len(group)),
@@ -305,8 +308,7 @@ class TimbreTransfer:
         cached: dict[int, list[Tensor]] = {}
         used = 0.0
         for g, group in enumerate(groups):
-            batch = torch.cat([content[..., plan[k][0] : plan[k][1]] for k in group])
-            feats = model.encode(batch)
+            feats = model.encode(_chunk_batch(content, plan, group))
             if moments is None:
                 moments = [[f.new_zeros(f.shape[1], dtype=torch.float64) for _ in range(3)]
                            for f in feats]  # fmt: skip
