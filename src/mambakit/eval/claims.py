@@ -398,11 +398,14 @@ def timbre_transfer_claim(result: dict[str, Any] | None) -> Verdict:
     """From ``mambakit eval timbre``: holds iff the first run trained with objective
     ``transfer`` has a higher ``style_gain`` (its outputs' MFCC statistics are closer to the
     target's; both runs are scored on the same pairs) than the first run trained with
-    ``reconstruction``, *and* its pitch and loudness agreement with the content are both
-    at least :data:`TIMBRE_MIN_CONTENT_CORRELATION`. The objective is each run's
-    ``timbre_train.json``; the why flags pairs that were not held out and unequal budgets,
-    and gives the content agreement of a perfect transfer (the evaluation's reference
-    row, the targets themselves), which bounds what the rule can ask."""
+    ``reconstruction``, *and* it keeps the content: pitch agreement at least
+    :data:`TIMBRE_MIN_CONTENT_CORRELATION`, and loudness agreement at least that or, where
+    lower, what a perfect transfer scores (the evaluation's ``reference`` row: the targets
+    themselves). The cap is there because the target, note p of instrument B, has B's
+    envelope, not the content's: a rule asking more loudness agreement than the target has
+    would reject a perfect transfer and reward copying the content. Without a reference
+    row both must reach the threshold. The objective is each run's ``timbre_train.json``;
+    the why flags pairs that were not held out and unequal budgets."""
     claim = (
         "Transfer training beats reconstruction-only on style match while keeping content "
         f"correlation >= {TIMBRE_MIN_CONTENT_CORRELATION:g}"
@@ -418,19 +421,21 @@ def timbre_transfer_claim(result: dict[str, Any] | None) -> Verdict:
     gain_r = _get(recon, "style_gain")
     if None in (gain_t, pitch_t, loud_t, gain_r):
         return _missing(claim, EVAL_TIMBRE_COMMAND, "style gain or content correlation missing")
-    content = min(pitch_t, loud_t)
+    threshold = TIMBRE_MIN_CONTENT_CORRELATION
+    loud_ref = _get((result or {}).get("reference"), "loudness_corr")
+    loud_needed = threshold if loud_ref is None else min(threshold, loud_ref)
     pairs = f"pairs `{result['pairs_dir']}`: " if (result or {}).get("pairs_dir") else ""
     why = pairs + (
         f"style gain {gain_t:.3f} ({transfer.get('name')}, transfer) vs {gain_r:.3f} "
         f"({recon.get('name')}, reconstruction); transfer run's content correlation: pitch "
-        f"{pitch_t:.3f}, loudness {loud_t:.3f} (rule: higher gain and both >= "
-        f"{TIMBRE_MIN_CONTENT_CORRELATION:g})"
+        f"{pitch_t:.3f}, loudness {loud_t:.3f} (rule: higher gain, pitch >= {threshold:g}, "
+        f"loudness >= {loud_needed:.3g})"
     )
-    reference = (result or {}).get("reference") or {}
-    if _get(reference, "loudness_corr") is not None:
+    if loud_ref is not None:
+        pitch_ref = _show(_get(result["reference"], "pitch_corr"), ".3f")
         why += (
-            f"; a perfect transfer (the targets themselves) scores pitch "
-            f"{reference['pitch_corr']:.3f}, loudness {reference['loudness_corr']:.3f}"
+            f"; a perfect transfer (the targets themselves) scores pitch {pitch_ref}, "
+            f"loudness {loud_ref:.3f}"
         )
     if transfer.get("adversarial") is not None and recon.get("adversarial") is not None:
         from mambakit.timbre.evaluate import losses_label
@@ -445,7 +450,7 @@ def timbre_transfer_claim(result: dict[str, Any] | None) -> Verdict:
     budgets = [r.get("budget") for r in (transfer, recon)]
     if None not in budgets and budgets[0] != budgets[1]:
         why += f"; unequal budgets {budgets[0]} vs {budgets[1]}"
-    ok = gain_t > gain_r and content >= TIMBRE_MIN_CONTENT_CORRELATION
+    ok = gain_t > gain_r and pitch_t >= threshold and loud_t >= loud_needed
     return Verdict(claim, HOLDS if ok else FAILS, why, EVAL_TIMBRE_COMMAND)
 
 
