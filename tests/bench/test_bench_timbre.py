@@ -40,6 +40,7 @@ def test_quick_bench_at_tiny_size_writes_every_row_with_positive_numbers(tmp_pat
     for row in rows:
         for key in NUMBERS:
             assert row[key] is not None and row[key] > 0, (row["mamba"], key, row[key])
+        assert row["train_peak_ckpt_mb"] is not None and row["train_peak_ckpt_mb"] >= 0
         assert row["chunks"] > 1  # 0.4 s of content in 0.128 s chunks: the chunked path
         assert row["clip_seconds"] == 0.128 and row["transfer_seconds"] == 0.4
     uni, bi = rows
@@ -80,6 +81,7 @@ def test_columns_follow_the_fake_timing_and_memory(monkeypatch):
     assert row["x_realtime_long"] == pytest.approx(0.4 / 2.0)
     assert row["train_step_s"] == row["infer_s"] == row["transfer_long_s"] == 2.0
     assert row["train_peak_mb"] == pytest.approx(137.625) and row["infer_peak_mb"] == 137.625
+    assert row["train_peak_ckpt_mb"] == pytest.approx(137.625)
     assert row["train_vs_seed"] == pytest.approx(0.5)  # half of the seed's 275.25 MB
     assert row["params"] == 19370  # the tiny preset (4 levels, unidirectional)
 

@@ -89,3 +89,32 @@ def test_objective_is_validated(pairs, tmp_path):
         train_timbre(pairs, tmp_path, preset="tiny", steps=1, objective="style")
     with pytest.raises(ValueError, match="steps=.*minutes"):
         train_timbre(pairs, tmp_path, preset="tiny")
+
+
+def test_gradient_checkpointing_from_the_cli_trains_the_same_weights(
+    procedural_dir, tmp_path, monkeypatch
+):
+    from safetensors.torch import load_file
+
+    from mambakit.cli import main
+
+    switched = []
+    original = TimbreUNet.gradient_checkpointing_
+
+    def spy(self, enabled=True):
+        switched.append(enabled)
+        return original(self, enabled)
+
+    monkeypatch.setattr(TimbreUNet, "gradient_checkpointing_", spy)
+
+    args = ["--preset", "tiny", "--steps", "2", "--batch-size", "2", "--no-gan"]
+    assert main(["timbre", "train", str(procedural_dir), "--out", str(tmp_path / "plain"),
+                 *args]) == 0  # fmt: skip
+    assert main(["timbre", "train", str(procedural_dir), "--out", str(tmp_path / "ckpt"),
+                 *args, "--gradient-checkpointing"]) == 0  # fmt: skip
+    assert switched == [False, True]
+    plain = load_file(str(tmp_path / "plain" / "model.safetensors"))
+    ckpt = load_file(str(tmp_path / "ckpt" / "model.safetensors"))
+    assert plain.keys() == ckpt.keys()
+    for key, value in plain.items():
+        torch.testing.assert_close(ckpt[key], value, rtol=1e-5, atol=1e-6)

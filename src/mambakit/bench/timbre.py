@@ -13,6 +13,8 @@ batch 1, random weights and inputs (speed and memory do not depend on their valu
   ``(content, style)``: forward, the seed's reconstruction part of the generator loss
   (``45 L_mel + 10 L_STFT`` against a target clip, cheap next to the model) and backward.
   The discriminators and the GAN terms are left out: the seed's figure is the generator's;
+- ``train_peak_ckpt_mb``: the same with gradient checkpointing of the Mamba blocks
+  (:meth:`~mambakit.timbre.model.TimbreUNet.gradient_checkpointing_`);
 - ``infer_peak_mb``: peak memory growth of one inference forward (``torch.no_grad``);
 - ``summary_estimate_mb``: what a ``torchinfo`` summary prints as "Forward/backward pass
   size" for the same forward: twice the bytes of the outputs of every module that owns
@@ -76,6 +78,7 @@ COLUMNS = [
     ("params_m", "params M"),
     ("train_peak_mb", "fwd+bwd peak MB"),
     ("train_vs_seed", "fwd+bwd / seed's 275.25"),
+    ("train_peak_ckpt_mb", "fwd+bwd peak MB, checkpointed"),
     ("summary_estimate_mb", "torchinfo-style estimate MB"),
     ("infer_peak_mb", "inference peak MB"),
     ("train_step_s", "fwd+bwd s"),
@@ -173,6 +176,9 @@ def bench_case(
     step = _training_step(model, loss_fn, content, style, target)
     train_time = time_callable(step, warmup=1, repeats=repeats, device=dev)
     train_peak = measure_peak_memory(step, dev)
+    model.gradient_checkpointing_(True)
+    train_peak_ckpt = measure_peak_memory(step, dev)
+    model.gradient_checkpointing_(False)
     model.eval()
     forward = _inference(model, content, style)
     infer_time = time_callable(forward, warmup=1, repeats=repeats, device=dev)
@@ -199,6 +205,7 @@ def bench_case(
         "transfer_seconds": transfer_seconds,
         "train_peak_mb": train_mb,
         "train_vs_seed": None if train_mb is None else train_mb / SEED["train_mb"],
+        "train_peak_ckpt_mb": None if train_peak_ckpt is None else train_peak_ckpt / MB,
         "infer_peak_mb": None if infer_peak is None else infer_peak / MB,
         "summary_estimate_mb": estimate / MB,
         "train_step_s": train_time.median_s,
