@@ -123,6 +123,30 @@ def test_transfer_claim_asks_no_more_loudness_agreement_than_a_perfect_transfer_
     result["reference"] = eval_row("target", None, loudness=0.97)  # never above 0.9 needed
     result["runs"][0] = eval_row("xfer", "transfer", loudness=0.92)
     assert timbre_transfer_claim(result).verdict == HOLDS
+    # the same cap for pitch: the tracker can disagree with itself across timbres
+    result["reference"] = eval_row("target", None, pitch=0.8, loudness=0.2)
+    result["runs"][0] = eval_row("xfer", "transfer", pitch=0.84, loudness=0.8)
+    assert timbre_transfer_claim(result).verdict == HOLDS
+    result["runs"][0] = eval_row("xfer", "transfer", pitch=0.7, loudness=0.8)
+    assert timbre_transfer_claim(result).verdict == FAILS
+
+
+def test_transfer_claim_needs_the_paired_gain_difference_above_its_noise():
+    transfer = eval_row("xfer", "transfer", style_gain=0.2)
+    recon = eval_row("recon", "reconstruction", style_gain=0.1)
+    transfer["style_gain_per_pair"] = [0.3, 0.1, 0.25, 0.15]
+    recon["style_gain_per_pair"] = [0.1, 0.1, 0.1, 0.1]  # diffs .2, 0, .15, .05: SE 0.0456
+    verdict = timbre_transfer_claim(evaluation(transfer, recon))
+    assert verdict.verdict == HOLDS  # 0.1 > 2 x 0.0456
+    assert "paired difference +0.100 ± 0.046 (SE), transfer higher on 75% of the pairs" in (
+        verdict.why
+    )
+    assert "higher gain by > 2 SE" in verdict.why
+    transfer["style_gain_per_pair"] = [0.5, -0.1, 0.4, 0.0]  # same mean, noisier: SE 0.15
+    assert timbre_transfer_claim(evaluation(transfer, recon)).verdict == FAILS
+    transfer["style_gain_per_pair"] = [0.3]  # unequal lengths: the means decide
+    verdict = timbre_transfer_claim(evaluation(transfer, recon))
+    assert verdict.verdict == HOLDS and "paired" not in verdict.why
 
 
 def test_transfer_claim_reads_the_objective_of_each_run():

@@ -124,6 +124,8 @@ def test_evaluate_runs_labels_each_run_and_warns_when_pairs_were_seen(two_runs, 
     for row in result["runs"]:
         assert row["pairs"] == 2 and np.isfinite(row["recon_si_sdr"])
         assert 0.0 <= row["pitch_accuracy"] <= 1.0
+        assert len(row["style_gain_per_pair"]) == row["pairs"]
+        assert np.mean(row["style_gain_per_pair"]) == pytest.approx(row["style_gain"])
     reference = result["reference"]  # the targets as outputs: a perfect transfer
     assert reference["pairs"] == 2 and reference["style_gain"] == pytest.approx(1.0)
     assert reference["si_sdr"] > 100 and math.isnan(reference["recon_si_sdr"])

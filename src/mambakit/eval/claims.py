@@ -37,6 +37,8 @@ SEED_TIMBRE_TRAIN_MB = 275.25
 TIMBRE_MEMORY_SLACK = 1.5
 REAL_TIME_FACTOR = 1.0
 TIMBRE_MIN_CONTENT_CORRELATION = 0.9
+# The transfer run's style gain must beat the baseline's by this many paired standard errors.
+TIMBRE_GAIN_SE_MULTIPLE = 2.0
 # seed 003's memory comparison: a Mamba LM decodes with a cache that does not grow with the
 # context while the transformer's KV cache does; "constant" = its step time at the longest
 # context within this factor of the shortest's (bench lm takes medians of several steps)
@@ -394,18 +396,38 @@ def _run_with_objective(result: dict[str, Any] | None, objective: str) -> dict[s
     return None
 
 
+def _paired_difference(
+    transfer: dict[str, Any], recon: dict[str, Any]
+) -> tuple[float, float, float] | None:
+    """``(mean, standard error, share > 0)`` of the per-pair style-gain differences, or
+    None when the rows lack equal-length ``style_gain_per_pair`` lists (>= 2 pairs)."""
+    a, b = transfer.get("style_gain_per_pair"), recon.get("style_gain_per_pair")
+    if not isinstance(a, list) or not isinstance(b, list) or len(a) != len(b) or len(a) < 2:
+        return None
+    diffs = [x - y for x, y in zip(a, b)]
+    mean = sum(diffs) / len(diffs)
+    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
+    return mean, math.sqrt(var / len(diffs)), sum(d > 0 for d in diffs) / len(diffs)
+
+
 def timbre_transfer_claim(result: dict[str, Any] | None) -> Verdict:
     """From ``mambakit eval timbre``: holds iff the first run trained with objective
     ``transfer`` has a higher ``style_gain`` (its outputs' MFCC statistics are closer to the
-    target's; both runs are scored on the same pairs) than the first run trained with
-    ``reconstruction``, *and* it keeps the content: pitch agreement at least
-    :data:`TIMBRE_MIN_CONTENT_CORRELATION`, and loudness agreement at least that or, where
-    lower, what a perfect transfer scores (the evaluation's ``reference`` row: the targets
-    themselves). The cap is there because the target, note p of instrument B, has B's
-    envelope, not the content's: a rule asking more loudness agreement than the target has
-    would reject a perfect transfer and reward copying the content. Without a reference
-    row both must reach the threshold. The objective is each run's ``timbre_train.json``;
-    the why flags pairs that were not held out and unequal budgets."""
+    target's) than the first run trained with ``reconstruction``, *and* it keeps the
+    content: pitch and loudness agreement each at least
+    :data:`TIMBRE_MIN_CONTENT_CORRELATION` or, where lower, what a perfect transfer scores
+    (the evaluation's ``reference`` row: the targets themselves).
+
+    "Higher": both runs are scored on the same pairs, so where the rows carry
+    ``style_gain_per_pair`` the paired difference must exceed twice its standard error
+    (:data:`TIMBRE_GAIN_SE_MULTIPLE`); otherwise the means are compared.
+
+    The cap: the target, note p of instrument B, has B's envelope, not the content's, and
+    on some instruments the pitch tracker disagrees with itself across timbres; a rule
+    asking more agreement than the target has would reject a perfect transfer and reward
+    copying the content. Without a reference row both must reach the threshold. The
+    objective is each run's ``timbre_train.json``; the why flags pairs that were not held
+    out and unequal budgets."""
     claim = (
         "Transfer training beats reconstruction-only on style match while keeping content "
         f"correlation >= {TIMBRE_MIN_CONTENT_CORRELATION:g}"
@@ -422,21 +444,27 @@ def timbre_transfer_claim(result: dict[str, Any] | None) -> Verdict:
     if None in (gain_t, pitch_t, loud_t, gain_r):
         return _missing(claim, EVAL_TIMBRE_COMMAND, "style gain or content correlation missing")
     threshold = TIMBRE_MIN_CONTENT_CORRELATION
-    loud_ref = _get((result or {}).get("reference"), "loudness_corr")
+    reference = (result or {}).get("reference")
+    pitch_ref, loud_ref = _get(reference, "pitch_corr"), _get(reference, "loudness_corr")
+    pitch_needed = threshold if pitch_ref is None else min(threshold, pitch_ref)
     loud_needed = threshold if loud_ref is None else min(threshold, loud_ref)
+    paired = _paired_difference(transfer, recon)
     pairs = f"pairs `{result['pairs_dir']}`: " if (result or {}).get("pairs_dir") else ""
-    why = pairs + (
-        f"style gain {gain_t:.3f} ({transfer.get('name')}, transfer) vs {gain_r:.3f} "
-        f"({recon.get('name')}, reconstruction); transfer run's content correlation: pitch "
-        f"{pitch_t:.3f}, loudness {loud_t:.3f} (rule: higher gain, pitch >= {threshold:g}, "
+    why = pairs + f"style gain {gain_t:.3f} ({transfer.get('name')}, transfer) vs {gain_r:.3f} "
+    why += f"({recon.get('name')}, reconstruction)"
+    if paired is not None:
+        diff, se, better = paired
+        why += f", paired difference {diff:+.3f} ± {se:.3f} (SE), transfer higher on "
+        why += f"{better:.0%} of the pairs"
+    why += (
+        f"; transfer run's content correlation: pitch {pitch_t:.3f}, loudness {loud_t:.3f} "
+        f"(rule: higher gain{f' by > {TIMBRE_GAIN_SE_MULTIPLE:g} SE' if paired else ''}, "
+        f"pitch >= {pitch_needed:.3g}, "
         f"loudness >= {loud_needed:.3g})"
     )
-    if loud_ref is not None:
-        pitch_ref = _show(_get(result["reference"], "pitch_corr"), ".3f")
-        why += (
-            f"; a perfect transfer (the targets themselves) scores pitch {pitch_ref}, "
-            f"loudness {loud_ref:.3f}"
-        )
+    if reference is not None:
+        why += "; a perfect transfer (the targets themselves) scores pitch "
+        why += f"{_show(pitch_ref, '.3f')}, loudness {_show(loud_ref, '.3f')}"
     if transfer.get("adversarial") is not None and recon.get("adversarial") is not None:
         from mambakit.timbre.evaluate import losses_label
 
@@ -450,7 +478,8 @@ def timbre_transfer_claim(result: dict[str, Any] | None) -> Verdict:
     budgets = [r.get("budget") for r in (transfer, recon)]
     if None not in budgets and budgets[0] != budgets[1]:
         why += f"; unequal budgets {budgets[0]} vs {budgets[1]}"
-    ok = gain_t > gain_r and pitch_t >= threshold and loud_t >= loud_needed
+    higher = gain_t > gain_r if paired is None else paired[0] > TIMBRE_GAIN_SE_MULTIPLE * paired[1]
+    ok = higher and pitch_t >= pitch_needed and loud_t >= loud_needed
     return Verdict(claim, HOLDS if ok else FAILS, why, EVAL_TIMBRE_COMMAND)
 
 

@@ -257,7 +257,8 @@ def evaluate_runs(
     Returns ``{"kind": "timbre-eval", "pairs_dir", "n_pairs", "alpha", "seed", "runs":
     [row, ...], "reference": row}``; a run's row holds ``run``, ``name``, the
     :func:`run_info` labels (``objective``, ...), ``pairs`` (how many were scored) and the
-    mean of every metric in :data:`METRICS`. ``reference`` scores the targets themselves
+    mean of every metric in :data:`METRICS`, and ``style_gain_per_pair`` (in pair order,
+    the same pairs for every run: for paired comparisons). ``reference`` scores the targets themselves
     as outputs (a perfect transfer) on the first run's pairs (its reconstruction metrics
     are NaN: there is no model).
     """
@@ -296,7 +297,8 @@ def evaluate_runs(
             )
         means = {k: float(np.mean([r[k] for r in scored])) for k in METRICS}
         rows.append({"run": run, "name": Path(run).name or run, **info,
-                     "pairs": len(scored), **means})  # fmt: skip
+                     "pairs": len(scored), **means,
+                     "style_gain_per_pair": [r["style_gain"] for r in scored]})  # fmt: skip
     means = {k: float(np.mean([r[k] for r in reference])) for k in METRICS}
     return {
         "kind": KIND,
