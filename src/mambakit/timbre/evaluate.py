@@ -258,9 +258,9 @@ def evaluate_runs(
     [row, ...], "reference": row}``; a run's row holds ``run``, ``name``, the
     :func:`run_info` labels (``objective``, ...), ``pairs`` (how many were scored) and the
     mean of every metric in :data:`METRICS`, and ``style_gain_per_pair`` (in pair order,
-    the same pairs for every run: for paired comparisons). ``reference`` scores the targets themselves
-    as outputs (a perfect transfer) on the first run's pairs (its reconstruction metrics
-    are NaN: there is no model).
+    the same pairs for every run: for paired comparisons). ``reference`` scores the
+    targets themselves as outputs (a perfect transfer) on the first run's pairs (its
+    reconstruction metrics are NaN: there is no model).
     """
     rows: list[dict[str, Any]] = []
     reference: list[dict[str, float]] = []
