@@ -137,9 +137,9 @@ class TimbreConfig:
         Why: every Mamba block costs about the same at every level (the frame rate halves
         as the width doubles), and level 1 runs at 8 k frames/s on 16 channels, where a
         block buys least context per millisecond; its stem convolution still shapes the
-        finest skip. ``mambakit bench timbre`` on 2 CPU cores, with a 2.1 s style: 7.1x
-        real time on one 2.1 s chunk and 12.8x on 10 s of content (the former layout, 11
-        expand-2 blocks: 4.0x and 3.8x); a training step is 2.6x cheaper.
+        finest skip. ``mambakit bench timbre`` on 2 CPU cores, with a 2.1 s style, three
+        runs: 7-11x real time on one 2.1 s chunk and 13-18x on 10 s of content (the former
+        layout, 11 expand-2 blocks: 4.0x and 3.8x); a training step is 2.6x cheaper.
         """
         base = dict(
             channels=(16, 32, 64, 128), bottleneck_channels=128, d_state=16, mixer="mamba2",
