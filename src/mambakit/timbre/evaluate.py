@@ -23,8 +23,9 @@ For each held-out triple (content = note p of A, style = a note of B, target = n
 
 :func:`evaluate_runs` returns one row of means per run, labelled with the run's training
 objective, budget and whether the pairs were held out from its training set (shared
-notes / instruments, from ``timbre_train.json``), and a reference row, ``target``: the
-same metrics for the target notes themselves, i.e. for a perfect transfer. It is the
+notes / instruments, from ``timbre_train.json``), and a reference row (``reference``,
+the table's "target (perfect transfer)" column): the same metrics for the target notes
+themselves, i.e. for a perfect transfer. It is the
 ceiling of every transfer metric and shows what content agreement a perfect transfer
 has (B's note p keeps A's pitch curve, but not A's loudness curve when the two
 instruments' envelopes differ). :func:`markdown_table` prints the runs side by side.
@@ -133,8 +134,9 @@ def mfcc_statistics(audio: Tensor, sr: int, n_mfcc: int = 20) -> Tensor:
     """MFCCs c1..c(n_mfcc - 1) (DCT-II of the log-mel spectrogram, orthonormal) ->
     ``cat(mean, std)`` over time, ``[2 * (n_mfcc - 1)]``.
 
-    c0 is dropped: with the orthonormal DCT a gain change moves c0 alone, so the rest
-    describe the envelope's shape whatever the level."""
+    c0 is dropped: with the orthonormal DCT a gain change moves c0 alone (up to the log
+    floor of near-empty mel bins), so the rest describe the envelope's shape whatever the
+    level."""
     mel = mel_spectrogram(audio.reshape(1, -1), sr, n_fft=1024, hop_length=256, n_mels=64)[0]
     n = mel.shape[0]
     k = torch.arange(n_mfcc, dtype=mel.dtype)[:, None]
