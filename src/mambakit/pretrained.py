@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import tempfile
+import types
 import typing
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -37,12 +38,21 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def _admits_tuple(hint: Any) -> bool:
+    """A field annotated as a tuple, or as a union with one (e.g. ``int | tuple[int, ...]``)."""
+    if hint is tuple or typing.get_origin(hint) is tuple:
+        return True
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return any(_admits_tuple(arg) for arg in typing.get_args(hint))
+    return False
+
+
 def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
     """Build dataclass ``cls`` from ``data``, recursing into nested dataclass fields.
 
     Unknown keys are an error (a config from a newer version should not load
     silently); missing keys take the field defaults. Lists become tuples where the
-    field is annotated as a tuple, so frozen configs stay hashable.
+    field is annotated as a tuple (alone or in a union), so frozen configs stay hashable.
     """
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
@@ -52,10 +62,9 @@ def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
     kwargs = {}
     for name, value in data.items():
         hint = hints.get(name)
-        origin = typing.get_origin(hint)
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             value = config_from_dict(hint, value)
-        elif (hint is tuple or origin is tuple) and isinstance(value, list):
+        elif _admits_tuple(hint) and isinstance(value, list):
             value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
         kwargs[name] = value
     return cls(**kwargs)

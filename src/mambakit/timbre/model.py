@@ -89,8 +89,6 @@ class TimbreConfig:
     alpha: tuple[float, float, float, float, float] = field(default=(1.0, 1.0, 1.0, 1.0, 0.2))
 
     def __post_init__(self) -> None:
-        if isinstance(self.encoder_blocks, list):  # from a JSON config
-            object.__setattr__(self, "encoder_blocks", tuple(self.encoder_blocks))
         if len(self.channels) != 4:
             raise ValueError(f"TimbreConfig.channels needs 4 widths, got {self.channels}")
         if len(self.alpha) != 5:
@@ -138,8 +136,9 @@ class TimbreConfig:
         as the width doubles), and level 1 runs at 8 k frames/s on 16 channels, where a
         block buys least context per millisecond; its stem convolution still shapes the
         finest skip. ``mambakit bench timbre`` on 2 CPU cores, with a 2.1 s style, three
-        runs: 7-11x real time on one 2.1 s chunk and 13-18x on 10 s of content (the former
-        layout, 11 expand-2 blocks: 4.0x and 3.8x); a training step is 2.6x cheaper.
+        runs: 7.1-10.8x real time on one 2.1 s chunk and 12.8-17.6x on 10 s of content
+        (the former layout, 11 expand-2 blocks: 4.0x and 3.8x); a training step is 2.6x
+        cheaper.
         """
         base = dict(
             channels=(16, 32, 64, 128), bottleneck_channels=128, d_state=16, mixer="mamba2",
