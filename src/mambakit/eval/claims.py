@@ -9,6 +9,7 @@ changing this file, never editing a report by hand.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -405,9 +406,8 @@ def _paired_difference(
     if not isinstance(a, list) or not isinstance(b, list) or len(a) != len(b) or len(a) < 2:
         return None
     diffs = [x - y for x, y in zip(a, b)]
-    mean = sum(diffs) / len(diffs)
-    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
-    return mean, math.sqrt(var / len(diffs)), sum(d > 0 for d in diffs) / len(diffs)
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs))
+    return statistics.fmean(diffs), se, sum(d > 0 for d in diffs) / len(diffs)
 
 
 def timbre_transfer_claim(result: dict[str, Any] | None) -> Verdict:
@@ -446,8 +446,8 @@ def timbre_transfer_claim(result: dict[str, Any] | None) -> Verdict:
     threshold = TIMBRE_MIN_CONTENT_CORRELATION
     reference = (result or {}).get("reference")
     pitch_ref, loud_ref = _get(reference, "pitch_corr"), _get(reference, "loudness_corr")
-    pitch_needed = threshold if pitch_ref is None else min(threshold, pitch_ref)
-    loud_needed = threshold if loud_ref is None else min(threshold, loud_ref)
+    pitch_needed, loud_needed = (threshold if r is None else min(threshold, r)
+                                 for r in (pitch_ref, loud_ref))  # fmt: skip
     paired = _paired_difference(transfer, recon)
     pairs = f"pairs `{result['pairs_dir']}`: " if (result or {}).get("pairs_dir") else ""
     why = pairs + f"style gain {gain_t:.3f} ({transfer.get('name')}, transfer) vs {gain_r:.3f} "

@@ -304,14 +304,16 @@ class TimbreTransfer:
         """
         model = self.model
         shares = self.shares(plan)
-        moments: list[list[Tensor]] | None = None
+        sums: list[list[Tensor]] = []  # per level: [sum, sum of squares], float64 [C]
+        counts: list[int] = []  # per level: frames pooled
         cached: dict[int, list[Tensor]] = {}
         used = 0.0
         for g, group in enumerate(groups):
             feats = model.encode(_chunk_batch(content, plan, group))
-            if moments is None:
-                moments = [[f.new_zeros(f.shape[1], dtype=torch.float64) for _ in range(3)]
-                           for f in feats]  # fmt: skip
+            if not sums:
+                sums = [[f.new_zeros(f.shape[1], dtype=torch.float64) for _ in range(2)]
+                        for f in feats]  # fmt: skip
+                counts = [0] * len(feats)
             for level, f in enumerate(feats):
                 stride = 2 ** min(level + 1, model.levels)
                 for row, k in enumerate(group):
@@ -319,16 +321,16 @@ class TimbreTransfer:
                     last = k == len(plan) - 1
                     frames = f[row, :, lo // stride : -(-hi // stride) if last else hi // stride]
                     frames = frames.double()
-                    moments[level][0] += frames.sum(dim=-1)
-                    moments[level][1] += frames.pow(2).sum(dim=-1)
-                    moments[level][2] += frames.shape[-1]
+                    sums[level][0] += frames.sum(dim=-1)
+                    sums[level][1] += frames.pow(2).sum(dim=-1)
+                    counts[level] += frames.shape[-1]
             size = sum(f.numel() * f.element_size() for f in feats) / 1e6
             if used + size <= cache_mb:
                 cached[g], used = feats, used + size
             if bar is not None:
                 bar.update(len(group))
         stats = []
-        for total, squares, count in moments:
+        for (total, squares), count in zip(sums, counts):
             mean = total / count
             var = (squares / count - mean.pow(2)).clamp_min(0.0)
             stats.append((
