@@ -334,8 +334,8 @@ class TimbreUNet(nn.Module, PretrainedMixin):
         activations (a training-memory switch; values and gradients are unchanged).
 
         The Mamba scans hold most of a training step's memory: on one 2.1 s clip the
-        ``base`` preset's forward+backward peak halves (CPU: 1747 -> 864 MB) for about
-        20 % more step time. Returns the model.
+        ``base`` preset's forward+backward peak halves (``mambakit bench timbre``, CPU:
+        1751 -> 842 MB) for about 20 % more step time. Returns the model.
         """
         for level in (*self.encoders, self.bottleneck):
             level.checkpoint = enabled
