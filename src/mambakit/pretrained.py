@@ -24,6 +24,10 @@ from mambakit import __version__
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+# Models we train ourselves and ship inside the package, one folder each
+# (``config.json``, ``model.safetensors``, ``MODEL_CARD.md``, extras such as defaults),
+# addressed by their short name, e.g. ``DrumSynth.from_pretrained("gm-drums")``.
+PACKAGED_DIR = Path(__file__).parent / "weights"
 
 T = TypeVar("T", bound="PretrainedMixin")
 C = TypeVar("C")
@@ -70,12 +74,22 @@ def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
     return cls(**kwargs)
 
 
+def packaged_models() -> list[str]:
+    """Short names of the models shipped inside the package (folders of ``PACKAGED_DIR``)."""
+    if not PACKAGED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in PACKAGED_DIR.iterdir() if (p / CONFIG_NAME).is_file())
+
+
 def resolve_pretrained_path(path_or_id: str | os.PathLike[str]) -> Path:
-    """A local directory as is; otherwise a Hugging Face hub id, fetched with huggingface_hub."""
+    """A local directory as is; else the short name of a packaged model (``"gm-drums"``);
+    otherwise a Hugging Face hub id, fetched with huggingface_hub."""
     path = Path(path_or_id)
     if path.exists():
         return path
     text = str(path_or_id)
+    if text in packaged_models():
+        return PACKAGED_DIR / text
     if text.count("/") == 1 and not text.startswith((".", "/")):
         try:
             from huggingface_hub import snapshot_download
@@ -85,7 +99,8 @@ def resolve_pretrained_path(path_or_id: str | os.PathLike[str]) -> Path:
                 "(pip install huggingface_hub)"
             ) from e
         return Path(snapshot_download(text))
-    raise CheckpointError(f"no checkpoint directory at {text!r}")
+    shipped = ", ".join(packaged_models()) or "none"
+    raise CheckpointError(f"no checkpoint directory at {text!r} (packaged models: {shipped})")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -143,7 +158,10 @@ class PretrainedMixin:
         cfg_path = directory / CONFIG_NAME
         if not cfg_path.is_file():
             raise CheckpointError(f"{directory}: no {CONFIG_NAME} (not a mambakit checkpoint)")
-        meta = json.loads(cfg_path.read_text())
+        try:
+            meta = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{cfg_path}: not valid JSON ({e})") from e
         found = meta.get("model_type")
         if found != cls.model_type:
             raise CheckpointError(
@@ -164,8 +182,14 @@ class PretrainedMixin:
         weights = directory / WEIGHTS_NAME
         if not weights.is_file():
             raise CheckpointError(f"{directory}: no {WEIGHTS_NAME}")
-        state = load_file(str(weights))
-        missing, unexpected = model.load_state_dict(state, strict=False)  # type: ignore[attr-defined]
+        try:
+            state = load_file(str(weights))
+        except Exception as e:  # safetensors raises its own error types for a cut file
+            raise CheckpointError(f"{weights}: unreadable weights ({e})") from e
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)  # type: ignore[attr-defined]
+        except RuntimeError as e:  # a tensor of another shape than the config builds
+            raise CheckpointError(f"{directory}: weights do not match the config ({e})") from e
         if missing or unexpected:
             raise CheckpointError(
                 f"{directory}: weights do not match the config "
