@@ -258,3 +258,76 @@ def test_interrupt_in_the_middle_of_a_step_keeps_the_last_checkpoint(tmp_path):
         trainer.fit()
     # The half-done step 3 is not saved: the checkpoint is still the one of step 2.
     assert torch.load(tmp_path / "trainer_state.pt", weights_only=False)["step"] == 2
+
+
+# -- budgets, in-memory runs, any nn.Module ---------------------------------------------------
+
+
+def test_from_budget_places_warmup_checkpoints_and_logs_by_the_run_length():
+    steps = TrainConfig.from_budget(steps=400, lr=1e-3)
+    assert (steps.max_steps, steps.max_minutes, steps.lr) == (400, None, 1e-3)
+    assert (steps.warmup_steps, steps.ckpt_every, steps.log_every) == (40, 50, 20)
+    assert steps.min_lr_ratio == 0.1 and not steps.time_only
+    assert (
+        TrainConfig.from_budget(steps=5000, max_warmup=200, warmup_divisor=20).warmup_steps == 200
+    )
+    timed = TrainConfig.from_budget(minutes=3.0, time_only_warmup=20)
+    assert timed.time_only and timed.max_steps is None and timed.max_minutes == 3.0
+    assert (timed.warmup_steps, timed.min_lr_ratio, timed.ckpt_every) == (20, 1.0, 100)
+    both = TrainConfig.from_budget(steps=100, minutes=1.0)
+    assert both.max_steps == 100 and both.max_minutes == 1.0 and not both.time_only
+    with pytest.raises(ValueError, match="steps, minutes or both"):
+        TrainConfig.from_budget()
+    with pytest.raises(ValueError, match="max_steps, max_minutes or both"):
+        TrainConfig(max_steps=None)
+
+
+def test_a_time_only_run_keeps_the_peak_rate_after_warmup():
+    assert cosine_with_warmup(0, 4, None) == pytest.approx(0.25)
+    assert cosine_with_warmup(4, 4, None) == 1.0
+    assert cosine_with_warmup(10**9, 4, None) == 1.0
+
+
+def test_a_time_only_run_stops_on_its_budget(tmp_path):
+    config = _config(max_steps=None, max_minutes=0.0)
+    summary = Trainer(make_model(), mse_loss, ToyData(), config, tmp_path).fit()
+    assert summary.stopped_by == "max_minutes" and summary.steps == 0
+    assert ToyRegressor.from_pretrained(tmp_path) is not None
+
+
+def test_in_memory_training_writes_nothing_and_matches_a_run_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    a, b = make_model(), make_model()
+    summary = Trainer(a, mse_loss, ToyData(), _config(max_steps=8), out_dir=None).fit()
+    Trainer(b, mse_loss, ToyData(), _config(max_steps=8), tmp_path / "run").fit()
+    assert summary.steps == 8 and list(tmp_path.iterdir()) == [tmp_path / "run"]
+    for (name, wa), wb in zip(_weights(a).items(), _weights(b).values()):
+        assert torch.equal(wa, wb), name
+
+
+class PlainRegressor(torch.nn.Module):
+    """An nn.Module that knows nothing of mambakit checkpoints."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x).squeeze(-1)
+
+
+def test_any_module_trains_with_a_save_function(tmp_path):
+    saved: list[tuple[str, dict]] = []
+
+    def save_fn(model, out_dir, extra):
+        torch.save(model.state_dict(), out_dir / "plain.pt")
+        saved.append((str(out_dir), extra))
+
+    Trainer(
+        PlainRegressor(), mse_loss, ToyData(), _config(max_steps=4), tmp_path, save_fn=save_fn
+    ).fit()
+    assert saved[-1] == (str(tmp_path), {"train_step": 4})
+    assert set(torch.load(tmp_path / "plain.pt")) == {"lin.weight", "lin.bias"}
+    with pytest.raises(TypeError, match="needs save_fn"):
+        Trainer(PlainRegressor(), mse_loss, ToyData(), _config(), tmp_path / "b")
+    Trainer(PlainRegressor(), mse_loss, ToyData(), _config(max_steps=2), out_dir=None).fit()

@@ -107,8 +107,8 @@ def summarize_runs(runs: Sequence[dict[str, Any]], metrics: Sequence[str]) -> li
 def seconds_per_train_step(model: Any, batch: torch.Tensor, steps: int = TIMED_STEPS) -> float:
     """Wall seconds of one training step of ``model`` on ``batch`` (pattern tokens
     ``[B, n_streams, S]`` or probe tokens ``[B, S]``), after one untimed step: the AdamW loop
-    of :func:`mambakit.lm.probes.train_tokens` (same forward, backward and update as the
-    Trainer, without checkpoints). The model's weights change; time a throwaway copy."""
+    of :func:`mambakit.lm.probes.train_tokens`, i.e. the Trainer's own step without
+    checkpoints. The model's weights change; time a throwaway copy."""
     from mambakit.lm.probes import train_tokens
 
     train_tokens(model, batches=[batch], steps=1)  # lazy init, allocator, thread pools

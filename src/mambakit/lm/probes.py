@@ -150,37 +150,39 @@ def train_tokens(
     seed: int = 0,
     progress: bool = False,
 ) -> float:
-    """A small AdamW loop (no checkpoints) over ``batches`` (cycled) or fresh corpus samples.
+    """Train ``model`` for ``steps`` on ``batches`` (cycled) or fresh corpus samples with
+    the one :class:`~mambakit.train.Trainer`, in memory (no checkpoints).
 
-    Probes and tests need seconds-long, identical training for every backbone; the full
-    :class:`mambakit.train.Trainer` (checkpoints, resume, DDP) is used by ``lm train``.
-    Token batches are ``[B, S]`` (one codebook) or ``[B, n_streams, S]``, moved to the
-    model's device. Returns the last training loss (nats).
+    Probes, tests and ``eval lm-compare``'s step timing need seconds-long, identical
+    training for every backbone; running it through the Trainer means the loop timed is the
+    loop ``lm train`` runs. Schedule: 10 warmup steps, cosine to 0, gradients clipped at 1,
+    no weight decay. Token batches are ``[B, S]`` (one codebook) or ``[B, n_streams, S]``.
+    Returns the last training loss (nats).
     """
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: min(1.0, (step + 1) / 10) * 0.5 * (1 + math.cos(math.pi * step / steps)),
-    )
-    generator = torch.Generator().manual_seed(seed)
-    model.train()
-    loss = torch.tensor(float("nan"))
-    for step in tqdm(range(steps), desc="train", disable=not progress, leave=False):
+    from mambakit.train import TrainConfig, Trainer, unwrap_model
+
+    if batches is None and corpus is None:
+        raise ValueError("train_tokens needs batches or a corpus")
+
+    def batch_fn(step: int, generator: torch.Generator) -> Tensor:
         if batches is not None:
-            tokens = batches[step % len(batches)]
-        else:
-            assert corpus is not None, "train_tokens needs batches or a corpus"
-            tokens = corpus.sample(batch_size, generator)
+            return batches[step % len(batches)]
+        return corpus.sample(batch_size, generator)  # type: ignore[union-attr]
+
+    def loss_fn(m: torch.nn.Module, tokens: Tensor, stage: str) -> tuple[Tensor, dict]:
         if tokens.dim() == 2:
-            tokens = tokens.unsqueeze(1)
-        loss, _ = model.loss(tokens.to(model.start.device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
+            tokens = tokens.unsqueeze(1)  # [B, 1, S]: one stream
+        loss, _ = unwrap_model(m).loss(tokens)
+        return loss, {}
+
+    config = TrainConfig(
+        lr=lr, weight_decay=0.0, warmup_steps=min(10, steps), max_steps=steps,
+        min_lr_ratio=0.0, grad_clip=1.0, seed=seed, resume=False, progress=progress,
+        device=str(model.start.device), log_every=steps, ckpt_every=steps,
+    )  # fmt: skip
+    summary = Trainer(model, loss_fn, batch_fn, config, out_dir=None).fit()
     model.eval()
-    return float(loss.detach())
+    return summary.final_loss
 
 
 @torch.no_grad()

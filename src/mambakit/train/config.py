@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
@@ -19,7 +19,8 @@ class TrainConfig:
             1-D parameter get none (decaying a gain or a bias only shrinks the model).
         betas: AdamW ``(beta1, beta2)``.
         warmup_steps: linear warmup length in optimizer steps.
-        max_steps: number of optimizer steps to train for.
+        max_steps: number of optimizer steps to train for; ``None``: as many as
+            ``max_minutes`` allows (then the learning rate stays constant after warmup).
         max_minutes: wall-clock budget; training stops at whichever of ``max_steps`` and
             ``max_minutes`` comes first and then writes a final checkpoint. ``None``: no budget.
         min_lr_ratio: the cosine decays from ``lr`` to ``lr * min_lr_ratio`` at ``max_steps``.
@@ -46,7 +47,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.95)
     warmup_steps: int = 100
-    max_steps: int = 1000
+    max_steps: int | None = 1000
     max_minutes: float | None = None
     min_lr_ratio: float = 0.1
     grad_clip: float | None = 1.0
@@ -63,8 +64,12 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_steps < 1:
+        if self.max_steps is None and self.max_minutes is None:
+            raise ValueError("TrainConfig needs max_steps, max_minutes or both")
+        if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"TrainConfig.max_steps must be >= 1, got {self.max_steps}")
+        if self.max_minutes is not None and self.max_minutes < 0:
+            raise ValueError(f"TrainConfig.max_minutes must be >= 0, got {self.max_minutes}")
         if self.grad_accum < 1:
             raise ValueError(f"TrainConfig.grad_accum must be >= 1, got {self.grad_accum}")
         if self.batch_size < 1:
@@ -82,9 +87,52 @@ class TrainConfig:
         if self.log_every < 1 or self.ckpt_every < 1:
             raise ValueError("TrainConfig.log_every and ckpt_every must be >= 1")
 
+    @property
+    def time_only(self) -> bool:
+        """The run is budgeted by wall-clock minutes alone (no step count)."""
+        return self.max_steps is None
+
+    @classmethod
+    def from_budget(
+        cls,
+        steps: int | None = None,
+        minutes: float | None = None,
+        *,
+        warmup_divisor: int = 10,
+        max_warmup: int = 100,
+        time_only_warmup: int | None = None,
+        **fields: Any,
+    ) -> TrainConfig:
+        """A run of ``steps``, ``minutes`` or both (whichever ends first), with the
+        warmup, checkpoint and log intervals the generators' CLIs use.
+
+        A time budget alone cannot place a cosine schedule (the step rate depends on the
+        machine and its load; a timed first step over-estimates it), so such a run trains at
+        a constant rate after ``time_only_warmup`` steps (default ``max_warmup``) and
+        checkpoints every 100 steps. With ``steps`` the warmup is ``1 / warmup_divisor`` of
+        the run (at most ``max_warmup``), ten checkpoints, about twenty log lines. ``fields``
+        set or override any other :class:`TrainConfig` field.
+        """
+        if steps is None and minutes is None:
+            raise ValueError("give a budget: steps, minutes or both")
+        if steps is None:
+            budget: dict[str, Any] = {
+                "warmup_steps": max_warmup if time_only_warmup is None else time_only_warmup,
+                "min_lr_ratio": 1.0,
+                "ckpt_every": 100,
+                "log_every": 25,
+            }
+        else:
+            budget = {
+                "warmup_steps": min(max_warmup, max(1, steps // warmup_divisor)),
+                "ckpt_every": max(50, steps // 10),
+                "log_every": max(1, min(25, steps // 20)),
+            }
+        return cls(**{"max_steps": steps, "max_minutes": minutes, **budget, **fields})
+
 
 def cosine_with_warmup(
-    step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float = 0.1
+    step: int, warmup_steps: int, max_steps: int | None, min_lr_ratio: float = 0.1
 ) -> float:
     """The learning-rate multiplier for optimizer step ``step`` (0-based, the step about to run).
 
@@ -96,9 +144,12 @@ def cosine_with_warmup(
     with ``W = warmup_steps``, ``S = max_steps``, ``r = min_lr_ratio``; ``m = r`` past ``S``.
     Warmup counts from ``1 / W`` (not 0) so the first step already moves the weights.
     The schedule is a pure function of the step, so resuming needs only the step counter.
+    ``max_steps=None`` (a run budgeted in minutes): ``m = 1`` after warmup.
     """
     if step < warmup_steps:
         return (step + 1) / warmup_steps
+    if max_steps is None:
+        return 1.0
     decay_steps = max(1, max_steps - warmup_steps)
     progress = min(1.0, (step - warmup_steps) / decay_steps)
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))

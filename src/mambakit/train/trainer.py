@@ -33,6 +33,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
+from itertools import count
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ STATE_NAME = "trainer_state.pt"
 METRICS_NAME = "metrics.jsonl"
 
 LossFn = Callable[[nn.Module, Any, str], tuple[torch.Tensor, Mapping[str, float]]]
+SaveFn = Callable[[nn.Module, Path, dict[str, Any]], Any]
 BatchFn = Callable[[int, torch.Generator], Any]
 TrainData = Dataset | BatchFn
 ParamSource = nn.Module | Iterable[nn.Parameter]
@@ -185,16 +187,21 @@ class _StepBatches(Dataset):
         ]
 
 
+def _save_pretrained(model: nn.Module, out_dir: Path, extra: dict[str, Any]) -> None:
+    model.save_pretrained(out_dir, extra=extra)  # type: ignore[operator]
+
+
 def _identity(x: Any) -> Any:
     return x
 
 
 class Trainer:
-    """Train any ``PretrainedMixin`` model with AdamW, warmup + cosine, accumulation, DDP.
+    """Train any ``nn.Module`` with AdamW, warmup + cosine, accumulation, DDP.
 
     Args:
-        model: an ``nn.Module`` that mixes in :class:`~mambakit.pretrained.PretrainedMixin`
-            (it is saved with ``save_pretrained(out_dir)``).
+        model: the ``nn.Module`` to train. Its export is written by ``save_fn``, by default
+            ``model.save_pretrained(out_dir, extra=...)`` of a
+            :class:`~mambakit.pretrained.PretrainedMixin` model.
         loss_fn: ``loss_fn(model, batch, stage) -> (loss, logs)``; ``loss`` a scalar
             tensor, ``logs`` a dict of floats averaged over micro-batches and logged (use
             distinct keys per stage). ``stage`` names the
@@ -210,7 +217,9 @@ class Trainer:
             ``batch_fn(step, generator) -> batch``, called once per micro-batch with the
             optimizer step and a generator seeded the same way.
         config: :class:`TrainConfig`.
-        out_dir: run directory for checkpoints and ``metrics.jsonl``.
+        out_dir: run directory for checkpoints and ``metrics.jsonl``; ``None``: train in
+            memory only (no checkpoints, no log file, no resume), e.g. for probes and
+            comparisons that time the very loop a real run uses.
         optimizers: ``{stage: params or module}`` for several optimizers stepped in
             this order every step (e.g. ``{"disc": model.disc, "gen": model.gen}``);
             each gets its own AdamW and its own warmup + cosine schedule.
@@ -218,6 +227,9 @@ class Trainer:
         eval_fn: optional ``eval_fn(model, step) -> dict[str, float]``, called on rank 0
             (with the EMA weights when EMA is on) at every checkpoint; its values are
             logged with an ``eval/`` prefix.
+        save_fn: ``save_fn(model, out_dir, extra)`` writes the export of ``model`` (the
+            EMA weights when EMA is on); ``extra`` is JSON metadata (the training step).
+            Needed when ``model`` is not a ``PretrainedMixin`` and ``out_dir`` is given.
     """
 
     def __init__(
@@ -226,14 +238,19 @@ class Trainer:
         loss_fn: LossFn,
         train_data: TrainData,
         config: TrainConfig,
-        out_dir: str | os.PathLike[str],
+        out_dir: str | os.PathLike[str] | None,
         optimizers: Mapping[str, ParamSource] | None = None,
         eval_fn: Callable[[nn.Module, int], Mapping[str, float]] | None = None,
+        save_fn: SaveFn | None = None,
     ) -> None:
-        if not isinstance(model, PretrainedMixin) or not isinstance(model, nn.Module):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"Trainer trains an nn.Module, got {type(model).__name__}")
+        if save_fn is None and isinstance(model, PretrainedMixin):
+            save_fn = _save_pretrained
+        if save_fn is None and out_dir is not None:
             raise TypeError(
-                f"Trainer needs an nn.Module that mixes in mambakit.pretrained.PretrainedMixin "
-                f"(to save checkpoints), got {type(model).__name__}"
+                f"Trainer needs save_fn(model, out_dir, extra) to checkpoint a "
+                f"{type(model).__name__} (not a mambakit.pretrained.PretrainedMixin)"
             )
         if not (isinstance(train_data, Dataset) or callable(train_data)):
             raise TypeError(
@@ -244,7 +261,8 @@ class Trainer:
         self.loss_fn = loss_fn
         self.train_data = train_data
         self.eval_fn = eval_fn
-        self.out_dir = Path(out_dir)
+        self.save_fn = save_fn
+        self.out_dir = Path(out_dir) if out_dir is not None else None
 
         # Distributed setup from the torchrun environment.
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -297,6 +315,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
         self.ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None
         self.step = 0
+        self.last_record: dict[str, Any] | None = None  # the last metrics line logged
         self._interrupt_requested = False
         # True while the weights hold part of a step (some optimizers stepped, not all).
         self._mid_update = False
@@ -310,6 +329,8 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     @property
     def state_path(self) -> Path:
+        if self.out_dir is None:
+            raise RuntimeError("this Trainer has no out_dir (in-memory training)")
         return self.out_dir / STATE_NAME
 
     def state_dict(self) -> dict[str, Any]:
@@ -370,21 +391,19 @@ class Trainer:
 
         Only rank 0 writes. Every file goes through a temp file + ``os.replace``.
         """
-        if not self.is_main:
+        if not self.is_main or self.out_dir is None:
             return
+        assert self.save_fn is not None  # checked in __init__
         buffer = io.BytesIO()
         torch.save(self.state_dict(), buffer)
         atomic_write_bytes(self.state_path, buffer.getvalue())
         extra = {"train_step": self.step}
-        if self.ema is not None:
-            with self.ema.applied_to(self.model):
-                self.model.save_pretrained(self.out_dir, extra=extra)  # type: ignore[operator]
-        else:
-            self.model.save_pretrained(self.out_dir, extra=extra)  # type: ignore[operator]
+        with self.ema.applied_to(self.model) if self.ema is not None else nullcontext():
+            self.save_fn(self.model, self.out_dir, extra)
 
     def maybe_resume(self) -> bool:
         """Load ``out_dir/trainer_state.pt`` if ``config.resume`` and it exists."""
-        if not (self.config.resume and self.state_path.is_file()):
+        if self.out_dir is None or not (self.config.resume and self.state_path.is_file()):
             return False
         try:
             state = torch.load(self.state_path, map_location="cpu", weights_only=False)
@@ -397,8 +416,10 @@ class Trainer:
     # ------------------------------------------------------------------ logging
     def _truncate_metrics(self) -> None:
         """Drop log lines past the resumed step (written after the last checkpoint)."""
+        if self.out_dir is None or not self.is_main:
+            return
         path = self.out_dir / METRICS_NAME
-        if not (self.is_main and path.is_file()):
+        if not path.is_file():
             return
         lines = path.read_text().splitlines()
         kept = []
@@ -411,7 +432,8 @@ class Trainer:
         atomic_write_bytes(path, ("".join(f"{line}\n" for line in kept)).encode())
 
     def _log(self, record: dict[str, Any]) -> None:
-        if not self.is_main:
+        self.last_record = record
+        if not self.is_main or self.out_dir is None:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.out_dir / METRICS_NAME, "a") as f:
@@ -420,7 +442,8 @@ class Trainer:
     # ------------------------------------------------------------------ training
     def _batches(self, start: int) -> Iterable[list[Any]]:
         source = _StepBatches(self.train_data, self.config, self.rank)
-        steps = range(start, self.config.max_steps)
+        max_steps = self.config.max_steps
+        steps: Iterable[int] = range(start, max_steps) if max_steps is not None else count(start)
         if self.config.num_workers > 0:
             return DataLoader(
                 source,
@@ -562,10 +585,12 @@ class Trainer:
         self.model.train()
         final_loss = math.nan
         stopped_by = "max_steps"
-        # A time budget with no real step limit shows seconds of the budget, not steps of 10^7.
-        by_time = cfg.max_minutes is not None and cfg.max_steps >= 10**6
+        # A time budget with no step limit shows seconds of the budget.
+        by_time = cfg.max_steps is None
         bar = tqdm(
-            total=round(cfg.max_minutes * 60) if by_time else cfg.max_steps,
+            total=round(cfg.max_minutes * 60)
+            if cfg.max_minutes is not None and by_time
+            else cfg.max_steps,
             initial=0 if by_time else self.step,
             unit="s" if by_time else "it",
             disable=not (cfg.progress and self.is_main),
@@ -591,7 +616,7 @@ class Trainer:
                 else:
                     bar.update(1)
                     bar.set_postfix(loss=f"{final_loss:.4g}", lr=f"{lr:.3g}")
-                done = self.step >= cfg.max_steps
+                done = cfg.max_steps is not None and self.step >= cfg.max_steps
                 if self.step % cfg.ckpt_every == 0 or done:
                     logs.update(self._evaluate())
                 if self.step % cfg.log_every == 0 or done:
@@ -618,7 +643,9 @@ class Trainer:
                     f"(step {last_saved}) in {self.out_dir} is kept",
                     stacklevel=2,
                 )
-            elif self.step != last_saved or not self.state_path.is_file():
+            elif self.out_dir is not None and (
+                self.step != last_saved or not self.state_path.is_file()
+            ):
                 if self.is_main:
                     print(f"interrupted: saving step {self.step} to {self.out_dir}", flush=True)
                 self.save_checkpoint()
