@@ -158,7 +158,7 @@ def _drums_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, list[Pa
 
 
 def _lm_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, list[Path]]:
-    from mambakit.lm.bench import lm_bench_markdown
+    from mambakit.bench.lm import lm_bench_markdown
 
     return lm_bench_markdown(payload), []
 

@@ -67,7 +67,7 @@ def test_lm_loss_matches_model_loss() -> None:
 
 
 def test_evaluate_matches_model_loss_and_argmax(tiny_dac, tmp_path) -> None:
-    from mambakit.lm.evaluate import evaluate_model, evaluate_run, runs_markdown
+    from mambakit.eval.lm import evaluate_model, evaluate_run, runs_markdown
     from mambakit.lm.model import preset
     from mambakit.lm.store import TokenStore
 

@@ -191,7 +191,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from mambakit.lm.evaluate import evaluate_runs, runs_markdown
+    from mambakit.eval.lm import evaluate_runs, runs_markdown
 
     results = evaluate_runs(
         args.runs,
@@ -246,7 +246,7 @@ def _probe(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from mambakit.bench.common import result_metadata
-    from mambakit.lm.bench import lm_bench_markdown, run_lm_bench
+    from mambakit.bench.lm import lm_bench_markdown, run_lm_bench
 
     report = run_lm_bench(
         [b.strip() for b in args.backbones.split(",") if b.strip()],

@@ -13,7 +13,7 @@ and is scored on two kinds of data:
 
 - **codec tokens** (when a token store from ``mambakit lm tokenize`` is given): trained by
   :func:`mambakit.lm.training.train_lm` (the shared Trainer) and scored by
-  :func:`mambakit.lm.evaluate.evaluate_model` on fixed windows of the validation split:
+  :func:`mambakit.eval.lm.evaluate_model` on fixed windows of the validation split:
   per-codebook cross-entropy without label smoothing, mean loss, perplexity, top-1 / top-5;
 - **synthetic probes**, always (:func:`mambakit.lm.probes.run_probe`): the held-out loss on
   local (Markov) and recall (repeated motif) positions, with the same seeds and step count.
@@ -308,7 +308,7 @@ def _train_codec_run(
 def _codec_scores(
     model: Any, store: Any, split: str, seq_len: int, max_windows: int | None, batch_size: int
 ) -> dict[str, Any]:
-    from mambakit.lm.evaluate import evaluate_model
+    from mambakit.eval.lm import evaluate_model
 
     scores = evaluate_model(
         model, store, split=split, seq_len=seq_len, max_windows=max_windows,

@@ -7,8 +7,8 @@ Pieces, each usable alone::
     store     tokenize_folder (resumable, sharded) and TokenDataset (random crops)
     model     MusicLMConfig, MusicLM, parameter-matched preset(backbone, scale)
     generate  cached sampling (MusicLM.generate) and MusicGenerator (audio in / out)
-    training  train_lm with the shared Trainer; evaluate: evaluate_run(s) tables
-    probes    synthetic local-vs-recall probes; bench: run_lm_bench
+    training  train_lm with the shared Trainer (evaluation: mambakit.eval.lm)
+    probes    synthetic local-vs-recall probes (decode speed: mambakit.bench.lm)
 
 Heavy optional pieces (codecs via transformers) are imported lazily.
 """

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mambakit.pretrained import PretrainedMixin
-from mambakit.ssm import KINDS, Backbone, BackboneCache, decode_layout_
+from mambakit.ssm import KINDS, Backbone, BackboneCache, count_parameters, decode_layout_
 
 from .patterns import CodebookPattern, get_pattern
 
@@ -220,11 +220,6 @@ def token_cross_entropy(
     valid = (targets != -100).float()
     per_stream = (nll * valid).sum(dim=(0, 2)) / valid.sum(dim=(0, 2)).clamp_min(1)
     return (nll * valid).sum() / valid.sum().clamp_min(1), per_stream
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of parameters of ``model`` (all of them, trainable or not)."""
-    return sum(p.numel() for p in model.parameters())
 
 
 def _count_on_meta(config: MusicLMConfig) -> int:

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .model import MusicLM, count_parameters
-from .store import TokenStore
+from mambakit.lm.model import MusicLM, count_parameters
+from mambakit.lm.store import TokenStore
 
 __all__ = ["evaluate_model", "evaluate_run", "evaluate_runs", "runs_markdown"]
 

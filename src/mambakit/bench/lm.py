@@ -10,16 +10,15 @@ Mamba layers the step time and cache are constant in the context; attention grow
 from __future__ import annotations
 
 import dataclasses
-import statistics
-import time
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from mambakit.bench.common import time_callable
+from mambakit.lm.model import MusicLM, preset
+from mambakit.ssm import count_parameters
 from mambakit.utils import resolve_device
-
-from .model import MusicLM, count_parameters, preset
 
 __all__ = ["cache_nbytes", "lm_bench_markdown", "run_lm_bench"]
 
@@ -35,6 +34,23 @@ def cache_nbytes(cache: Any) -> int:
     if isinstance(cache, dict):
         return sum(cache_nbytes(c) for c in cache.values())
     return 0
+
+
+def decode_timings(
+    model: MusicLM, tokens: torch.Tensor, cache: Any, n_steps: int, device: torch.device
+) -> tuple[float, float]:
+    """Seconds of one prefill of ``tokens [B, n_streams, S]`` and the median of ``n_steps``
+    greedy decode steps after it, device-synchronised (:func:`time_callable`)."""
+    state: dict[str, torch.Tensor] = {}
+
+    def prefill() -> None:
+        state["logits"] = model.prefill(tokens, cache)
+
+    def step() -> None:
+        state["logits"] = model.step(state["logits"].argmax(-1), cache)  # argmax: [B, n_streams]
+
+    prefill_s = time_callable(prefill, warmup=0, repeats=1, device=device).median_s
+    return prefill_s, time_callable(step, warmup=0, repeats=n_steps, device=device).median_s
 
 
 @torch.no_grad()
@@ -69,16 +85,7 @@ def run_lm_bench(
             )
             tokens = pattern.build(codes)
             cache = model.allocate_cache(batch_size, tokens.shape[-1] + n_steps + 2, device)
-            started = time.perf_counter()
-            logits = model.prefill(tokens, cache)
-            prefill_s = time.perf_counter() - started
-            step_times = []
-            for _ in range(n_steps):
-                next_tokens = logits.argmax(-1)  # [B, n_streams]
-                started = time.perf_counter()
-                logits = model.step(next_tokens, cache)
-                step_times.append(time.perf_counter() - started)
-            step_s = statistics.median(step_times)
+            prefill_s, step_s = decode_timings(model, tokens, cache, n_steps, device)
             rows.append(
                 {
                     "backbone": backbone,
