@@ -28,7 +28,9 @@ def tiny_bench(monkeypatch):
 
 def test_bench_ssm_arguments():
     args = build_parser().parse_args(["bench", "ssm", "--quick", "--json", "r.json"])
-    assert args.quick and args.json == "r.json" and args.device == "cpu"
+    assert (
+        args.quick and args.json == "r.json" and args.device is None
+    )  # None: the CPU (resolve_device)
     assert args.func is cli_bench._bench_ssm
     defaults = build_parser().parse_args(["bench", "ssm"])
     assert defaults.json == cli_bench.DEFAULT_SSM_JSON and not defaults.quick

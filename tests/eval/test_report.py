@@ -99,7 +99,7 @@ def test_cli_report_and_eval_wiring(tmp_path, monkeypatch, capsys, early_result)
     assert main(argv) == 0
     assert seen["batches"] == [1, 3] and seen["batch_size"] == 2
     assert "Usable samples after the first batch" in capsys.readouterr().out
-    assert main(["eval", "ablations", "clips"]) == 1  # no budget: one clear error
+    assert main(["eval", "ablations", "clips"]) == 2  # no budget: one clear error
     assert "--budget-minutes" in capsys.readouterr().err
 
 

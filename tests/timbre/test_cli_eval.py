@@ -41,11 +41,11 @@ def test_transfer_command_errors_are_one_line(run, tmp_path, capsys):
     sf.write(tmp_path / "silent.wav", np.zeros(8000, np.float32), 16000)
     code = main(["timbre", "transfer", str(tmp_path / "silent.wav"), str(tmp_path / "silent.wav"),
                  "--run", str(run), "-o", str(tmp_path / "o.wav")])  # fmt: skip
-    assert code == 1
+    assert code == 2
     assert "silent.wav" in capsys.readouterr().err
     code = main(["timbre", "transfer", "a.wav", "b.wav", "--run", str(run), "--alpha", "2",
                  "-o", str(tmp_path / "o.wav")])  # fmt: skip
-    assert code == 1 and "[0, 1]" in capsys.readouterr().err
+    assert code == 2 and "[0, 1]" in capsys.readouterr().err
 
 
 def test_si_sdr_and_metrics_behave():

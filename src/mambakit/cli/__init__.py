@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from mambakit import __version__
+from mambakit.cli.common import USAGE_ERROR, UserError, join_negative_values
 
 # Command modules, in --help order. A module that fails to import (missing
 # optional dependency) must not break the other commands.
@@ -40,24 +41,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean the user asked for something impossible, not a bug."""
+    from mambakit.dsp.io import AudioError
+    from mambakit.pretrained import CheckpointError
+
+    return (UserError, ValueError, FileNotFoundError, CheckpointError, AudioError, RuntimeError)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     handler = getattr(args, "func", None)
     if handler is None:
         parser.print_help()
-        return 2
+        return USAGE_ERROR
     try:
         result = handler(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except _user_errors() as e:
         # User errors (bad file, bad option, incompatible checkpoint): one clear line.
         if getattr(args, "debug", False):
             raise
         print(f"mambakit: error: {e}", file=sys.stderr)
-        return 1
+        return USAGE_ERROR
     return int(result or 0)
 
 

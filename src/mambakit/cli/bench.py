@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from mambakit.cli.common import add_device_argument, add_json_argument
+
 SetupFn = Callable[[argparse.ArgumentParser], None]
 
 DEFAULT_SSM_JSON = "out/bench/ssm.json"
@@ -50,21 +52,6 @@ _REGISTRY = _BenchRegistry()
 def add_bench(name: str, help: str, setup_fn: SetupFn) -> None:
     """Add ``mambakit bench <name>``; ``setup_fn(parser)`` adds arguments and sets ``func``."""
     _REGISTRY.add(name, help, setup_fn)
-
-
-def add_device_argument(parser: argparse.ArgumentParser) -> None:
-    """``--device``, shared by the benches: CPU unless asked (never CUDA by default)."""
-    parser.add_argument(
-        "--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)"
-    )
-
-
-def add_json_argument(parser: argparse.ArgumentParser, default: str) -> None:
-    """``--json PATH``, shared by the benches: where the results are saved."""
-    parser.add_argument(
-        "--json", default=default, metavar="PATH",
-        help=f"where to save the results (default: {default})",
-    )  # fmt: skip
 
 
 def run_ssm(quick: bool, json_path: str, device: str) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mambakit.cli.common import add_device_argument
+
 
 def _training_summary(run: Path) -> dict[str, float] | None:
     """Steps and seconds of a run, from the last line of its ``metrics.jsonl``."""
@@ -89,7 +91,7 @@ def _add_common(p: argparse.ArgumentParser, batch_size: int) -> None:
     p.add_argument("--limit", type=int, default=24, help="requests per evaluation (default 24)")
     p.add_argument("--gen-steps", type=int, help="denoising steps (default: the preset's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="torch device (default: cpu)")
+    add_device_argument(p)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

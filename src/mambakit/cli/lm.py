@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from mambakit.cli.bench import add_bench
+from mambakit.cli.common import add_device_argument
 
 BACKBONES = ("transformer", "mamba", "mamba2", "hybrid")
 
@@ -28,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="token store directory")
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--chunk-seconds", type=float, default=30.0)
-    p.add_argument("--device", default=None)
+    add_device_argument(p)
     p.set_defaults(func=_tokenize)
 
     p = sub.add_parser("train", help="train an LM on a token store")
@@ -46,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--label-smoothing", type=float, default=0.0, help="training objective only")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="cpu (default), cuda, auto")
+    add_device_argument(p)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="per-codebook loss / ppl / top-k of runs, side by side")
@@ -62,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--codec", default=None, help="override the codec recorded in the run")
-    p.add_argument("--device", default=None)
+    add_device_argument(p)
     p.add_argument("-o", "--output", default="generated.wav")
     p.set_defaults(func=_generate)
 
@@ -90,7 +91,7 @@ def _setup_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch", type=int, default=1, help="sequences decoded together (default 1; e.g. 8)"
     )
-    p.add_argument("--device", default=None, help="cpu (default), cuda, auto")
+    add_device_argument(p)
     p.add_argument("--json", default=None, metavar="PATH", help="also write the result here")
     p.set_defaults(func=_bench)
 
@@ -125,7 +126,7 @@ def register_eval(eval_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="val", help="token-store split scored (default val)")
     p.add_argument("--max-windows", type=int, default=256, help="scored windows of the split")
     p.add_argument("--probe-gap", type=int, default=64, help="probe recall distance (tokens)")
-    p.add_argument("--device", default=None, help="cpu (default), cuda, auto")
+    add_device_argument(p)
     p.add_argument("--out", default="out/lm-compare", help="default out/lm-compare")
     p.set_defaults(func=_compare)
 
@@ -136,7 +137,7 @@ def _add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="val")
     p.add_argument("--seq-len", type=int, default=None)
     p.add_argument("--max-windows", type=int, default=256)
-    p.add_argument("--device", default=None)
+    add_device_argument(p)
     p.add_argument("--json", default=None)
     p.set_defaults(func=_eval)
 

@@ -1,0 +1,57 @@
+"""Arguments and conventions shared by every ``mambakit`` command.
+
+One error convention: a handler raises :class:`UserError` (or a ``ValueError``,
+``FileNotFoundError``, a :class:`~mambakit.pretrained.CheckpointError`, ...) for a user's
+mistake, and :func:`mambakit.cli.main` prints ``mambakit: error: <message>`` and exits with
+:data:`USAGE_ERROR`, the status argparse uses for a bad command line; never a traceback
+(``--debug`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+USAGE_ERROR = 2
+
+# An option value such as ``-5ms`` or ``-12`` that argparse would read as an option.
+_NEGATIVE_VALUE = re.compile(r"^-\.?\d")
+
+
+class UserError(Exception):
+    """A mistake of the user's (a bad file, option or combination), worded for the terminal."""
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device``: CPU unless asked (never CUDA by default)."""
+    parser.add_argument(
+        "--device", default=None,
+        help="torch device: cpu (default), cuda, cuda:1, or auto (CUDA when available)",
+    )  # fmt: skip
+
+
+def add_json_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--json PATH``: where a command saves its results."""
+    parser.add_argument(
+        "--json", default=default, metavar="PATH",
+        help=f"where to save the results (default: {default})",
+    )  # fmt: skip
+
+
+def join_negative_values(argv: list[str]) -> list[str]:
+    """``["--attack", "-5ms"]`` -> ``["--attack=-5ms"]``, so argparse reads ``-5ms`` as the
+    option's value (and the command can say that a negative attack is not allowed) instead
+    of as an unknown option. No option of mambakit's is spelt with a digit after the dash."""
+    out: list[str] = []
+    for token in argv:
+        previous = out[-1] if out else ""
+        if (
+            _NEGATIVE_VALUE.match(token)
+            and previous.startswith("--")
+            and "=" not in previous
+            and previous != "--"
+        ):
+            out[-1] = f"{previous}={token}"
+        else:
+            out.append(token)
+    return out
