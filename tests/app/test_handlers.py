@@ -37,15 +37,38 @@ def test_validate_run_dir_rejects_everything_but_a_run_of_the_right_kind(tmp_pat
     assert h.validate_run_dir(f"  {drum_run} ", "drums") == drum_run
 
 
-def test_load_drums_reports_rate_and_tags(drum_run):
-    synth, message = h.load_drums(str(drum_run))
+def test_runs_root_confines_the_run_box(tmp_path, drum_run):
+    root = drum_run.parent
+    assert h.validate_run_dir(drum_run.name, "drums", runs_root=root) == drum_run.resolve()
+    assert h.validate_run_dir(drum_run, "drums", runs_root=root) == drum_run.resolve()
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    for text in (str(outside), "../elsewhere", f"{drum_run.name}/../../elsewhere"):
+        with pytest.raises(h.UIError, match="only runs inside the server's runs folder"):
+            h.validate_run_dir(text, "drums", runs_root=root / "sub")
+
+
+def test_load_run_reports_rate_and_tags(drum_run):
+    synth, message = h.load_run("drums", str(drum_run))
     assert synth.sample_rate == 44100
+    assert message.startswith(f"Drum model loaded from {drum_run}")
     assert "44100 Hz" in message and "kick" in message
+
+
+def test_a_run_that_cannot_be_opened_is_a_page_message(drum_run, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    meta = json.loads((drum_run / "config.json").read_text())
+    meta["config"]["band_channels"] = 3  # weights of another shape
+    (broken / "config.json").write_text(json.dumps(meta))
+    (broken / "model.safetensors").write_bytes((drum_run / "model.safetensors").read_bytes())
+    with pytest.raises(h.UIError, match="cannot load the drum model"):
+        h.load_run("drums", broken)
 
 
 def test_missing_timbre_or_lm_run_is_a_clear_message(tmp_path):
     with pytest.raises(h.UIError, match="no such directory"):
-        h.load_timbre(tmp_path / "missing")
+        h.load_run("timbre", tmp_path / "missing")
     with pytest.raises(h.UIError, match="no music model loaded"):
         h.continue_music(None, None, 5.0, 1.0, 250)
     with pytest.raises(h.UIError, match="no timbre model loaded"):

@@ -13,7 +13,8 @@ Safety rules the UI relies on (issue 6):
 * uploads are checked by :func:`check_upload`: size and extension limits, then actually
   decoded, with a length limit;
 * the only path typed by a user is the run-directory box, and :func:`validate_run_dir`
-  accepts it only if it is a directory holding a checkpoint of the expected kind;
+  accepts it only if it is a directory holding a checkpoint of the expected kind (and,
+  with ``--runs-root``, inside that folder);
 * outputs go to a :class:`SessionFiles` temporary folder, removed when the session ends;
 * generation requests are bounded (:data:`MAX_VARIATIONS`, :data:`MAX_LM_SECONDS`, ...).
 """
@@ -25,7 +26,7 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,20 +87,30 @@ class SessionFiles:
 # ---------------------------------------------------------------------------- runs
 
 
-def validate_run_dir(text: str | Path | None, kind: str = "drums") -> Path:
+def validate_run_dir(
+    text: str | Path | None, kind: str = "drums", runs_root: str | Path | None = None
+) -> Path:
     """Check a user-typed run directory before anything is loaded from it.
 
     A run is a directory with ``config.json`` and ``model.safetensors`` (what
     ``save_pretrained`` and the trainer write) whose ``model_type`` is ``kind``
-    (``"drums"``, ``"timbre"`` or ``"lm"``). Nothing else on the filesystem is touched.
+    (``"drums"``, ``"timbre"`` or ``"lm"``). With ``runs_root`` (``mambakit ui
+    --runs-root``) the directory must lie inside it (a relative path is read from it), so a
+    page served beyond loopback cannot open other checkpoints on the server. Nothing else on
+    the filesystem is touched.
 
     Raises:
-        UIError: empty text, no such directory, or not a run of that kind.
+        UIError: empty text, no such directory, outside ``runs_root``, or not a run of that kind.
     """
     raw = str(text or "").strip()
     if not raw:
         raise UIError("type the path of a run directory (the folder a training run wrote)")
     path = Path(raw).expanduser()
+    if runs_root is not None:
+        root = Path(runs_root).expanduser().resolve()
+        path = (root / path).resolve()
+        if not path.is_relative_to(root):
+            raise UIError(f"{raw}: only runs inside the server's runs folder can be loaded")
     if not path.is_dir():
         raise UIError(f"{raw}: no such directory")
     missing = [n for n in ("config.json", "model.safetensors") if not (path / n).is_file()]
@@ -115,45 +126,52 @@ def validate_run_dir(text: str | Path | None, kind: str = "drums") -> Path:
     return path
 
 
-def load_drums(text: str | Path | None) -> tuple[Any, str]:
-    """Validate and load a drum run -> ``(DrumSynth, status message)``."""
+def _open_drums(path: Path) -> tuple[Any, str]:
     from mambakit.drums import DrumSynth
 
-    path = validate_run_dir(text, "drums")
+    synth = DrumSynth.from_pretrained(path)
+    return synth, f"{synth.sample_rate} Hz, tags: {', '.join(synth.tags)}"
+
+
+def _open_timbre(path: Path) -> tuple[Any, str]:
+    from mambakit.timbre import TimbreTransfer
+
+    model = TimbreTransfer.from_pretrained(path, progress=False)
+    return model, f"{model.sample_rate} Hz"
+
+
+def _open_lm(path: Path) -> tuple[Any, str]:
+    from mambakit.lm import MusicGenerator
+
+    model = MusicGenerator.from_pretrained(str(path))
+    return model, f"{model.sample_rate} Hz"
+
+
+#: Model kind -> (its name on the page, ``open(path) -> (model, details)``).
+MODEL_KINDS: dict[str, tuple[str, Any]] = {
+    "drums": ("drum", _open_drums),
+    "timbre": ("timbre", _open_timbre),
+    "lm": ("music", _open_lm),
+}
+
+
+def open_model(kind: str, path: str | Path, source: str | None = None) -> tuple[Any, str]:
+    """Load a checkpoint of ``kind`` that is already trusted (a validated run, a packaged
+    model or a run named on the command line) -> ``(model, status message)``."""
+    noun, opener = MODEL_KINDS[kind]
     try:
-        synth = DrumSynth.from_pretrained(path)
+        model, details = opener(path)
     except Exception as exc:  # incompatible checkpoint etc.: say so, keep the app alive
-        raise UIError(f"{path}: cannot load the drum model ({exc})") from None
-    return synth, f"Drum model loaded from {path} ({synth.sample_rate} Hz, tags: " + (
-        ", ".join(synth.tags) + ")"
-    )
+        raise UIError(f"{source or path}: cannot load the {noun} model ({exc})") from None
+    return model, f"{noun.capitalize()} model loaded from {source or path} ({details})"
 
 
-def load_timbre(text: str | Path | None) -> tuple[Any, str]:
-    """Validate and load a timbre-transfer run -> ``(TimbreTransfer, status)``; a clear
-    :class:`UIError` if the timbre module is not available in this installation."""
-    path = validate_run_dir(text, "timbre")
-    try:
-        from mambakit.timbre import TimbreTransfer
-    except Exception as exc:
-        raise UIError(f"timbre transfer is not available in this installation ({exc})") from None
-    try:
-        model = TimbreTransfer.from_pretrained(path, progress=False)
-    except Exception as exc:
-        raise UIError(f"{path}: cannot load the timbre model ({exc})") from None
-    return model, f"Timbre model loaded from {path} ({model.sample_rate} Hz)"
-
-
-def load_lm(text: str | Path | None) -> tuple[Any, str]:
-    """Validate and load a music LM run -> ``(MusicGenerator, status)``."""
-    path = validate_run_dir(text, "lm")
-    try:
-        from mambakit.lm import MusicGenerator
-
-        model = MusicGenerator.from_pretrained(str(path))
-    except Exception as exc:
-        raise UIError(f"{path}: cannot load the music model ({exc})") from None
-    return model, f"Music model loaded from {path} ({model.sample_rate} Hz)"
+def load_run(
+    kind: str, text: str | Path | None, runs_root: str | Path | None = None
+) -> tuple[Any, str]:
+    """Validate a typed run directory (:func:`validate_run_dir`) and load it ->
+    ``(model, status message)``; ``kind`` is one of :data:`MODEL_KINDS`."""
+    return open_model(kind, validate_run_dir(text, kind, runs_root))
 
 
 # ---------------------------------------------------------------------------- uploads
@@ -345,10 +363,6 @@ def write_wav(files: SessionFiles, stem: str, audio: np.ndarray | torch.Tensor, 
 # ---------------------------------------------------------------------------- sequencer and kit
 
 
-def empty_grid() -> dict[str, list[int]]:
-    return {}
-
-
 def render_loop(
     pads_audio: Mapping[str, np.ndarray],
     grid: Mapping[str, Sequence[int]],
@@ -412,10 +426,6 @@ def export_kit(
                 zf.write(item, item.relative_to(folder).as_posix())
     shutil.rmtree(folder, ignore_errors=True)
     return archive
-
-
-def pad_to_dict(pad: PadParams) -> dict[str, Any]:
-    return asdict(pad)
 
 
 def pad_from_values(base: PadParams, **values: Any) -> PadParams:
