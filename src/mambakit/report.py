@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,30 +214,110 @@ _SECTIONS: dict[str, Callable[[dict[str, Any], Path], tuple[str, list[Path]]]] =
 }
 
 
+CARRIED_NOTE = (
+    "_Carried over from the previous report: its result JSON is not under the results "
+    "folder of this checkout; rerun the command to measure it again._"
+)
+
+
+CARRIED = "(carried over)"
+
+
+def previous_report(path: Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """An existing ``RESULTS.md`` cut into its result sections by title (``"## title"`` up to
+    the next heading; a title may hold several) and its claims table rows by claim."""
+    sections: dict[str, list[str]] = {}
+    rows: dict[str, list[str]] = {}
+    if not path.is_file():
+        return sections, rows
+    chunks = ("\n" + path.read_text()).split("\n## ")[1:]
+    for chunk in chunks:
+        title, _, body = chunk.partition("\n")
+        if title == "The seed's claims":
+            for line in body.splitlines():
+                cells = line.split(" | ")
+                if line.startswith("| ") and len(cells) >= 4 and not line.startswith("| seed"):
+                    rows.setdefault(cells[0][2:], []).append(line)
+        elif title != "Not measured yet":
+            body = body.replace(CARRIED_NOTE, "").strip("\n")
+            sections.setdefault(title, []).append(body)
+    return sections, rows
+
+
+def _carry_verdicts(table: str, old_rows: dict[str, list[str]]) -> str:
+    """The claims table with each unmeasured claim's rows taken from the previous report
+    when it had measured them."""
+    from mambakit.eval.claims import UNMEASURED
+
+    out, carried = [], set()
+    for line in table.splitlines():
+        claim = line[2:].split(" | ")[0]
+        previous = old_rows.get(claim, [])
+        if (
+            f"**{UNMEASURED}**" in line
+            and previous
+            and not any(f"**{UNMEASURED}**" in row for row in previous)
+        ):
+            if claim not in carried:
+                out += [
+                    row if CARRIED in row else row.replace(" | `", f" {CARRIED} | `", 1)
+                    for row in previous
+                ]
+                carried.add(claim)
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+#: Where results are looked for: what the commands write, and the records kept in git.
+RESULTS_DIRS = ("out", "docs/results")
+
+
 def build_report(
-    results_dir: str | os.PathLike[str] = "out",
+    results_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = RESULTS_DIRS,
     docs_dir: str | os.PathLike[str] = "docs",
+    carry_over: bool = True,
 ) -> Path:
     """Write ``DOCS/RESULTS.md`` (and its plots in ``DOCS/img/``) from the newest results
-    under ``results_dir``; returns the path of the Markdown file."""
+    under ``results_dir`` (one folder or several); returns the path of the Markdown file.
+    ``docs/results/`` holds the result JSON kept in git (copies of what the commands wrote
+    under ``out/``), so a fresh checkout can rebuild the report.
+
+    ``carry_over``: a result whose JSON is not found keeps its sections (and its verdicts)
+    from the ``RESULTS.md`` being replaced, marked as carried over, instead of dropping to
+    "not measured yet"; a fresh checkout holds the report but not every run's JSON.
+    """
     from mambakit.bench.common import git_commit
     from mambakit.eval.claims import all_verdicts, verdicts_markdown
 
-    results_dir, docs = Path(results_dir), Path(docs_dir)
+    dirs = (
+        [Path(results_dir)]
+        if isinstance(results_dir, (str, os.PathLike))
+        else [Path(d) for d in results_dir]
+    )
+    docs = Path(docs_dir)
     img_dir = docs / "img"
     img_dir.mkdir(parents=True, exist_ok=True)
+    old_sections, old_rows = previous_report(docs / "RESULTS.md") if carry_over else ({}, {})
     found: dict[str, tuple[Path, dict[str, Any]]] = {}  # the newest of each, for the claims
     every: dict[str, list[dict[str, Any]]] = {}  # all of an `every` source, oldest first
-    sections: list[tuple[ResultSource, Path, dict[str, Any]]] = []
+    # (source, JSON path, payload), or (source, None, Markdown) for a carried-over section
+    sections: list[tuple[ResultSource, Path | None, Any]] = []
     missing: list[str] = []
     for source in SOURCES:
-        paths = find_all(results_dir, source)
+        paths = sorted(
+            (p for d in dirs for p in find_all(d, source)), key=lambda p: p.stat().st_mtime
+        )
         if not source.every:
             paths = paths[-1:]
         loaded = [(path, payload) for path in paths if (payload := _read(path)) is not None]
         if not loaded:
+            if source.title in old_sections:
+                sections += [(source, None, body) for body in old_sections.pop(source.title)]
+                continue
             missing.append(
-                f"- {source.title}: no `{results_dir / source.pattern}`; made by `{source.command}`"
+                f"- {source.title}: no `{source.pattern}` under "
+                f"{', '.join(f'`{d}`' for d in dirs)}; made by `{source.command}`"
             )
             continue
         found[source.key] = loaded[-1]
@@ -249,7 +329,8 @@ def build_report(
     parts = [
         "# Results",
         "",
-        f"Generated by `mambakit report` from the JSON results under `{results_dir}` on {now} "
+        f"Generated by `mambakit report` from the JSON results under "
+        f"{', '.join(f'`{d}`' for d in dirs)} on {now} "
         f"(report commit `{(git_commit() or 'unknown')[:10]}`). Each section names the machine, "
         "command, commit and date its numbers were measured with. Do not edit by hand: rerun "
         "the commands, then `mambakit report`.",
@@ -259,11 +340,17 @@ def build_report(
         "Verdicts by the rules in `src/mambakit/eval/claims.py`, applied to the results below "
         "(a claim tested by several comparisons gets a verdict for each).",
         "",
-        verdicts_markdown(all_verdicts({k: p for k, (_, p) in found.items()}, every)),
+        _carry_verdicts(
+            verdicts_markdown(all_verdicts({k: p for k, (_, p) in found.items()}, every)),
+            old_rows,
+        ),
     ]
     if missing:
         parts += ["", "## Not measured yet", "", *missing]
     for source, path, payload in sections:
+        if path is None:  # carried over: ``payload`` is the previous report's Markdown
+            parts += ["", f"## {source.title}", "", CARRIED_NOTE, payload]
+            continue
         try:
             body, images = _SECTIONS[source.key](payload, img_dir)
         except (KeyError, TypeError, ValueError, IndexError) as e:

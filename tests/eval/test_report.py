@@ -160,3 +160,37 @@ def test_report_renders_the_lm_compare_section_and_its_verdict(tmp_path):
     # one verdict per comparison: the first on codec tokens, the second on the probes
     assert text.count("A Jamba-style 1:3 hybrid beats a transformer") == 2
     assert "on the synthetic probes only, 9 steps, recall gap 4: mean loss hybrid" in text
+
+
+def test_a_result_whose_json_is_gone_is_carried_over_with_its_verdict(tmp_path):
+    results, docs = tmp_path / "out", tmp_path / "docs"
+    bench = results / "bench"
+    bench.mkdir(parents=True)
+    rows = [{"model": "mamba2_20hz", "pass": "fwd", "mem_ratio": 300.0}]
+    (bench / "drums.json").write_text(json.dumps({"rows": rows, "generation": {}}))
+    first = build_report(results, docs).read_text()
+    assert "| **holds** | mamba2_20hz peak memory is 300.0x" in first
+
+    (bench / "drums.json").unlink()  # a fresh checkout: the report is there, the JSON is not
+    for _ in range(2):  # carrying over twice changes nothing
+        text = build_report(results, docs).read_text()
+        assert text.count("## Drum model: LogCascade cost") == 1
+        assert text.count("Carried over from the previous report") == 1
+        assert "mamba2_20hz peak memory is 300.0x the LogCascade's (fwd) (carried over)" in text
+        assert text.count("(carried over)") == 1
+        assert "Drum model: LogCascade cost: no" not in text  # not listed as missing
+
+    dropped = build_report(results, docs, carry_over=False).read_text()
+    assert "Drum model: LogCascade cost: no `bench/drums.json`" in dropped
+    assert "(carried over)" not in dropped
+
+
+def test_results_are_gathered_from_several_folders(tmp_path):
+    kept = tmp_path / "docs" / "results" / "bench"
+    kept.mkdir(parents=True)
+    rows = [{"model": "mamba2_20hz", "pass": "fwd", "mem_ratio": 280.0}]
+    (kept / "drums.json").write_text(json.dumps({"rows": rows, "generation": {}}))
+    text = build_report(
+        [tmp_path / "out", tmp_path / "docs" / "results"], tmp_path / "d"
+    ).read_text()
+    assert "mamba2_20hz peak memory is 280.0x" in text
