@@ -25,7 +25,7 @@ import math
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,107 +82,151 @@ def as_config(preset: Any) -> Any:
     return preset if isinstance(preset, DrumConfig) else DrumConfig.preset(preset)
 
 
-def train_and_measure(
-    dataset: Any,
-    run_dir: Path,
-    config: Any,
-    *,
-    minutes: float | None,
-    steps: int | None,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    device: str | None,
-    progress: bool,
-) -> dict[str, Any]:
-    """Train one run from scratch into ``run_dir``: steps, seconds, seconds per step,
-    final loss, the loss tail (:func:`training_tail`) and peak memory growth in MiB."""
-    from mambakit.drums import train_drums
+@dataclass(frozen=True)
+class DrumStudy:
+    """What every run of a drum study (ablations, early training) shares: the training
+    clips, the held-out requests, the base config, the training settings and the evaluation
+    set-up. Built once with :meth:`prepare`; each run is :meth:`run`."""
 
-    (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run, not appended to an old log
-    summary = []
+    train_set: Any
+    requests: Any
+    base: Any  # DrumConfig the runs start from
+    tonal: Any  # tags with a pitch (:func:`~mambakit.eval.profiles.tonal_tags`)
+    data_profile: Any  # the real clips' Figure-4 profile
+    batch_size: int
+    lr: float
+    seed: int
+    device: str | None
+    limit: int | None  # requests per evaluation
+    gen_steps: int | None  # denoising steps (None: the config's)
+    progress: bool
 
-    def train() -> None:
-        summary.append(
-            train_drums(
-                dataset,
-                run_dir,
-                preset=config,
-                steps=steps,
-                minutes=minutes,
-                batch_size=batch_size,
-                lr=lr,
-                seed=seed,
-                device=device,
-                progress=progress,
-            )
+    @classmethod
+    def prepare(
+        cls,
+        data: Any,
+        heldout: Any,
+        preset: Any,
+        *,
+        cache_dir: Any = None,
+        progress: bool = True,
+        **settings: Any,
+    ) -> DrumStudy:
+        """Load ``data`` and ``heldout`` (folders or datasets; the requests come from
+        ``heldout`` when given, else from ``data``) and profile the real clips."""
+        from mambakit.eval.profiles import profile_dataset, tonal_tags
+
+        train_set = as_dataset(data, cache_dir, progress)
+        base = as_config(preset)
+        tonal = tonal_tags(train_set)
+        return cls(
+            train_set=train_set,
+            requests=as_dataset(heldout, cache_dir, progress),
+            base=base,
+            tonal=tonal,
+            data_profile=profile_dataset(train_set, base.n_samples, base.sample_rate, tonal),
+            progress=progress,
+            **settings,
         )
 
-    peak = measure_peak_memory(train, device)
-    fit = summary[0]
-    return {
-        "steps": fit.steps,
-        "seconds": fit.seconds,
-        "seconds_per_step": fit.seconds / fit.steps if fit.steps else math.nan,
-        "stopped_by": fit.stopped_by,
-        "final_loss": fit.final_loss,
-        "train_tail": training_tail(run_dir),
-        "peak_memory_mb": None if peak is None else peak / 2**20,
-    }
+    def new_result(
+        self, kind: str, command: str | None, sources: tuple[Any, Any, Any], **config: Any
+    ) -> dict[str, Any]:
+        """A study's result before its runs: ``kind``, ``meta``, the settings under
+        ``config`` (with the study's own ``config`` items), the real clips' profile.
+        ``sources``: the ``(preset, data, heldout)`` the study was prepared from."""
+        preset, data, heldout = sources
 
+        def name(source: Any) -> str | None:
+            return str(source) if isinstance(source, (str, os.PathLike)) else None
 
-def train_and_score(
-    row: dict[str, Any],
-    result: dict[str, Any],
-    train_set: Any,
-    run_dir: Path,
-    config: Any,
-    *,
-    requests: Any,
-    data_profile: Any,
-    tonal: Any,
-    minutes: float | None,
-    steps: int | None,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    device: str | None,
-    limit: int | None,
-    gen_steps: int | None,
-    progress: bool,
-) -> dict[str, Any]:
-    """Train one run (:func:`train_and_measure`), score and profile it on ``requests``, and
-    return ``row`` with the training numbers, ``scores`` and ``profile`` added. The scaffold
-    alone is scored on the same requests once per study, into ``result["scaffold"]``."""
-    from mambakit.drums import DrumSynth
-    from mambakit.eval.profiles import compare_to_data, evaluate_with_profiles
-
-    row.update(
-        train_and_measure(
-            train_set,
-            run_dir,
-            config,
-            minutes=minutes,
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            device=device,
-            progress=progress,
-        )  # fmt: skip
-    )
-    synth = DrumSynth.from_pretrained(run_dir, device=device)
-    scores, profiles = evaluate_with_profiles(
-        synth, train_set, requests, limit=limit, steps=gen_steps, tonal=tonal, progress=progress
-    )
-    row["scores"] = asdict(scores[0])
-    row["profile"] = asdict(compare_to_data(profiles["model"], data_profile))
-    if "scaffold" not in result:  # the same requests every time: the scaffold once
-        result["scaffold"] = {
-            "scores": asdict(scores[1]),
-            "profile": asdict(compare_to_data(profiles["scaffold"], data_profile)),
+        settings = {
+            "preset": preset if isinstance(preset, str) else "custom",
+            "model": asdict(self.base),
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "seed": self.seed,
+            "eval_limit": self.limit,
+            "gen_steps": self.gen_steps,
+            "data": name(data) or "dataset",
+            "heldout": name(heldout),
+            "n_train_clips": len(self.train_set),
         }
-    return row
+        return {
+            "kind": kind,
+            "meta": result_metadata(command, self.device),
+            "config": {**settings, **config},
+            "data": {"profile": asdict(self.data_profile)},
+        }
+
+    def train(
+        self, run_dir: Path, config: Any, minutes: float | None, steps: int | None
+    ) -> dict[str, Any]:
+        """Train one run from scratch into ``run_dir``: steps, seconds, seconds per step,
+        final loss, the loss tail (:func:`training_tail`) and peak memory growth in MiB."""
+        from mambakit.drums import train_drums
+
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run, not appended to
+        summary = []
+
+        def train() -> None:
+            summary.append(
+                train_drums(
+                    self.train_set,
+                    run_dir,
+                    preset=config,
+                    steps=steps,
+                    minutes=minutes,
+                    batch_size=self.batch_size,
+                    lr=self.lr,
+                    seed=self.seed,
+                    device=self.device,
+                    progress=self.progress,
+                )  # fmt: skip
+            )
+
+        peak = measure_peak_memory(train, self.device)
+        fit = summary[0]
+        return {
+            "steps": fit.steps,
+            "seconds": fit.seconds,
+            "seconds_per_step": fit.seconds / fit.steps if fit.steps else math.nan,
+            "stopped_by": fit.stopped_by,
+            "final_loss": fit.final_loss,
+            "train_tail": training_tail(run_dir),
+            "peak_memory_mb": None if peak is None else peak / 2**20,
+        }
+
+    def run(
+        self,
+        row: dict[str, Any],
+        result: dict[str, Any],
+        run_dir: Path,
+        config: Any,
+        *,
+        minutes: float | None = None,
+        steps: int | None = None,
+    ) -> dict[str, Any]:
+        """Train one run (:meth:`train`), score and profile it on the requests, and return
+        ``row`` with the training numbers, ``scores`` and ``profile`` added. The scaffold
+        alone is scored on the same requests once per study, into ``result["scaffold"]``."""
+        from mambakit.drums import DrumSynth
+        from mambakit.eval.profiles import compare_to_data, evaluate_with_profiles
+
+        row.update(self.train(run_dir, config, minutes, steps))
+        synth = DrumSynth.from_pretrained(run_dir, device=self.device)
+        scores, profiles = evaluate_with_profiles(
+            synth, self.train_set, self.requests, limit=self.limit, steps=self.gen_steps,
+            tonal=self.tonal, progress=self.progress,
+        )  # fmt: skip
+        row["scores"] = asdict(scores[0])
+        row["profile"] = asdict(compare_to_data(profiles["model"], self.data_profile))
+        if "scaffold" not in result:  # the same requests every time: the scaffold once
+            result["scaffold"] = {
+                "scores": asdict(scores[1]),
+                "profile": asdict(compare_to_data(profiles["scaffold"], self.data_profile)),
+            }
+        return row
 
 
 def run_ablations(
@@ -218,8 +262,6 @@ def run_ablations(
     train_tail, peak_memory_mb, scores`` (:class:`~mambakit.eval.drums.DrumScores` as a dict)
     and ``profile`` (:class:`~mambakit.eval.profiles.ProfileSummary` as a dict).
     """
-    from mambakit.eval.profiles import profile_dataset, tonal_tags
-
     if minutes is None and steps is None:
         raise ValueError("give a budget: minutes=... or steps=... (or both)")
     unknown = [v for v in variants if v not in VARIANTS]
@@ -227,64 +269,27 @@ def run_ablations(
         raise ValueError(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    train_set = as_dataset(data, cache_dir, progress)
-    requests = as_dataset(heldout, cache_dir, progress)
-    base = as_config(preset)
-    tonal = tonal_tags(train_set)
-    data_profile = profile_dataset(train_set, base.n_samples, base.sample_rate, tonal)
-
-    result: dict[str, Any] = {
-        "kind": RESULT_KIND,
-        "meta": result_metadata(command, device),
-        "config": {
-            "preset": preset if isinstance(preset, str) else "custom",
-            "model": asdict(base),
-            "budget_minutes": minutes,
-            "budget_steps": steps,
-            "batch_size": batch_size,
-            "lr": lr,
-            "seed": seed,
-            "eval_limit": limit,
-            "gen_steps": gen_steps,
-            "data": str(data) if isinstance(data, (str, os.PathLike)) else "dataset",
-            "heldout": str(heldout) if isinstance(heldout, (str, os.PathLike)) else None,
-            "n_train_clips": len(train_set),
-            "clip_seconds": base.seconds,
-        },
-        "variants": [],
-        "data": {"profile": asdict(data_profile)},
-    }
+    study = DrumStudy.prepare(
+        data, heldout, preset, cache_dir=cache_dir, progress=progress, batch_size=batch_size,
+        lr=lr, seed=seed, device=device, limit=limit, gen_steps=gen_steps,
+    )  # fmt: skip
+    result = study.new_result(
+        RESULT_KIND, command, (preset, data, heldout), budget_minutes=minutes,
+        budget_steps=steps, clip_seconds=study.base.seconds,
+    )  # fmt: skip
+    result["variants"] = []
     # One untimed step first, so one-time costs (lazy imports, allocator arenas, thread
     # pools) are not charged to the time and memory of the first variant.
     warmup_dir = out / "runs" / "warmup"
-    train_and_measure(
-        train_set, warmup_dir, base, minutes=None, steps=1, batch_size=batch_size,
-        lr=lr, seed=seed, device=device, progress=False,
-    )  # fmt: skip
+    replace(study, progress=False).train(warmup_dir, study.base, minutes=None, steps=1)
     shutil.rmtree(warmup_dir, ignore_errors=True)
     for name in variants:
         if progress:
             print(f"ablations: training {name} ...", flush=True)
+        row = {"name": name, "switches": VARIANTS[name]}
+        config = study.base.with_(**VARIANTS[name])
         result["variants"].append(
-            train_and_score(
-                {"name": name, "switches": VARIANTS[name]},
-                result,
-                train_set,
-                out / "runs" / name,
-                base.with_(**VARIANTS[name]),
-                requests=requests,
-                data_profile=data_profile,
-                tonal=tonal,
-                minutes=minutes,
-                steps=steps,
-                batch_size=batch_size,
-                lr=lr,
-                seed=seed,
-                device=device,
-                limit=limit,
-                gen_steps=gen_steps,
-                progress=progress,
-            )  # fmt: skip
+            study.run(row, result, out / "runs" / name, config, minutes=minutes, steps=steps)
         )
         write_json(out / "ablations.json", result)  # keep what is done if interrupted
     write_json(out / "ablations.json", result)

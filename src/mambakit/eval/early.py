@@ -18,20 +18,13 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mambakit.bench.common import result_metadata, write_json
-from mambakit.eval.ablations import (
-    as_config,
-    as_dataset,
-    format_value,
-    lookup,
-    train_and_score,
-)
+from mambakit.bench.common import write_json
+from mambakit.eval.ablations import DrumStudy, format_value, lookup
 
 DEFAULT_BATCHES = (1, 2, 5, 10, 50, 200)
 RESULT_KIND = "early-training"
@@ -78,61 +71,22 @@ def run_early_training(
     each row has ``batches``, ``steps, seconds, final_loss, train_tail, peak_memory_mb``,
     ``scores`` (``DrumScores`` as a dict) and ``profile`` (``ProfileSummary`` as a dict).
     """
-    from mambakit.eval.profiles import profile_dataset, tonal_tags
-
     counts = sorted({int(k) for k in batches})
     if not counts or counts[0] < 1:
         raise ValueError(f"batches must be positive counts, got {list(batches)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    train_set = as_dataset(data, cache_dir, progress)
-    requests = as_dataset(heldout, cache_dir, progress)
-    config = as_config(preset)
-    tonal = tonal_tags(train_set)
-    data_profile = profile_dataset(train_set, config.n_samples, config.sample_rate, tonal)
-    result: dict[str, Any] = {
-        "kind": RESULT_KIND,
-        "meta": result_metadata(command, device),
-        "config": {
-            "preset": preset if isinstance(preset, str) else "custom",
-            "model": asdict(config),
-            "batches": counts,
-            "batch_size": batch_size,
-            "lr": lr,
-            "seed": seed,
-            "eval_limit": limit,
-            "gen_steps": gen_steps,
-            "data": str(data) if isinstance(data, (str, os.PathLike)) else "dataset",
-            "heldout": str(heldout) if isinstance(heldout, (str, os.PathLike)) else None,
-            "n_train_clips": len(train_set),
-        },
-        "rows": [],
-        "data": {"profile": asdict(data_profile)},
-    }
+    study = DrumStudy.prepare(
+        data, heldout, preset, cache_dir=cache_dir, progress=progress, batch_size=batch_size,
+        lr=lr, seed=seed, device=device, limit=limit, gen_steps=gen_steps,
+    )  # fmt: skip
+    result = study.new_result(RESULT_KIND, command, (preset, data, heldout), batches=counts)
+    result["rows"] = []
     for k in counts:
         if progress:
             print(f"early-training: {k} batch(es) of {batch_size} ...", flush=True)
-        result["rows"].append(
-            train_and_score(
-                {"batches": k},
-                result,
-                train_set,
-                out / "runs" / f"batches_{k}",
-                config,
-                requests=requests,
-                data_profile=data_profile,
-                tonal=tonal,
-                minutes=None,
-                steps=k,
-                batch_size=batch_size,
-                lr=lr,
-                seed=seed,
-                device=device,
-                limit=limit,
-                gen_steps=gen_steps,
-                progress=progress,
-            )  # fmt: skip
-        )
+        run_dir = out / "runs" / f"batches_{k}"
+        result["rows"].append(study.run({"batches": k}, result, run_dir, study.base, steps=k))
         write_json(out / "early.json", result)  # keep what is done if interrupted
     (out / "early.md").write_text(early_markdown(result) + "\n")
     draw_early(result, out / "early.png")
