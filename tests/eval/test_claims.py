@@ -1,11 +1,15 @@
-"""The verdict rules on hand-made results with a known answer."""
+"""The verdict rules on hand-made results with a known answer: their decisions and the
+numbers they compared; and the one renderer that words evidence."""
 
 import math
+
+import pytest
 
 from mambakit.eval.claims import (
     FAILS,
     HOLDS,
     UNMEASURED,
+    Evidence,
     all_verdicts,
     coherent_claim,
     first_batch_claim,
@@ -16,6 +20,7 @@ from mambakit.eval.claims import (
     no_adsr_claim,
     no_sine_claim,
     verdicts_markdown,
+    word,
 )
 
 
@@ -47,7 +52,8 @@ def test_no_sine_holds_only_with_lower_loss_and_a_worse_fundamental():
     assert no_sine_claim(ablations(full, higher_loss)).verdict == FAILS
     fundamental_kept = variant("no_sine", loss=0.8, fundamental=0.6, cents=5.0)
     verdict = no_sine_claim(ablations(full, fundamental_kept))
-    assert verdict.verdict == FAILS and "0.600 vs 0.500" in verdict.why
+    assert verdict.verdict == FAILS
+    assert verdict.numbers["fundamental"] == 0.6 and verdict.numbers["fundamental_full"] == 0.5
     unpitched = variant("no_sine", loss=0.8, fundamental=0.1, cents=math.nan)
     assert no_sine_claim(ablations(full, unpitched)).verdict == UNMEASURED
     assert no_sine_claim(None).verdict == UNMEASURED
@@ -60,14 +66,16 @@ def test_no_adsr_holds_when_its_sounds_are_sustained():
     still_percussive = variant("no_adsr", percussive=0.9, centroid=0.05)
     assert no_adsr_claim(ablations(full, still_percussive)).verdict == FAILS
     missing_run = no_adsr_claim(ablations(full))
-    assert missing_run.verdict == UNMEASURED and "no no_adsr run" in missing_run.why
+    assert missing_run.verdict == UNMEASURED
+    assert missing_run.numbers == {"lacking": "no no_adsr run in the ablations result"}
 
 
 def test_full_res_needs_twice_the_time_and_the_memory():
     full = variant("full", seconds_per_step=1.0, memory=100.0)
     costly = variant("full_res", seconds_per_step=8.0, memory=900.0)
     verdict = full_res_claim(ablations(full, costly))
-    assert verdict.verdict == HOLDS and "8.0x" in verdict.why and "9.0x" in verdict.why
+    assert verdict.verdict == HOLDS
+    assert (verdict.numbers["time_ratio"], verdict.numbers["memory_ratio"]) == (8.0, 9.0)
     fast = variant("full_res", seconds_per_step=8.0, memory=150.0)
     assert full_res_claim(ablations(full, fast)).verdict == FAILS
     unmeasured = variant("full_res", seconds_per_step=8.0, memory=None)
@@ -83,7 +91,7 @@ def test_logcascade_memory_claim_reads_the_drums_bench():
     assert logcascade_memory_claim({"rows": []}).verdict == UNMEASURED
     forward_only = {"rows": [{"model": "mamba2_20hz", "pass": "fwd", "mem_ratio": 390.0}]}
     verdict = logcascade_memory_claim(forward_only)
-    assert verdict.verdict == HOLDS and "(fwd)" in verdict.why
+    assert verdict.verdict == HOLDS and verdict.numbers == {"ratio": 390.0, "pass": "fwd"}
     both = {"rows": [*bench(40.0)["rows"], *forward_only["rows"]]}
     assert logcascade_memory_claim(both).verdict == FAILS  # fwd+bwd wins when measured
 
@@ -112,7 +120,8 @@ def early(*rows, scaffold_accuracy=0.5, batch_size=2):
 def test_first_batch_is_usable_when_audible_shaped_and_on_pitch():
     assert first_batch_claim(early(row(1))).verdict == HOLDS
     silent = first_batch_claim(early(row(1, peak=-90.0)))
-    assert silent.verdict == FAILS and "median peak -90 dBFS" in silent.why
+    assert silent.verdict == FAILS and silent.numbers["peak_db"] == -90.0
+    assert len(silent.wording) == 1 and "median peak" in silent.wording[0]  # the one failure
     assert first_batch_claim(early(row(1, cents=math.nan))).verdict == HOLDS  # no tonal request
     assert first_batch_claim(early(row(1, cents=700.0))).verdict == FAILS
     assert first_batch_claim(early(row(2))).verdict == UNMEASURED
@@ -122,7 +131,7 @@ def test_first_batch_is_usable_when_audible_shaped_and_on_pitch():
 def test_coherent_within_fifty_batches_compares_with_the_scaffold():
     late = early(row(1, accuracy=0.2), row(50, accuracy=0.6), row(200, accuracy=0.9))
     verdict = coherent_claim(late)
-    assert verdict.verdict == HOLDS and "after 50 batches" in verdict.why
+    assert verdict.verdict == HOLDS and verdict.numbers["batches"] == 50
     never = early(row(10, accuracy=0.2), row(50, accuracy=0.4), row(200, accuracy=0.9))
     assert coherent_claim(never).verdict == FAILS
     assert coherent_claim(early(row(10, accuracy=0.2))).verdict == UNMEASURED
@@ -162,8 +171,10 @@ def test_hybrid_claim_needs_a_margin_larger_than_the_seed_spread():
     # means 5.0 vs 5.3, ranges 0.2 and 0.1: margin 0.3 > spread 0.2
     verdict = hybrid_claim(compare([4.9, 5.0, 5.1], [5.25, 5.3, 5.35]))
     assert verdict.verdict == HOLDS
-    assert "on codec tokens (val split)" in verdict.why and "+0.3000" in verdict.why
-    assert "spread 0.2000" in verdict.why and "0.99x" in verdict.why
+    numbers = verdict.numbers
+    assert numbers["where"] == "on codec tokens (val split)" and numbers["seeds"] == 3
+    assert numbers["margin"] == pytest.approx(0.3) and numbers["spread"] == pytest.approx(0.2)
+    assert numbers["parameter_ratio"] == pytest.approx(0.99)
     # lower on average, but by less than the spread of the seeds
     assert hybrid_claim(compare([4.9, 5.2, 5.5], [5.25, 5.3, 5.35])).verdict == FAILS
     assert hybrid_claim(compare([5.4, 5.5], [5.0, 5.1])).verdict == FAILS  # the hybrid is worse
@@ -171,12 +182,15 @@ def test_hybrid_claim_needs_a_margin_larger_than_the_seed_spread():
 
 def test_hybrid_claim_says_which_data_and_when_it_cannot_tell():
     on_probes = hybrid_claim(compare([1.0, 1.01], [2.0, 2.02], part="probes"))
-    assert on_probes.verdict == HOLDS and "synthetic probes only" in on_probes.why
+    assert on_probes.verdict == HOLDS
+    assert on_probes.numbers["where"] == "on the synthetic probes only"
     one_seed = hybrid_claim(compare([1.0], [2.0]))
-    assert one_seed.verdict == UNMEASURED and "need 2" in one_seed.why
+    assert one_seed.verdict == UNMEASURED and one_seed.numbers["lacking"].endswith(
+        "need 2 for a spread"
+    )
     no_hybrid = compare([1.0, 1.1], [2.0, 2.1])
     no_hybrid["codec"]["summary"] = no_hybrid["codec"]["summary"][:1]
-    assert "no hybrid runs on codec tokens" in hybrid_claim(no_hybrid).why
+    assert hybrid_claim(no_hybrid).numbers["lacking"].startswith("no hybrid runs on codec tokens")
     assert hybrid_claim(None).verdict == UNMEASURED
 
 
@@ -193,11 +207,24 @@ def lm_bench(mamba_steps, attn_steps, mamba_cache=(2.1, 2.1), attn_cache=(3.5, 1
 
 def test_lm_decode_memory_claim_needs_a_flat_cache_and_step_time():
     verdict = lm_decode_memory_claim(lm_bench((15.0, 16.5), (15.0, 26.0)))
-    assert verdict.verdict == HOLDS and "step 1.10x" in verdict.why and "162.0 MiB" in verdict.why
+    assert verdict.verdict == HOLDS
+    assert verdict.numbers["step_growth"] == pytest.approx(1.1)
+    assert verdict.numbers["attention_cache_long"] == 162.0
     assert lm_decode_memory_claim(lm_bench((15.0, 19.5), (15.0, 26.0))).verdict == FAILS  # 1.3x
     growing = lm_bench((15.0, 15.0), (15.0, 26.0), mamba_cache=(2.1, 4.2))
     assert lm_decode_memory_claim(growing).verdict == FAILS
     assert lm_decode_memory_claim(None).verdict == UNMEASURED
     assert lm_decode_memory_claim({"rows": lm_bench((1, 1), (1, 1))["rows"][:2]}).verdict == (
         UNMEASURED  # no transformer rows
+    )
+
+
+def test_word_formats_every_clause_and_reads_none_as_missing():
+    evidence = Evidence(
+        "a claim", HOLDS, "cmd", {"ratio": 2.345, "where": "here", "estimate": None},
+        ("ratio {ratio:.1f}x {where}", "; estimate {estimate:.0f} MB"),
+    )  # fmt: skip
+    assert word(evidence) == evidence.why == "ratio 2.3x here; estimate missing MB"
+    assert "| a claim | **holds** | ratio 2.3x here; estimate missing MB | `cmd` |" in (
+        verdicts_markdown([evidence])
     )

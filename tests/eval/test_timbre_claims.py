@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from mambakit.eval.claims import (
     FAILS,
     HOLDS,
@@ -46,8 +48,9 @@ def bench(*rows, meta=CPU_META):
 def test_memory_claim_holds_within_one_and_a_half_times_the_seed():
     verdict = timbre_memory_claim(bench(bench_row(peak=300.0)))
     assert verdict.verdict == HOLDS
-    assert "300 MB = 1.09x the seed's 275.25 MB" in verdict.why and "<= 1.5x" in verdict.why
-    assert "CPU (2 cores, Some CPU)" in verdict.why and "estimate 250 MB" in verdict.why
+    numbers = verdict.numbers
+    assert numbers["peak_mb"] == 300.0 and numbers["ratio"] == pytest.approx(300.0 / 275.25)
+    assert numbers["device"] == "CPU (2 cores, Some CPU)" and numbers["estimate_mb"] == 250.0
     assert timbre_memory_claim(bench(bench_row(peak=1.5 * 275.25))).verdict == HOLDS  # the edge
     assert timbre_memory_claim(bench(bench_row(peak=500.0))).verdict == FAILS  # 1.82x
     # the bidirectional base row is not the seed's model
@@ -62,14 +65,15 @@ def test_memory_claim_holds_within_one_and_a_half_times_the_seed():
 def test_realtime_claim_needs_more_audio_than_wall_seconds_and_names_the_device():
     verdict = timbre_realtime_claim(bench(bench_row(rtf=3.0)))
     assert verdict.verdict == HOLDS
-    assert "3.00x real time" in verdict.why and "on CPU (2 cores" in verdict.why
-    assert "10 s of content in 5 chunks" in verdict.why
+    numbers = verdict.numbers
+    assert numbers["x_realtime"] == 3.0 and numbers["device"] == "CPU (2 cores, Some CPU)"
+    assert (numbers["seconds"], numbers["chunks"]) == (10.0, 5)
     assert timbre_realtime_claim(bench(bench_row(rtf=0.4))).verdict == FAILS
     assert timbre_realtime_claim(bench(bench_row(rtf=1.0))).verdict == FAILS  # exactly real time
     assert timbre_realtime_claim(bench(bench_row(rtf=None))).verdict == UNMEASURED
     assert timbre_realtime_claim({"rows": []}).verdict == UNMEASURED
     gpu = {**CPU_META, "machine": {**CPU_META["machine"], "gpu": "NVIDIA H200"}}
-    assert "on NVIDIA H200" in timbre_realtime_claim(bench(bench_row(), meta=gpu)).why
+    assert timbre_realtime_claim(bench(bench_row(), meta=gpu)).numbers["device"] == "NVIDIA H200"
 
 
 def eval_row(name, objective, style_gain=0.3, pitch=0.95, loudness=0.97, budget=None,
@@ -94,16 +98,19 @@ def test_transfer_claim_compares_style_gain_and_needs_the_content_kept():
     recon = eval_row("recon", "reconstruction", style_gain=0.05)
     verdict = timbre_transfer_claim(evaluation(eval_row("xfer", "transfer"), recon))
     assert verdict.verdict == HOLDS
-    assert "style gain 0.300 (xfer, transfer) vs 0.050 (recon, reconstruction)" in verdict.why
-    assert "unequal" not in verdict.why and "not held out" not in verdict.why
+    numbers = verdict.numbers
+    assert (numbers["gain"], numbers["name"]) == (0.3, "xfer")
+    assert (numbers["gain_baseline"], numbers["name_baseline"]) == (0.05, "recon")
+    assert "budget" not in numbers and "not_held_out" not in numbers
     worse_style = eval_row("xfer", "transfer", style_gain=0.01)
     assert timbre_transfer_claim(evaluation(worse_style, recon)).verdict == FAILS
     lost_pitch = eval_row("xfer", "transfer", pitch=0.85)
     verdict = timbre_transfer_claim(evaluation(lost_pitch, recon))
-    assert verdict.verdict == FAILS and "pitch 0.850" in verdict.why
+    assert verdict.verdict == FAILS and verdict.numbers["pitch"] == 0.85
     lost_loudness = eval_row("xfer", "transfer", loudness=0.5)
     assert timbre_transfer_claim(evaluation(lost_loudness, recon)).verdict == FAILS
-    assert "perfect transfer" not in verdict.why  # no reference row in this result
+    assert verdict.numbers["pitch_reference"] is None  # no reference row in this result
+    assert not any("perfect transfer" in clause for clause in verdict.wording)
 
 
 def test_transfer_claim_asks_no_more_loudness_agreement_than_a_perfect_transfer_has():
@@ -112,10 +119,9 @@ def test_transfer_claim_asks_no_more_loudness_agreement_than_a_perfect_transfer_
     result["reference"] = eval_row("target", None, style_gain=1.0, pitch=0.99, loudness=0.4)
     verdict = timbre_transfer_claim(result)
     assert verdict.verdict == HOLDS  # 0.5 >= the targets' own 0.4
-    assert "a perfect transfer (the targets themselves) scores pitch 0.990, loudness 0.400" in (
-        verdict.why
-    )
-    assert "pitch >= 0.9, loudness >= 0.4)" in verdict.why
+    numbers = verdict.numbers
+    assert (numbers["pitch_reference"], numbers["loudness_reference"]) == (0.99, 0.4)
+    assert (numbers["pitch_needed"], numbers["loudness_needed"]) == (0.9, 0.4)
     result["runs"][0] = eval_row("xfer", "transfer", loudness=0.3)  # less than the targets
     assert timbre_transfer_claim(result).verdict == FAILS
     result["runs"][0] = eval_row("xfer", "transfer", pitch=0.8)  # the notes are not kept
@@ -138,21 +144,21 @@ def test_transfer_claim_needs_the_paired_gain_difference_above_its_noise():
     recon["style_gain_per_pair"] = [0.1, 0.1, 0.1, 0.1]  # diffs .2, 0, .15, .05: SE 0.0456
     verdict = timbre_transfer_claim(evaluation(transfer, recon))
     assert verdict.verdict == HOLDS  # 0.1 > 2 x 0.0456
-    assert "paired difference +0.100 ± 0.046 (SE), transfer higher on 75% of the pairs" in (
-        verdict.why
-    )
-    assert "higher gain by > 2 SE" in verdict.why
+    numbers = verdict.numbers
+    assert numbers["difference"] == pytest.approx(0.1) and numbers["share_higher"] == 0.75
+    assert numbers["se"] == pytest.approx(0.0456, abs=1e-4)
     transfer["style_gain_per_pair"] = [0.5, -0.1, 0.4, 0.0]  # same mean, noisier: SE 0.15
     assert timbre_transfer_claim(evaluation(transfer, recon)).verdict == FAILS
     transfer["style_gain_per_pair"] = [0.3]  # unequal lengths: the means decide
     verdict = timbre_transfer_claim(evaluation(transfer, recon))
-    assert verdict.verdict == HOLDS and "paired" not in verdict.why
+    assert verdict.verdict == HOLDS and "difference" not in verdict.numbers
 
 
 def test_transfer_claim_reads_the_objective_of_each_run():
     transfer = eval_row("xfer", "transfer")
     missing = timbre_transfer_claim(evaluation(transfer, eval_row("other", "transfer")))
-    assert missing.verdict == UNMEASURED and "objective reconstruction" in missing.why
+    assert missing.verdict == UNMEASURED
+    assert missing.numbers["lacking"] == "no run trained with objective reconstruction"
     unlabelled = eval_row("old", None)  # a run without timbre_train.json
     assert timbre_transfer_claim(evaluation(transfer, unlabelled)).verdict == UNMEASURED
     assert timbre_transfer_claim(None).verdict == UNMEASURED
@@ -164,8 +170,9 @@ def test_transfer_claim_flags_unequal_budgets_and_pairs_seen_in_training():
     transfer = eval_row("xfer", "transfer", shared_notes=12)
     recon = eval_row("recon", "reconstruction", style_gain=0.0,
                      budget={"steps": None, "minutes": 5.0, "batch_size": 8})  # fmt: skip
-    why = timbre_transfer_claim(evaluation(transfer, recon)).why
-    assert "pairs not held out for xfer" in why and "unequal budgets" in why
+    numbers = timbre_transfer_claim(evaluation(transfer, recon)).numbers
+    assert numbers["not_held_out"] == "xfer"
+    assert numbers["budget"]["minutes"] == 30.0 and numbers["budget_baseline"]["minutes"] == 5.0
 
 
 def test_all_verdicts_judge_the_timbre_results():

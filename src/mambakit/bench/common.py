@@ -29,13 +29,14 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mambakit.results import markdown_table  # noqa: F401  (re-exported for the benches)
 from mambakit.utils import resolve_device
 
 
@@ -259,25 +260,3 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
 
     path.write_text(json.dumps(payload, indent=2, default=convert) + "\n")
     return path
-
-
-def _format_cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        if value == 0:
-            return "0"
-        if abs(value) >= 100:
-            return f"{value:.0f}"
-        if abs(value) >= 1:
-            return f"{value:.2f}"
-        return f"{value:.3g}"
-    return str(value)
-
-
-def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
-    """A Markdown table of ``rows``; ``columns`` are ``(key, header)`` pairs, ``None`` -> ``-``."""
-    header = "| " + " | ".join(h for _, h in columns) + " |"
-    rule = "|" + "|".join("---" for _ in columns) + "|"
-    body = ["| " + " | ".join(_format_cell(r.get(k)) for k, _ in columns) + " |" for r in rows]
-    return "\n".join([header, rule, *body])

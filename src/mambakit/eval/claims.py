@@ -1,17 +1,20 @@
 """The seed's claims and the explicit rules that judge them from measured numbers.
 
-Each rule takes the JSON result of one command (or ``None`` when it was not run) and
-returns a :class:`Verdict`: ``holds``, ``does not hold`` or ``not measured here``, with the
-numbers it compared. The thresholds are the constants below; changing a rule means
-changing this file, never editing a report by hand.
+Each rule takes the JSON result of one command (or ``None`` when it was not run), looks up
+the numbers it needs, decides, and returns :class:`Evidence`: the verdict (``holds``,
+``does not hold`` or ``not measured here``), the numbers it compared, by name, and the
+clauses that word them. :func:`word` is the one place those become prose, so a test asserts
+a rule's decision and numbers, never its sentences. The thresholds are the constants below;
+changing a rule means changing this file, never editing a report by hand.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable
-from dataclasses import dataclass
+import string
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 HOLDS, FAILS, UNMEASURED = "holds", "does not hold", "not measured here"
@@ -50,13 +53,32 @@ MIN_SEEDS = 2
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """One seed claim, its verdict, why (the numbers compared) and the command measuring it."""
+class Evidence:
+    """One seed claim judged by a rule: the verdict, the numbers it compared (by name),
+    the clauses that word them (``str.format`` patterns over ``numbers``) and the command
+    that measures it."""
 
     claim: str
     verdict: str
-    why: str
     command: str
+    numbers: Mapping[str, Any] = field(default_factory=dict)
+    wording: tuple[str, ...] = ()
+
+    @property
+    def why(self) -> str:
+        """The numbers in words (:func:`word`)."""
+        return word(self)
+
+
+class _Wording(string.Formatter):
+    def format_field(self, value: Any, format_spec: str) -> str:
+        return "missing" if value is None else super().format_field(value, format_spec)
+
+
+def word(evidence: Evidence) -> str:
+    """The one renderer of evidence: its clauses formatted with its numbers, joined; a
+    number that is ``None`` reads "missing"."""
+    return "".join(_Wording().vformat(c, (), dict(evidence.numbers)) for c in evidence.wording)
 
 
 ABLATIONS_COMMAND = "mambakit eval ablations DATA --budget-minutes M"
@@ -78,7 +100,8 @@ def _num(value: Any) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else float(value)
 
 
-def _get(row: dict[str, Any] | None, path: str) -> float | None:
+def _get(row: Mapping[str, Any] | None, path: str) -> float | None:
+    """The number at a dotted ``path`` of nested dicts (``"profile.percussive_rate"``)."""
     value: Any = row
     for key in path.split("."):
         if not isinstance(value, dict):
@@ -87,19 +110,27 @@ def _get(row: dict[str, Any] | None, path: str) -> float | None:
     return _num(value)
 
 
-def _show(value: float | None, spec: str = ".2f") -> str:
-    return "missing" if value is None else format(value, spec)
-
-
-def _variant(result: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
-    for row in (result or {}).get("variants", []):
-        if row.get("name") == name:
+def find_row(rows: Iterable[dict[str, Any]] | None, **match: Any) -> dict[str, Any] | None:
+    """The first of ``rows`` whose items include every ``key=value`` of ``match``."""
+    for row in rows or ():
+        if all(row.get(k) == v for k, v in match.items()):
             return row
     return None
 
 
-def _missing(claim: str, command: str, what: str) -> Verdict:
-    return Verdict(claim, UNMEASURED, what, command)
+def _rows(result: Mapping[str, Any] | None, key: str = "rows") -> list[dict[str, Any]]:
+    return list((result or {}).get(key) or [])
+
+
+def _unmeasured(claim: str, command: str, lacking: str) -> Evidence:
+    return Evidence(claim, UNMEASURED, command, {"lacking": lacking}, ("{lacking}",))
+
+
+def _decide(ok: bool) -> str:
+    return HOLDS if ok else FAILS
+
+
+# ------------------------------------------------------------------ ablations (seed 001)
 
 
 def _paired(
@@ -109,7 +140,7 @@ def _paired(
     the result, a run, or some numbers."""
     if result is None:
         return [], "no ablations result"
-    rows = {name: _variant(result, name) for name in ("full", ablated)}
+    rows = {name: find_row(_rows(result, "variants"), name=name) for name in ("full", ablated)}
     runs = [name for name, row in rows.items() if row is None]
     if runs:
         return [], "no " + " or ".join(runs) + " run in the ablations result"
@@ -120,173 +151,192 @@ def _paired(
         for name, value in zip(rows, pair)
         if value is None
     ]
-    return pairs, ("missing or n/a: " + ", ".join(gaps)) if gaps else None
+    return pairs, ("missing or n/a: " + ", ".join(gaps)) if gaps else None  # type: ignore[return-value]
 
 
-def no_sine_claim(result: dict[str, Any] | None) -> Verdict:
+def no_sine_claim(result: dict[str, Any] | None) -> Evidence:
     """Holds iff ``no_sine`` ends training at a lower loss than ``full`` yet keeps less power
     at the requested fundamental and has no smaller pitch error."""
     claim = "Removing the sine anchors hurts the fundamental despite a lower training loss"
     keys = ("train_tail.loss", "profile.fundamental_fraction", "scores.median_pitch_error_cents")
     values, lacking = _paired(result, "no_sine", keys)
     if lacking:
-        return _missing(claim, ABLATIONS_COMMAND, lacking)
+        return _unmeasured(claim, ABLATIONS_COMMAND, lacking)
     (loss_f, loss_n), (fund_f, fund_n), (cents_f, cents_n) = values
-    loss_lower, less_fundamental, no_better_pitch = (
-        loss_n < loss_f, fund_n < fund_f, cents_n >= cents_f
-    )  # fmt: skip
-    why = (
-        f"training loss {loss_n:.3f} vs full {loss_f:.3f} "
-        f"({'lower' if loss_lower else 'not lower'}); "
-        f"fundamental fraction {fund_n:.3f} vs {fund_f:.3f}; "
-        f"median pitch error {cents_n:.0f} vs {cents_f:.0f} cents"
+    loss_lower = loss_n < loss_f
+    numbers = {
+        "loss": loss_n, "loss_full": loss_f, "lower": "lower" if loss_lower else "not lower",
+        "fundamental": fund_n, "fundamental_full": fund_f,
+        "pitch_error_cents": cents_n, "pitch_error_cents_full": cents_f,
+    }  # fmt: skip
+    wording = (
+        "training loss {loss:.3f} vs full {loss_full:.3f} ({lower}); ",
+        "fundamental fraction {fundamental:.3f} vs {fundamental_full:.3f}; ",
+        "median pitch error {pitch_error_cents:.0f} vs {pitch_error_cents_full:.0f} cents",
     )
-    ok = loss_lower and less_fundamental and no_better_pitch
-    return Verdict(claim, HOLDS if ok else FAILS, why, ABLATIONS_COMMAND)
+    ok = loss_lower and fund_n < fund_f and cents_n >= cents_f
+    return Evidence(claim, _decide(ok), ABLATIONS_COMMAND, numbers, wording)
 
 
-def no_adsr_claim(result: dict[str, Any] | None) -> Verdict:
+def no_adsr_claim(result: dict[str, Any] | None) -> Evidence:
     """Holds iff ``no_adsr`` gives fewer percussive clips than ``full`` and a later energy
     centroid (its energy sits later in the clip: sustained)."""
     claim = "Removing the ADSR conditioning gives sustained instead of percussive sounds"
     keys = ("profile.percussive_rate", "profile.median_energy_centroid_s")
     values, lacking = _paired(result, "no_adsr", keys)
     if lacking:
-        return _missing(claim, ABLATIONS_COMMAND, lacking)
+        return _unmeasured(claim, ABLATIONS_COMMAND, lacking)
     (perc_f, perc_n), (cent_f, cent_n) = values
-    why = (
-        f"percussive share {perc_n:.0%} vs full {perc_f:.0%}; "
-        f"energy centroid {1000 * cent_n:.0f} ms vs {1000 * cent_f:.0f} ms"
+    numbers = {
+        "percussive": perc_n, "percussive_full": perc_f,
+        "centroid_ms": 1000 * cent_n, "centroid_ms_full": 1000 * cent_f,
+    }  # fmt: skip
+    wording = (
+        "percussive share {percussive:.0%} vs full {percussive_full:.0%}; ",
+        "energy centroid {centroid_ms:.0f} ms vs {centroid_ms_full:.0f} ms",
     )
     ok = perc_n < perc_f and cent_n > cent_f
-    return Verdict(claim, HOLDS if ok else FAILS, why, ABLATIONS_COMMAND)
+    return Evidence(claim, _decide(ok), ABLATIONS_COMMAND, numbers, wording)
 
 
-def full_res_claim(result: dict[str, Any] | None) -> Verdict:
+def full_res_claim(result: dict[str, Any] | None) -> Evidence:
     """Holds iff training ``full_res`` costs at least :data:`FAR_MORE` times ``full``'s
     time per step *and* peak memory."""
     claim = "Full resolution (no band downsampling) costs far more time per step and memory"
     keys = ("seconds_per_step", "peak_memory_mb")
     values, lacking = _paired(result, "full_res", keys)
     if lacking:
-        return _missing(claim, ABLATIONS_COMMAND, lacking)
+        return _unmeasured(claim, ABLATIONS_COMMAND, lacking)
     (time_f, time_r), (mem_f, mem_r) = values
     if time_f <= 0 or mem_f <= 0:
-        return _missing(claim, ABLATIONS_COMMAND, "full's time or memory measured as zero")
-    time_x, mem_x = time_r / time_f, mem_r / mem_f
-    why = (
-        f"time per step {time_x:.1f}x, peak training memory {mem_x:.1f}x full's "
-        f"(rule: both >= {FAR_MORE:g}x)"
+        return _unmeasured(claim, ABLATIONS_COMMAND, "full's time or memory measured as zero")
+    numbers = {"time_ratio": time_r / time_f, "memory_ratio": mem_r / mem_f, "rule": FAR_MORE}
+    wording = (
+        "time per step {time_ratio:.1f}x, peak training memory {memory_ratio:.1f}x full's "
+        "(rule: both >= {rule:g}x)",
     )
-    ok = time_x >= FAR_MORE and mem_x >= FAR_MORE
-    return Verdict(claim, HOLDS if ok else FAILS, why, ABLATIONS_COMMAND)
+    ok = numbers["time_ratio"] >= FAR_MORE and numbers["memory_ratio"] >= FAR_MORE
+    return Evidence(claim, _decide(ok), ABLATIONS_COMMAND, numbers, wording)
 
 
-def _bench_row(result: dict[str, Any] | None, model: str, pass_: str) -> dict[str, Any] | None:
-    for row in (result or {}).get("rows", []):
-        if row.get("model") == model and row.get("pass") == pass_:
-            return row
-    return None
-
-
-def logcascade_memory_claim(result: dict[str, Any] | None) -> Verdict:
+def logcascade_memory_claim(result: dict[str, Any] | None) -> Evidence:
     """Holds iff one full-rate Mamba2 sized for 20 Hz needs at least 256x the LogCascade's
     peak memory (``mambakit bench drums``): in a forward+backward pass when that was
     measured (``--all``), else in a forward pass (a lower bound of the training ratio's
     order: the large state's activations dominate both)."""
     claim = "The LogCascade is up to 256x more memory-efficient than one large full-rate state"
     for pass_ in ("fwd+bwd", "fwd"):
-        ratio = _get(_bench_row(result, "mamba2_20hz", pass_), "mem_ratio")
+        ratio = _get(find_row(_rows(result), model="mamba2_20hz", **{"pass": pass_}), "mem_ratio")
         if ratio is not None:
             break
     if ratio is None:
-        return _missing(claim, BENCH_DRUMS_COMMAND, "needs the mamba2_20hz memory ratio")
-    why = f"mamba2_20hz peak memory is {ratio:.1f}x the LogCascade's ({pass_})"
-    return Verdict(
-        claim, HOLDS if ratio >= LOGCASCADE_MEMORY_CLAIM else FAILS, why, BENCH_DRUMS_COMMAND
+        return _unmeasured(claim, BENCH_DRUMS_COMMAND, "needs the mamba2_20hz memory ratio")
+    numbers = {"ratio": ratio, "pass": pass_}
+    wording = ("mamba2_20hz peak memory is {ratio:.1f}x the LogCascade's ({pass})",)
+    return Evidence(
+        claim, _decide(ratio >= LOGCASCADE_MEMORY_CLAIM), BENCH_DRUMS_COMMAND, numbers, wording
     )
 
 
-def _row_at(result: dict[str, Any] | None, batches: int) -> dict[str, Any] | None:
-    for row in (result or {}).get("rows", []):
-        if row.get("batches") == batches:
-            return row
-    return None
+# ------------------------------------------------------------------ early training (seed 001)
 
 
-def usable_failures(row: dict[str, Any]) -> list[str]:
-    """What keeps a row's samples from being "usable" (empty list: usable)."""
+def usable_failures(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The numbers of the "usable" tests of a row, and a clause for each failed test (an
+    empty list: usable)."""
+    numbers = {
+        "peak_db": _get(row, "profile.median_peak_db"),
+        "envelope_correlation": _get(row, "scores.envelope_correlation"),
+        "percussive": _get(row, "profile.percussive_rate"),
+        "pitch_error_cents": _get(row, "scores.median_pitch_error_cents"),
+        "min_peak_db": USABLE_MIN_PEAK_DB,
+        "min_envelope_correlation": USABLE_MIN_ENVELOPE_CORRELATION,
+        "min_percussive": USABLE_MIN_PERCUSSIVE_RATE,
+        "max_pitch_error_cents": USABLE_MAX_PITCH_ERROR_CENTS,
+    }
+    peak, corr, perc, cents = (numbers[k] for k in list(numbers)[:4])
     failures = []
-    peak = _get(row, "profile.median_peak_db")
-    corr = _get(row, "scores.envelope_correlation")
-    perc = _get(row, "profile.percussive_rate")
-    cents = _get(row, "scores.median_pitch_error_cents")
     if peak is None or peak < USABLE_MIN_PEAK_DB:
-        failures.append(f"median peak {_show(peak, '.0f')} dBFS < {USABLE_MIN_PEAK_DB:g}")
+        failures.append("median peak {peak_db:.0f} dBFS < {min_peak_db:g}")
     if corr is None or corr < USABLE_MIN_ENVELOPE_CORRELATION:
-        failures.append(f"envelope correlation {_show(corr)} < {USABLE_MIN_ENVELOPE_CORRELATION}")
+        failures.append(
+            "envelope correlation {envelope_correlation:.2f} < {min_envelope_correlation}"
+        )
     if perc is None or perc < USABLE_MIN_PERCUSSIVE_RATE:
-        failures.append(f"percussive share {_show(perc, '.0%')} < {USABLE_MIN_PERCUSSIVE_RATE:.0%}")
+        failures.append("percussive share {percussive:.0%} < {min_percussive:.0%}")
     if cents is not None and cents > USABLE_MAX_PITCH_ERROR_CENTS:
-        failures.append(f"pitch error {cents:.0f} > {USABLE_MAX_PITCH_ERROR_CENTS:g} cents")
-    return failures
+        failures.append("pitch error {pitch_error_cents:.0f} > {max_pitch_error_cents:g} cents")
+    return numbers, failures
 
 
-def coherent_failures(row: dict[str, Any], scaffold: dict[str, Any] | None) -> list[str]:
-    """What keeps a row's samples from being "coherent" (empty list: coherent)."""
+def coherent_failures(
+    row: dict[str, Any], scaffold: dict[str, Any] | None
+) -> tuple[dict[str, Any], list[str]]:
+    """The numbers of the "coherent" tests of a row, and a clause for each failed test (an
+    empty list: coherent)."""
+    numbers = {
+        "tag_accuracy": _get(row, "scores.tag_accuracy"),
+        "scaffold_tag_accuracy": _get(scaffold, "scores.tag_accuracy"),
+        "envelope_correlation": _get(row, "scores.envelope_correlation"),
+        "pitch_error_cents": _get(row, "scores.median_pitch_error_cents"),
+        "min_envelope_correlation": COHERENT_MIN_ENVELOPE_CORRELATION,
+        "max_pitch_error_cents": COHERENT_MAX_PITCH_ERROR_CENTS,
+    }
+    acc, ref, corr, cents = (numbers[k] for k in list(numbers)[:4])
     failures = []
-    acc, ref = _get(row, "scores.tag_accuracy"), _get(scaffold, "scores.tag_accuracy")
-    corr = _get(row, "scores.envelope_correlation")
-    cents = _get(row, "scores.median_pitch_error_cents")
     if acc is None or ref is None or acc < ref:
-        failures.append(f"tag accuracy {_show(acc, '.0%')} < scaffold's {_show(ref, '.0%')}")
+        failures.append("tag accuracy {tag_accuracy:.0%} < scaffold's {scaffold_tag_accuracy:.0%}")
     if corr is None or corr < COHERENT_MIN_ENVELOPE_CORRELATION:
-        failures.append(f"envelope correlation {_show(corr)} < {COHERENT_MIN_ENVELOPE_CORRELATION}")
+        failures.append(
+            "envelope correlation {envelope_correlation:.2f} < {min_envelope_correlation}"
+        )
     if cents is not None and cents > COHERENT_MAX_PITCH_ERROR_CENTS:
-        failures.append(f"pitch error {cents:.0f} > {COHERENT_MAX_PITCH_ERROR_CENTS:g} cents")
-    return failures
+        failures.append("pitch error {pitch_error_cents:.0f} > {max_pitch_error_cents:g} cents")
+    return numbers, failures
 
 
-def first_batch_claim(result: dict[str, Any] | None) -> Verdict:
+def first_batch_claim(result: dict[str, Any] | None) -> Evidence:
     """Holds iff the run trained on one batch passes every test of :func:`usable_failures`."""
     claim = "Usable samples after the first batch of size 2"
-    row = _row_at(result, FIRST_BATCH)
+    row = find_row(_rows(result), batches=FIRST_BATCH)
     if row is None:
-        return _missing(claim, EARLY_COMMAND, f"no run of {FIRST_BATCH} batch")
+        return _unmeasured(claim, EARLY_COMMAND, f"no run of {FIRST_BATCH} batch")
     size = (result or {}).get("config", {}).get("batch_size")
     if size != 2:
         claim += f" (measured with batches of {size})"
-    failures = usable_failures(row)
+    numbers, failures = usable_failures(row)
     if failures:
-        return Verdict(claim, FAILS, "; ".join(failures), EARLY_COMMAND)
-    return Verdict(claim, HOLDS, "audible, envelope-shaped, percussive and on pitch", EARLY_COMMAND)
+        return Evidence(claim, FAILS, EARLY_COMMAND, numbers, ("; ".join(failures),))
+    wording = ("audible, envelope-shaped, percussive and on pitch",)
+    return Evidence(claim, HOLDS, EARLY_COMMAND, numbers, wording)
 
 
-def coherent_claim(result: dict[str, Any] | None) -> Verdict:
+def coherent_claim(result: dict[str, Any] | None) -> Evidence:
     """Holds iff a run of at most 50 batches passes :func:`coherent_failures`; does not hold
     iff none does and 50 batches were measured."""
     claim = f"Coherent samples within {COHERENT_BY} batches"
-    rows = [r for r in (result or {}).get("rows", []) if r.get("batches", 0) <= COHERENT_BY]
+    rows = [r for r in _rows(result) if r.get("batches", 0) <= COHERENT_BY]
     scaffold = (result or {}).get("scaffold")
     for row in rows:
-        if not coherent_failures(row, scaffold):
-            why = f"coherent after {row['batches']} batches"
-            return Verdict(claim, HOLDS, why, EARLY_COMMAND)
-    at_limit = _row_at(result, COHERENT_BY)
+        numbers, failures = coherent_failures(row, scaffold)
+        if not failures:
+            numbers = {**numbers, "batches": row["batches"]}
+            return Evidence(
+                claim, HOLDS, EARLY_COMMAND, numbers, ("coherent after {batches} batches",)
+            )
+    at_limit = find_row(_rows(result), batches=COHERENT_BY)
     if at_limit is None:
-        return _missing(claim, EARLY_COMMAND, f"no run of {COHERENT_BY} batches")
-    why = f"at {COHERENT_BY} batches: " + "; ".join(coherent_failures(at_limit, scaffold))
-    return Verdict(claim, FAILS, why, EARLY_COMMAND)
+        return _unmeasured(claim, EARLY_COMMAND, f"no run of {COHERENT_BY} batches")
+    numbers, failures = coherent_failures(at_limit, scaffold)
+    numbers = {**numbers, "batches": COHERENT_BY}
+    wording = ("at {batches} batches: ", "; ".join(failures))
+    return Evidence(claim, FAILS, EARLY_COMMAND, numbers, wording)
 
 
-def _summary_row(part: dict[str, Any] | None, backbone: str) -> dict[str, Any] | None:
-    for row in (part or {}).get("summary", []):
-        if row.get("backbone") == backbone:
-            return row
-    return None
+# ------------------------------------------------------------------ music LM (seed 002/003)
 
 
-def hybrid_claim(result: dict[str, Any] | None) -> Verdict:
+def hybrid_claim(result: dict[str, Any] | None) -> Evidence:
     """Holds iff the hybrid's mean validation loss over seeds is lower than the
     transformer's by more than the seed spread: the larger of the two backbones' loss ranges
     (max - min over seeds), with at least :data:`MIN_SEEDS` seeds each (``mambakit eval
@@ -294,48 +344,92 @@ def hybrid_claim(result: dict[str, Any] | None) -> Verdict:
     comparison had them, else on the synthetic probes (mean held-out loss), and says which."""
     claim = "A Jamba-style 1:3 hybrid beats a transformer (matched parameters, equal steps)"
     if result is None:
-        return _missing(claim, LM_COMPARE_COMMAND, "no lm-compare result")
+        return _unmeasured(claim, LM_COMPARE_COMMAND, "no lm-compare result")
     codec = result.get("codec")
     part = codec or result.get("probes")
     split = (result.get("config") or {}).get("split", "val")
     where = f"on codec tokens ({split} split)" if codec else "on the synthetic probes only"
-    rows = {b: _summary_row(part, b) for b in ("hybrid", "transformer")}
+    rows = {b: find_row(_rows(part, "summary"), backbone=b) for b in ("hybrid", "transformer")}
     absent = [b for b, row in rows.items() if row is None]
     if absent:
-        return _missing(claim, LM_COMPARE_COMMAND, f"no {' or '.join(absent)} runs {where}")
+        return _unmeasured(claim, LM_COMPARE_COMMAND, f"no {' or '.join(absent)} runs {where}")
     hybrid, transformer = rows["hybrid"], rows["transformer"]
     n = min(_get(hybrid, "loss.n") or 0, _get(transformer, "loss.n") or 0)
     values = [_get(r, f"loss.{k}") for r in (hybrid, transformer) for k in ("mean", "min", "max")]
     if any(v is None for v in values):
-        return _missing(claim, LM_COMPARE_COMMAND, f"missing losses {where}")
+        return _unmeasured(claim, LM_COMPARE_COMMAND, f"missing losses {where}")
     if n < MIN_SEEDS:
-        return _missing(
+        return _unmeasured(
             claim, LM_COMPARE_COMMAND, f"{n:.0f} seed(s) {where}: need {MIN_SEEDS} for a spread"
         )
     mean_h, lo_h, hi_h, mean_t, lo_t, hi_t = values  # type: ignore[misc]
-    margin, spread = mean_t - mean_h, max(hi_h - lo_h, hi_t - lo_t)
     config = result.get("config") or {}
     if config.get("steps"):
         where += f", {config['steps']} steps"
     gap = ((result.get("probes") or {}).get("corpus") or {}).get("gap")
     if not codec and gap:
         where += f", recall gap {gap}"
-    why = (
-        f"{where}: mean loss hybrid {mean_h:.4f} vs transformer {mean_t:.4f} over {n:.0f} "
-        f"seeds, margin {margin:+.4f} vs seed spread {spread:.4f} (rule: margin > spread)"
-    )
+    numbers = {
+        "where": where, "loss_hybrid": mean_h, "loss_transformer": mean_t, "seeds": n,
+        "margin": mean_t - mean_h, "spread": max(hi_h - lo_h, hi_t - lo_t),
+    }  # fmt: skip
+    wording = [
+        "{where}: mean loss hybrid {loss_hybrid:.4f} vs transformer {loss_transformer:.4f} over "
+        "{seeds:.0f} seeds, margin {margin:+.4f} vs seed spread {spread:.4f} "
+        "(rule: margin > spread)"
+    ]
     params_h, params_t = _get(hybrid, "n_parameters"), _get(transformer, "n_parameters")
     if params_h and params_t:
-        why += f"; hybrid at {params_h / params_t:.2f}x the transformer's parameters"
-    return Verdict(claim, HOLDS if margin > spread else FAILS, why, LM_COMPARE_COMMAND)
+        numbers["parameter_ratio"] = params_h / params_t
+        wording.append("; hybrid at {parameter_ratio:.2f}x the transformer's parameters")
+    ok = numbers["margin"] > numbers["spread"]
+    return Evidence(claim, _decide(ok), LM_COMPARE_COMMAND, numbers, tuple(wording))
 
 
-def _timbre_row(result: dict[str, Any] | None) -> dict[str, Any] | None:
+def lm_decode_memory_claim(result: dict[str, Any] | None) -> Evidence:
+    """Seed 003 (never measured there): a Mamba LM generates with constant memory and step
+    time, a transformer's grow with the context. Holds when, in ``mambakit bench lm``,
+    ``mamba2``'s cache is the same at the shortest and longest context and smaller than the
+    transformer's there, and its step time grows by at most :data:`CONSTANT_STEP_GROWTH`."""
+    claim = "A Mamba LM decodes with constant memory and step time; a transformer's grow"
+
+    def by_context(backbone: str) -> list[dict[str, Any]]:
+        rows = [r for r in _rows(result) if r.get("backbone") == backbone]
+        return sorted(rows, key=lambda r: r["context_seconds"])
+
+    mamba, attn = by_context("mamba2"), by_context("transformer")
+    if len(mamba) < 2 or len(attn) < 2:
+        return _unmeasured(claim, BENCH_LM_COMMAND, "needs mamba2 and transformer at 2+ contexts")
+    short, long_ = mamba[0], mamba[-1]
+    numbers = {
+        "context_short": short["context_seconds"], "context_long": long_["context_seconds"],
+        "batch": (result or {}).get("batch_size", 1),
+        "cache_short": short["cache_mb"], "cache_long": long_["cache_mb"],
+        "step_growth": long_["step_ms"] / short["step_ms"], "rule": CONSTANT_STEP_GROWTH,
+        "tokens_per_s": long_["tokens_per_s"],
+        "attention_cache_short": attn[0]["cache_mb"], "attention_cache_long": attn[-1]["cache_mb"],
+        "attention_step_growth": attn[-1]["step_ms"] / attn[0]["step_ms"],
+        "attention_tokens_per_s": attn[-1]["tokens_per_s"],
+    }  # fmt: skip
+    wording = (
+        "at {context_short:g} -> {context_long:g} s of context (batch {batch}): ",
+        "mamba2 cache {cache_short:.2f} -> {cache_long:.2f} MiB, step {step_growth:.2f}x "
+        "(rule <= {rule:g}x), {tokens_per_s:.0f} tokens/s; ",
+        "transformer cache {attention_cache_short:.1f} -> {attention_cache_long:.1f} MiB, "
+        "step {attention_step_growth:.2f}x, {attention_tokens_per_s:.0f} tokens/s",
+    )
+    cache_same = math.isclose(short["cache_mb"], long_["cache_mb"], rel_tol=1e-6)
+    ok = cache_same and long_["cache_mb"] < attn[-1]["cache_mb"]
+    ok = ok and numbers["step_growth"] <= CONSTANT_STEP_GROWTH
+    return Evidence(claim, _decide(ok), BENCH_LM_COMMAND, numbers, wording)
+
+
+# ------------------------------------------------------------------ timbre (seed 004)
+
+
+def _seed_size_row(result: dict[str, Any] | None) -> dict[str, Any] | None:
     """The seed-size row of ``mambakit bench timbre``: base preset, unidirectional Mamba."""
-    for row in (result or {}).get("rows", []):
-        if row.get("preset") == "base" and row.get("mamba") == "uni":
-            return row
-    return None
+    return find_row(_rows(result), preset="base", mamba="uni")
 
 
 def _bench_device(result: dict[str, Any] | None) -> str:
@@ -346,55 +440,57 @@ def _bench_device(result: dict[str, Any] | None) -> str:
     return f"CPU ({machine.get('cpu_cores', '?')} cores, {machine.get('cpu', 'unknown CPU')})"
 
 
-def timbre_memory_claim(result: dict[str, Any] | None) -> Verdict:
+def timbre_memory_claim(result: dict[str, Any] | None) -> Evidence:
     """Holds iff the measured peak memory of one forward+backward pass of the seed-size
     generator (``base``, unidirectional; ``mambakit bench timbre``) is at most
     :data:`TIMBRE_MEMORY_SLACK` times the seed's 275.25 MB. The claim names the clip length
     when it is not 2.1 s; on a CPU the peak is resident memory (an upper bound)."""
     claim = "Forward+backward of the seed-size model fits in about 275 MB on a 2.1 s clip"
-    row = _timbre_row(result)
+    row = _seed_size_row(result)
     peak = _get(row, "train_peak_mb")
     if peak is None:
-        return _missing(claim, BENCH_TIMBRE_COMMAND, "needs the base (unidirectional) fwd+bwd peak")
+        return _unmeasured(
+            claim, BENCH_TIMBRE_COMMAND, "needs the base (unidirectional) fwd+bwd peak"
+        )
     clip = _get(row, "clip_seconds")
     if clip is not None and abs(clip - 2.1) > 1e-6:
         claim += f" (measured at {clip:g} s)"
-    ratio = peak / SEED_TIMBRE_TRAIN_MB
-    estimate = _get(row, "summary_estimate_mb")
-    why = (
-        f"base preset ({_show(_get(row, 'params_m'))} M parameters): measured peak "
-        f"{peak:.0f} MB = {ratio:.2f}x the seed's {SEED_TIMBRE_TRAIN_MB} MB "
-        f"(rule: <= {TIMBRE_MEMORY_SLACK:g}x) on {_bench_device(result)}; "
-        f"torchinfo-style estimate {_show(estimate, '.0f')} MB"
+    numbers = {
+        "params_m": _get(row, "params_m"), "peak_mb": peak, "seed_mb": SEED_TIMBRE_TRAIN_MB,
+        "ratio": peak / SEED_TIMBRE_TRAIN_MB, "rule": TIMBRE_MEMORY_SLACK,
+        "device": _bench_device(result), "estimate_mb": _get(row, "summary_estimate_mb"),
+    }  # fmt: skip
+    wording = (
+        "base preset ({params_m:.2f} M parameters): measured peak {peak_mb:.0f} MB = "
+        "{ratio:.2f}x the seed's {seed_mb} MB (rule: <= {rule:g}x) on {device}; ",
+        "torchinfo-style estimate {estimate_mb:.0f} MB",
     )
-    verdict = HOLDS if ratio <= TIMBRE_MEMORY_SLACK else FAILS
-    return Verdict(claim, verdict, why, BENCH_TIMBRE_COMMAND)
+    ok = numbers["ratio"] <= TIMBRE_MEMORY_SLACK
+    return Evidence(claim, _decide(ok), BENCH_TIMBRE_COMMAND, numbers, wording)
 
 
-def timbre_realtime_claim(result: dict[str, Any] | None) -> Verdict:
+def timbre_realtime_claim(result: dict[str, Any] | None) -> Evidence:
     """Holds iff the seed-size generator transfers a long content clip (10 s by default,
     through the chunked path) faster than real time on the machine of ``mambakit bench
-    timbre``: speed in times real time (audio s / wall s) above :data:`REAL_TIME_FACTOR`. The why
-    names the device (the seed timed an A100; a CPU figure says CPU)."""
+    timbre``: speed in times real time (audio s / wall s) above :data:`REAL_TIME_FACTOR`. The
+    evidence names the device (the seed timed an A100; a CPU figure says CPU)."""
     claim = "Real-time one-shot transfer"
-    row = _timbre_row(result)
-    rtf = _get(row, "x_realtime_long")
-    if rtf is None:
-        return _missing(claim, BENCH_TIMBRE_COMMAND, "needs the base (unidirectional) speed")
-    seconds, chunks = _get(row, "transfer_seconds"), _get(row, "chunks")
-    why = (
-        f"base preset: {rtf:.2f}x real time (audio s / wall s; rule: > {REAL_TIME_FACTOR:g}) "
-        f"on {_show(seconds, 'g')} s of content in {_show(chunks, '.0f')} chunks, on "
-        f"{_bench_device(result)}; the seed's figure is from an A100"
+    row = _seed_size_row(result)
+    speed = _get(row, "x_realtime_long")
+    if speed is None:
+        return _unmeasured(claim, BENCH_TIMBRE_COMMAND, "needs the base (unidirectional) speed")
+    numbers = {
+        "x_realtime": speed, "rule": REAL_TIME_FACTOR, "seconds": _get(row, "transfer_seconds"),
+        "chunks": _get(row, "chunks"), "device": _bench_device(result),
+    }  # fmt: skip
+    wording = (
+        "base preset: {x_realtime:.2f}x real time (audio s / wall s; rule: > {rule:g}) ",
+        "on {seconds:g} s of content in {chunks:.0f} chunks, on {device}; ",
+        "the seed's figure is from an A100",
     )
-    return Verdict(claim, HOLDS if rtf > REAL_TIME_FACTOR else FAILS, why, BENCH_TIMBRE_COMMAND)
-
-
-def _run_with_objective(result: dict[str, Any] | None, objective: str) -> dict[str, Any] | None:
-    for row in (result or {}).get("runs", []):
-        if row.get("objective") == objective:
-            return row
-    return None
+    return Evidence(
+        claim, _decide(speed > REAL_TIME_FACTOR), BENCH_TIMBRE_COMMAND, numbers, wording
+    )
 
 
 def _paired_difference(
@@ -410,7 +506,7 @@ def _paired_difference(
     return statistics.fmean(diffs), se, sum(d > 0 for d in diffs) / len(diffs)
 
 
-def timbre_transfer_claim(result: dict[str, Any] | None) -> Verdict:
+def timbre_transfer_claim(result: dict[str, Any] | None) -> Evidence:
     """From ``mambakit eval timbre``: holds iff the first run trained with objective
     ``transfer`` has a higher ``style_gain`` (its outputs' MFCC statistics are closer to the
     target's) than the first run trained with ``reconstruction``, *and* it keeps the
@@ -426,97 +522,91 @@ def timbre_transfer_claim(result: dict[str, Any] | None) -> Verdict:
     on some instruments the pitch tracker disagrees with itself across timbres; a rule
     asking more agreement than the target has would reject a perfect transfer and reward
     copying the content. Without a reference row both must reach the threshold. The
-    objective is each run's ``timbre_train.json``; the why flags pairs that were not held
-    out and unequal budgets."""
+    objective is each run's ``timbre_train.json``; the evidence flags pairs that were not
+    held out and unequal budgets."""
     claim = (
         "Transfer training beats reconstruction-only on style match while keeping content "
         f"correlation >= {TIMBRE_MIN_CONTENT_CORRELATION:g}"
     )
-    runs = {o: _run_with_objective(result, o) for o in ("transfer", "reconstruction")}
+    runs = {o: find_row(_rows(result, "runs"), objective=o) for o in ("transfer", "reconstruction")}
     absent = [o for o, row in runs.items() if row is None]
     if absent:
         what = " or ".join(absent)
-        return _missing(claim, EVAL_TIMBRE_COMMAND, f"no run trained with objective {what}")
+        return _unmeasured(claim, EVAL_TIMBRE_COMMAND, f"no run trained with objective {what}")
     transfer, recon = runs["transfer"], runs["reconstruction"]
-    keys = ("style_gain", "pitch_corr", "loudness_corr")
-    gain_t, pitch_t, loud_t = (_get(transfer, k) for k in keys)
+    gain_t, pitch_t, loud_t = (
+        _get(transfer, k) for k in ("style_gain", "pitch_corr", "loudness_corr")
+    )
     gain_r = _get(recon, "style_gain")
     if None in (gain_t, pitch_t, loud_t, gain_r):
-        return _missing(claim, EVAL_TIMBRE_COMMAND, "style gain or content correlation missing")
-    threshold = TIMBRE_MIN_CONTENT_CORRELATION
+        return _unmeasured(claim, EVAL_TIMBRE_COMMAND, "style gain or content correlation missing")
     reference = (result or {}).get("reference")
     pitch_ref, loud_ref = _get(reference, "pitch_corr"), _get(reference, "loudness_corr")
-    pitch_needed, loud_needed = (threshold if r is None else min(threshold, r)
-                                 for r in (pitch_ref, loud_ref))  # fmt: skip
+    threshold = TIMBRE_MIN_CONTENT_CORRELATION
+    numbers: dict[str, Any] = {
+        "pairs": (result or {}).get("pairs_dir"),
+        "gain": gain_t, "name": transfer.get("name"),
+        "gain_baseline": gain_r, "name_baseline": recon.get("name"),
+        "pitch": pitch_t, "loudness": loud_t,
+        "pitch_needed": threshold if pitch_ref is None else min(threshold, pitch_ref),
+        "loudness_needed": threshold if loud_ref is None else min(threshold, loud_ref),
+        "pitch_reference": pitch_ref, "loudness_reference": loud_ref,
+        "se_multiple": TIMBRE_GAIN_SE_MULTIPLE,
+    }  # fmt: skip
+    wording = ["pairs `{pairs}`: "] if numbers["pairs"] else []
+    wording.append(
+        "style gain {gain:.3f} ({name}, transfer) vs {gain_baseline:.3f} "
+        "({name_baseline}, reconstruction)"
+    )
     paired = _paired_difference(transfer, recon)
-    pairs = f"pairs `{result['pairs_dir']}`: " if (result or {}).get("pairs_dir") else ""
-    why = pairs + f"style gain {gain_t:.3f} ({transfer.get('name')}, transfer) vs {gain_r:.3f} "
-    why += f"({recon.get('name')}, reconstruction)"
     if paired is not None:
-        diff, se, better = paired
-        why += f", paired difference {diff:+.3f} ± {se:.3f} (SE), transfer higher on "
-        why += f"{better:.0%} of the pairs"
-    why += (
-        f"; transfer run's content correlation: pitch {pitch_t:.3f}, loudness {loud_t:.3f} "
-        f"(rule: higher gain{f' by > {TIMBRE_GAIN_SE_MULTIPLE:g} SE' if paired else ''}, "
-        f"pitch >= {pitch_needed:.3g}, "
-        f"loudness >= {loud_needed:.3g})"
+        numbers.update(difference=paired[0], se=paired[1], share_higher=paired[2])
+        wording.append(
+            ", paired difference {difference:+.3f} ± {se:.3f} (SE), transfer higher on "
+            "{share_higher:.0%} of the pairs"
+        )
+    wording.append(
+        "; transfer run's content correlation: pitch {pitch:.3f}, loudness {loudness:.3f} "
+        + ("(rule: higher gain by > {se_multiple:g} SE, " if paired else "(rule: higher gain, ")
+        + "pitch >= {pitch_needed:.3g}, loudness >= {loudness_needed:.3g})"
     )
     if reference is not None:
-        why += "; a perfect transfer (the targets themselves) scores pitch "
-        why += f"{_show(pitch_ref, '.3f')}, loudness {_show(loud_ref, '.3f')}"
+        wording.append(
+            "; a perfect transfer (the targets themselves) scores pitch {pitch_reference:.3f}, "
+            "loudness {loudness_reference:.3f}"
+        )
     if transfer.get("adversarial") is not None and recon.get("adversarial") is not None:
         from mambakit.timbre.evaluate import losses_label
 
-        why += (
-            f"; losses: {losses_label(transfer['adversarial'])} (transfer), "
-            f"{losses_label(recon['adversarial'])} (reconstruction)"
+        numbers.update(
+            losses=losses_label(transfer["adversarial"]),
+            losses_baseline=losses_label(recon["adversarial"]),
         )
-    seen = [r.get("name") for r in (transfer, recon) if r.get("shared_notes")]
+        wording.append("; losses: {losses} (transfer), {losses_baseline} (reconstruction)")
+    seen = [str(r.get("name")) for r in (transfer, recon) if r.get("shared_notes")]
     if seen:
-        why += "; pairs not held out for " + ", ".join(str(s) for s in seen)
+        numbers["not_held_out"] = ", ".join(seen)
+        wording.append("; pairs not held out for {not_held_out}")
     budgets = [r.get("budget") for r in (transfer, recon)]
     if None not in budgets and budgets[0] != budgets[1]:
-        why += f"; unequal budgets {budgets[0]} vs {budgets[1]}"
-    higher = gain_t > gain_r if paired is None else paired[0] > TIMBRE_GAIN_SE_MULTIPLE * paired[1]
-    ok = higher and pitch_t >= pitch_needed and loud_t >= loud_needed
-    return Verdict(claim, HOLDS if ok else FAILS, why, EVAL_TIMBRE_COMMAND)
-
-
-def _lm_rows(result: dict[str, Any] | None, backbone: str) -> list[dict[str, Any]]:
-    rows = [r for r in (result or {}).get("rows", []) if r.get("backbone") == backbone]
-    return sorted(rows, key=lambda r: r["context_seconds"])
-
-
-def lm_decode_memory_claim(result: dict[str, Any] | None) -> Verdict:
-    """Seed 003 (never measured there): a Mamba LM generates with constant memory and step
-    time, a transformer's grow with the context. Holds when, in ``mambakit bench lm``,
-    ``mamba2``'s cache is the same at the shortest and longest context and smaller than the
-    transformer's there, and its step time grows by at most :data:`CONSTANT_STEP_GROWTH`."""
-    claim = "A Mamba LM decodes with constant memory and step time; a transformer's grow"
-    mamba, attn = _lm_rows(result, "mamba2"), _lm_rows(result, "transformer")
-    if len(mamba) < 2 or len(attn) < 2:
-        return _missing(claim, BENCH_LM_COMMAND, "needs mamba2 and transformer at 2+ contexts")
-    short, long_ = mamba[0], mamba[-1]
-    growth = long_["step_ms"] / short["step_ms"]
-    cache_same = math.isclose(short["cache_mb"], long_["cache_mb"], rel_tol=1e-6)
-    ok = cache_same and long_["cache_mb"] < attn[-1]["cache_mb"]
-    ok = ok and growth <= CONSTANT_STEP_GROWTH
-    why = (
-        f"at {short['context_seconds']:g} -> {long_['context_seconds']:g} s of context "
-        f"(batch {result.get('batch_size', 1)}): mamba2 cache {short['cache_mb']:.2f} -> "
-        f"{long_['cache_mb']:.2f} MiB, step {growth:.2f}x (rule <= {CONSTANT_STEP_GROWTH:g}x), "
-        f"{long_['tokens_per_s']:.0f} tokens/s; transformer cache {attn[0]['cache_mb']:.1f} -> "
-        f"{attn[-1]['cache_mb']:.1f} MiB, step {attn[-1]['step_ms'] / attn[0]['step_ms']:.2f}x, "
-        f"{attn[-1]['tokens_per_s']:.0f} tokens/s"
+        numbers.update(budget=budgets[0], budget_baseline=budgets[1])
+        wording.append("; unequal budgets {budget} vs {budget_baseline}")
+    higher = (
+        gain_t > gain_r  # type: ignore[operator]
+        if paired is None
+        else paired[0] > TIMBRE_GAIN_SE_MULTIPLE * paired[1]
     )
-    return Verdict(claim, HOLDS if ok else FAILS, why, BENCH_LM_COMMAND)
+    ok = higher and pitch_t >= numbers["pitch_needed"] and loud_t >= numbers["loudness_needed"]  # type: ignore[operator]
+    return Evidence(claim, _decide(ok), EVAL_TIMBRE_COMMAND, numbers, tuple(wording))
+
+
+# ------------------------------------------------------------------ all of them
 
 
 def all_verdicts(
     results: dict[str, dict[str, Any] | None],
     every: dict[str, list[dict[str, Any]]] | None = None,
-) -> list[Verdict]:
+) -> list[Evidence]:
     """Every claim judged from ``results`` (keys ``ablations``, ``early``, ``bench_drums``,
     ``lm_compare``, ``bench_lm``, ``bench_timbre``, ``eval_timbre``; a missing or ``None``
     entry gives ``not measured here``).
@@ -529,7 +619,7 @@ def all_verdicts(
     ablations, early = results.get("ablations"), results.get("early")
     every = every or {}
 
-    def each(key: str, rule: Callable[[dict[str, Any] | None], Verdict]) -> list[Verdict]:
+    def each(key: str, rule: Callable[[dict[str, Any] | None], Evidence]) -> list[Evidence]:
         return [rule(r) for r in every[key]] if every.get(key) else [rule(results.get(key))]
 
     return [
@@ -547,9 +637,23 @@ def all_verdicts(
     ]
 
 
-def verdicts_markdown(verdicts: list[Verdict]) -> str:
-    """A Markdown table: claim, verdict (bold), why, command."""
-    lines = ["| seed claim | verdict | why | measured by |", "|---|---|---|---|"]
-    for v in verdicts:
-        lines.append(f"| {v.claim} | **{v.verdict}** | {v.why} | `{v.command}` |")
-    return "\n".join(lines)
+def verdicts_markdown(verdicts: list[Evidence]) -> str:
+    """A Markdown table: claim, verdict (bold), the evidence in words, command."""
+    from mambakit.results import markdown_table
+
+    rows = [
+        {
+            "claim": v.claim,
+            "verdict": f"**{v.verdict}**",
+            "why": word(v),
+            "command": f"`{v.command}`",
+        }
+        for v in verdicts
+    ]
+    columns = [
+        ("claim", "seed claim"),
+        ("verdict", "verdict"),
+        ("why", "why"),
+        ("command", "measured by"),
+    ]
+    return markdown_table(rows, columns)
