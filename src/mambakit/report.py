@@ -107,28 +107,17 @@ def _read(path: Path) -> dict[str, Any] | None:
     return payload if isinstance(payload, dict) else None
 
 
-def result_meta(payload: dict[str, Any]) -> dict[str, Any] | None:
-    """The metadata block of a result (``meta``; the SSM bench writes ``metadata``)."""
-    meta = payload.get("meta") or payload.get("metadata")
-    return meta if isinstance(meta, dict) else None
+def machine_label(payload: dict[str, Any], command_hint: str) -> str:
+    """One line naming the machine, command, commit and date of a result (its ``meta``)."""
+    from mambakit.results import Meta
 
-
-def machine_label(meta: dict[str, Any] | None, command_hint: str) -> str:
-    """One line naming the machine, command, commit and date of a result."""
-    if not meta:
+    meta = Meta.read(payload)
+    if meta is None:
         return (
             "_Machine, command, commit and date were not recorded with this result; "
             f"rerun `{command_hint}` to record them._"
         )
-    machine = meta.get("machine") or {}
-    gpu = machine.get("gpu") or "CPU only"
-    commit = (meta.get("git_commit") or "unknown")[:10]
-    return (
-        f"_Measured on {machine.get('platform', 'unknown platform')}, "
-        f"{machine.get('cpu_cores', '?')} CPUs ({machine.get('cpu', 'unknown CPU')}), "
-        f"torch {machine.get('torch', '?')}, {gpu}; command `{meta.get('command', '?')}`; "
-        f"commit `{commit}`; {meta.get('date_utc', 'date unknown')}._"
-    )
+    return meta.label()
 
 
 def _ablations_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, list[Path]]:
@@ -360,7 +349,7 @@ def build_report(
             "",
             f"## {source.title}",
             "",
-            machine_label(result_meta(payload), source.command),
+            machine_label(payload, source.command),
             f"Source: `{path}`.",
             "",
             body,

@@ -78,10 +78,11 @@ def test_machine_label_names_the_gpu_or_says_cpu_only():
         "git_commit": "0123456789abcdef",
         "date_utc": "2026-01-01T00:00:00+00:00",
     }
-    label = machine_label(meta, "cmd")
+    label = machine_label({"meta": meta}, "cmd")
     assert "NVIDIA H100" in label and "16 CPUs" in label and "`0123456789`" in label
     del meta["machine"]["gpu"]
-    assert "CPU only" in machine_label(meta, "cmd")
+    assert "CPU only" in machine_label({"meta": meta}, "cmd")
+    assert "rerun `cmd` to record them" in machine_label({"rows": []}, "cmd")
 
 
 def test_cli_report_and_eval_wiring(tmp_path, monkeypatch, capsys, early_result):

@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import datetime as _dt
 import gc
 import json
 import os
 import platform
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -239,13 +237,10 @@ def measure_matmul_flops(
 
 
 def result_metadata(command: str | None = None, device: str | torch.device | None = None) -> dict:
-    """Metadata saved beside every result: machine, command line, git commit, UTC date."""
-    return {
-        "machine": machine_info(device),
-        "command": command if command is not None else " ".join(sys.argv),
-        "git_commit": git_commit(),
-        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+    """The ``meta`` saved beside every result (:class:`mambakit.results.Meta`) as JSON data."""
+    from mambakit.results import Meta
+
+    return Meta.collect(command, device).as_dict()
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
