@@ -66,26 +66,23 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.max_steps is None and self.max_minutes is None:
             raise ValueError("TrainConfig needs max_steps, max_minutes or both")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"TrainConfig.max_steps must be >= 1, got {self.max_steps}")
-        if self.max_minutes is not None and self.max_minutes < 0:
-            raise ValueError(f"TrainConfig.max_minutes must be >= 0, got {self.max_minutes}")
-        if self.grad_accum < 1:
-            raise ValueError(f"TrainConfig.grad_accum must be >= 1, got {self.grad_accum}")
-        if self.batch_size < 1:
-            raise ValueError(f"TrainConfig.batch_size must be >= 1, got {self.batch_size}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"TrainConfig.warmup_steps must be >= 0, got {self.warmup_steps}")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError(f"TrainConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
-            raise ValueError(f"TrainConfig.ema_decay must be in (0, 1), got {self.ema_decay}")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ValueError(
-                f"TrainConfig.precision must be auto|fp32|bf16|fp16, got {self.precision!r}"
-            )
-        if self.log_every < 1 or self.ckpt_every < 1:
-            raise ValueError("TrainConfig.log_every and ckpt_every must be >= 1")
+        # (field, test of its value, what it must be); a None budget is checked above
+        rules: tuple[tuple[str, Any, str], ...] = (
+            ("max_steps", lambda v: v is None or v >= 1, ">= 1"),
+            ("max_minutes", lambda v: v is None or v >= 0, ">= 0"),
+            ("grad_accum", lambda v: v >= 1, ">= 1"),
+            ("batch_size", lambda v: v >= 1, ">= 1"),
+            ("warmup_steps", lambda v: v >= 0, ">= 0"),
+            ("min_lr_ratio", lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+            ("ema_decay", lambda v: v is None or 0.0 < v < 1.0, "in (0, 1)"),
+            ("precision", lambda v: v in ("auto", "fp32", "bf16", "fp16"), "auto|fp32|bf16|fp16"),
+            ("log_every", lambda v: v >= 1, ">= 1"),
+            ("ckpt_every", lambda v: v >= 1, ">= 1"),
+        )
+        for name, ok, must in rules:
+            value = getattr(self, name)
+            if not ok(value):
+                raise ValueError(f"TrainConfig.{name} must be {must}, got {value!r}")
 
     @property
     def time_only(self) -> bool:

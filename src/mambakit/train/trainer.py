@@ -264,48 +264,11 @@ class Trainer:
         self.save_fn = save_fn
         self.out_dir = Path(out_dir) if out_dir is not None else None
 
-        # Distributed setup from the torchrun environment.
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.distributed = self.world_size > 1
-        self.device = resolve_device(config.device)
-        if self.distributed and self.device.type == "cuda":
-            self.device = torch.device("cuda", self.local_rank)
-            torch.cuda.set_device(self.device)
-        if self.distributed and not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo")
-        self.is_main = self.rank == 0
-
+        self._setup_distributed()
         self.model: nn.Module = model.to(self.device)
         stages: dict[str, ParamSource] = dict(optimizers) if optimizers else {"main": model}
-        if not stages:
-            raise ValueError("optimizers must name at least one parameter group")
-        self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        for stage, source in stages.items():
-            params = list(source.parameters() if isinstance(source, nn.Module) else source)
-            groups = build_param_groups(model, params, config.weight_decay)
-            if not groups:
-                raise ValueError(f"optimizer {stage!r} has no trainable parameters")
-            self.optimizers[stage] = torch.optim.AdamW(
-                groups, lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay
-            )
-
-        # Under torchrun, one optimizer: DistributedDataParallel (gradient all-reduce
-        # overlapped with backward). Several optimizers (GANs): loss functions reach into
-        # sub-networks (``model.disc(...)``), which DDP's forward hooks would never see, so
-        # the trainer passes the plain model and averages each stage's gradients itself.
-        self.manual_grad_sync = self.distributed and len(stages) > 1
-        self.wrapped: nn.Module = model
-        if self.distributed and not self.manual_grad_sync:
-            ddp_kwargs: dict[str, Any] = {}
-            if self.device.type == "cuda":
-                ddp_kwargs["device_ids"] = [self.device.index]
-            self.wrapped = nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
-        elif self.manual_grad_sync:
-            with torch.no_grad():  # start every rank from rank 0's weights, as DDP does
-                for tensor in model.state_dict().values():
-                    dist.broadcast(tensor, src=0)
+        self.optimizers = self._build_optimizers(stages)
+        self.wrapped = self._wrap_for_ddp(model, n_stages=len(stages))
 
         precision = config.precision
         if precision == "auto":
@@ -319,6 +282,56 @@ class Trainer:
         self._interrupt_requested = False
         # True while the weights hold part of a step (some optimizers stepped, not all).
         self._mid_update = False
+
+    def _setup_distributed(self) -> None:
+        """Rank, world size and device from the torchrun environment (one process: rank 0)."""
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.distributed = self.world_size > 1
+        self.device = resolve_device(self.config.device)
+        if self.distributed and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(self.device)
+        if self.distributed and not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo")
+        self.is_main = self.rank == 0
+
+    def _build_optimizers(
+        self, stages: Mapping[str, ParamSource]
+    ) -> dict[str, torch.optim.Optimizer]:
+        """One AdamW per stage, with the weight-decay groups of :func:`build_param_groups`."""
+        if not stages:
+            raise ValueError("optimizers must name at least one parameter group")
+        cfg, optimizers = self.config, {}
+        for stage, source in stages.items():
+            params = list(source.parameters() if isinstance(source, nn.Module) else source)
+            groups = build_param_groups(self.model, params, cfg.weight_decay)
+            if not groups:
+                raise ValueError(f"optimizer {stage!r} has no trainable parameters")
+            optimizers[stage] = torch.optim.AdamW(
+                groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
+            )
+        return optimizers
+
+    def _wrap_for_ddp(self, model: nn.Module, n_stages: int) -> nn.Module:
+        """The module ``loss_fn`` calls: ``DistributedDataParallel`` under torchrun with one
+        optimizer (gradient all-reduce overlapped with backward), else the plain model.
+
+        With several optimizers (GANs), loss functions reach into sub-networks
+        (``model.disc(...)``), which DDP's forward hooks would never see, so the trainer
+        passes the plain model and averages each stage's gradients itself."""
+        self.manual_grad_sync = self.distributed and n_stages > 1
+        if self.distributed and not self.manual_grad_sync:
+            ddp_kwargs: dict[str, Any] = {}
+            if self.device.type == "cuda":
+                ddp_kwargs["device_ids"] = [self.device.index]
+            return nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
+        if self.manual_grad_sync:
+            with torch.no_grad():  # start every rank from rank 0's weights, as DDP does
+                for tensor in model.state_dict().values():
+                    dist.broadcast(tensor, src=0)
+        return model
 
     # ------------------------------------------------------------------ schedule
     def lr_at(self, step: int) -> float:
@@ -572,6 +585,57 @@ class Trainer:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
 
+    def _progress_bar(self) -> Any:
+        """A bar over the steps, or over the seconds of a time-only budget."""
+        cfg = self.config
+        by_time = cfg.max_steps is None
+        return tqdm(
+            total=round(cfg.max_minutes * 60) if by_time else cfg.max_steps,  # type: ignore[operator]
+            initial=0 if by_time else self.step,
+            unit="s" if by_time else "it",
+            disable=not (cfg.progress and self.is_main),
+            desc="train",
+            dynamic_ncols=True,
+        )
+
+    def _show_progress(self, bar: Any, started: float, loss: float, lr: float) -> None:
+        if self.config.max_steps is None:
+            bar.update(min(bar.total, int(time.monotonic() - started)) - bar.n)
+            bar.set_postfix(step=self.step, loss=f"{loss:.4g}", lr=f"{lr:.3g}")
+        else:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4g}", lr=f"{lr:.3g}")
+
+    def _after_step(self, started: float, lr: float, loss: float, logs: dict[str, float]) -> bool:
+        """Evaluate, log and checkpoint as the intervals say; True if a checkpoint was written."""
+        cfg = self.config
+        done = cfg.max_steps is not None and self.step >= cfg.max_steps
+        if self.step % cfg.ckpt_every == 0 or done:
+            logs.update(self._evaluate())
+        if self.step % cfg.log_every == 0 or done:
+            elapsed = round(time.monotonic() - started, 3)
+            self._log({"step": self.step, "time": elapsed, "lr": lr, "loss": loss, "logs": logs})
+        if self.step % cfg.ckpt_every == 0 and not done:
+            self.save_checkpoint()
+            return True
+        return False
+
+    def _save_on_interrupt(self, last_saved: int) -> None:
+        """Ctrl-C: save the step just finished, unless it was cut in the middle."""
+        if self._mid_update:
+            # Raised inside a step after some weights moved: saving would mix two steps.
+            warnings.warn(
+                f"interrupted in the middle of step {self.step}; the last checkpoint "
+                f"(step {last_saved}) in {self.out_dir} is kept",
+                stacklevel=3,
+            )
+        elif self.out_dir is not None and (
+            self.step != last_saved or not self.state_path.is_file()
+        ):
+            if self.is_main:
+                print(f"interrupted: saving step {self.step} to {self.out_dir}", flush=True)
+            self.save_checkpoint()
+
     def fit(self) -> FitSummary:
         """Train until ``max_steps`` or ``max_minutes``, then write a final checkpoint.
 
@@ -579,24 +643,12 @@ class Trainer:
         finish, writes a checkpoint, and then raises ``KeyboardInterrupt`` (press twice to
         stop at once; then the last regular checkpoint is kept if the step was half done).
         """
-        cfg = self.config
         started = time.monotonic()
         self.maybe_resume()
         self.model.train()
         final_loss = math.nan
         stopped_by = "max_steps"
-        # A time budget with no step limit shows seconds of the budget.
-        by_time = cfg.max_steps is None
-        bar = tqdm(
-            total=round(cfg.max_minutes * 60)
-            if cfg.max_minutes is not None and by_time
-            else cfg.max_steps,
-            initial=0 if by_time else self.step,
-            unit="s" if by_time else "it",
-            disable=not (cfg.progress and self.is_main),
-            desc="train",
-            dynamic_ncols=True,
-        )
+        bar = self._progress_bar()
         last_saved = self.step
         previous_handler = self._defer_sigint()
         try:
@@ -610,45 +662,14 @@ class Trainer:
                     warnings.warn(f"non-finite loss {final_loss} at step {self.step}", stacklevel=2)
                 self.step += 1
                 self._mid_update = False
-                if by_time:
-                    bar.update(min(bar.total, int(time.monotonic() - started)) - bar.n)
-                    bar.set_postfix(step=self.step, loss=f"{final_loss:.4g}", lr=f"{lr:.3g}")
-                else:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{final_loss:.4g}", lr=f"{lr:.3g}")
-                done = cfg.max_steps is not None and self.step >= cfg.max_steps
-                if self.step % cfg.ckpt_every == 0 or done:
-                    logs.update(self._evaluate())
-                if self.step % cfg.log_every == 0 or done:
-                    self._log(
-                        {
-                            "step": self.step,
-                            "time": round(time.monotonic() - started, 3),
-                            "lr": lr,
-                            "loss": final_loss,
-                            "logs": logs,
-                        }
-                    )
-                if self.step % cfg.ckpt_every == 0 and not done:
-                    self.save_checkpoint()
+                self._show_progress(bar, started, final_loss, lr)
+                if self._after_step(started, lr, final_loss, logs):
                     last_saved = self.step
                 if self._interrupt_requested:
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
             bar.close()
-            if self._mid_update:
-                # Raised inside a step after some weights moved: saving would mix two steps.
-                warnings.warn(
-                    f"interrupted in the middle of step {self.step}; the last checkpoint "
-                    f"(step {last_saved}) in {self.out_dir} is kept",
-                    stacklevel=2,
-                )
-            elif self.out_dir is not None and (
-                self.step != last_saved or not self.state_path.is_file()
-            ):
-                if self.is_main:
-                    print(f"interrupted: saving step {self.step} to {self.out_dir}", flush=True)
-                self.save_checkpoint()
+            self._save_on_interrupt(last_saved)
             raise
         finally:
             self._restore_sigint(previous_handler)
