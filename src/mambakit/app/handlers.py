@@ -363,6 +363,21 @@ def write_wav(files: SessionFiles, stem: str, audio: np.ndarray | torch.Tensor, 
 # ---------------------------------------------------------------------------- sequencer and kit
 
 
+def _velocity_row(
+    name: str, steps: Sequence[int], bars: int, pads_audio: Mapping[str, np.ndarray]
+) -> list[int]:
+    """One pad's row of the grid: velocity 100 on its 1-based ``steps`` in every bar."""
+    if name not in pads_audio:
+        raise UIError(f"pad {name} has steps on but no sound yet: generate it first")
+    row = [0] * (N_STEPS * bars)
+    for s in steps:
+        if not 1 <= int(s) <= N_STEPS:
+            raise UIError(f"step {s} of pad {name} is outside 1..{N_STEPS}")
+        for b in range(bars):
+            row[b * N_STEPS + int(s) - 1] = 100
+    return row
+
+
 def render_loop(
     pads_audio: Mapping[str, np.ndarray],
     grid: Mapping[str, Sequence[int]],
@@ -383,19 +398,9 @@ def render_loop(
         raise UIError(f"BPM must be between {BPM_RANGE[0]:.0f} and {BPM_RANGE[1]:.0f}")
     if not 0.0 <= swing < 1.0:
         raise UIError("swing must be in [0, 1)")
-    velocities: dict[str, list[int]] = {}
-    for name, steps in grid.items():
-        if not steps:
-            continue
-        if name not in pads_audio:
-            raise UIError(f"pad {name} has steps on but no sound yet: generate it first")
-        row = [0] * (N_STEPS * bars)
-        for s in steps:
-            if not 1 <= int(s) <= N_STEPS:
-                raise UIError(f"step {s} of pad {name} is outside 1..{N_STEPS}")
-            for b in range(bars):
-                row[b * N_STEPS + int(s) - 1] = 100
-        velocities[name] = row
+    velocities = {
+        name: _velocity_row(name, steps, bars, pads_audio) for name, steps in grid.items() if steps
+    }
     if not velocities:
         raise UIError("the sequencer is empty: switch on some steps first")
     length = int(round(bars * 4 * 60.0 / bpm * sr))

@@ -63,6 +63,29 @@ def _codec_info(codec: Codec) -> dict[str, Any]:
     }
 
 
+def _open_manifest(out: Path, codec_info: dict[str, Any], val_fraction: float) -> dict[str, Any]:
+    """The store's manifest (a new one if there is none); a store of another codec is an error."""
+    if not (out / MANIFEST).is_file():
+        return {"codec": codec_info, "val_fraction": val_fraction, "files": [], "skipped": []}
+    manifest = json.loads((out / MANIFEST).read_text())
+    if manifest["codec"] != codec_info:
+        raise ValueError(
+            f"{out}: store was made with codec {manifest['codec']}, not {codec_info}; "
+            "use another --out directory"
+        )
+    return manifest
+
+
+def _encode_file(path: Path, codec: Codec) -> np.ndarray:
+    """One file's codes ``[K, frames]`` int16, at the codec's rate."""
+    audio, sr = load_audio(path)  # [C, T]
+    if audio.shape[-1] == 0:
+        raise AudioError(f"{path}: empty audio")
+    if sr != codec.sample_rate:
+        audio = resample(audio, sr, codec.sample_rate)
+    return codec.encode(audio[None])[0].cpu().numpy().astype(np.int16)
+
+
 def tokenize_folder(
     folder: str | Path,
     codec: Codec,
@@ -87,20 +110,7 @@ def tokenize_folder(
     if codec.codebook_size > np.iinfo(np.int16).max + 1:
         raise ValueError(f"codebook_size {codec.codebook_size} does not fit the int16 store")
     out.mkdir(parents=True, exist_ok=True)
-    info = _codec_info(codec)
-    manifest: dict[str, Any] = {
-        "codec": info,
-        "val_fraction": val_fraction,
-        "files": [],
-        "skipped": [],
-    }
-    if (out / MANIFEST).is_file():
-        manifest = json.loads((out / MANIFEST).read_text())
-        if manifest["codec"] != info:
-            raise ValueError(
-                f"{out}: store was made with codec {manifest['codec']}, not {info}; "
-                "use another --out directory"
-            )
+    manifest = _open_manifest(out, _codec_info(codec), val_fraction)
     done = {entry["sha1"] for entry in manifest["files"]}
     manifest["skipped"] = []  # retried each run
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in extensions and p.is_file())
@@ -130,12 +140,7 @@ def tokenize_folder(
             sha1 = _sha1_file(path)
             if sha1 in done:
                 continue
-            audio, sr = load_audio(path)  # [C, T]
-            if audio.shape[-1] == 0:
-                raise AudioError(f"{path}: empty audio")
-            if sr != codec.sample_rate:
-                audio = resample(audio, sr, codec.sample_rate)
-            codes = codec.encode(audio[None])[0].cpu().numpy().astype(np.int16)  # [K, frames]
+            codes = _encode_file(path, codec)
         except (AudioError, RuntimeError, ValueError, OSError) as e:
             manifest["skipped"].append({"path": relative, "error": str(e)})
             continue
