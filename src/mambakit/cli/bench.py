@@ -1,23 +1,14 @@
 """``mambakit bench <name>``: benchmarks that print a Markdown table and save JSON.
 
-Each benchmark is one sub-command added with :func:`add_bench`. ``ssm`` is built in;
-another command module adds its own bench at import time, e.g. in ``cli/drums.py``::
-
-    from mambakit.cli.bench import add_bench
-
-    def _setup_drums_bench(parser):        # add arguments, then set the handler
-        parser.add_argument("--steps", type=int, default=10)
-        parser.set_defaults(func=_bench_drums)   # handler(args) -> int
-
-    add_bench("drums", "drum model speed and memory", _setup_drums_bench)
-
-A bench added after ``mambakit bench`` was registered is attached to it straight away,
-so the import order of the command modules does not matter.
+Every bench is one entry of :data:`BENCHES`: its help line and the ``"module:function"``
+that adds its arguments and sets its handler (``handler(args) -> int``), e.g.
+``mambakit.cli.timbre:setup_bench``. Adding a bench is adding a line there.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Callable
 
 from mambakit.cli.common import add_device_argument, add_json_argument
@@ -26,32 +17,35 @@ SetupFn = Callable[[argparse.ArgumentParser], None]
 
 DEFAULT_SSM_JSON = "out/bench/ssm.json"
 
+#: Every bench: name -> (help, ``"module:function"`` adding its arguments and handler).
+#: Listed here rather than registered by importing the command modules, so what
+#: ``mambakit bench`` offers does not depend on what was imported before.
+BENCHES: dict[str, tuple[str, str]] = {
+    "ssm": (
+        "Mamba2 / Mamba layers vs transformers' Mamba2Mixer, a naive loop and attention",
+        "mambakit.cli.bench:setup_ssm",
+    ),
+    "drums": (
+        "LogCascade vs full-rate bands vs one large-state Mamba2: time and memory; "
+        "generation speed",
+        "mambakit.cli.bench:setup_drums",
+    ),
+    "timbre": (
+        "MambaMuse presets: parameters, fwd+bwd and inference memory, transfer speed (x real time)",
+        "mambakit.cli.timbre:setup_bench",
+    ),
+    "lm": (
+        "LM decode speed (tokens/s) and cache memory vs context length "
+        "(same as `mambakit lm bench`)",
+        "mambakit.cli.lm:setup_bench",
+    ),
+}
 
-class _BenchRegistry:
-    """The named benches and, once ``register`` ran, the parser they hang from."""
 
-    def __init__(self) -> None:
-        self.benches: dict[str, tuple[str, SetupFn]] = {}
-        self.subparsers: argparse._SubParsersAction | None = None
-
-    def add(self, name: str, help: str, setup_fn: SetupFn) -> None:
-        if name in self.benches:
-            raise ValueError(f"a bench named {name!r} is already registered")
-        self.benches[name] = (help, setup_fn)
-        if self.subparsers is not None:
-            self._attach(name)
-
-    def _attach(self, name: str) -> None:
-        help, setup_fn = self.benches[name]
-        setup_fn(self.subparsers.add_parser(name, help=help, description=help))
-
-
-_REGISTRY = _BenchRegistry()
-
-
-def add_bench(name: str, help: str, setup_fn: SetupFn) -> None:
-    """Add ``mambakit bench <name>``; ``setup_fn(parser)`` adds arguments and sets ``func``."""
-    _REGISTRY.add(name, help, setup_fn)
+def bench_setup(name: str) -> SetupFn:
+    """The argument set-up of bench ``name`` (imported from its command module)."""
+    module, function = BENCHES[name][1].split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def run_ssm(quick: bool, json_path: str, device: str) -> str:
@@ -68,7 +62,7 @@ def _bench_ssm(args: argparse.Namespace) -> int:
     return 0
 
 
-def _setup_ssm(parser: argparse.ArgumentParser) -> None:
+def setup_ssm(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="d_model 64 only, one repeat (1-2 min on 2 cores)"
     )
@@ -77,15 +71,8 @@ def _setup_ssm(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=_bench_ssm)
 
 
-add_bench(
-    "ssm",
-    "Mamba2 / Mamba layers vs transformers' Mamba2Mixer, a naive loop and attention",
-    _setup_ssm,
-)
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``mambakit bench`` and every bench added so far (later ones attach themselves)."""
+    """Add ``mambakit bench`` with every bench of :data:`BENCHES`."""
     parser = subparsers.add_parser("bench", help="speed and memory benchmarks (JSON + table)")
 
     def print_benches(args: argparse.Namespace) -> int:  # `mambakit bench` with no name
@@ -93,9 +80,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         return 2
 
     parser.set_defaults(func=print_benches)
-    _REGISTRY.subparsers = parser.add_subparsers(dest="bench_command", metavar="BENCH")
-    for name in _REGISTRY.benches:
-        _REGISTRY._attach(name)
+    benches = parser.add_subparsers(dest="bench_command", metavar="BENCH")
+    for name, (help, _) in BENCHES.items():
+        bench_setup(name)(benches.add_parser(name, help=help, description=help))
 
 
 def _bench_drums(args: argparse.Namespace) -> int:
@@ -110,7 +97,7 @@ def _bench_drums(args: argparse.Namespace) -> int:
     return 0
 
 
-def _setup_drums(parser: argparse.ArgumentParser) -> None:
+def setup_drums(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="0.25 s clips instead of --seconds")
     parser.add_argument("--seconds", type=float, default=1.0, help="clip length (default 1 s)")
     add_json_argument(parser, "out/bench/drums.json")
@@ -119,10 +106,3 @@ def _setup_drums(parser: argparse.ArgumentParser) -> None:
         help="also time forward+backward of the large-state model (many minutes on a CPU)",
     )  # fmt: skip
     parser.set_defaults(func=_bench_drums)
-
-
-add_bench(
-    "drums",
-    "LogCascade vs full-rate bands vs one large-state Mamba2: time and memory; generation speed",
-    _setup_drums,
-)

@@ -12,7 +12,6 @@ import argparse
 import json
 from pathlib import Path
 
-from mambakit.cli.bench import add_bench
 from mambakit.cli.common import add_device_argument
 
 BACKBONES = ("transformer", "mamba", "mamba2", "hybrid")
@@ -76,13 +75,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default=None, help="also write the report here")
     p.set_defaults(func=_probe)
 
-    _setup_bench(sub.add_parser("bench", help=BENCH_HELP))
+    setup_bench(sub.add_parser("bench", help=BENCH_HELP))
 
 
 BENCH_HELP = "LM decode speed (tokens/s) and cache memory vs context length"
 
 
-def _setup_bench(p: argparse.ArgumentParser) -> None:
+def setup_bench(p: argparse.ArgumentParser) -> None:
     """Arguments of ``mambakit lm bench`` and ``mambakit bench lm`` (one implementation)."""
     p.add_argument("--backbones", default="transformer,mamba,mamba2,hybrid")
     p.add_argument("--contexts", default="1,10,60", help="context lengths in seconds")
@@ -94,9 +93,6 @@ def _setup_bench(p: argparse.ArgumentParser) -> None:
     add_device_argument(p)
     p.add_argument("--json", default=None, metavar="PATH", help="also write the result here")
     p.set_defaults(func=_bench)
-
-
-add_bench("lm", BENCH_HELP + " (same as `mambakit lm bench`)", _setup_bench)
 
 
 def register_eval(eval_subparsers: argparse._SubParsersAction) -> None:

@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from mambakit.cli.bench import add_bench, add_device_argument, add_json_argument
+from mambakit.cli.common import add_device_argument, add_json_argument
 from mambakit.utils import parse_int_list
 
 DEFAULT_BENCH_JSON = "out/bench/timbre.json"
@@ -161,7 +161,7 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _setup_bench(parser: argparse.ArgumentParser) -> None:
+def setup_bench(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny and base only, one repeat")
     parser.add_argument("--presets", help="comma-separated subset of tiny,small,base")
     parser.add_argument(
@@ -180,13 +180,6 @@ def _setup_bench(parser: argparse.ArgumentParser) -> None:
     add_json_argument(parser, DEFAULT_BENCH_JSON)
     add_device_argument(parser)
     parser.set_defaults(func=_bench)
-
-
-add_bench(
-    "timbre",
-    "MambaMuse presets: parameters, fwd+bwd and inference memory, transfer speed (x real time)",
-    _setup_bench,
-)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
