@@ -2,7 +2,7 @@
 
 import pytest
 
-from mambakit.utils import parse_int_list
+from mambakit.utils import parse_int_list, parse_seconds
 
 
 def test_parse_int_list_reads_lists_ranges_and_steps():
@@ -11,3 +11,12 @@ def test_parse_int_list_reads_lists_ranges_and_steps():
     assert parse_int_list("35-38") == (35, 36, 37, 38)
     with pytest.raises(ValueError, match="48-72:2"):
         parse_int_list("a,b")
+
+
+def test_parse_seconds_reads_units_and_refuses_a_negative_duration():
+    assert parse_seconds("2ms") == 0.002 and parse_seconds("0.3s") == 0.3
+    assert parse_seconds("441 samples", 44100) == 0.01 and parse_seconds(0.5) == 0.5
+    with pytest.raises(ValueError, match="cannot be negative: '-5ms'"):
+        parse_seconds("-5ms")
+    with pytest.raises(ValueError, match="not a duration: 'soon'"):
+        parse_seconds("soon")

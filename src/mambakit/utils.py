@@ -66,6 +66,8 @@ def parse_seconds(text: str | float, sample_rate: int | None = None) -> float:
     if isinstance(text, (int, float)):
         return float(text)
     m = _TIME_RE.match(str(text))
+    if not m and _TIME_RE.match(str(text).strip().removeprefix("-")):
+        raise ValueError(f"a duration cannot be negative: {text!r}")
     if not m:
         raise ValueError(f"not a duration: {text!r} (e.g. 2ms, 0.3s)")
     value, unit = float(m.group(1)), (m.group(2) or "s")
