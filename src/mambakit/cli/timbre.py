@@ -62,10 +62,47 @@ def _transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_scaffold(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from mambakit.timbre.scaffold_training import DEFAULT_TRAIN, ScaffoldData, train_scaffold
+
+    if args.preset not in ("tiny", "small"):
+        raise ValueError(f"--preset {args.preset}: the scaffold engine has tiny and small")
+    if args.gradient_checkpointing or args.bidirectional:
+        raise ValueError(
+            "--gradient-checkpointing and --bidirectional are U-Net options; the scaffold "
+            "engine is causal (that is what makes chunked transfer seamless) and small"
+        )
+    train = dataclasses.replace(
+        DEFAULT_TRAIN,
+        max_steps=args.steps if args.steps is not None else DEFAULT_TRAIN.max_steps,
+        max_minutes=args.minutes,
+        batch_size=args.batch_size,
+        lr=args.lr if args.lr is not None else DEFAULT_TRAIN.lr,
+        seed=args.seed,
+        resume=args.resume,
+        device=args.device,
+    )
+    pairs = ScaffoldData(
+        reconstruction_ratio=args.reconstruction_ratio, segment_seconds=args.segment_seconds
+    )
+    summary = train_scaffold(args.data, args.out, args.preset, train, pairs)
+    print(
+        f"trained {summary.steps} steps in {summary.seconds:.0f} s "
+        f"(final loss {summary.final_loss:.4f}); the run is in {args.out}"
+    )
+    return 0
+
+
 @_audio_errors_as_value_errors
 def _train(args: argparse.Namespace) -> int:
     from mambakit.timbre.training import train_timbre
 
+    if args.engine == "scaffold":
+        return _train_scaffold(args)
+    if args.lr is None:
+        args.lr = 2e-4
     if args.steps is None and args.minutes is None:
         args.minutes = 10.0
     summary = train_timbre(
@@ -214,16 +251,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--reconstruction-ratio", type=float, default=0.2,
                    help="share of self-reconstruction pairs in the transfer objective")  # fmt: skip
+    p.add_argument(
+        "--engine", default="unet", choices=("unet", "scaffold"),
+        help="unet: the MambaMuse U-Net; scaffold: f0 + loudness -> Mamba decoder -> "
+        "harmonic-plus-noise synthesiser",
+    )  # fmt: skip
     p.add_argument("--preset", default="small", choices=("tiny", "small", "base"))
     p.add_argument("--bidirectional", action="store_true", help="bidirectional Mamba blocks")
-    budget = p.add_argument_group("budget (default: 10 minutes)")
+    budget = p.add_argument_group("budget (unet default: 10 minutes; scaffold: 1500 steps)")
     budget.add_argument("--minutes", type=float, help="wall-clock budget")
-    budget.add_argument("--steps", type=int, help="optimizer steps")
+    budget.add_argument("--steps", type=int, help="optimizer steps (the cosine's length)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument(
         "--segment-seconds", type=float, help="training crop length (default: the preset's 2.1 s)"
     )
-    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--lr", type=float, help="peak learning rate (unet 2e-4, scaffold 1e-3)")
     p.add_argument(
         "--no-gan", action="store_true",
         help="mel + STFT losses only (no discriminators): about half the cost of a step",

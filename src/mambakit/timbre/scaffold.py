@@ -1,0 +1,295 @@
+"""The ``scaffold`` timbre-transfer engine: the content enters only as its f0 and loudness
+curves (deterministic, :mod:`mambakit.dsp.contours`), so it cannot leak its timbre; the
+style clip becomes one embedding; a Mamba decoder turns (f0, loudness, embedding) into
+the controls of a harmonic-plus-noise synthesiser (:mod:`mambakit.dsp.harmonic`), DDSP's
+recipe (Engel et al., 2020) with Mamba-2 sequence models over frames.
+
+Per frame ``i`` (at sample ``i * hop``)::
+
+    e     = mean_{loud frames t} W_e Mamba2_enc(log-mel(style))_t         timbre, [E]
+    e     = alpha e_style + (1 - alpha) e_content                          the blend
+    h_i   = Mamba2_dec(W_in [pitch_i, voiced_i, loudness_i, e])            causal, [D]
+    A_i   = 10^((L_i + 40 tanh(g_i / 20)) / 20)                            overall amplitude
+    c_i   = softmax(w_i) over harmonics below Nyquist                      distribution, [K]
+    H_i   = 10^((L_i - 30 + 40 tanh(n_i / 20)) / 20)                       noise bands, [M]
+
+with ``L_i`` the content's A-weighted loudness in dB, so that the loudness curve is kept
+by formula and the network learns the gain relative to it, the spectral shape and the
+noise. The decoder is causal: a long content clip runs in pieces of frames with its Mamba
+state carried (:meth:`ScaffoldTimbre.render`), identical to one pass.
+
+Shapes: audio ``[B, 1, T]`` float32 at ``config.sample_rate``; frames ``F = ceil(T / hop) + 1``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mambakit.dsp.contours import f0_contour, frame_count, frame_spectra
+from mambakit.dsp.harmonic import HarmonicNoiseSynth, SynthState, nyquist_mask
+from mambakit.pretrained import PretrainedMixin
+from mambakit.ssm import Backbone, BackboneCache
+
+__all__ = ["ScaffoldConfig", "ScaffoldTimbre", "Contours", "NOT_MONOPHONIC", "voiced_share_warning"]
+
+# Share of the loud frames that must be voiced for the content to count as one pitch line.
+MIN_VOICED_SHARE = 0.5
+NOT_MONOPHONIC = (
+    "content does not look monophonic and pitched: only {share:.0%} of its loud frames have "
+    "one clear pitch (need {need:.0%}); the scaffold engine follows a single pitch line, so "
+    "chords, drums or noise come out as one wandering tone"
+)
+
+
+@dataclass(frozen=True)
+class ScaffoldConfig:
+    """Configuration of :class:`ScaffoldTimbre`.
+
+    Attributes:
+        sample_rate: audio rate in Hz.
+        hop: samples between control frames (128 at 16 kHz: 125 frames a second).
+        n_fft: analysis window for the loudness and the encoder's log-mel frames.
+        n_mels: log-mel bands the encoder reads.
+        n_harmonics: ``K`` harmonic amplitudes per frame.
+        n_noise_bands: ``M`` noise-filter magnitudes per frame (FIR of ``2 (M - 1)`` taps).
+        embed_dim: ``E``, size of the timbre embedding.
+        enc_d_model, enc_layers: width and depth of the style encoder (Mamba-2 blocks).
+        dec_d_model, dec_layers: width and depth of the decoder (causal Mamba-2 blocks).
+        d_state, headdim, mlp_ratio: passed to the Mamba-2 :class:`~mambakit.ssm.Backbone`.
+        f_min, f_max: f0 search range in Hz.
+        segment_seconds: training crop length (inference takes any length).
+    """
+
+    sample_rate: int = 16000
+    hop: int = 128
+    n_fft: int = 1024
+    n_mels: int = 64
+    n_harmonics: int = 64
+    n_noise_bands: int = 33
+    embed_dim: int = 64
+    enc_d_model: int = 64
+    enc_layers: int = 2
+    dec_d_model: int = 128
+    dec_layers: int = 3
+    d_state: int = 32
+    headdim: int = 32
+    mlp_ratio: float = 2.0
+    f_min: float = 50.0
+    f_max: float = 2000.0
+    segment_seconds: float = 1.5
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> ScaffoldConfig:
+        """``"tiny"`` (tests: seconds per step) or ``"small"`` (the shipped size)."""
+        presets = {
+            "tiny": dict(n_harmonics=16, n_noise_bands=9, embed_dim=16, enc_d_model=16,
+                         enc_layers=1, dec_d_model=32, dec_layers=1, d_state=8, headdim=16,
+                         n_mels=32, mlp_ratio=0.0, segment_seconds=0.5),
+            "small": {},
+        }  # fmt: skip
+        if name not in presets:
+            raise ValueError(f"unknown scaffold preset {name!r}; choose from {sorted(presets)}")
+        return cls(**{**presets[name], **overrides})
+
+    def with_(self, **changes: Any) -> ScaffoldConfig:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Contours:
+    """What the decoder is given of the content, per frame (``[B, F]`` each).
+
+    Attributes:
+        f0_hz: fundamental (unvoiced frames hold the nearest voiced value).
+        voiced: 1.0 where periodic, else 0.0.
+        loudness_db: A-weighted loudness.
+        voiced_share: ``[B]`` share of the loud frames (within 40 dB of the loudest) that
+            are voiced; below :data:`MIN_VOICED_SHARE` the content is not one pitch line.
+    """
+
+    f0_hz: Tensor
+    voiced: Tensor
+    loudness_db: Tensor
+    voiced_share: Tensor
+
+    def frames(self, start: int, stop: int) -> Contours:
+        """Frames ``start .. stop`` of every curve."""
+        return Contours(
+            self.f0_hz[:, start:stop],
+            self.voiced[:, start:stop],
+            self.loudness_db[:, start:stop],
+            self.voiced_share,
+        )
+
+
+def _exp_gain(x: Tensor, offset_db: float) -> Tensor:
+    """``10^((offset + 40 tanh(x / 20)) / 20)``: a gain in +-40 dB around ``offset``."""
+    return torch.pow(10.0, (offset_db + 40.0 * torch.tanh(x / 20.0)) / 20.0)
+
+
+class ScaffoldTimbre(nn.Module, PretrainedMixin):
+    """Style encoder + causal decoder + synthesiser (see the module docstring).
+
+    ``forward(content [B, 1, T], style [B, 1, T_s])`` -> audio ``[B, 1, T]``; with
+    ``style=None`` the content is its own style (reconstruction).
+    """
+
+    config_class = ScaffoldConfig
+    model_type = "timbre-scaffold"
+
+    def __init__(self, config: ScaffoldConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        backbone = dict(kind="mamba2", d_state=c.d_state, mlp_ratio=c.mlp_ratio)
+        self.enc_in = nn.Linear(c.n_mels, c.enc_d_model)
+        self.encoder = Backbone(
+            n_layers=c.enc_layers, d_model=c.enc_d_model,
+            headdim=min(c.headdim, 2 * c.enc_d_model), **backbone,
+        )  # fmt: skip
+        self.enc_out = nn.Linear(c.enc_d_model, c.embed_dim)
+        self.dec_in = nn.Linear(3 + c.embed_dim, c.dec_d_model)
+        self.decoder = Backbone(
+            n_layers=c.dec_layers, d_model=c.dec_d_model,
+            headdim=min(c.headdim, 2 * c.dec_d_model), **backbone,
+        )  # fmt: skip
+        self.dec_out = nn.Linear(c.dec_d_model, 1 + c.n_harmonics + c.n_noise_bands)
+        self.synth = HarmonicNoiseSynth(c.sample_rate, c.hop, c.n_noise_bands)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    def checkpoint_metadata(self) -> dict[str, Any]:
+        return {"sample_rate": self.config.sample_rate, "engine": "scaffold"}
+
+    # ------------------------------------------------------------------ analysis
+    def contours(self, audio: Tensor) -> Contours:
+        """f0, voicing and loudness of ``audio`` ``[B, 1, T]`` (no gradient; NumPy YIN)."""
+        c = self.config
+        f0s, voiced, loud, shares = [], [], [], []
+        for clip in audio.detach().float().cpu()[:, 0]:
+            pitch = f0_contour(clip, c.sample_rate, c.hop, c.f_min, c.f_max)
+            level, _ = frame_spectra(clip, c.hop, c.n_fft, 1, c.sample_rate)
+            is_loud = level >= level.max() - 40.0
+            shares.append(float(pitch.voiced[is_loud].float().mean()) if is_loud.any() else 0.0)
+            f0s.append(pitch.f0_hz)
+            voiced.append(pitch.voiced.float())
+            loud.append(level)
+        device = audio.device
+        return Contours(
+            torch.stack(f0s).to(device),
+            torch.stack(voiced).to(device),
+            torch.stack(loud).to(device),
+            torch.tensor(shares, device=device),
+        )
+
+    def embed(self, audio: Tensor) -> Tensor:
+        """Timbre embedding ``[B, E]`` of clips ``[B, 1, T]`` of any length: the encoder's
+        frames averaged over the loud ones (within 40 dB of the clip's loudest frame)."""
+        c = self.config
+        mels, louds = [], []
+        for clip in audio.detach().float().cpu()[:, 0]:
+            level, mel = frame_spectra(clip, c.hop * 2, c.n_fft, c.n_mels, c.sample_rate)
+            mels.append(mel)
+            louds.append(level)
+        mel = torch.stack(mels).to(audio.device)  # [B, F_s, n_mels]
+        level = torch.stack(louds).to(audio.device)  # [B, F_s]
+        mask = (level >= level.amax(dim=1, keepdim=True) - 40.0).float()[..., None]
+        h = self.enc_out(self.encoder(self.enc_in((mel + 5.0) / 5.0)))  # [B, F_s, E]
+        return (h * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+
+    # ------------------------------------------------------------------ decoding
+    def controls(
+        self, contours: Contours, embedding: Tensor, cache: BackboneCache | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Synthesiser controls of the frames of ``contours`` ``[B, F]``: harmonic
+        amplitudes ``[B, F, K]`` and noise magnitudes ``[B, F, M]``. With ``cache`` the
+        decoder continues from (and updates) its state."""
+        c = self.config
+        f0 = contours.f0_hz
+        pitch = torch.where(f0 > 0, 12 * torch.log2(f0.clamp_min(1.0) / 440.0) + 69, 0.0)
+        feats = torch.stack(
+            [(pitch - 60.0) / 24.0, contours.voiced, (contours.loudness_db + 40.0) / 40.0],
+            dim=-1,
+        )  # [B, F, 3]
+        e = embedding[:, None].expand(-1, f0.shape[1], -1)
+        h = self.decoder(self.dec_in(torch.cat([feats, e], dim=-1)), cache)
+        out = self.dec_out(h)  # [B, F, 1 + K + M]
+        gain, dist, noise = torch.split(out, [1, c.n_harmonics, c.n_noise_bands], dim=-1)
+        level = contours.loudness_db[..., None]
+        mask = nyquist_mask(f0, c.n_harmonics, c.sample_rate)
+        dist = torch.softmax(dist.masked_fill(mask == 0, -1e4), dim=-1) * mask
+        amplitudes = _exp_gain(gain, 0.0) * torch.pow(10.0, level / 20.0) * dist
+        noise = _exp_gain(noise, -30.0) * torch.pow(10.0, level / 20.0)
+        return amplitudes, noise
+
+    def blend(self, content: Tensor | None, style: Tensor, alpha: float) -> Tensor:
+        """``alpha e_style + (1 - alpha) e_content``; ``alpha = 1`` needs no content."""
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha (the style strength) must lie in [0, 1], got {alpha}")
+        if alpha == 1.0 or content is None:
+            return style
+        return alpha * style + (1.0 - alpha) * content
+
+    def forward(self, content: Tensor, style: Tensor | None = None, alpha: float = 1.0) -> Tensor:
+        """Transfer, one pass: ``[B, 1, T]`` (+ style ``[B, 1, T_s]``) -> ``[B, 1, T]``."""
+        contours = self.contours(content)
+        e_style = self.embed(style if style is not None else content)
+        e_content = self.embed(content) if alpha < 1.0 and style is not None else None
+        return self.render(contours, self.blend(e_content, e_style, alpha), content.shape[-1])
+
+    def render(
+        self,
+        contours: Contours,
+        embedding: Tensor,
+        n_samples: int,
+        chunk_frames: int | None = None,
+    ) -> Tensor:
+        """Audio ``[B, 1, n_samples]`` from the content's contours ``[B, F]`` and a timbre
+        embedding ``[B, E]``, in pieces of ``chunk_frames`` frames (``None``: one piece).
+
+        The decoder's Mamba state, the oscillator phase and the noise position carry over
+        from piece to piece, so the result is the same for any ``chunk_frames`` (up to
+        float rounding) and long clips cost memory for one piece only.
+        """
+        total = contours.f0_hz.shape[1]
+        if total != frame_count(n_samples, self.config.hop):
+            raise ValueError(
+                f"contours have {total} frames; {n_samples} samples need "
+                f"{frame_count(n_samples, self.config.hop)}"
+            )
+        step = total if chunk_frames is None else max(1, int(chunk_frames))
+        chunked = step < total
+        b = embedding.shape[0]
+        cache = self.decoder.allocate_cache(b) if chunked else None
+        state: SynthState | None = None
+        prev: tuple[Tensor, Tensor, Tensor] | None = None  # the last frame of the last piece
+        pieces = []
+        for a in range(0, total, step):
+            piece = contours.frames(a, min(total, a + step))
+            amps, noise = self.controls(piece, embedding, cache)
+            f0 = piece.f0_hz
+            if prev is not None:
+                amps = torch.cat([prev[0], amps], dim=1)
+                noise = torch.cat([prev[1], noise], dim=1)
+                f0 = torch.cat([prev[2], f0], dim=1)
+            audio, state = self.synth(amps, f0, noise, state)
+            pieces.append(audio)
+            prev = (amps[:, -1:], noise[:, -1:], f0[:, -1:])
+        return torch.cat(pieces, dim=1)[:, None, :n_samples]
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def voiced_share_warning(share: float) -> str | None:
+    """The warning text when ``share`` (:attr:`Contours.voiced_share`) is too low, else None."""
+    if math.isnan(share) or share < MIN_VOICED_SHARE:
+        share = 0.0 if math.isnan(share) else share
+        return NOT_MONOPHONIC.format(share=share, need=MIN_VOICED_SHARE)
+    return None
