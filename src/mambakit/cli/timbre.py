@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 
 from mambakit.cli.bench import add_bench, add_device_argument, add_json_argument
@@ -46,13 +47,21 @@ def _audio_errors_as_value_errors(func):
 @_audio_errors_as_value_errors
 def _transfer(args: argparse.Namespace) -> int:
     from mambakit.dsp import save_audio
-    from mambakit.timbre.pipeline import TimbreTransfer
+    from mambakit.timbre.pipeline import DEFAULT_MODEL, TimbreTransfer
 
-    tt = TimbreTransfer.from_pretrained(args.run, device=args.device)
-    audio, sr = tt.transfer(args.content, args.style, alpha=_alpha(args.alpha))
+    tt = TimbreTransfer.from_pretrained(args.run or DEFAULT_MODEL, device=args.device)
+    if args.engine is not None and args.engine != tt.engine:
+        raise ValueError(
+            f"--engine {args.engine}: {args.run or DEFAULT_MODEL} holds a {tt.engine} model"
+        )
+    with warnings.catch_warnings():  # the report carries them; printed once below
+        warnings.simplefilter("ignore")
+        audio, sr = tt.transfer(args.content, args.style, alpha=_alpha(args.alpha))
     report = tt.last_report
     for note in report.conversions:
         print(f"note: {note}")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     save_audio(args.output, audio[0], sr)
     print(
@@ -233,9 +242,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t = sub.add_parser("transfer", help="play content.wav with the timbre of style.wav")
     t.add_argument("content", type=Path, help="audio with the notes to keep (any length/rate)")
     t.add_argument("style", type=Path, help="audio with the timbre to take (any length/rate)")
-    t.add_argument("--run", type=Path, required=True, help="trained run / checkpoint folder")
-    t.add_argument("--alpha", help="AdaIN strengths: one value or 5 (skips fine->coarse, "
-                   "bottleneck), e.g. 1,1,1,1,0.2")  # fmt: skip
+    t.add_argument(
+        "--run", type=Path, help="trained run / checkpoint folder (default: the shipped gm-timbre)"
+    )
+    t.add_argument(
+        "--engine",
+        choices=("unet", "scaffold"),
+        help="check that the run holds this engine (the run decides which runs)",
+    )
+    t.add_argument("--alpha", help="unet: AdaIN strengths, one value or 5 (skips "
+                   "fine->coarse, bottleneck), e.g. 1,1,1,1,0.2; scaffold: one style strength "
+                   "in [0, 1] (default 1)")  # fmt: skip
     t.add_argument("-o", "--output", type=Path, required=True, help="output WAV")
     t.add_argument("--device", help="cpu (default), cuda, auto")
     t.set_defaults(func=_transfer)

@@ -81,6 +81,8 @@ METRICS = {
 KIND = "timbre-eval"
 # The column of the targets themselves (a perfect transfer) in the eval table.
 REFERENCE_NAME = "target (perfect transfer)"
+# Crop length of the held-out pairs: the U-Net's chunk, so older results stay comparable.
+EVAL_SEGMENT_SECONDS = 2.1
 # Pitch curves (semitones): flatter than 10 cents std is a steady note; 50 cents agree.
 PITCH_FLAT, PITCH_MATCH = 0.1, 0.5
 # Loudness curves (dB): flatter than 0.5 dB std is steady; 1 dB agree.
@@ -248,11 +250,15 @@ def evaluate_runs(
     seed: int = 0,
     device: str | None = None,
     progress: bool = True,
+    segment_seconds: float = EVAL_SEGMENT_SECONDS,
 ) -> dict[str, Any]:
     """Mean metrics per run on the same ``n_pairs`` held-out transfer triples.
 
-    The triples are drawn from ``pairs_dir`` (NSynth layout) with a generator seeded by
-    ``seed``, so every run sees the same pairs (a run given twice is scored once). A run
+    The triples (``segment_seconds`` crops, default the U-Net's 2.1 s chunk) are drawn
+    from ``pairs_dir`` (NSynth layout) with a generator seeded by ``seed``, so every run,
+    of either engine, sees the same pairs (a run given twice is scored once). ``alpha``
+    goes to runs of the U-Net engine; scaffold runs take their default style strength (1)
+    unless it is one number. A run
     whose training set shares notes with ``pairs_dir`` gets a warning (the pairs are not
     held out for it).
 
@@ -276,9 +282,9 @@ def evaluate_runs(
             )
         tt = TimbreTransfer.from_pretrained(run, device=device, progress=False)
         sr = tt.sample_rate
-        seconds = tt.model.config.segment_seconds
+        run_alpha = alpha if tt.engine == "unet" or isinstance(alpha, float) else None
         data = PairedNotes(
-            pairs_dir, sample_rate=sr, segment_seconds=seconds, reconstruction_ratio=0
+            pairs_dir, sample_rate=sr, segment_seconds=segment_seconds, reconstruction_ratio=0
         )
         g = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(data), generator=g).tolist()
@@ -288,8 +294,10 @@ def evaluate_runs(
             if not item["transfer"]:
                 continue  # no other instrument plays this pitch
             content, target = item["content"][0], item["target"][0]
-            out, _ = tt.transfer(item["content"], item["style"], alpha=alpha, sr=sr)
-            recon, _ = tt.transfer(item["content"], None, sr=sr)
+            with warnings.catch_warnings():  # a decaying note's quiet tail: not our concern
+                warnings.simplefilter("ignore")
+                out, _ = tt.transfer(item["content"], item["style"], alpha=run_alpha, sr=sr)
+                recon, _ = tt.transfer(item["content"], None, sr=sr)
             scored.append(pair_metrics(out[0, 0], content, target, sr, recon[0, 0]))
             if not rows:
                 reference.append(pair_metrics(target, content, target, sr))
@@ -298,7 +306,7 @@ def evaluate_runs(
                 f"{pairs_dir}: no transfer pairs (need >= 2 instruments sharing a pitch)"
             )
         means = {k: float(np.mean([r[k] for r in scored])) for k in METRICS}
-        rows.append({"run": run, "name": Path(run).name or run, **info,
+        rows.append({"run": run, "name": Path(run).name or run, "engine": tt.engine, **info,
                      "pairs": len(scored), **means,
                      "style_gain_per_pair": [r["style_gain"] for r in scored]})  # fmt: skip
     means = {k: float(np.mean([r[k] for r in reference])) for k in METRICS}
@@ -306,6 +314,7 @@ def evaluate_runs(
         "kind": KIND,
         "pairs_dir": str(pairs_dir),
         "n_pairs": n_pairs,
+        "segment_seconds": segment_seconds,
         "alpha": alpha,
         "seed": seed,
         "runs": rows,
@@ -342,6 +351,7 @@ def markdown_table(result: dict[str, Any]) -> str:
     lines = ["| metric | " + " | ".join(r["name"] for r in columns) + " |"]
     lines.append("|---|" + "---|" * len(columns))
     labels = {
+        "engine": lambda r: r.get("engine") or "unet",
         "objective": lambda r: r.get("objective") or "unknown",
         "losses": lambda r: losses_label(r.get("adversarial")),
         "held out": _heldout_cell,

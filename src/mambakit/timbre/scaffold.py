@@ -30,12 +30,25 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mambakit.dsp.contours import f0_contour, frame_count, frame_spectra
+from mambakit.dsp.contours import (
+    SpectralEnvelope,
+    f0_contour,
+    frame_count,
+    frame_spectra,
+    spectral_envelope,
+)
 from mambakit.dsp.harmonic import HarmonicNoiseSynth, SynthState, nyquist_mask
 from mambakit.pretrained import PretrainedMixin
 from mambakit.ssm import Backbone, BackboneCache
 
-__all__ = ["ScaffoldConfig", "ScaffoldTimbre", "Contours", "NOT_MONOPHONIC", "voiced_share_warning"]
+__all__ = [
+    "ScaffoldConfig",
+    "ScaffoldTimbre",
+    "Contours",
+    "StyleCode",
+    "NOT_MONOPHONIC",
+    "voiced_share_warning",
+]
 
 # Share of the loud frames that must be voiced for the content to count as one pitch line.
 MIN_VOICED_SHARE = 0.5
@@ -62,6 +75,7 @@ class ScaffoldConfig:
         dec_d_model, dec_layers: width and depth of the decoder (causal Mamba-2 blocks).
         d_state, headdim, mlp_ratio: passed to the Mamba-2 :class:`~mambakit.ssm.Backbone`.
         f_min, f_max: f0 search range in Hz.
+        envelope_points: grid of the style's spectral envelope (0 .. sr / 2).
         segment_seconds: training crop length (inference takes any length).
     """
 
@@ -81,6 +95,7 @@ class ScaffoldConfig:
     mlp_ratio: float = 2.0
     f_min: float = 50.0
     f_max: float = 2000.0
+    envelope_points: int = 128
     segment_seconds: float = 1.5
 
     @classmethod
@@ -127,6 +142,30 @@ class Contours:
         )
 
 
+@dataclass(frozen=True)
+class StyleCode:
+    """What the decoder is given of the style clip.
+
+    Attributes:
+        embedding: ``[B, E]`` learned timbre embedding (:meth:`ScaffoldTimbre.embed`).
+        harmonic: ``[B, G]`` log harmonic envelope over frequency (measured, max 0).
+        smooth: ``[B, G]`` log smoothed average spectrum (measured, max 0).
+    """
+
+    embedding: Tensor
+    harmonic: Tensor
+    smooth: Tensor
+
+    def blend(self, other: StyleCode, alpha: float) -> StyleCode:
+        """``alpha self + (1 - alpha) other``, every field (log curves in the log domain)."""
+        mix = lambda a, b: alpha * a + (1.0 - alpha) * b  # noqa: E731
+        return StyleCode(
+            mix(self.embedding, other.embedding),
+            mix(self.harmonic, other.harmonic),
+            mix(self.smooth, other.smooth),
+        )
+
+
 def _exp_gain(x: Tensor, offset_db: float) -> Tensor:
     """``10^((offset + 40 tanh(x / 20)) / 20)``: a gain in +-40 dB around ``offset``."""
     return torch.pow(10.0, (offset_db + 40.0 * torch.tanh(x / 20.0)) / 20.0)
@@ -152,13 +191,18 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
             headdim=min(c.headdim, 2 * c.enc_d_model), **backbone,
         )  # fmt: skip
         self.enc_out = nn.Linear(c.enc_d_model, c.embed_dim)
-        self.dec_in = nn.Linear(3 + c.embed_dim, c.dec_d_model)
+        self.dec_in = nn.Linear(3 + c.embed_dim + c.n_harmonics + c.n_noise_bands, c.dec_d_model)
         self.decoder = Backbone(
             n_layers=c.dec_layers, d_model=c.dec_d_model,
             headdim=min(c.headdim, 2 * c.dec_d_model), **backbone,
         )  # fmt: skip
         self.dec_out = nn.Linear(c.dec_d_model, 1 + c.n_harmonics + c.n_noise_bands)
+        # small corrections at first: an untrained model renders the measured envelope
+        nn.init.normal_(self.dec_out.weight, std=0.01)
+        nn.init.zeros_(self.dec_out.bias)
         self.synth = HarmonicNoiseSynth(c.sample_rate, c.hop, c.n_noise_bands)
+        bands = torch.linspace(0, c.sample_rate / 2, c.n_noise_bands)
+        self.register_buffer("noise_band_hz", bands, persistent=False)
 
     @property
     def sample_rate(self) -> int:
@@ -203,55 +247,83 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
         h = self.enc_out(self.encoder(self.enc_in((mel + 5.0) / 5.0)))  # [B, F_s, E]
         return (h * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
 
+    def style(self, audio: Tensor) -> StyleCode:
+        """The :class:`StyleCode` of clips ``[B, 1, T]`` of any length: the learned
+        embedding and the measured spectral envelope (:func:`mambakit.dsp.spectral_envelope`)."""
+        c = self.config
+        curves = [
+            spectral_envelope(clip, c.sample_rate, c.hop, c.envelope_points, max_harmonics=256)
+            for clip in audio.detach().float().cpu()[:, 0]
+        ]
+        device = audio.device
+        return StyleCode(
+            self.embed(audio),
+            torch.stack([e.harmonic for e in curves]).to(device),
+            torch.stack([e.smooth for e in curves]).to(device),
+        )
+
     # ------------------------------------------------------------------ decoding
     def controls(
-        self, contours: Contours, embedding: Tensor, cache: BackboneCache | None = None
+        self, contours: Contours, style: StyleCode, cache: BackboneCache | None = None
     ) -> tuple[Tensor, Tensor]:
         """Synthesiser controls of the frames of ``contours`` ``[B, F]``: harmonic
         amplitudes ``[B, F, K]`` and noise magnitudes ``[B, F, M]``. With ``cache`` the
-        decoder continues from (and updates) its state."""
+        decoder continues from (and updates) its state.
+
+        Scaffold: the style's measured envelope read at this frame's harmonics ``k f0``
+        (``P_k``) and at the noise bands (``Q_m``) are the log distribution and the noise
+        shape an untrained decoder renders; the decoder adds corrections to both::
+
+            c_k = softmax_k(P_k + w_k),   H_m = exp(Q_m) 10^((L - 25 + 40 tanh(n_m / 20)) / 20)
+        """
         c = self.config
         f0 = contours.f0_hz
+        b, f = f0.shape
+        k = torch.arange(1, c.n_harmonics + 1, device=f0.device, dtype=f0.dtype)
+        prior_h = SpectralEnvelope.sample(style.harmonic[:, None], f0[..., None] * k, c.sample_rate)
+        prior_n = SpectralEnvelope.sample(
+            style.smooth, self.noise_band_hz.expand(b, -1), c.sample_rate
+        )[:, None].expand(-1, f, -1)  # [B, F, M]
         pitch = torch.where(f0 > 0, 12 * torch.log2(f0.clamp_min(1.0) / 440.0) + 69, 0.0)
         feats = torch.stack(
             [(pitch - 60.0) / 24.0, contours.voiced, (contours.loudness_db + 40.0) / 40.0],
             dim=-1,
         )  # [B, F, 3]
-        e = embedding[:, None].expand(-1, f0.shape[1], -1)
-        h = self.decoder(self.dec_in(torch.cat([feats, e], dim=-1)), cache)
-        out = self.dec_out(h)  # [B, F, 1 + K + M]
+        e = style.embedding[:, None].expand(-1, f, -1)
+        x = torch.cat([feats, e, (prior_h + 8.0) / 8.0, (prior_n + 8.0) / 8.0], dim=-1)
+        out = self.dec_out(self.decoder(self.dec_in(x), cache))  # [B, F, 1 + K + M]
         gain, dist, noise = torch.split(out, [1, c.n_harmonics, c.n_noise_bands], dim=-1)
-        level = contours.loudness_db[..., None]
+        level = torch.pow(10.0, contours.loudness_db[..., None] / 20.0)
         mask = nyquist_mask(f0, c.n_harmonics, c.sample_rate)
-        dist = torch.softmax(dist.masked_fill(mask == 0, -1e4), dim=-1) * mask
-        amplitudes = _exp_gain(gain, 0.0) * torch.pow(10.0, level / 20.0) * dist
-        noise = _exp_gain(noise, -30.0) * torch.pow(10.0, level / 20.0)
+        dist = torch.softmax((prior_h + dist).masked_fill(mask == 0, -1e4), dim=-1) * mask
+        amplitudes = _exp_gain(gain, 0.0) * level * dist
+        noise = torch.exp(prior_n) * _exp_gain(noise, -25.0) * level
         return amplitudes, noise
 
-    def blend(self, content: Tensor | None, style: Tensor, alpha: float) -> Tensor:
-        """``alpha e_style + (1 - alpha) e_content``; ``alpha = 1`` needs no content."""
+    def blend(self, content: StyleCode | None, style: StyleCode, alpha: float) -> StyleCode:
+        """``alpha style + (1 - alpha) content``; ``alpha = 1`` needs no content."""
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha (the style strength) must lie in [0, 1], got {alpha}")
         if alpha == 1.0 or content is None:
             return style
-        return alpha * style + (1.0 - alpha) * content
+        return style.blend(content, alpha)
 
     def forward(self, content: Tensor, style: Tensor | None = None, alpha: float = 1.0) -> Tensor:
         """Transfer, one pass: ``[B, 1, T]`` (+ style ``[B, 1, T_s]``) -> ``[B, 1, T]``."""
         contours = self.contours(content)
-        e_style = self.embed(style if style is not None else content)
-        e_content = self.embed(content) if alpha < 1.0 and style is not None else None
-        return self.render(contours, self.blend(e_content, e_style, alpha), content.shape[-1])
+        s_style = self.style(style if style is not None else content)
+        s_content = self.style(content) if alpha < 1.0 and style is not None else None
+        return self.render(contours, self.blend(s_content, s_style, alpha), content.shape[-1])
 
     def render(
         self,
         contours: Contours,
-        embedding: Tensor,
+        style: StyleCode,
         n_samples: int,
         chunk_frames: int | None = None,
     ) -> Tensor:
-        """Audio ``[B, 1, n_samples]`` from the content's contours ``[B, F]`` and a timbre
-        embedding ``[B, E]``, in pieces of ``chunk_frames`` frames (``None``: one piece).
+        """Audio ``[B, 1, n_samples]`` from the content's contours ``[B, F]`` and a
+        :class:`StyleCode`, in pieces of ``chunk_frames`` frames (``None``: one piece).
 
         The decoder's Mamba state, the oscillator phase and the noise position carry over
         from piece to piece, so the result is the same for any ``chunk_frames`` (up to
@@ -265,14 +337,14 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
             )
         step = total if chunk_frames is None else max(1, int(chunk_frames))
         chunked = step < total
-        b = embedding.shape[0]
+        b = style.embedding.shape[0]
         cache = self.decoder.allocate_cache(b) if chunked else None
         state: SynthState | None = None
         prev: tuple[Tensor, Tensor, Tensor] | None = None  # the last frame of the last piece
         pieces = []
         for a in range(0, total, step):
             piece = contours.frames(a, min(total, a + step))
-            amps, noise = self.controls(piece, embedding, cache)
+            amps, noise = self.controls(piece, style, cache)
             f0 = piece.f0_hz
             if prev is not None:
                 amps = torch.cat([prev[0], amps], dim=1)
