@@ -21,8 +21,10 @@ def _note(f0_curve, seconds, harmonics=6):
 def test_frames_cover_the_clip():
     assert frame_count(1000, 128) == 9 and frame_count(1024, 128) == 9
     x, _ = _note(lambda t: 220 + 0 * t, 0.5)
-    assert len(f0_contour(x, SR, HOP).f0_hz) == len(loudness_db(x, SR, HOP)) == frame_count(
-        len(x), HOP
+    assert (
+        len(f0_contour(x, SR, HOP).f0_hz)
+        == len(loudness_db(x, SR, HOP))
+        == frame_count(len(x), HOP)
     )
 
 

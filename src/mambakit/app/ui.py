@@ -26,6 +26,7 @@ from typing import Any
 from mambakit.app import handlers as h
 from mambakit.app.plots import analysis_figure, requested_figure
 from mambakit.drums.tags import TAGS
+from mambakit.pretrained import packaged_models
 from mambakit.timbre.model import TimbreConfig
 
 log = logging.getLogger("mambakit.ui")
@@ -91,6 +92,8 @@ class AppModels:
         self.status: dict[str, str] = {}
         if drums is None and h.DEMO_RUN.is_dir():  # the run `make demo` made
             drums = str(h.DEMO_RUN)
+        if timbre is None and h.TIMBRE_DEFAULT in packaged_models():  # the shipped model
+            timbre = h.TIMBRE_DEFAULT
         for kind, run, loader in (
             ("drums", drums, h.load_drums),
             ("timbre", timbre, h.load_timbre),
@@ -406,6 +409,9 @@ def build_app(
                     gr.Slider(0.0, 1.0, value=value, step=0.05, label=f"alpha {name}")
                     for name, value in zip(ALPHA_LEVELS, TimbreConfig().alpha, strict=True)
                 ]
+            strength = gr.Slider(
+                0.0, 1.0, value=1.0, step=0.05, label="style strength (scaffold engine)"
+            )
             transfer_button = gr.Button("Transfer", variant="primary", elem_id="transfer")
             transfer_audio = gr.Audio(label="result", type="filepath", elem_id="timbre-audio")
 
@@ -415,6 +421,7 @@ def build_app(
                 session_models,
                 content_path,
                 style_path,
+                strength_value,
                 *alpha_values,
                 progress=gr.Progress(track_tqdm=True),  # noqa: B008
             ):
@@ -424,12 +431,12 @@ def build_app(
                     raise h.UIError(models.status["timbre"])
                 c_audio = h.check_upload(content_path, "content")
                 s_audio = h.check_upload(style_path, "style") if style_path else None
-                out, sr = h.transfer_timbre(model, c_audio, s_audio, alpha_values)
+                out, sr = h.transfer_timbre(model, c_audio, s_audio, alpha_values, strength_value)
                 return files, str(h.write_wav(files, "timbre", out, sr))
 
             transfer_button.click(
                 transfer,
-                [files_state, model_state, content, style, *alphas],
+                [files_state, model_state, content, style, strength, *alphas],
                 [files_state, transfer_audio],
             )
 

@@ -251,6 +251,8 @@ def evaluate_runs(
     device: str | None = None,
     progress: bool = True,
     segment_seconds: float = EVAL_SEGMENT_SECONDS,
+    speed_seconds: float = 10.0,
+    speed_repeats: int = 3,
 ) -> dict[str, Any]:
     """Mean metrics per run on the same ``n_pairs`` held-out transfer triples.
 
@@ -261,6 +263,11 @@ def evaluate_runs(
     unless it is one number. A run
     whose training set shares notes with ``pairs_dir`` gets a warning (the pairs are not
     held out for it).
+
+    Speed, side by side: each run also transfers one ``speed_seconds`` content clip (held-
+    out notes end to end, the same clip for every run; 0 skips it) through its chunked
+    any-length path, ``speed_repeats`` times after a warm-up; ``x_realtime`` is audio
+    seconds per wall second of the median call (:class:`TransferReport`'s figure).
 
     Returns ``{"kind": "timbre-eval", "pairs_dir", "n_pairs", "alpha", "seed", "runs":
     [row, ...], "reference": row}``; a run's row holds ``run``, ``name``, the
@@ -306,7 +313,9 @@ def evaluate_runs(
                 f"{pairs_dir}: no transfer pairs (need >= 2 instruments sharing a pitch)"
             )
         means = {k: float(np.mean([r[k] for r in scored])) for k in METRICS}
+        speed = _speed(tt, data, speed_seconds, speed_repeats) if speed_seconds > 0 else {}
         rows.append({"run": run, "name": Path(run).name or run, "engine": tt.engine, **info,
+                     **speed,
                      "pairs": len(scored), **means,
                      "style_gain_per_pair": [r["style_gain"] for r in scored]})  # fmt: skip
     means = {k: float(np.mean([r[k] for r in reference])) for k in METRICS}
@@ -319,6 +328,36 @@ def evaluate_runs(
         "seed": seed,
         "runs": rows,
         "reference": {"name": REFERENCE_NAME, "pairs": len(reference), **means},
+    }
+
+
+def _speed(tt: TimbreTransfer, data: PairedNotes, seconds: float, repeats: int) -> dict:
+    """``{"x_realtime", "speed_seconds", "speed_chunks"}`` of ``tt`` on ``seconds`` of the
+    set's notes end to end (in record order, so every run gets the same clip), styled by
+    the last record's note."""
+    import time
+
+    n = int(round(seconds * data.sample_rate))
+    parts, total, index = [], 0, 0
+    while total < n:
+        note = data.audio(index % len(data))
+        parts.append(note)
+        total += note.shape[-1]
+        index += 1
+    content = torch.cat(parts, dim=-1)[:, :n]
+    style = data.audio(len(data) - 1)
+    walls = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(repeats + 1):  # the first call warms up
+            started = time.perf_counter()
+            tt.transfer(content, style, sr=data.sample_rate)
+            walls.append(time.perf_counter() - started)
+    wall = float(np.median(walls[1:])) if repeats > 0 else walls[0]
+    return {
+        "x_realtime": seconds / wall,
+        "speed_seconds": seconds,
+        "speed_chunks": tt.last_report.chunks,
     }
 
 
@@ -365,4 +404,8 @@ def markdown_table(result: dict[str, Any]) -> str:
         arrow = " ↑" if higher else " ↓"
         cells = [_cell(r.get(metric)) for r in columns]
         lines.append(f"| {metric}{arrow} | " + " | ".join(cells) + " |")
+    if any("x_realtime" in r for r in runs):
+        seconds = next(r["speed_seconds"] for r in runs if "x_realtime" in r)
+        cells = [_cell(r.get("x_realtime")) for r in runs] + ["-"] * len(reference)
+        lines.append(f"| x real time, {seconds:g} s content ↑ | " + " | ".join(cells) + " |")
     return "\n".join(lines)
