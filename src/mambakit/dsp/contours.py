@@ -219,11 +219,16 @@ class SpectralEnvelope:
             interpolated in between (flat outside the first and last harmonic).
         smooth: ``[n]`` log of the average magnitude spectrum smoothed over one grid step:
             where the energy is, harmonic or not (a noise envelope).
+        partials: ``[max_harmonics]`` log amplitude of harmonic ``k = 1, 2, ...`` by its
+            number (max 0; harmonics at or above Nyquist repeat the last one below): the
+            pitch-relative view (a clarinet's weak even harmonics), where ``harmonic`` is
+            the fixed-frequency one (a body resonance).
         f0_hz: the clip's median f0 over its loud voiced frames (0 if none).
     """
 
     harmonic: Tensor
     smooth: Tensor
+    partials: Tensor
     f0_hz: float
 
     @staticmethod
@@ -274,7 +279,8 @@ def spectral_envelope(
     f0_frames = pitch.f0_hz[use]
     f0 = float(f0_frames.median()) if bool(pitch.voiced[use].any()) else 0.0
     if f0 <= 0:
-        return SpectralEnvelope(smooth - smooth.max(), smooth - smooth.max(), 0.0)
+        flat = torch.zeros(max_harmonics)
+        return SpectralEnvelope(smooth - smooth.max(), smooth - smooth.max(), flat, 0.0)
     k = torch.arange(1, max_harmonics + 1, dtype=torch.float32)
     keep = k * f0 < sr / 2
     k = k[keep]
@@ -284,4 +290,8 @@ def spectral_envelope(
     log_amp = torch.log(peaks + 1e-7).mean(0)  # [K]
     harmonic = np.interp(grid.numpy(), (k * f0).numpy(), log_amp.numpy())
     harmonic = torch.from_numpy(harmonic).float()
-    return SpectralEnvelope(harmonic - harmonic.max(), smooth - smooth.max(), f0)
+    partials = torch.full((max_harmonics,), float(log_amp[-1]))
+    partials[: len(log_amp)] = log_amp
+    return SpectralEnvelope(
+        harmonic - harmonic.max(), smooth - smooth.max(), partials - partials.max(), f0
+    )

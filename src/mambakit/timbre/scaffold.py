@@ -150,11 +150,13 @@ class StyleCode:
         embedding: ``[B, E]`` learned timbre embedding (:meth:`ScaffoldTimbre.embed`).
         harmonic: ``[B, G]`` log harmonic envelope over frequency (measured, max 0).
         smooth: ``[B, G]`` log smoothed average spectrum (measured, max 0).
+        partials: ``[B, K]`` log amplitude per harmonic number (measured, max 0).
     """
 
     embedding: Tensor
     harmonic: Tensor
     smooth: Tensor
+    partials: Tensor
 
     def blend(self, other: StyleCode, alpha: float) -> StyleCode:
         """``alpha self + (1 - alpha) other``, every field (log curves in the log domain)."""
@@ -163,6 +165,7 @@ class StyleCode:
             mix(self.embedding, other.embedding),
             mix(self.harmonic, other.harmonic),
             mix(self.smooth, other.smooth),
+            mix(self.partials, other.partials),
         )
 
 
@@ -191,7 +194,9 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
             headdim=min(c.headdim, 2 * c.enc_d_model), **backbone,
         )  # fmt: skip
         self.enc_out = nn.Linear(c.enc_d_model, c.embed_dim)
-        self.dec_in = nn.Linear(3 + c.embed_dim + c.n_harmonics + c.n_noise_bands, c.dec_d_model)
+        self.dec_in = nn.Linear(
+            3 + c.embed_dim + 2 * c.n_harmonics + c.n_noise_bands, c.dec_d_model
+        )
         self.decoder = Backbone(
             n_layers=c.dec_layers, d_model=c.dec_d_model,
             headdim=min(c.headdim, 2 * c.dec_d_model), **backbone,
@@ -252,7 +257,7 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
         embedding and the measured spectral envelope (:func:`mambakit.dsp.spectral_envelope`)."""
         c = self.config
         curves = [
-            spectral_envelope(clip, c.sample_rate, c.hop, c.envelope_points, max_harmonics=256)
+            spectral_envelope(clip, c.sample_rate, c.hop, c.envelope_points, c.n_harmonics)
             for clip in audio.detach().float().cpu()[:, 0]
         ]
         device = audio.device
@@ -260,6 +265,7 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
             self.embed(audio),
             torch.stack([e.harmonic for e in curves]).to(device),
             torch.stack([e.smooth for e in curves]).to(device),
+            torch.stack([e.partials for e in curves]).to(device),
         )
 
     # ------------------------------------------------------------------ decoding
@@ -271,8 +277,11 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
         decoder continues from (and updates) its state.
 
         Scaffold: the style's measured envelope read at this frame's harmonics ``k f0``
-        (``P_k``) and at the noise bands (``Q_m``) are the log distribution and the noise
-        shape an untrained decoder renders; the decoder adds corrections to both::
+        (``E_k``, fixed-frequency view), its amplitude of harmonic number ``k`` (``R_k``,
+        pitch-relative view) and its smoothed spectrum at the noise bands (``Q_m``) give
+        the log distribution ``P_k = (E_k + R_k) / 2`` and the noise shape an untrained
+        decoder renders (each view alone is right for some instruments and wrong for
+        others); the decoder sees all three and adds corrections::
 
             c_k = softmax_k(P_k + w_k),   H_m = exp(Q_m) 10^((L - 25 + 40 tanh(n_m / 20)) / 20)
         """
@@ -280,7 +289,9 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
         f0 = contours.f0_hz
         b, f = f0.shape
         k = torch.arange(1, c.n_harmonics + 1, device=f0.device, dtype=f0.dtype)
-        prior_h = SpectralEnvelope.sample(style.harmonic[:, None], f0[..., None] * k, c.sample_rate)
+        by_freq = SpectralEnvelope.sample(style.harmonic[:, None], f0[..., None] * k, c.sample_rate)
+        by_number = style.partials[:, None].expand(-1, f, -1)  # [B, F, K]
+        prior_h = 0.5 * (by_freq + by_number)
         prior_n = SpectralEnvelope.sample(
             style.smooth, self.noise_band_hz.expand(b, -1), c.sample_rate
         )[:, None].expand(-1, f, -1)  # [B, F, M]
@@ -290,7 +301,8 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
             dim=-1,
         )  # [B, F, 3]
         e = style.embedding[:, None].expand(-1, f, -1)
-        x = torch.cat([feats, e, (prior_h + 8.0) / 8.0, (prior_n + 8.0) / 8.0], dim=-1)
+        priors = [(p + 8.0) / 8.0 for p in (by_freq, by_number, prior_n)]
+        x = torch.cat([feats, e, *priors], dim=-1)
         out = self.dec_out(self.decoder(self.dec_in(x), cache))  # [B, F, 1 + K + M]
         gain, dist, noise = torch.split(out, [1, c.n_harmonics, c.n_noise_bands], dim=-1)
         level = torch.pow(10.0, contours.loudness_db[..., None] / 20.0)
