@@ -257,7 +257,9 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
         embedding and the measured spectral envelope (:func:`mambakit.dsp.spectral_envelope`)."""
         c = self.config
         curves = [
-            spectral_envelope(clip, c.sample_rate, c.hop, c.envelope_points, c.n_harmonics)
+            spectral_envelope(
+                clip, c.sample_rate, c.hop, c.envelope_points, max_harmonics=c.n_harmonics
+            )
             for clip in audio.detach().float().cpu()[:, 0]
         ]
         device = audio.device
