@@ -176,8 +176,9 @@ def _eval(args: argparse.Namespace) -> int:
     from mambakit.timbre.evaluate import evaluate_runs, markdown_table
 
     results = evaluate_runs(
-        args.runs, args.pairs, n_pairs=args.n, alpha=_alpha(args.alpha), device=args.device
-    )
+        args.runs, args.pairs, n_pairs=args.n, alpha=_alpha(args.alpha), device=args.device,
+        speed_seconds=args.speed_seconds,
+    )  # fmt: skip
     results["meta"] = result_metadata(device=args.device)
     print(markdown_table(results))
     verdict = timbre_transfer_claim(results)
@@ -318,10 +319,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def register_eval(eval_subparsers: argparse._SubParsersAction) -> None:
     e = eval_subparsers.add_parser("timbre", help="compare timbre-transfer runs on held-out pairs")
-    e.add_argument("runs", type=Path, nargs="+", help="run folders to compare")
+    e.add_argument("runs", type=Path, nargs="+",
+                   help="run folders (either engine) or packaged names (gm-timbre)")  # fmt: skip
     e.add_argument("--pairs", type=Path, required=True, help="held-out NSynth-layout folder")
     e.add_argument("-n", type=int, default=32, help="number of held-out pairs")
     e.add_argument("--alpha", help="AdaIN strengths, as for `timbre transfer`")
+    e.add_argument("--speed-seconds", type=float, default=10.0,
+                   help="time each run on this much content, side by side (0: skip)")  # fmt: skip
     e.add_argument("--json", type=Path, help="also write the results here")
     e.add_argument("--device", help="cpu (default), cuda, auto")
     e.set_defaults(func=_eval)

@@ -213,10 +213,14 @@ def run_info(run: str | os.PathLike[str], pairs_dir: str | os.PathLike[str]) -> 
     ``shared_notes`` / ``shared_instruments``: how many notes / instruments of
     ``pairs_dir`` the training set also holds (0 = held out; None = unknown).
     """
+    from mambakit.pretrained import CheckpointError, resolve_pretrained_path
     from mambakit.timbre.training import TRAIN_INFO_NAME
     from mambakit.train import last_logged
 
-    run = Path(run)
+    try:
+        run = resolve_pretrained_path(run)  # a packaged model's short name, too
+    except CheckpointError:
+        run = Path(run)
     try:
         info = json.loads((run / TRAIN_INFO_NAME).read_text())
     except (OSError, ValueError):
