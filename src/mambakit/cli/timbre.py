@@ -172,7 +172,7 @@ def _procedural(args: argparse.Namespace) -> int:
 @_audio_errors_as_value_errors
 def _eval(args: argparse.Namespace) -> int:
     from mambakit.bench.common import result_metadata, write_json
-    from mambakit.eval.claims import timbre_transfer_claim
+    from mambakit.eval.claims import timbre_engine_claim, timbre_transfer_claim
     from mambakit.timbre.evaluate import evaluate_runs, markdown_table
 
     results = evaluate_runs(
@@ -181,8 +181,14 @@ def _eval(args: argparse.Namespace) -> int:
     )  # fmt: skip
     results["meta"] = result_metadata(device=args.device)
     print(markdown_table(results))
-    verdict = timbre_transfer_claim(results)
-    print(f"\n- {verdict.claim}: {verdict.verdict} ({verdict.why})")
+    engines = {row.get("engine") for row in results["runs"]}
+    objectives = {row.get("objective") for row in results["runs"]}
+    print()
+    for rule, applies in ((timbre_transfer_claim, "reconstruction" in objectives),
+                          (timbre_engine_claim, "scaffold" in engines)):  # fmt: skip
+        if applies:
+            verdict = rule(results)
+            print(f"- {verdict.claim}: {verdict.verdict} ({verdict.why})")
     if args.json:
         print(f"wrote {write_json(args.json, results)}")
     else:
