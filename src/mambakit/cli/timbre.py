@@ -182,9 +182,8 @@ def _eval(args: argparse.Namespace) -> int:
     results["meta"] = result_metadata(device=args.device)
     print(markdown_table(results))
     engines = {row.get("engine") for row in results["runs"]}
-    objectives = {row.get("objective") for row in results["runs"]}
     print()
-    for rule, applies in ((timbre_transfer_claim, "reconstruction" in objectives),
+    for rule, applies in ((timbre_transfer_claim, "unet" in engines),
                           (timbre_engine_claim, "scaffold" in engines)):  # fmt: skip
         if applies:
             verdict = rule(results)
