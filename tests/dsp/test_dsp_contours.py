@@ -72,3 +72,19 @@ def test_blocked_analysis_equals_one_block(monkeypatch):
     monkeypatch.setattr(contours, "_BLOCK_FRAMES", 7)
     torch.testing.assert_close(f0_contour(x, SR, HOP).f0_hz, whole_f0.f0_hz)
     torch.testing.assert_close(loudness_db(x, SR, HOP), whole_loud)
+
+
+def test_spectral_envelope_reads_the_harmonic_amplitudes():
+    from mambakit.dsp.contours import SpectralEnvelope, spectral_envelope
+
+    f0, amps = 250.0, np.array([1.0, 0.5, 0.25, 0.6, 0.1])
+    t = np.arange(SR) / SR
+    x = sum(a * np.sin(2 * np.pi * (k + 1) * f0 * t) for k, a in enumerate(amps))
+    env = spectral_envelope(0.3 * x, SR, HOP, n_points=257, max_harmonics=8)
+    assert env.f0_hz == pytest.approx(f0, rel=2e-3)
+    expected = np.log(amps / amps.max())
+    np.testing.assert_allclose(env.partials[:5].numpy(), expected, atol=0.05)
+    assert float(env.partials[5:].max()) < float(env.partials[:5].min())  # empty above h5
+    # the by-frequency curve passes through the same points at k f0
+    at_harmonics = SpectralEnvelope.sample(env.harmonic, torch.tensor(f0 * np.arange(1, 6)), SR)
+    np.testing.assert_allclose(at_harmonics.numpy(), expected, atol=0.05)
