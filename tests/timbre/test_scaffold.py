@@ -75,6 +75,17 @@ def test_noise_content_warns_and_a_note_does_not(tiny):
     assert tt.last_report.warnings == []
 
 
+@pytest.mark.parametrize("chord", [(262, 330, 392), (220, 277, 330), (196, 247, 294, 349)])
+def test_chords_warn(tiny, chord):
+    # a major triad is periodic at its common root two octaves down, which YIN reports
+    # with low aperiodicity: the empty first harmonics of that root give it away
+    t = np.arange(2 * SR) / SR
+    notes = sum(0.2 * np.sin(2 * np.pi * f * t) * (1 + 0.5 * np.sin(4 * np.pi * f * t))
+                for f in chord)  # fmt: skip
+    with pytest.warns(UserWarning, match="monophonic"):
+        ScaffoldTransfer(tiny).transfer(torch.tensor(notes, dtype=torch.float32), None, sr=SR)
+
+
 def test_blend_zero_is_the_reconstruction_and_per_level_alphas_are_refused(tiny):
     tt = ScaffoldTransfer(tiny)
     content, style = _note(220, 0.6), _note(440, 0.4, harmonics=(1.0, 0.0, 0.9))

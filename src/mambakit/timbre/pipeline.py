@@ -47,7 +47,7 @@ from mambakit.dsp import AudioError, load_audio, resample, to_mono
 from mambakit.pretrained import CONFIG_NAME, CheckpointError, resolve_pretrained_path
 from mambakit.timbre.adain import EPS as ADAIN_EPS
 from mambakit.timbre.model import TimbreUNet
-from mambakit.timbre.scaffold import ScaffoldTimbre, voiced_share_warning
+from mambakit.timbre.scaffold import ScaffoldTimbre, low_harmonic_share, voiced_share_warning
 from mambakit.utils import resolve_device
 
 __all__ = ["TimbreTransfer", "ScaffoldTransfer", "TransferReport", "AudioInput", "DEFAULT_MODEL"]
@@ -436,8 +436,9 @@ class ScaffoldTransfer(TimbreTransfer):
     no seams. ``alpha`` is one style strength in [0, 1]: ``alpha e_style + (1 - alpha)
     e_content``, the counterpart of the U-Net's AdaIN strengths.
 
-    Content that is not one pitch line (chords, drums, noise; fewer than half of its loud
-    frames voiced) is still rendered, with a warning (Python ``UserWarning`` and
+    Content that is not one pitch line (drums, noise: fewer than half of its loud frames
+    voiced; chords: a common root whose first three harmonics are nearly empty) is still
+    rendered, with a warning (Python ``UserWarning`` and
     :attr:`TransferReport.warnings`).
 
     Args:
@@ -508,7 +509,9 @@ class ScaffoldTransfer(TimbreTransfer):
         started = time.perf_counter()
         model = self.model
         contours = model.contours(x)
-        message = voiced_share_warning(float(contours.voiced_share[0]))
+        message = voiced_share_warning(
+            float(contours.voiced_share[0]), low_harmonic_share(x[0, 0], model.config)
+        )
         if message is not None:
             report.warnings.append(message)
             warnings.warn(message, stacklevel=2)

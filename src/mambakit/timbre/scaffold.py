@@ -47,15 +47,21 @@ __all__ = [
     "Contours",
     "StyleCode",
     "NOT_MONOPHONIC",
+    "low_harmonic_share",
     "voiced_share_warning",
 ]
 
 # Share of the loud frames that must be voiced for the content to count as one pitch line.
 MIN_VOICED_SHARE = 0.5
+# A chord is periodic too, at the common fundamental of its notes, which YIN then reports
+# (C E G Bb ~ 4:5:6:7 of C two octaves down); that "f0" has next to no energy in its own
+# first three harmonics, where one instrument's note has much of it (the lowest of 103
+# FluidR3 notes: 14 %, a clarinet; the chords tried: < 0.1 %): below this share of
+# harmonics 1..12's energy it is not one note.
+MIN_LOW_HARMONIC_SHARE = 0.05
 NOT_MONOPHONIC = (
-    "content does not look monophonic and pitched: only {share:.0%} of its loud frames have "
-    "one clear pitch (need {need:.0%}); the scaffold engine follows a single pitch line, so "
-    "chords, drums or noise come out as one wandering tone"
+    "content does not look monophonic and pitched: {why}; the scaffold engine follows a "
+    "single pitch line, so chords, drums or noise come out as one wandering tone"
 )
 
 
@@ -373,9 +379,32 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
         return sum(p.numel() for p in self.parameters())
 
 
-def voiced_share_warning(share: float) -> str | None:
-    """The warning text when ``share`` (:attr:`Contours.voiced_share`) is too low, else None."""
+def voiced_share_warning(share: float, low_harmonic_share: float = 1.0) -> str | None:
+    """The warning text when the content is not one pitch line, else None: too few voiced
+    loud frames (``share``, :attr:`Contours.voiced_share`, below :data:`MIN_VOICED_SHARE`)
+    or a pitch whose first three harmonics hold almost none of the harmonic energy
+    (``low_harmonic_share`` below :data:`MIN_LOW_HARMONIC_SHARE`: a chord's common root)."""
     if math.isnan(share) or share < MIN_VOICED_SHARE:
         share = 0.0 if math.isnan(share) else share
-        return NOT_MONOPHONIC.format(share=share, need=MIN_VOICED_SHARE)
+        why = f"only {share:.0%} of its loud frames have one clear pitch"
+        why += f" (need {MIN_VOICED_SHARE:.0%})"
+        return NOT_MONOPHONIC.format(why=why)
+    if low_harmonic_share < MIN_LOW_HARMONIC_SHARE:
+        why = (
+            f"its pitch tracker found a common root whose first three harmonics hold only "
+            f"{low_harmonic_share:.0%} of the harmonic energy (a chord?)"
+        )
+        return NOT_MONOPHONIC.format(why=why)
     return None
+
+
+def low_harmonic_share(audio: Tensor, config: ScaffoldConfig) -> float:
+    """Share of the energy of harmonics 1..12 in harmonics 1..3, for mono ``audio`` ``[T]``
+    (from :func:`mambakit.dsp.spectral_envelope`'s per-harmonic amplitudes); 1 when the
+    clip has no pitch (that case is :data:`MIN_VOICED_SHARE`'s)."""
+    env = spectral_envelope(audio, config.sample_rate, config.hop, max_harmonics=12)
+    if env.f0_hz <= 0:
+        return 1.0
+    below = torch.arange(1, 13) * env.f0_hz < config.sample_rate / 2
+    energy = torch.exp(2 * env.partials[below])
+    return float(energy[:3].sum() / energy.sum())
