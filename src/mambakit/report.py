@@ -74,7 +74,7 @@ SOURCES: tuple[ResultSource, ...] = (
         "make bench (mambakit bench timbre --json out/bench/timbre.json)",
     ),
     ResultSource(
-        "eval_timbre", "Timbre transfer: transfer-trained vs reconstruction-only runs",
+        "eval_timbre", "Timbre transfer: runs side by side on held-out pairs",
         "timbre*/*.json", "timbre-eval",
         "mambakit eval timbre TRANSFER_RUN RECONSTRUCTION_RUN --pairs HELDOUT "
         "--json out/timbre/eval.json", every=True,

@@ -203,7 +203,7 @@ def test_report_renders_the_timbre_sections_and_verdicts(tmp_path):
     assert "## Timbre transfer: size, memory and speed" in text
     assert "| tiny | uni | 4.17 | 12.00 |" in text and "| base | uni | 4.17 | 300 |" in text
     assert "command `mambakit bench timbre --json out/bench/timbre.json`" in text
-    assert "## Timbre transfer: transfer-trained vs reconstruction-only runs" in text
+    assert "## Timbre transfer: runs side by side on held-out pairs" in text
     assert "Held-out pairs from `out/timbre/heldout`" in text
     assert "| metric | xfer | recon |" in text
     assert "| objective | transfer | reconstruction |" in text
@@ -223,10 +223,42 @@ def test_report_renders_the_timbre_sections_and_verdicts(tmp_path):
     stamp = (out / "timbre" / "eval.json").stat().st_mtime
     os.utime(out / "timbre-nogan" / "eval.json", (stamp + 10, stamp + 10))
     text = build_report(out, tmp_path / "docs").read_text()
-    assert text.count("## Timbre transfer: transfer-trained vs reconstruction-only runs") == 2
+    assert text.count("## Timbre transfer: runs side by side on held-out pairs") == 2
     assert "| metric | xfer | recon |" in text and "| metric | xfer2 | recon2 |" in text
     first = text.index("| **holds** | pairs `out/timbre/heldout`: style gain 0.300 (xfer")
     second = text.index("| **does not hold** | pairs `out/other-heldout`: style gain -0.100")
     assert first < second < text.index("## Timbre transfer: size")
     assert "losses: mel + STFT (transfer), mel + STFT (reconstruction)" in text
     assert text.count("losses: ") == 1  # the older rows do not record it
+
+
+def _engine_result(gain=0.6, pitch=0.98, speed=80.0, shared=0, unet=True):
+    scaffold = {"name": "gm-timbre", "engine": "scaffold", "objective": "transfer",
+                "shared_notes": shared, "style_gain": gain, "pitch_accuracy": pitch,
+                "x_realtime": speed, "speed_seconds": 10.0,
+                "style_gain_per_pair": [gain + 0.1, gain - 0.1, gain]}  # fmt: skip
+    runs = [scaffold]
+    if unet:
+        runs.append({"name": "unet", "engine": "unet", "objective": "transfer", "shared_notes": 0,
+                     "style_gain": 0.17, "pitch_accuracy": 0.975, "x_realtime": 12.8,
+                     "style_gain_per_pair": [0.2, 0.1, 0.2]})  # fmt: skip
+    return {"kind": "timbre-eval", "pairs_dir": "heldout", "runs": runs}
+
+
+def test_engine_claim_applies_the_three_targets():
+    from mambakit.eval.claims import timbre_engine_claim
+
+    assert timbre_engine_claim(_engine_result()).verdict == HOLDS
+    for miss in ({"gain": 0.49}, {"pitch": 0.96}, {"speed": 49.0}, {"shared": 3}):
+        assert timbre_engine_claim(_engine_result(**miss)).verdict == FAILS, miss
+    why = timbre_engine_claim(_engine_result()).why
+    assert "U-Net unet: style gain 0.170" in why and "paired style-gain difference +0.433" in why
+    assert "no U-Net run" in timbre_engine_claim(_engine_result(unet=False)).why
+    assert timbre_engine_claim({"runs": [{"engine": "unet"}]}).verdict == UNMEASURED
+
+
+def test_a_scaffold_only_comparison_is_not_read_as_transfer_vs_reconstruction():
+    verdicts = all_verdicts({"eval_timbre": _engine_result(unet=False)})
+    transfer = [v for v in verdicts if v.claim.startswith("Transfer training beats")]
+    engine = [v for v in verdicts if v.claim.startswith("The scaffold engine")]
+    assert [v.verdict for v in transfer] == [UNMEASURED] and [v.verdict for v in engine] == [HOLDS]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -88,15 +89,18 @@ class SessionFiles:
 
 
 def validate_run_dir(
-    text: str | Path | None, kind: str = "drums", runs_root: str | Path | None = None
+    text: str | Path | None,
+    kind: str | tuple[str, ...] = "drums",
+    runs_root: str | Path | None = None,
 ) -> Path:
     """Check a user-typed run directory before anything is loaded from it.
 
     A run is a directory with ``config.json`` and ``model.safetensors`` (what
     ``save_pretrained`` and the trainer write) whose ``model_type`` is ``kind``
-    (``"drums"``, ``"timbre"`` or ``"lm"``). With ``runs_root`` (``mambakit ui
-    --runs-root``) the directory must lie inside it (a relative path is read from it), so a
-    page served beyond loopback cannot open other checkpoints on the server. Nothing else on
+    (a model type such as ``"drums"``, or a tuple admitting any of several). With
+    ``runs_root`` (``mambakit ui --runs-root``) the directory must lie inside it (a relative
+    path is read from it), so a page served beyond loopback cannot open other checkpoints on
+    the server. Nothing else on
     the filesystem is touched.
 
     Raises:
@@ -121,8 +125,9 @@ def validate_run_dir(
     except (OSError, json.JSONDecodeError) as exc:
         raise UIError(f"{raw}: config.json is not valid JSON ({exc})") from None
     found = meta.get("model_type") if isinstance(meta, dict) else None
-    if found != kind:
-        raise UIError(f"{raw}: this run holds a {found or 'unknown'} model, not a {kind} model")
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if found not in kinds:
+        raise UIError(f"{raw}: this run holds a {found or 'unknown'} model, not a {kinds[0]} model")
     return path
 
 
@@ -137,7 +142,7 @@ def _open_timbre(path: Path) -> tuple[Any, str]:
     from mambakit.timbre import TimbreTransfer
 
     model = TimbreTransfer.from_pretrained(path, progress=False)
-    return model, f"{model.sample_rate} Hz"
+    return model, f"{model.engine} engine, {model.sample_rate} Hz"
 
 
 def _open_lm(path: Path) -> tuple[Any, str]:
@@ -147,6 +152,12 @@ def _open_lm(path: Path) -> tuple[Any, str]:
     return model, f"{model.sample_rate} Hz"
 
 
+#: Model kind -> the checkpoint ``model_type`` s a run box of that kind accepts.
+MODEL_TYPES: dict[str, tuple[str, ...]] = {
+    "drums": ("drums",),
+    "timbre": ("timbre", "timbre-scaffold"),  # the U-Net and the scaffold engine
+    "lm": ("lm",),
+}
 #: Model kind -> (its name on the page, ``open(path) -> (model, details)``).
 MODEL_KINDS: dict[str, tuple[str, Any]] = {
     "drums": ("drum", _open_drums),
@@ -171,7 +182,7 @@ def load_run(
 ) -> tuple[Any, str]:
     """Validate a typed run directory (:func:`validate_run_dir`) and load it ->
     ``(model, status message)``; ``kind`` is one of :data:`MODEL_KINDS`."""
-    return open_model(kind, validate_run_dir(text, kind, runs_root))
+    return open_model(kind, validate_run_dir(text, MODEL_TYPES[kind], runs_root))
 
 
 # ---------------------------------------------------------------------------- uploads
@@ -450,17 +461,22 @@ def transfer_timbre(
     content: tuple[torch.Tensor, int],
     style: tuple[torch.Tensor, int] | None,
     alphas: Sequence[float],
+    strength: float = 1.0,
 ) -> tuple[np.ndarray, int]:
     """Play ``content`` with the timbre of ``style`` -> ``(audio [T], sr)``; ``alphas`` are
-    the per-level AdaIN strengths (skip 1..4, bottleneck) in [0, 1]."""
+    the U-Net's per-level AdaIN strengths (skip 1..4, bottleneck) in [0, 1], ``strength``
+    the scaffold engine's one style strength (the engine of ``model`` picks which)."""
     if model is None:
         raise UIError("no timbre model loaded: point the run box at a timbre run and press Load")
-    if any(not 0.0 <= a <= 1.0 for a in alphas):
+    if any(not 0.0 <= a <= 1.0 for a in (*alphas, strength)):
         raise UIError("every alpha must be in [0, 1]")
     c_audio, c_sr = content
     s_audio, s_sr = style if style is not None else (None, None)
+    alpha = float(strength) if getattr(model, "engine", "unet") == "scaffold" else tuple(alphas)
     try:
-        out, sr = model.transfer(c_audio, s_audio, tuple(alphas), sr=c_sr, style_sr=s_sr)
+        with warnings.catch_warnings():  # the report carries them: shown on the page
+            warnings.simplefilter("ignore")
+            out, sr = model.transfer(c_audio, s_audio, alpha, sr=c_sr, style_sr=s_sr)
     except (ValueError, AudioError) as exc:
         raise UIError(f"timbre transfer: {exc}") from None
     return out.reshape(-1).numpy(), int(sr)

@@ -431,7 +431,8 @@ def sequencer(page: Page, kit_state: Any, pads0: list[h.PadParams]) -> None:
 
 
 def timbre_tab(page: Page) -> None:
-    """Content and style uploads, the per-level AdaIN strengths, transfer."""
+    """Content and style uploads, the U-Net's per-level AdaIN strengths and the scaffold
+    engine's style strength, transfer."""
     gr = page.gr
     page.run_box("timbre")
     with gr.Row():
@@ -448,6 +449,7 @@ def timbre_tab(page: Page) -> None:
             gr.Slider(0.0, 1.0, value=value, step=0.05, label=f"alpha {name}")
             for name, value in zip(ALPHA_LEVELS, TimbreConfig().alpha, strict=True)
         ]
+    strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="style strength (scaffold engine)")
     transfer_button = gr.Button("Transfer", variant="primary", elem_id="transfer")
     transfer_audio = gr.Audio(label="result", type="filepath", elem_id="timbre-audio")
 
@@ -457,6 +459,7 @@ def timbre_tab(page: Page) -> None:
         session_models,
         content_path,
         style_path,
+        strength_value,
         *alpha_values,
         progress=gr.Progress(track_tqdm=True),  # noqa: B008
     ):
@@ -464,12 +467,12 @@ def timbre_tab(page: Page) -> None:
         model = page.models.of("timbre", session_models)
         c_audio = h.check_upload(content_path, "content")
         s_audio = h.check_upload(style_path, "style") if style_path else None
-        out, sr = h.transfer_timbre(model, c_audio, s_audio, alpha_values)
+        out, sr = h.transfer_timbre(model, c_audio, s_audio, alpha_values, strength_value)
         return files, str(h.write_wav(files, "timbre", out, sr))
 
     transfer_button.click(
         transfer,
-        [page.files_state, page.model_state, content, style, *alphas],
+        [page.files_state, page.model_state, content, style, strength, *alphas],
         [page.files_state, transfer_audio],
     )
 

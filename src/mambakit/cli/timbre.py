@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
 
 from mambakit.cli.common import add_device_argument, add_json_argument
@@ -46,13 +47,21 @@ def _audio_errors_as_value_errors(func):
 @_audio_errors_as_value_errors
 def _transfer(args: argparse.Namespace) -> int:
     from mambakit.dsp import save_audio
-    from mambakit.timbre.pipeline import TimbreTransfer
+    from mambakit.timbre.pipeline import DEFAULT_MODEL, TimbreTransfer
 
-    tt = TimbreTransfer.from_pretrained(args.run, device=args.device)
-    audio, sr = tt.transfer(args.content, args.style, alpha=_alpha(args.alpha))
+    tt = TimbreTransfer.from_pretrained(args.run or DEFAULT_MODEL, device=args.device)
+    if args.engine is not None and args.engine != tt.engine:
+        raise ValueError(
+            f"--engine {args.engine}: {args.run or DEFAULT_MODEL} holds a {tt.engine} model"
+        )
+    with warnings.catch_warnings():  # the report carries them; printed once below
+        warnings.simplefilter("ignore")
+        audio, sr = tt.transfer(args.content, args.style, alpha=_alpha(args.alpha))
     report = tt.last_report
     for note in report.conversions:
         print(f"note: {note}")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     save_audio(args.output, audio[0], sr)
     print(
@@ -62,10 +71,47 @@ def _transfer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_scaffold(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from mambakit.timbre.scaffold_training import DEFAULT_TRAIN, ScaffoldData, train_scaffold
+
+    if args.preset not in ("tiny", "small"):
+        raise ValueError(f"--preset {args.preset}: the scaffold engine has tiny and small")
+    if args.gradient_checkpointing or args.bidirectional:
+        raise ValueError(
+            "--gradient-checkpointing and --bidirectional are U-Net options; the scaffold "
+            "engine is causal (that is what makes chunked transfer seamless) and small"
+        )
+    train = dataclasses.replace(
+        DEFAULT_TRAIN,
+        max_steps=args.steps if args.steps is not None else DEFAULT_TRAIN.max_steps,
+        max_minutes=args.minutes,
+        batch_size=args.batch_size,
+        lr=args.lr if args.lr is not None else DEFAULT_TRAIN.lr,
+        seed=args.seed,
+        resume=args.resume,
+        device=args.device,
+    )
+    pairs = ScaffoldData(
+        reconstruction_ratio=args.reconstruction_ratio, segment_seconds=args.segment_seconds
+    )
+    summary = train_scaffold(args.data, args.out, args.preset, train, pairs)
+    print(
+        f"trained {summary.steps} steps in {summary.seconds:.0f} s "
+        f"(final loss {summary.final_loss:.4f}); the run is in {args.out}"
+    )
+    return 0
+
+
 @_audio_errors_as_value_errors
 def _train(args: argparse.Namespace) -> int:
     from mambakit.timbre.training import train_timbre
 
+    if args.engine == "scaffold":
+        return _train_scaffold(args)
+    if args.lr is None:
+        args.lr = 2e-4
     if args.steps is None and args.minutes is None:
         args.minutes = 10.0
     summary = train_timbre(
@@ -126,16 +172,22 @@ def _procedural(args: argparse.Namespace) -> int:
 @_audio_errors_as_value_errors
 def _eval(args: argparse.Namespace) -> int:
     from mambakit.bench.common import result_metadata, write_json
-    from mambakit.eval.claims import timbre_transfer_claim
+    from mambakit.eval.claims import timbre_engine_claim, timbre_transfer_claim
     from mambakit.timbre.evaluate import evaluate_runs, markdown_table
 
     results = evaluate_runs(
-        args.runs, args.pairs, n_pairs=args.n, alpha=_alpha(args.alpha), device=args.device
-    )
+        args.runs, args.pairs, n_pairs=args.n, alpha=_alpha(args.alpha), device=args.device,
+        speed_seconds=args.speed_seconds,
+    )  # fmt: skip
     results["meta"] = result_metadata(device=args.device)
     print(markdown_table(results))
-    verdict = timbre_transfer_claim(results)
-    print(f"\n- {verdict.claim}: {verdict.verdict} ({verdict.why})")
+    engines = {row.get("engine") for row in results["runs"]}
+    print()
+    for rule, applies in ((timbre_transfer_claim, "unet" in engines),
+                          (timbre_engine_claim, "scaffold" in engines)):  # fmt: skip
+        if applies:
+            verdict = rule(results)
+            print(f"- {verdict.claim}: {verdict.verdict} ({verdict.why})")
     if args.json:
         print(f"wrote {write_json(args.json, results)}")
     else:
@@ -189,9 +241,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t = sub.add_parser("transfer", help="play content.wav with the timbre of style.wav")
     t.add_argument("content", type=Path, help="audio with the notes to keep (any length/rate)")
     t.add_argument("style", type=Path, help="audio with the timbre to take (any length/rate)")
-    t.add_argument("--run", type=Path, required=True, help="trained run / checkpoint folder")
-    t.add_argument("--alpha", help="AdaIN strengths: one value or 5 (skips fine->coarse, "
-                   "bottleneck), e.g. 1,1,1,1,0.2")  # fmt: skip
+    t.add_argument(
+        "--run", type=Path, help="trained run / checkpoint folder (default: the shipped gm-timbre)"
+    )
+    t.add_argument(
+        "--engine",
+        choices=("unet", "scaffold"),
+        help="check that the run holds this engine (the run decides which runs)",
+    )
+    t.add_argument("--alpha", help="unet: AdaIN strengths, one value or 5 (skips "
+                   "fine->coarse, bottleneck), e.g. 1,1,1,1,0.2; scaffold: one style strength "
+                   "in [0, 1] (default 1)")  # fmt: skip
     t.add_argument("-o", "--output", type=Path, required=True, help="output WAV")
     t.add_argument("--device", help="cpu (default), cuda, auto")
     t.set_defaults(func=_transfer)
@@ -207,16 +267,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--reconstruction-ratio", type=float, default=0.2,
                    help="share of self-reconstruction pairs in the transfer objective")  # fmt: skip
+    p.add_argument(
+        "--engine", default="unet", choices=("unet", "scaffold"),
+        help="unet: the MambaMuse U-Net; scaffold: f0 + loudness -> Mamba decoder -> "
+        "harmonic-plus-noise synthesiser",
+    )  # fmt: skip
     p.add_argument("--preset", default="small", choices=("tiny", "small", "base"))
     p.add_argument("--bidirectional", action="store_true", help="bidirectional Mamba blocks")
-    budget = p.add_argument_group("budget (default: 10 minutes)")
+    budget = p.add_argument_group("budget (unet default: 10 minutes; scaffold: 1500 steps)")
     budget.add_argument("--minutes", type=float, help="wall-clock budget")
-    budget.add_argument("--steps", type=int, help="optimizer steps")
+    budget.add_argument("--steps", type=int, help="optimizer steps (the cosine's length)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument(
         "--segment-seconds", type=float, help="training crop length (default: the preset's 2.1 s)"
     )
-    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--lr", type=float, help="peak learning rate (unet 2e-4, scaffold 1e-3)")
     p.add_argument(
         "--no-gan", action="store_true",
         help="mel + STFT losses only (no discriminators): about half the cost of a step",
@@ -252,10 +317,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def register_eval(eval_subparsers: argparse._SubParsersAction) -> None:
     e = eval_subparsers.add_parser("timbre", help="compare timbre-transfer runs on held-out pairs")
-    e.add_argument("runs", type=Path, nargs="+", help="run folders to compare")
+    e.add_argument("runs", type=Path, nargs="+",
+                   help="run folders (either engine) or packaged names (gm-timbre)")  # fmt: skip
     e.add_argument("--pairs", type=Path, required=True, help="held-out NSynth-layout folder")
     e.add_argument("-n", type=int, default=32, help="number of held-out pairs")
     e.add_argument("--alpha", help="AdaIN strengths, as for `timbre transfer`")
+    e.add_argument("--speed-seconds", type=float, default=10.0,
+                   help="time each run on this much content, side by side (0: skip)")  # fmt: skip
     e.add_argument("--json", type=Path, help="also write the results here")
     e.add_argument("--device", help="cpu (default), cuda, auto")
     e.set_defaults(func=_eval)

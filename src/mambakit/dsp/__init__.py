@@ -2,7 +2,17 @@
 
 from mambakit.dsp.anchor import pitch_env_curve, resample_curve, sine_anchor
 from mambakit.dsp.bands import Band, LogBands, log_bands
+from mambakit.dsp.contours import (
+    PitchContour,
+    SpectralEnvelope,
+    a_weighting_db,
+    f0_contour,
+    frame_count,
+    loudness_db,
+    spectral_envelope,
+)
 from mambakit.dsp.envelope import ADSR, fit_adsr, hilbert_envelope, render_adsr
+from mambakit.dsp.harmonic import HarmonicNoiseSynth, SynthState, filtered_noise, harmonic_synth
 from mambakit.dsp.io import (
     AudioError,
     detect_onset,
@@ -20,6 +30,17 @@ from mambakit.dsp.spectral import MelLoss, MultiResolutionSTFTLoss, mel_spectrog
 
 __all__ = [
     "ADSR",
+    "HarmonicNoiseSynth",
+    "PitchContour",
+    "SpectralEnvelope",
+    "SynthState",
+    "a_weighting_db",
+    "f0_contour",
+    "filtered_noise",
+    "frame_count",
+    "harmonic_synth",
+    "loudness_db",
+    "spectral_envelope",
     "AudioError",
     "Band",
     "LogBands",

@@ -1,7 +1,11 @@
-"""MambaMuse: one-shot timbre transfer on raw waveform (seed ``mambamuse-timbre-transfer``).
+"""One-shot timbre transfer, two engines: the MambaMuse U-Net on raw waveform (seed
+``mambamuse-timbre-transfer``) and the scaffold engine (f0 + loudness -> Mamba decoder ->
+harmonic-plus-noise synthesiser; the shipped ``gm-timbre``).
 
-Public API: :class:`TimbreTransfer` (inference on clips of any length),
-:func:`train_timbre`, :class:`TimbreUNet` / :class:`TimbreConfig` (the model), :func:`adain`,
+Public API: :class:`TimbreTransfer` (inference on clips of any length, either engine;
+:class:`ScaffoldTransfer` for the scaffold one), :func:`train_timbre` / :func:`train_scaffold`,
+:class:`TimbreUNet` / :class:`TimbreConfig` and :class:`ScaffoldTimbre` / :class:`ScaffoldConfig`
+(the models), :func:`adain`,
 :class:`PairedNotes` and the dataset builders, :func:`evaluate_runs`. Modules load on first use.
 """
 
@@ -15,6 +19,9 @@ from mambakit.timbre.adain import adain
 
 __all__ = [
     "PairedNotes",
+    "ScaffoldConfig",
+    "ScaffoldTimbre",
+    "ScaffoldTransfer",
     "TimbreConfig",
     "TimbreTransfer",
     "TimbreUNet",
@@ -23,6 +30,7 @@ __all__ = [
     "make_procedural_instruments",
     "read_nsynth",
     "render_sf2_dataset",
+    "train_scaffold",
     "train_timbre",
 ]
 
@@ -30,6 +38,10 @@ _WHERE = {
     "TimbreConfig": "model",
     "TimbreUNet": "model",
     "TimbreTransfer": "pipeline",
+    "ScaffoldTransfer": "pipeline",
+    "ScaffoldConfig": "scaffold",
+    "ScaffoldTimbre": "scaffold",
+    "train_scaffold": "scaffold_training",
     "PairedNotes": "data",
     "read_nsynth": "data",
     "make_procedural_instruments": "data",

@@ -81,6 +81,8 @@ METRICS = {
 KIND = "timbre-eval"
 # The column of the targets themselves (a perfect transfer) in the eval table.
 REFERENCE_NAME = "target (perfect transfer)"
+# Crop length of the held-out pairs: the U-Net's chunk, so older results stay comparable.
+EVAL_SEGMENT_SECONDS = 2.1
 # Pitch curves (semitones): flatter than 10 cents std is a steady note; 50 cents agree.
 PITCH_FLAT, PITCH_MATCH = 0.1, 0.5
 # Loudness curves (dB): flatter than 0.5 dB std is steady; 1 dB agree.
@@ -211,10 +213,14 @@ def run_info(run: str | os.PathLike[str], pairs_dir: str | os.PathLike[str]) -> 
     ``shared_notes`` / ``shared_instruments``: how many notes / instruments of
     ``pairs_dir`` the training set also holds (0 = held out; None = unknown).
     """
+    from mambakit.pretrained import CheckpointError, resolve_pretrained_path
     from mambakit.timbre.training import TRAIN_INFO_NAME
     from mambakit.train import last_logged
 
-    run = Path(run)
+    try:
+        run = resolve_pretrained_path(run)  # a packaged model's short name, too
+    except CheckpointError:
+        run = Path(run)
     try:
         info = json.loads((run / TRAIN_INFO_NAME).read_text())
     except (OSError, ValueError):
@@ -248,13 +254,24 @@ def evaluate_runs(
     seed: int = 0,
     device: str | None = None,
     progress: bool = True,
+    segment_seconds: float = EVAL_SEGMENT_SECONDS,
+    speed_seconds: float = 10.0,
+    speed_repeats: int = 3,
 ) -> dict[str, Any]:
     """Mean metrics per run on the same ``n_pairs`` held-out transfer triples.
 
-    The triples are drawn from ``pairs_dir`` (NSynth layout) with a generator seeded by
-    ``seed``, so every run sees the same pairs (a run given twice is scored once). A run
+    The triples (``segment_seconds`` crops, default the U-Net's 2.1 s chunk) are drawn
+    from ``pairs_dir`` (NSynth layout) with a generator seeded by ``seed``, so every run,
+    of either engine, sees the same pairs (a run given twice is scored once). ``alpha``
+    goes to runs of the U-Net engine; scaffold runs take their default style strength (1)
+    unless it is one number. A run
     whose training set shares notes with ``pairs_dir`` gets a warning (the pairs are not
     held out for it).
+
+    Speed, side by side: each run also transfers one ``speed_seconds`` content clip (held-
+    out notes end to end, the same clip for every run; 0 skips it) through its chunked
+    any-length path, ``speed_repeats`` times after a warm-up; ``x_realtime`` is audio
+    seconds per wall second of the median call (:class:`TransferReport`'s figure).
 
     Returns ``{"kind": "timbre-eval", "pairs_dir", "n_pairs", "alpha", "seed", "runs":
     [row, ...], "reference": row}``; a run's row holds ``run``, ``name``, the
@@ -276,9 +293,9 @@ def evaluate_runs(
             )
         tt = TimbreTransfer.from_pretrained(run, device=device, progress=False)
         sr = tt.sample_rate
-        seconds = tt.model.config.segment_seconds
+        run_alpha = alpha if tt.engine == "unet" or isinstance(alpha, float) else None
         data = PairedNotes(
-            pairs_dir, sample_rate=sr, segment_seconds=seconds, reconstruction_ratio=0
+            pairs_dir, sample_rate=sr, segment_seconds=segment_seconds, reconstruction_ratio=0
         )
         g = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(data), generator=g).tolist()
@@ -288,8 +305,10 @@ def evaluate_runs(
             if not item["transfer"]:
                 continue  # no other instrument plays this pitch
             content, target = item["content"][0], item["target"][0]
-            out, _ = tt.transfer(item["content"], item["style"], alpha=alpha, sr=sr)
-            recon, _ = tt.transfer(item["content"], None, sr=sr)
+            with warnings.catch_warnings():  # a decaying note's quiet tail: not our concern
+                warnings.simplefilter("ignore")
+                out, _ = tt.transfer(item["content"], item["style"], alpha=run_alpha, sr=sr)
+                recon, _ = tt.transfer(item["content"], None, sr=sr)
             scored.append(pair_metrics(out[0, 0], content, target, sr, recon[0, 0]))
             if not rows:
                 reference.append(pair_metrics(target, content, target, sr))
@@ -298,7 +317,9 @@ def evaluate_runs(
                 f"{pairs_dir}: no transfer pairs (need >= 2 instruments sharing a pitch)"
             )
         means = {k: float(np.mean([r[k] for r in scored])) for k in METRICS}
-        rows.append({"run": run, "name": Path(run).name or run, **info,
+        speed = _speed(tt, data, speed_seconds, speed_repeats) if speed_seconds > 0 else {}
+        rows.append({"run": run, "name": Path(run).name or run, "engine": tt.engine, **info,
+                     **speed,
                      "pairs": len(scored), **means,
                      "style_gain_per_pair": [r["style_gain"] for r in scored]})  # fmt: skip
     means = {k: float(np.mean([r[k] for r in reference])) for k in METRICS}
@@ -306,10 +327,41 @@ def evaluate_runs(
         "kind": KIND,
         "pairs_dir": str(pairs_dir),
         "n_pairs": n_pairs,
+        "segment_seconds": segment_seconds,
         "alpha": alpha,
         "seed": seed,
         "runs": rows,
         "reference": {"name": REFERENCE_NAME, "pairs": len(reference), **means},
+    }
+
+
+def _speed(tt: TimbreTransfer, data: PairedNotes, seconds: float, repeats: int) -> dict:
+    """``{"x_realtime", "speed_seconds", "speed_chunks"}`` of ``tt`` on ``seconds`` of the
+    set's notes end to end (in record order, so every run gets the same clip), styled by
+    the last record's note."""
+    import time
+
+    n = int(round(seconds * data.sample_rate))
+    parts, total, index = [], 0, 0
+    while total < n:
+        note = data.audio(index % len(data))
+        parts.append(note)
+        total += note.shape[-1]
+        index += 1
+    content = torch.cat(parts, dim=-1)[:, :n]
+    style = data.audio(len(data) - 1)
+    walls = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(repeats + 1):  # the first call warms up
+            started = time.perf_counter()
+            tt.transfer(content, style, sr=data.sample_rate)
+            walls.append(time.perf_counter() - started)
+    wall = float(np.median(walls[1:])) if repeats > 0 else walls[0]
+    return {
+        "x_realtime": seconds / wall,
+        "speed_seconds": seconds,
+        "speed_chunks": tt.last_report.chunks,
     }
 
 
@@ -342,6 +394,7 @@ def markdown_table(result: dict[str, Any]) -> str:
     lines = ["| metric | " + " | ".join(r["name"] for r in columns) + " |"]
     lines.append("|---|" + "---|" * len(columns))
     labels = {
+        "engine": lambda r: r.get("engine") or "unet",
         "objective": lambda r: r.get("objective") or "unknown",
         "losses": lambda r: losses_label(r.get("adversarial")),
         "held out": _heldout_cell,
@@ -355,4 +408,8 @@ def markdown_table(result: dict[str, Any]) -> str:
         arrow = " ↑" if higher else " ↓"
         cells = [_cell(r.get(metric)) for r in columns]
         lines.append(f"| {metric}{arrow} | " + " | ".join(cells) + " |")
+    if any("x_realtime" in r for r in runs):
+        seconds = next(r["speed_seconds"] for r in runs if "x_realtime" in r)
+        cells = [_cell(r.get("x_realtime")) for r in runs] + ["-"] * len(reference)
+        lines.append(f"| x real time, {seconds:g} s content ↑ | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -1,10 +1,18 @@
 """One-shot timbre transfer on clips of any length: the public inference API.
 
 ```python
-tt = TimbreTransfer.from_pretrained("runs/timbre")
+tt = TimbreTransfer.from_pretrained()            # the shipped model, "gm-timbre"
+tt = TimbreTransfer.from_pretrained("runs/timbre")  # or any run, of either engine
 audio, sr = tt.transfer("melody.wav", "cello_note.wav", alpha=(1, 1, 1, 1, 0.2))
-print(tt.last_report)        # conversions done, chunks, speed (x real time)
+print(tt.last_report)        # conversions done, chunks, speed (x real time), warnings
 ```
+
+Two engines share this API; ``from_pretrained`` picks the one a checkpoint holds:
+``unet`` (:class:`TimbreTransfer`, the MambaMuse U-Net, below) and ``scaffold``
+(:class:`ScaffoldTransfer`: f0 + loudness -> Mamba decoder -> harmonic-plus-noise
+synthesiser, :mod:`mambakit.timbre.scaffold`).
+
+U-Net engine:
 
 Long content is cut into chunks of the training segment length that overlap by
 ``overlap_seconds``; each chunk is rendered with the *same* AdaIN statistics (the style's,
@@ -21,9 +29,11 @@ a later chunk starts from zero, which the overlap hides.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,13 +44,18 @@ from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
 from mambakit.dsp import AudioError, load_audio, resample, to_mono
+from mambakit.pretrained import CONFIG_NAME, CheckpointError, resolve_pretrained_path
 from mambakit.timbre.adain import EPS as ADAIN_EPS
 from mambakit.timbre.model import TimbreUNet
+from mambakit.timbre.scaffold import ScaffoldTimbre, low_harmonic_share, voiced_share_warning
 from mambakit.utils import resolve_device
 
-__all__ = ["TimbreTransfer", "TransferReport", "AudioInput"]
+__all__ = ["TimbreTransfer", "ScaffoldTransfer", "TransferReport", "AudioInput", "DEFAULT_MODEL"]
 
 AudioInput = str | os.PathLike[str] | Tensor | np.ndarray
+# The packaged model ``from_pretrained()`` loads when no run is named.
+DEFAULT_MODEL = "gm-timbre"
+ENGINES = {"timbre": "unet", "timbre-scaffold": "scaffold"}
 
 
 @dataclass
@@ -49,6 +64,8 @@ class TransferReport:
 
     Attributes:
         conversions: human-readable notes on input conversions (channels, sample rate).
+        warnings: what the engine could not do well with this input (e.g. content that is
+            not one pitch line, for the scaffold engine); each is also a Python warning.
         chunks: number of chunks the content was cut into.
         seconds: output duration in seconds.
         processing_seconds: wall-clock time of the model part (style analysis + chunks).
@@ -57,6 +74,7 @@ class TransferReport:
     """
 
     conversions: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     chunks: int = 0
     seconds: float = 0.0
     processing_seconds: float = 0.0
@@ -124,12 +142,38 @@ class TimbreTransfer:
         self.progress = progress
         self.last_report = TransferReport()
 
+    engine = "unet"
+
     @classmethod
     def from_pretrained(
-        cls, run: str | os.PathLike[str], device: str | torch.device | None = None, **kwargs
+        cls,
+        run: str | os.PathLike[str] = DEFAULT_MODEL,
+        device: str | torch.device | None = None,
+        **kwargs,
     ) -> TimbreTransfer:
-        """Load the generator saved in ``run`` (a training run or a ``save_pretrained`` dir)."""
-        return cls(TimbreUNet.from_pretrained(run, device=resolve_device(device)), device, **kwargs)
+        """Load the model saved in ``run`` (a training run, a ``save_pretrained`` dir or the
+        short name of a packaged model; default the shipped ``gm-timbre``), with the engine
+        its ``config.json`` names: a :class:`TimbreTransfer` for a U-Net, a
+        :class:`ScaffoldTransfer` for a scaffold model. ``kwargs`` go to that class.
+
+        Raises:
+            CheckpointError: no checkpoint there, or one of another model family.
+        """
+        path = resolve_pretrained_path(run)
+        try:
+            found = json.loads((path / CONFIG_NAME).read_text()).get("model_type")
+        except (OSError, ValueError, AttributeError):
+            found = None  # the model class says what is wrong
+        device = resolve_device(device)
+        if found == ScaffoldTimbre.model_type:
+            return ScaffoldTransfer(ScaffoldTimbre.from_pretrained(path, device=device), device,
+                                    **kwargs)  # fmt: skip
+        if found is not None and found not in ENGINES:
+            raise CheckpointError(
+                f"{path}: checkpoint is a {found!r} model, not a timbre model "
+                f"({' or '.join(map(repr, ENGINES))})"
+            )
+        return cls(TimbreUNet.from_pretrained(path, device=device), device, **kwargs)
 
     @property
     def sample_rate(self) -> int:
@@ -373,6 +417,109 @@ class TimbreTransfer:
                 stats = self.model.style_statistics(y)
         self.model.resolve_alpha(alpha)  # validate before the work
         out, report.chunks = self.render(x, stats, alpha)
+        report.processing_seconds = time.perf_counter() - started
+        out_peak = float(out.abs().max())
+        if out_peak > 0:
+            out = out * (peak / out_peak)
+        report.seconds = out.shape[-1] / self.sample_rate
+        self.last_report = report
+        return out.cpu(), self.sample_rate
+
+
+class ScaffoldTransfer(TimbreTransfer):
+    """The ``scaffold`` engine behind the :class:`TimbreTransfer` API.
+
+    The content is analysed once (f0, voicing, loudness: :meth:`ScaffoldTimbre.contours`),
+    the style clip, whole, becomes one embedding, and the decoder and synthesiser run over
+    the content in pieces of ``chunk_seconds`` with their state carried
+    (:meth:`ScaffoldTimbre.render`): the result does not depend on the piece length and has
+    no seams. ``alpha`` is one style strength in [0, 1]: ``alpha e_style + (1 - alpha)
+    e_content``, the counterpart of the U-Net's AdaIN strengths.
+
+    Content that is not one pitch line (drums, noise: fewer than half of its loud frames
+    voiced; chords: a common root whose first three harmonics are nearly empty) is still
+    rendered, with a warning (Python ``UserWarning`` and
+    :attr:`TransferReport.warnings`).
+
+    Args:
+        model: a trained :class:`ScaffoldTimbre`.
+        device: ``None`` = CPU.
+        chunk_seconds: content per decoder / synthesiser piece (memory, not the result).
+        min_seconds: shorter inputs are rejected.
+        progress: accepted for the API's sake (the work is too short for a bar).
+    """
+
+    engine = "scaffold"
+
+    def __init__(
+        self,
+        model: ScaffoldTimbre,
+        device: str | torch.device | None = None,
+        chunk_seconds: float = 4.0,
+        min_seconds: float = 0.05,
+        progress: bool = True,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        if chunk_seconds <= 0:
+            raise ValueError(f"chunk_seconds must be > 0, got {chunk_seconds}")
+        hop = model.config.hop
+        self.chunk_frames = max(1, int(round(chunk_seconds * self.sample_rate / hop)))
+        self.min_samples = max(hop, int(round(min_seconds * self.sample_rate)))
+        self.progress = progress
+        self.last_report = TransferReport()
+
+    @staticmethod
+    def resolve_alpha(alpha: float | tuple[float, ...] | None) -> float:
+        """``None`` -> 1.0; one number, or equal numbers, -> that number.
+
+        Raises:
+            ValueError: differing per-level strengths (a U-Net notion) or one outside [0, 1].
+        """
+        if alpha is None:
+            return 1.0
+        values = (alpha,) if isinstance(alpha, (int, float)) else tuple(alpha)
+        if len(set(values)) != 1:
+            raise ValueError(
+                f"alpha {values}: the scaffold engine takes one style strength in [0, 1] "
+                "(per-level AdaIN strengths belong to the unet engine)"
+            )
+        value = float(values[0])
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"alpha (the style strength) must lie in [0, 1], got {value}")
+        return value
+
+    @torch.no_grad()
+    def transfer(
+        self,
+        content: AudioInput,
+        style: AudioInput | None,
+        alpha: float | tuple[float, ...] | None = None,
+        sr: int | None = None,
+        style_sr: int | None = None,
+    ) -> tuple[Tensor, int]:
+        """As :meth:`TimbreTransfer.transfer`; ``alpha`` is the style strength (default 1)
+        and ``style=None`` renders the content with its own embedding."""
+        strength = self.resolve_alpha(alpha)
+        report = TransferReport()
+        x, peak = self.prepare(content, sr, "content", report)
+        y = None
+        if style is not None:
+            y, _ = self.prepare(style, style_sr if style_sr is not None else sr, "style", report)
+        started = time.perf_counter()
+        model = self.model
+        contours = model.contours(x)
+        message = voiced_share_warning(
+            float(contours.voiced_share[0]), low_harmonic_share(x[0, 0], model.config)
+        )
+        if message is not None:
+            report.warnings.append(message)
+            warnings.warn(message, stacklevel=2)
+        s_style = model.style(y if y is not None else x)
+        s_content = model.style(x) if y is not None and strength < 1.0 else None
+        out = model.render(contours, model.blend(s_content, s_style, strength), x.shape[-1],
+                           self.chunk_frames)  # fmt: skip
+        report.chunks = -(-contours.f0_hz.shape[1] // self.chunk_frames)
         report.processing_seconds = time.perf_counter() - started
         out_peak = float(out.abs().max())
         if out_peak > 0:

@@ -1,0 +1,410 @@
+"""The ``scaffold`` timbre-transfer engine: the content enters only as its f0 and loudness
+curves (deterministic, :mod:`mambakit.dsp.contours`), so it cannot leak its timbre; the
+style clip becomes one embedding; a Mamba decoder turns (f0, loudness, embedding) into
+the controls of a harmonic-plus-noise synthesiser (:mod:`mambakit.dsp.harmonic`), DDSP's
+recipe (Engel et al., 2020) with Mamba-2 sequence models over frames.
+
+Per frame ``i`` (at sample ``i * hop``)::
+
+    e     = mean_{loud frames t} W_e Mamba2_enc(log-mel(style))_t         timbre, [E]
+    e     = alpha e_style + (1 - alpha) e_content                          the blend
+    h_i   = Mamba2_dec(W_in [pitch_i, voiced_i, loudness_i, e])            causal, [D]
+    A_i   = 10^((L_i + 40 tanh(g_i / 20)) / 20)                            overall amplitude
+    c_i   = softmax(w_i) over harmonics below Nyquist                      distribution, [K]
+    H_i   = 10^((L_i - 30 + 40 tanh(n_i / 20)) / 20)                       noise bands, [M]
+
+with ``L_i`` the content's A-weighted loudness in dB, so that the loudness curve is kept
+by formula and the network learns the gain relative to it, the spectral shape and the
+noise. The decoder is causal: a long content clip runs in pieces of frames with its Mamba
+state carried (:meth:`ScaffoldTimbre.render`), identical to one pass.
+
+Shapes: audio ``[B, 1, T]`` float32 at ``config.sample_rate``; frames ``F = ceil(T / hop) + 1``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mambakit.dsp.contours import (
+    SpectralEnvelope,
+    f0_contour,
+    frame_count,
+    frame_spectra,
+    spectral_envelope,
+)
+from mambakit.dsp.harmonic import HarmonicNoiseSynth, SynthState, nyquist_mask
+from mambakit.pretrained import PretrainedMixin
+from mambakit.ssm import Backbone, BackboneCache
+
+__all__ = [
+    "ScaffoldConfig",
+    "ScaffoldTimbre",
+    "Contours",
+    "StyleCode",
+    "NOT_MONOPHONIC",
+    "low_harmonic_share",
+    "voiced_share_warning",
+]
+
+# Share of the loud frames that must be voiced for the content to count as one pitch line.
+MIN_VOICED_SHARE = 0.5
+# A chord is periodic too, at the common fundamental of its notes, which YIN then reports
+# (C E G Bb ~ 4:5:6:7 of C two octaves down); that "f0" has next to no energy in its own
+# first three harmonics, where one instrument's note has much of it (the lowest of 103
+# FluidR3 notes: 14 %, a clarinet; the chords tried: < 0.1 %): below this share of
+# harmonics 1..12's energy it is not one note.
+MIN_LOW_HARMONIC_SHARE = 0.05
+NOT_MONOPHONIC = (
+    "content does not look monophonic and pitched: {why}; the scaffold engine follows a "
+    "single pitch line, so chords, drums or noise come out as one wandering tone"
+)
+
+
+@dataclass(frozen=True)
+class ScaffoldConfig:
+    """Configuration of :class:`ScaffoldTimbre`.
+
+    Attributes:
+        sample_rate: audio rate in Hz.
+        hop: samples between control frames (128 at 16 kHz: 125 frames a second).
+        n_fft: analysis window for the loudness and the encoder's log-mel frames.
+        n_mels: log-mel bands the encoder reads.
+        n_harmonics: ``K`` harmonic amplitudes per frame.
+        n_noise_bands: ``M`` noise-filter magnitudes per frame (FIR of ``2 (M - 1)`` taps).
+        embed_dim: ``E``, size of the timbre embedding.
+        enc_d_model, enc_layers: width and depth of the style encoder (Mamba-2 blocks).
+        dec_d_model, dec_layers: width and depth of the decoder (causal Mamba-2 blocks).
+        d_state, headdim, mlp_ratio: passed to the Mamba-2 :class:`~mambakit.ssm.Backbone`.
+        f_min, f_max: f0 search range in Hz.
+        envelope_points: grid of the style's spectral envelope (0 .. sr / 2).
+        segment_seconds: training crop length (inference takes any length).
+    """
+
+    sample_rate: int = 16000
+    hop: int = 128
+    n_fft: int = 1024
+    n_mels: int = 64
+    n_harmonics: int = 64
+    n_noise_bands: int = 33
+    embed_dim: int = 64
+    enc_d_model: int = 64
+    enc_layers: int = 2
+    dec_d_model: int = 128
+    dec_layers: int = 3
+    d_state: int = 32
+    headdim: int = 32
+    mlp_ratio: float = 2.0
+    f_min: float = 50.0
+    f_max: float = 2000.0
+    envelope_points: int = 128
+    segment_seconds: float = 1.5
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> ScaffoldConfig:
+        """``"tiny"`` (tests: seconds per step) or ``"small"`` (the shipped size)."""
+        presets = {
+            "tiny": dict(n_harmonics=16, n_noise_bands=9, embed_dim=16, enc_d_model=16,
+                         enc_layers=1, dec_d_model=32, dec_layers=1, d_state=8, headdim=16,
+                         n_mels=32, mlp_ratio=0.0, segment_seconds=0.5),
+            "small": {},
+        }  # fmt: skip
+        if name not in presets:
+            raise ValueError(f"unknown scaffold preset {name!r}; choose from {sorted(presets)}")
+        return cls(**{**presets[name], **overrides})
+
+    def with_(self, **changes: Any) -> ScaffoldConfig:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Contours:
+    """What the decoder is given of the content, per frame (``[B, F]`` each).
+
+    Attributes:
+        f0_hz: fundamental (unvoiced frames hold the nearest voiced value).
+        voiced: 1.0 where periodic, else 0.0.
+        loudness_db: A-weighted loudness.
+        voiced_share: ``[B]`` share of the loud frames (within 40 dB of the loudest) that
+            are voiced; below :data:`MIN_VOICED_SHARE` the content is not one pitch line.
+    """
+
+    f0_hz: Tensor
+    voiced: Tensor
+    loudness_db: Tensor
+    voiced_share: Tensor
+
+    def frames(self, start: int, stop: int) -> Contours:
+        """Frames ``start .. stop`` of every curve."""
+        return Contours(
+            self.f0_hz[:, start:stop],
+            self.voiced[:, start:stop],
+            self.loudness_db[:, start:stop],
+            self.voiced_share,
+        )
+
+
+@dataclass(frozen=True)
+class StyleCode:
+    """What the decoder is given of the style clip.
+
+    Attributes:
+        embedding: ``[B, E]`` learned timbre embedding (:meth:`ScaffoldTimbre.embed`).
+        harmonic: ``[B, G]`` log harmonic envelope over frequency (measured, max 0).
+        smooth: ``[B, G]`` log smoothed average spectrum (measured, max 0).
+        partials: ``[B, K]`` log amplitude per harmonic number (measured, max 0).
+    """
+
+    embedding: Tensor
+    harmonic: Tensor
+    smooth: Tensor
+    partials: Tensor
+
+    def blend(self, other: StyleCode, alpha: float) -> StyleCode:
+        """``alpha self + (1 - alpha) other``, every field (log curves in the log domain)."""
+        mix = lambda a, b: alpha * a + (1.0 - alpha) * b  # noqa: E731
+        return StyleCode(
+            mix(self.embedding, other.embedding),
+            mix(self.harmonic, other.harmonic),
+            mix(self.smooth, other.smooth),
+            mix(self.partials, other.partials),
+        )
+
+
+def _exp_gain(x: Tensor, offset_db: float) -> Tensor:
+    """``10^((offset + 40 tanh(x / 20)) / 20)``: a gain in +-40 dB around ``offset``."""
+    return torch.pow(10.0, (offset_db + 40.0 * torch.tanh(x / 20.0)) / 20.0)
+
+
+class ScaffoldTimbre(nn.Module, PretrainedMixin):
+    """Style encoder + causal decoder + synthesiser (see the module docstring).
+
+    ``forward(content [B, 1, T], style [B, 1, T_s])`` -> audio ``[B, 1, T]``; with
+    ``style=None`` the content is its own style (reconstruction).
+    """
+
+    config_class = ScaffoldConfig
+    model_type = "timbre-scaffold"
+
+    def __init__(self, config: ScaffoldConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        backbone = dict(kind="mamba2", d_state=c.d_state, mlp_ratio=c.mlp_ratio)
+        self.enc_in = nn.Linear(c.n_mels, c.enc_d_model)
+        self.encoder = Backbone(
+            n_layers=c.enc_layers, d_model=c.enc_d_model,
+            headdim=min(c.headdim, 2 * c.enc_d_model), **backbone,
+        )  # fmt: skip
+        self.enc_out = nn.Linear(c.enc_d_model, c.embed_dim)
+        self.dec_in = nn.Linear(
+            3 + c.embed_dim + 2 * c.n_harmonics + c.n_noise_bands, c.dec_d_model
+        )
+        self.decoder = Backbone(
+            n_layers=c.dec_layers, d_model=c.dec_d_model,
+            headdim=min(c.headdim, 2 * c.dec_d_model), **backbone,
+        )  # fmt: skip
+        self.dec_out = nn.Linear(c.dec_d_model, 1 + c.n_harmonics + c.n_noise_bands)
+        # small corrections at first: an untrained model renders the measured envelope
+        nn.init.normal_(self.dec_out.weight, std=0.01)
+        nn.init.zeros_(self.dec_out.bias)
+        self.synth = HarmonicNoiseSynth(c.sample_rate, c.hop, c.n_noise_bands)
+        bands = torch.linspace(0, c.sample_rate / 2, c.n_noise_bands)
+        self.register_buffer("noise_band_hz", bands, persistent=False)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    def checkpoint_metadata(self) -> dict[str, Any]:
+        return {"sample_rate": self.config.sample_rate, "engine": "scaffold"}
+
+    # ------------------------------------------------------------------ analysis
+    def contours(self, audio: Tensor) -> Contours:
+        """f0, voicing and loudness of ``audio`` ``[B, 1, T]`` (no gradient; NumPy YIN)."""
+        c = self.config
+        f0s, voiced, loud, shares = [], [], [], []
+        for clip in audio.detach().float().cpu()[:, 0]:
+            pitch = f0_contour(clip, c.sample_rate, c.hop, c.f_min, c.f_max)
+            level, _ = frame_spectra(clip, c.hop, c.n_fft, 1, c.sample_rate)
+            is_loud = level >= level.max() - 40.0
+            shares.append(float(pitch.voiced[is_loud].float().mean()) if is_loud.any() else 0.0)
+            f0s.append(pitch.f0_hz)
+            voiced.append(pitch.voiced.float())
+            loud.append(level)
+        device = audio.device
+        return Contours(
+            torch.stack(f0s).to(device),
+            torch.stack(voiced).to(device),
+            torch.stack(loud).to(device),
+            torch.tensor(shares, device=device),
+        )
+
+    def embed(self, audio: Tensor) -> Tensor:
+        """Timbre embedding ``[B, E]`` of clips ``[B, 1, T]`` of any length: the encoder's
+        frames averaged over the loud ones (within 40 dB of the clip's loudest frame)."""
+        c = self.config
+        mels, louds = [], []
+        for clip in audio.detach().float().cpu()[:, 0]:
+            level, mel = frame_spectra(clip, c.hop * 2, c.n_fft, c.n_mels, c.sample_rate)
+            mels.append(mel)
+            louds.append(level)
+        mel = torch.stack(mels).to(audio.device)  # [B, F_s, n_mels]
+        level = torch.stack(louds).to(audio.device)  # [B, F_s]
+        mask = (level >= level.amax(dim=1, keepdim=True) - 40.0).float()[..., None]
+        h = self.enc_out(self.encoder(self.enc_in((mel + 5.0) / 5.0)))  # [B, F_s, E]
+        return (h * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+
+    def style(self, audio: Tensor) -> StyleCode:
+        """The :class:`StyleCode` of clips ``[B, 1, T]`` of any length: the learned
+        embedding and the measured spectral envelope (:func:`mambakit.dsp.spectral_envelope`)."""
+        c = self.config
+        curves = [
+            spectral_envelope(
+                clip, c.sample_rate, c.hop, c.envelope_points, max_harmonics=c.n_harmonics
+            )
+            for clip in audio.detach().float().cpu()[:, 0]
+        ]
+        device = audio.device
+        return StyleCode(
+            self.embed(audio),
+            torch.stack([e.harmonic for e in curves]).to(device),
+            torch.stack([e.smooth for e in curves]).to(device),
+            torch.stack([e.partials for e in curves]).to(device),
+        )
+
+    # ------------------------------------------------------------------ decoding
+    def controls(
+        self, contours: Contours, style: StyleCode, cache: BackboneCache | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Synthesiser controls of the frames of ``contours`` ``[B, F]``: harmonic
+        amplitudes ``[B, F, K]`` and noise magnitudes ``[B, F, M]``. With ``cache`` the
+        decoder continues from (and updates) its state.
+
+        Scaffold: the style's measured envelope read at this frame's harmonics ``k f0``
+        (``E_k``, fixed-frequency view), its amplitude of harmonic number ``k`` (``R_k``,
+        pitch-relative view) and its smoothed spectrum at the noise bands (``Q_m``) give
+        the log distribution ``P_k = (E_k + R_k) / 2`` and the noise shape an untrained
+        decoder renders (each view alone is right for some instruments and wrong for
+        others); the decoder sees all three and adds corrections::
+
+            c_k = softmax_k(P_k + w_k),   H_m = exp(Q_m) 10^((L - 25 + 40 tanh(n_m / 20)) / 20)
+        """
+        c = self.config
+        f0 = contours.f0_hz
+        b, f = f0.shape
+        k = torch.arange(1, c.n_harmonics + 1, device=f0.device, dtype=f0.dtype)
+        by_freq = SpectralEnvelope.sample(style.harmonic[:, None], f0[..., None] * k, c.sample_rate)
+        by_number = style.partials[:, None].expand(-1, f, -1)  # [B, F, K]
+        prior_h = 0.5 * (by_freq + by_number)
+        prior_n = SpectralEnvelope.sample(
+            style.smooth, self.noise_band_hz.expand(b, -1), c.sample_rate
+        )[:, None].expand(-1, f, -1)  # [B, F, M]
+        pitch = torch.where(f0 > 0, 12 * torch.log2(f0.clamp_min(1.0) / 440.0) + 69, 0.0)
+        feats = torch.stack(
+            [(pitch - 60.0) / 24.0, contours.voiced, (contours.loudness_db + 40.0) / 40.0],
+            dim=-1,
+        )  # [B, F, 3]
+        e = style.embedding[:, None].expand(-1, f, -1)
+        priors = [(p + 8.0) / 8.0 for p in (by_freq, by_number, prior_n)]
+        x = torch.cat([feats, e, *priors], dim=-1)
+        out = self.dec_out(self.decoder(self.dec_in(x), cache))  # [B, F, 1 + K + M]
+        gain, dist, noise = torch.split(out, [1, c.n_harmonics, c.n_noise_bands], dim=-1)
+        level = torch.pow(10.0, contours.loudness_db[..., None] / 20.0)
+        mask = nyquist_mask(f0, c.n_harmonics, c.sample_rate)
+        dist = torch.softmax((prior_h + dist).masked_fill(mask == 0, -1e4), dim=-1) * mask
+        amplitudes = _exp_gain(gain, 0.0) * level * dist
+        noise = torch.exp(prior_n) * _exp_gain(noise, -25.0) * level
+        return amplitudes, noise
+
+    def blend(self, content: StyleCode | None, style: StyleCode, alpha: float) -> StyleCode:
+        """``alpha style + (1 - alpha) content``; ``alpha = 1`` needs no content."""
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha (the style strength) must lie in [0, 1], got {alpha}")
+        if alpha == 1.0 or content is None:
+            return style
+        return style.blend(content, alpha)
+
+    def forward(self, content: Tensor, style: Tensor | None = None, alpha: float = 1.0) -> Tensor:
+        """Transfer, one pass: ``[B, 1, T]`` (+ style ``[B, 1, T_s]``) -> ``[B, 1, T]``."""
+        contours = self.contours(content)
+        s_style = self.style(style if style is not None else content)
+        s_content = self.style(content) if alpha < 1.0 and style is not None else None
+        return self.render(contours, self.blend(s_content, s_style, alpha), content.shape[-1])
+
+    def render(
+        self,
+        contours: Contours,
+        style: StyleCode,
+        n_samples: int,
+        chunk_frames: int | None = None,
+    ) -> Tensor:
+        """Audio ``[B, 1, n_samples]`` from the content's contours ``[B, F]`` and a
+        :class:`StyleCode`, in pieces of ``chunk_frames`` frames (``None``: one piece).
+
+        The decoder's Mamba state, the oscillator phase and the noise position carry over
+        from piece to piece, so the result is the same for any ``chunk_frames`` (up to
+        float rounding) and long clips cost memory for one piece only.
+        """
+        total = contours.f0_hz.shape[1]
+        if total != frame_count(n_samples, self.config.hop):
+            raise ValueError(
+                f"contours have {total} frames; {n_samples} samples need "
+                f"{frame_count(n_samples, self.config.hop)}"
+            )
+        step = total if chunk_frames is None else max(1, int(chunk_frames))
+        chunked = step < total
+        b = style.embedding.shape[0]
+        cache = self.decoder.allocate_cache(b) if chunked else None
+        state: SynthState | None = None
+        prev: tuple[Tensor, Tensor, Tensor] | None = None  # the last frame of the last piece
+        pieces = []
+        for a in range(0, total, step):
+            piece = contours.frames(a, min(total, a + step))
+            amps, noise = self.controls(piece, style, cache)
+            f0 = piece.f0_hz
+            if prev is not None:
+                amps = torch.cat([prev[0], amps], dim=1)
+                noise = torch.cat([prev[1], noise], dim=1)
+                f0 = torch.cat([prev[2], f0], dim=1)
+            audio, state = self.synth(amps, f0, noise, state)
+            pieces.append(audio)
+            prev = (amps[:, -1:], noise[:, -1:], f0[:, -1:])
+        return torch.cat(pieces, dim=1)[:, None, :n_samples]
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def voiced_share_warning(share: float, low_harmonic_share: float = 1.0) -> str | None:
+    """The warning text when the content is not one pitch line, else None: too few voiced
+    loud frames (``share``, :attr:`Contours.voiced_share`, below :data:`MIN_VOICED_SHARE`)
+    or a pitch whose first three harmonics hold almost none of the harmonic energy
+    (``low_harmonic_share`` below :data:`MIN_LOW_HARMONIC_SHARE`: a chord's common root)."""
+    if math.isnan(share) or share < MIN_VOICED_SHARE:
+        share = 0.0 if math.isnan(share) else share
+        why = f"only {share:.0%} of its loud frames have one clear pitch"
+        why += f" (need {MIN_VOICED_SHARE:.0%})"
+        return NOT_MONOPHONIC.format(why=why)
+    if low_harmonic_share < MIN_LOW_HARMONIC_SHARE:
+        why = (
+            f"its pitch tracker found a common root whose first three harmonics hold only "
+            f"{low_harmonic_share:.0%} of the harmonic energy (a chord?)"
+        )
+        return NOT_MONOPHONIC.format(why=why)
+    return None
+
+
+def low_harmonic_share(audio: Tensor, config: ScaffoldConfig) -> float:
+    """Share of the energy of harmonics 1..12 in harmonics 1..3, for mono ``audio`` ``[T]``
+    (from :func:`mambakit.dsp.spectral_envelope`'s per-harmonic amplitudes); 1 when the
+    clip has no pitch (that case is :data:`MIN_VOICED_SHARE`'s)."""
+    env = spectral_envelope(audio, config.sample_rate, config.hop, max_harmonics=12)
+    if env.f0_hz <= 0:
+        return 1.0
+    below = torch.arange(1, 13) * env.f0_hz < config.sample_rate / 2
+    energy = torch.exp(2 * env.partials[below])
+    return float(energy[:3].sum() / energy.sum())

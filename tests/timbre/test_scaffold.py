@@ -1,0 +1,167 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import default_collate
+
+from mambakit.timbre.data import PairedNotes, make_procedural_instruments
+from mambakit.timbre.pipeline import ScaffoldTransfer, TimbreTransfer
+from mambakit.timbre.scaffold import ScaffoldConfig, ScaffoldTimbre
+from mambakit.timbre.scaffold_training import ScaffoldData, ScaffoldLoss, train_scaffold
+from mambakit.train import TrainConfig
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return ScaffoldTimbre(ScaffoldConfig.preset("tiny")).eval()
+
+
+def _note(freq, seconds, harmonics=(1.0, 0.5, 0.3), decay=2.0):
+    t = np.arange(int(seconds * SR)) / SR
+    x = sum(a * np.sin(2 * np.pi * (k + 1) * freq * t) for k, a in enumerate(harmonics))
+    return torch.tensor(0.4 * x * np.exp(-decay * t), dtype=torch.float32)
+
+
+def test_output_has_the_content_length_at_the_model_rate(tiny):
+    tt = ScaffoldTransfer(tiny)
+    content = torch.stack([_note(220, 0.7)] * 2)  # stereo
+    out, sr = tt.transfer(content, _note(330, 0.3), sr=22050, style_sr=SR)
+    assert sr == SR and out.shape == (1, 1, round(content.shape[-1] * SR / 22050))
+    assert any("mixed 2 channels" in c for c in tt.last_report.conversions)
+    assert any("resampled 22050" in c for c in tt.last_report.conversions)
+
+
+def test_chunked_transfer_equals_one_pass(tiny):
+    content, style = _note(196, 2.3), _note(392, 0.5)
+    one, _ = ScaffoldTransfer(tiny, chunk_seconds=10.0).transfer(content, style, sr=SR)
+    tt = ScaffoldTransfer(tiny, chunk_seconds=0.3)
+    chunked, _ = tt.transfer(content, style, sr=SR)
+    assert tt.last_report.chunks == 8
+    torch.testing.assert_close(chunked, one, atol=1e-5, rtol=0)
+
+
+def test_a_longer_content_starts_with_the_shorter_ones_output(tiny):
+    # causal decoder + carried state: appending audio changes nothing before it, up to the
+    # output peak matching (compare shapes, not levels)
+    tt = ScaffoldTransfer(tiny, chunk_seconds=0.25)
+    content, style = _note(220, 1.6, decay=0.5), _note(330, 0.4)
+    short, _ = tt.transfer(content[:8000], style, sr=SR)
+    long, _ = tt.transfer(content, style, sr=SR)
+    a, b = short[0, 0, :7000], long[0, 0, :7000]
+    scale = float((a @ b) / (a @ a))
+    torch.testing.assert_close(a * scale, b, atol=1e-4, rtol=0)
+
+
+def test_silent_content_frames_give_silence(tiny):
+    content = torch.cat([_note(220, 0.5), torch.zeros(8000)])
+    out, _ = ScaffoldTransfer(tiny).transfer(content, _note(330, 0.3), sr=SR)
+    # the loudness floor (-100 dB) bounds the amplitude: <= -100 + 40 dB gain
+    assert float(out[0, 0, 8000 + 2048 :].abs().max()) < 2e-3 * float(out.abs().max()) + 1e-3
+
+
+def test_noise_content_warns_and_a_note_does_not(tiny):
+    tt = ScaffoldTransfer(tiny)
+    noise = torch.rand(SR, generator=torch.Generator().manual_seed(0)) - 0.5
+    with pytest.warns(UserWarning, match="monophonic"):
+        tt.transfer(noise, _note(330, 0.3), sr=SR)
+    assert tt.last_report.warnings and "monophonic" in tt.last_report.warnings[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tt.transfer(_note(220, 0.8, decay=0.3), _note(330, 0.3), sr=SR)
+    assert tt.last_report.warnings == []
+
+
+@pytest.mark.parametrize("chord", [(262, 330, 392), (220, 277, 330), (196, 247, 294, 349)])
+def test_chords_warn(tiny, chord):
+    # a major triad is periodic at its common root two octaves down, which YIN reports
+    # with low aperiodicity: the empty first harmonics of that root give it away
+    t = np.arange(2 * SR) / SR
+    notes = sum(0.2 * np.sin(2 * np.pi * f * t) * (1 + 0.5 * np.sin(4 * np.pi * f * t))
+                for f in chord)  # fmt: skip
+    with pytest.warns(UserWarning, match="monophonic"):
+        ScaffoldTransfer(tiny).transfer(torch.tensor(notes, dtype=torch.float32), None, sr=SR)
+
+
+def test_blend_zero_is_the_reconstruction_and_per_level_alphas_are_refused(tiny):
+    tt = ScaffoldTransfer(tiny)
+    content, style = _note(220, 0.6), _note(440, 0.4, harmonics=(1.0, 0.0, 0.9))
+    recon, _ = tt.transfer(content, None, sr=SR)
+    blended, _ = tt.transfer(content, style, alpha=0.0, sr=SR)
+    transferred, _ = tt.transfer(content, style, alpha=1.0, sr=SR)
+    torch.testing.assert_close(blended, recon)
+    assert not torch.allclose(transferred, recon)
+    with pytest.raises(ValueError, match="one style strength"):
+        tt.transfer(content, style, alpha=(1, 1, 1, 1, 0.2), sr=SR)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        tt.transfer(content, style, alpha=1.5, sr=SR)
+
+
+def test_from_pretrained_picks_the_engine(tiny, tmp_path):
+    tiny.save_pretrained(tmp_path / "run")
+    tt = TimbreTransfer.from_pretrained(tmp_path / "run")
+    assert isinstance(tt, ScaffoldTransfer) and tt.engine == "scaffold"
+    content, style = _note(220, 0.5), _note(330, 0.3)
+    torch.testing.assert_close(
+        tt.transfer(content, style, sr=SR)[0],
+        ScaffoldTransfer(tiny).transfer(content, style, sr=SR)[0],
+    )
+
+
+@pytest.fixture(scope="module")
+def four_instruments(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scaffold") / "procedural"
+    return make_procedural_instruments(root, n_instruments=4, pitches=(55, 60, 64, 67), seconds=0.6)
+
+
+def _fixed_batch(data, n=6):
+    g = torch.Generator().manual_seed(1)
+    return default_collate([data.sample(i % len(data), g) for i in range(n)])
+
+
+def test_a_few_training_steps_lower_the_loss(four_instruments, tmp_path):
+    config = ScaffoldConfig.preset("tiny")
+    data = PairedNotes(four_instruments, segment_seconds=0.5, max_start_seconds=0.05)
+    batch = _fixed_batch(data)
+    loss = ScaffoldLoss(SR)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        before = float(loss(ScaffoldTimbre(config)(batch["content"], batch["style"]),
+                            batch["target"])[0])  # fmt: skip
+    train = TrainConfig(lr=3e-3, max_steps=25, warmup_steps=2, batch_size=6, log_every=5,
+                        ckpt_every=25, progress=False, resume=False)  # fmt: skip
+    summary = train_scaffold(data, tmp_path / "run", config, train)
+    assert summary.steps == 25
+    trained = ScaffoldTimbre.from_pretrained(tmp_path / "run")
+    with torch.no_grad():
+        after = float(loss(trained(batch["content"], batch["style"]), batch["target"])[0])
+    assert after < 0.95 * before
+
+
+def _separation(model, data):
+    """Mean embedding distance between notes of different instruments / of one instrument."""
+    by = data.by_instrument
+    with torch.no_grad():
+        emb = {(n, p): model.embed(data.audio(by[n][p][0])[None])[0] for n in by for p in by[n]}
+    same, other = [], []
+    for (n, p), e in emb.items():
+        for (m, q), f in emb.items():
+            if (n, p) < (m, q):
+                (same if n == m else other).append(float((e - f).norm()))
+    return np.mean(other) / np.mean(same)
+
+
+def test_embedding_separates_instruments_after_short_training(four_instruments, tmp_path):
+    config = ScaffoldConfig.preset("tiny")
+    data = PairedNotes(four_instruments, segment_seconds=0.5, max_start_seconds=0.05)
+    train = TrainConfig(lr=3e-3, max_steps=40, warmup_steps=2, batch_size=8, log_every=10,
+                        ckpt_every=40, progress=False, resume=False)  # fmt: skip
+    torch.manual_seed(train.seed)  # the initial weights train_scaffold starts from
+    before = _separation(ScaffoldTimbre(config).eval(), data)
+    train_scaffold(data, tmp_path / "run", config, train, ScaffoldData(reconstruction_ratio=0.2))
+    after = _separation(ScaffoldTimbre.from_pretrained(tmp_path / "run"), data)
+    # two notes of one instrument are nearer than notes of two, and more so than at init
+    assert after > 1.25 and after > before + 0.25
