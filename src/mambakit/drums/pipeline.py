@@ -31,15 +31,21 @@ from mambakit.utils import parse_note, resolve_device
 
 DEFAULTS_NAME = "drum_defaults.json"
 
+#: The packaged model loaded when no run is given (``mambakit/weights/gm-drums/``).
+DEFAULT_MODEL = "gm-drums"
+
 PitchEnv = np.ndarray | torch.Tensor | tuple[float, float] | None
 
 
 @dataclass(frozen=True)
 class TagDefaults:
-    """Typical controls of one tag in the training set (medians), used when not given."""
+    """Typical controls of one tag in the training set, used when not given: medians, and
+    an ADSR that rings as long as the library's median ``decay_10_s`` (seconds until the
+    envelope stays under 10 % of its peak; see ``drums.training.tag_defaults``)."""
 
     midi_note: int = 48
     adsr: tuple[float, ...] = (0.002, 0.2, 0.0, 0.05, 0.0)
+    decay_10_s: float = 0.2
     pitch_drop: float = 0.0
     pitch_decay_s: float = 0.04
     tonal: bool = True
@@ -78,9 +84,13 @@ class DrumSynth:
 
     @classmethod
     def from_pretrained(
-        cls, run_dir: str | os.PathLike[str], device: str | torch.device | None = None
+        cls,
+        run_dir: str | os.PathLike[str] = DEFAULT_MODEL,
+        device: str | torch.device | None = None,
     ) -> DrumSynth:
-        """Load ``model.safetensors`` + ``config.json`` (+ ``drum_defaults.json``) of a run."""
+        """Load ``model.safetensors`` + ``config.json`` (+ ``drum_defaults.json``) of a run
+        folder, or of a packaged model by short name; by default the shipped ``gm-drums``
+        model (trained on the General MIDI kits of FluidR3_GM, see its MODEL_CARD.md)."""
         path = resolve_pretrained_path(run_dir)
         model = DrumDiffusionModel.from_pretrained(path)
         return cls(model, load_defaults(path), device)
