@@ -51,8 +51,20 @@ N_PADS = 8
 N_STEPS = 16
 BPM_RANGE = (40.0, 300.0)
 
-#: The run the demo (``make demo``) writes; loaded automatically when present.
+#: The run the demo (``make demo``) writes; loaded when there is no shipped drum model.
 DEMO_RUN = Path("out/demo/run")
+
+
+def default_drum_run() -> Path | None:
+    """The drum model the app opens with when none is given: the shipped ``gm-drums``
+    model, else the run ``make demo`` wrote, else none."""
+    from mambakit.drums.pipeline import DEFAULT_MODEL
+    from mambakit.pretrained import PACKAGED_DIR
+
+    shipped = PACKAGED_DIR / DEFAULT_MODEL
+    if (shipped / "model.safetensors").is_file():
+        return shipped
+    return DEMO_RUN if DEMO_RUN.is_dir() else None
 
 
 class UIError(ValueError):

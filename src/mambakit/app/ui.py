@@ -89,8 +89,9 @@ class AppModels:
     def __init__(self, drums: str | None = None, timbre: str | None = None, lm: str | None = None):
         self.drums = self.timbre = self.lm = None
         self.status: dict[str, str] = {}
-        if drums is None and h.DEMO_RUN.is_dir():  # the run `make demo` made
-            drums = str(h.DEMO_RUN)
+        if drums is None:  # the shipped model, else the run `make demo` made
+            default = h.default_drum_run()
+            drums = None if default is None else str(default)
         for kind, run, loader in (
             ("drums", drums, h.load_drums),
             ("timbre", timbre, h.load_timbre),

@@ -24,6 +24,7 @@ def _train(args: argparse.Namespace) -> int:
         tags_csv=args.tags_csv,
         seed=args.seed,
         workers=args.workers,
+        init_from=args.init,
     )
     print(
         f"trained {summary.steps} steps in {summary.seconds:.0f} s "
@@ -114,6 +115,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("data", type=Path, help="folder tree of drum one-shots (tags from names)")
     p.add_argument("--out", type=Path, required=True, help="run folder to write")
     p.add_argument("--preset", default="tiny", choices=("tiny", "small", "base"))
+    p.add_argument(
+        "--init", help="fine-tune this run or packaged model (e.g. gm-drums) instead of a new one"
+    )
     budget = p.add_argument_group("budget (default: 10 minutes)")
     budget.add_argument("--minutes", type=float, help="wall-clock budget")
     budget.add_argument("--steps", type=int, help="optimizer steps")

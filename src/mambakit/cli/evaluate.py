@@ -18,15 +18,17 @@ def _training_summary(run: Path) -> dict[str, float] | None:
 def _eval_drums(args: argparse.Namespace) -> int:
     from mambakit.drums import DrumSynth
     from mambakit.drums.data import load_corpus
-    from mambakit.eval.drums import evaluate_synth, save_report, scores_markdown
+    from mambakit.eval.drums import evaluate_synth, per_tag_markdown, save_report, scores_markdown
 
     synth = DrumSynth.from_pretrained(args.run)
     real = load_corpus(args.real)
     heldout = load_corpus(args.heldout) if args.heldout else None
-    scores = evaluate_synth(synth, real, heldout, limit=args.limit, steps=args.steps)
+    out = Path(args.out or Path(args.run) / "eval")
+    scores = evaluate_synth(
+        synth, real, heldout, limit=args.limit, steps=args.steps, sheet=out / "sheet.png"
+    )
     from mambakit.bench.common import result_metadata
 
-    out = Path(args.out or Path(args.run) / "eval")
     extra = {
         "kind": "eval-drums",
         "meta": result_metadata(),
@@ -36,8 +38,8 @@ def _eval_drums(args: argparse.Namespace) -> int:
         "training": _training_summary(Path(args.run)),
     }
     md = save_report(scores, out, extra)
-    print(scores_markdown(scores))
-    print(f"\nreport: {md} (and eval_drums.json)")
+    print(scores_markdown(scores) + "\n\n" + per_tag_markdown(scores))
+    print(f"\nreport: {md} (and eval_drums.json, sheet.png)")
     return 0
 
 

@@ -22,7 +22,9 @@ def _ui(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``mambakit ui [--drums RUN] [--timbre RUN] [--lm RUN] [--host H] [--port P]``."""
     parser = subparsers.add_parser("ui", help="start the web UI (needs the [ui] extra)")
-    parser.add_argument("--drums", metavar="RUN", help="drum run (default: out/demo/run if any)")
+    parser.add_argument(
+        "--drums", metavar="RUN", help="drum run (default: the shipped gm-drums model)"
+    )
     parser.add_argument("--timbre", metavar="RUN", help="timbre-transfer run")
     parser.add_argument("--lm", metavar="RUN", help="music LM run")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")

@@ -56,7 +56,10 @@ def load_defaults(run_dir: str | os.PathLike[str]) -> dict[str, TagDefaults]:
     if not path.is_file():
         return {}
     raw = json.loads(path.read_text())
-    return {tag: TagDefaults(**{**v, "adsr": tuple(v["adsr"])}) for tag, v in raw.items()}
+    return {
+        tag: TagDefaults(**{k: tuple(x) if k == "adsr" else x for k, x in v.items()})
+        for tag, v in raw.items()
+    }
 
 
 class DrumSynth:

@@ -30,6 +30,7 @@ from mambakit.drums.model import DrumDiffusionModel
 from mambakit.drums.pipeline import DEFAULTS_NAME
 from mambakit.drums.tags import TAGS
 from mambakit.dsp import ADSR, MultiResolutionSTFTLoss, render_adsr, sine_anchor
+from mambakit.pretrained import resolve_pretrained_path
 from mambakit.train import TrainConfig, Trainer
 
 
@@ -159,8 +160,12 @@ def train_drums(
     progress: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
     workers: int | None = None,
+    init_from: str | os.PathLike[str] | None = None,
 ):
     """Train on ``data`` (a folder of one-shots or a dataset) into ``out_dir``.
+
+    ``init_from``: fine-tune a trained model (a run folder or a packaged name such as
+    ``"gm-drums"``) instead of starting from random weights; its config replaces ``preset``.
 
     Give ``steps``, ``minutes`` or both (whichever ends first); with ``minutes`` alone
     the step count for the learning-rate schedule is estimated from a timed step.
@@ -174,13 +179,19 @@ def train_drums(
     )
     if len(dataset) == 0:
         raise ValueError("the training set is empty")
-    config = preset if isinstance(preset, DrumConfig) else DrumConfig.preset(preset)
-    config = config.with_(tags=tuple(TAGS))
+    torch.manual_seed(seed)
+    if init_from is not None:
+        model = DrumDiffusionModel.from_pretrained(resolve_pretrained_path(init_from))
+        config = model.config
+        if tuple(config.tags) != tuple(TAGS):
+            raise ValueError(f"{init_from} was trained on other tags ({', '.join(config.tags)})")
+    else:
+        config = preset if isinstance(preset, DrumConfig) else DrumConfig.preset(preset)
+        config = config.with_(tags=tuple(TAGS))
+        model = DrumDiffusionModel(config)
     out.mkdir(parents=True, exist_ok=True)
     (out / DEFAULTS_NAME).write_text(json.dumps(tag_defaults(dataset), indent=2))
 
-    torch.manual_seed(seed)
-    model = DrumDiffusionModel(config)
     train_set = ScaffoldedDrums(dataset, config.n_samples, config.sample_rate)
     loss_fn = make_loss(config)
     if steps is None and minutes is None:

@@ -265,7 +265,8 @@ def scores_markdown(scores: Sequence[DrumScores]) -> str:
 
 
 def per_tag_markdown(scores: Sequence[DrumScores]) -> str:
-    """One row per tag: accuracy, comb (dB) and decay ratio of each generator."""
+    """One row per tag: accuracy, comb (dB), decay ratio and diversity of each generator
+    (the columns some generator has figures for; ``""`` when none has any)."""
     columns = [
         ("accuracy", "per_tag_accuracy", "{:.0%}"),
         ("comb dB", "per_tag_comb_db", "{:+.1f}"),
@@ -273,6 +274,8 @@ def per_tag_markdown(scores: Sequence[DrumScores]) -> str:
         ("diversity", "per_tag_diversity_ratio", "{:.2f}"),
     ]
     used = [(s, c) for s in scores for c in columns if getattr(s, c[1])]
+    if not used:
+        return ""
     tags = sorted({t for s, (_, key, _) in used for t in getattr(s, key)})
     head = "| tag | " + " | ".join(f"{s.name} {label}" for s, (label, _, _) in used) + " |"
     lines = [head, "|---|" + "---|" * len(used)]
@@ -305,6 +308,7 @@ def evaluate_synth(
     limit: int | None = 40,
     steps: int | None = None,
     progress: bool = True,
+    sheet: str | Path | None = None,
 ) -> list[DrumScores]:
     """Score a :class:`~mambakit.drums.DrumSynth`, its scaffold and the request clips
     -> ``[model, scaffold, real]``.
@@ -352,13 +356,23 @@ def evaluate_synth(
         requests=requests, sr=sr, classifier=clf, train_embeddings=train_emb,
         real_diversity=diversity, progress=progress, real_decay_s=real_decay,
     )  # fmt: skip
-    model_scores, _ = score_generator(
+    model_scores, model_audio = score_generator(
         "model", from_model, generate_tag=tag_only(synth.generate), **common
     )
-    scaffold_scores, _ = score_generator(
+    scaffold_scores, scaffold_audio = score_generator(
         "scaffold", from_scaffold, generate_tag=scaffold_tag_only, **common
     )
     real_scores = score_real(source, picked, sr, real_decay, clf)
+    if sheet is not None:
+        first = {}
+        for k, req in enumerate(requests):
+            first.setdefault(req.tag, k)
+        rows = [
+            (tag, {"real": source[picked[k]]["audio"][0].numpy(), "model": model_audio[k],
+                   "scaffold": scaffold_audio[k]})
+            for tag, k in sorted(first.items())
+        ]  # fmt: skip
+        spectrogram_sheet(rows, sr, Path(sheet))
     return [model_scores, scaffold_scores, real_scores]
 
 
@@ -391,6 +405,37 @@ def score_real(
         per_tag_comb_db=median_by_tag(combs, tags),
         per_tag_decay_ratio=ratios,
     )
+
+
+def spectrogram_sheet(
+    rows: Sequence[tuple[str, dict[str, np.ndarray]]], sr: int, path: Path, top_hz: float = 12000
+) -> Path:
+    """One row per tag, one spectrogram per source (``{"real": [T], "model": [T], ...}``),
+    0 - ``top_hz`` Hz, with faint guides at multiples of 44100 / 64 Hz, where the patch-rate
+    comb of the old band decoder sat. Returns ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mambakit.app.plots import draw_spectrogram
+
+    names = list(rows[0][1]) if rows else []
+    fig, axes = plt.subplots(
+        len(rows), len(names), figsize=(4 * len(names), 2.2 * len(rows)), squeeze=False
+    )
+    for (tag, clips), axrow in zip(rows, axes):
+        for name, ax in zip(names, axrow):
+            draw_spectrogram(ax, clips[name], sr)
+            ax.set_ylim(0, top_hz)
+            ax.set_yticks(np.arange(0, top_hz + 1, 44100 / 64 * 4))
+            ax.tick_params(labelsize=6)
+            ax.set_title(f"{tag}: {name}", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
 
 
 class _Subset:
