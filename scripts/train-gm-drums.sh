@@ -26,7 +26,7 @@ done
 $MAMBAKIT drums train "$DATA-train" --out "$RUN" --preset tiny --steps "$STEPS" \
   --minutes "$MINUTES" --workers 0 --resume
 $MAMBAKIT drums calibrate "$RUN"
-$MAMBAKIT eval drums "$RUN" --real "$DATA-train" --heldout "$DATA-heldout" --limit 66 \
+$MAMBAKIT eval drums "$RUN" --real "$DATA-train" --heldout "$DATA-heldout" --limit 66 --speed \
   --out "$EVAL"
 dest=src/mambakit/weights/gm-drums
 mkdir -p "$dest"

@@ -126,3 +126,25 @@ def test_the_shipped_model_makes_every_tag_without_lines_at_the_token_rate():
     audio, sr = synth.generate(tag="snare", n=2, seed=0)
     assert audio.shape == (2, 1, synth.config.n_samples) and torch.isfinite(audio).all()
     assert np.median([comb_level_db(clip[0].numpy(), sr) for clip in audio]) < 3.0
+
+
+def test_the_app_opens_with_the_packaged_model_else_the_demo_run(packaged_tiny, monkeypatch):
+    from mambakit.app import handlers
+
+    monkeypatch.setattr(handlers, "DEMO_RUN", packaged_tiny.parent / "no-demo-run")
+    assert handlers.default_drum_run() == packaged_tiny
+    synth, message = handlers.load_drums(handlers.default_drum_run())
+    assert synth.config.n_samples == DrumConfig.tiny().with_(seconds=0.05).n_samples
+    (packaged_tiny / "model.safetensors").unlink()
+    assert handlers.default_drum_run() is None
+
+
+def test_variation_is_per_seed_reproducible_and_independent_of_the_batch(packaged_tiny):
+    synth = DrumSynth.from_pretrained()
+    still, _ = synth.generate(tag="snare", seed=4, n=2)
+    varied, _ = synth.generate(tag="snare", seed=4, n=2, variation=0.5)
+    alone, _ = synth.generate(tag="snare", seed=5, n=1, variation=0.5)
+    torch.testing.assert_close(varied[1:], alone)
+    assert not torch.allclose(varied, still)
+    with pytest.raises(ValueError, match="variation must lie in"):
+        synth.generate(tag="snare", variation=1.5)

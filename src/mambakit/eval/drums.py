@@ -407,6 +407,21 @@ def score_real(
     )
 
 
+def generation_seconds(synth: Any, n: int, repeats: int = 3, tag: str = "snare") -> float:
+    """Median wall-clock seconds of ``synth.generate(tag, n=n)`` (one batch of ``n`` pads
+    at the default steps) over ``repeats`` runs after one warm-up; a machine-dependent
+    figure, stored with the machine in the eval JSON."""
+    import time
+
+    synth.generate(tag=tag, seed=0, n=n)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        synth.generate(tag=tag, seed=0, n=n)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
 def spectrogram_sheet(
     rows: Sequence[tuple[str, dict[str, np.ndarray]]], sr: int, path: Path, top_hz: float = 12000
 ) -> Path:
