@@ -69,6 +69,7 @@ def _generate(args: argparse.Namespace) -> int:
         cfg=args.cfg,
         seed=args.seed,
         n=args.n,
+        variation=args.variation,
     )
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -152,6 +153,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--cfg", type=float, default=1.0, help="guidance scale (1 = off)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("-n", type=int, default=1, help="how many variations")
+    g.add_argument(
+        "--variation", type=float, default=0.0, help="0..1: fresh noise per step (seeds vary more)"
+    )
     g.add_argument("--device", help="cpu (default), cuda, auto")
     g.add_argument("-o", "--output", type=Path, required=True, help="folder for the WAVs")
     g.set_defaults(func=_generate)

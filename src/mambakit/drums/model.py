@@ -170,17 +170,18 @@ class FiLM(nn.Module):
 class BandPath(nn.Module):
     """One log band: samples ``[B, 3, T_k]`` -> tokens -> Mamba2 blocks -> ``[B, C_out, T_k]``.
 
-    Neither end has a patch grid. The encoder is a short convolution of the band at its
-    own rate, a SiLU (which brings the band's energy down to baseband) and the low-pass
-    decimation of :func:`smooth_downsample`. A transposed convolution of stride ``patch`` writes the
-    same kernel into every patch, so slowly varying tokens print lines at multiples of the
-    token rate (``sample_rate / 64`` = 689 Hz for every band: the comb of issue 14). Here
-    the tokens are brought up to the band's rate by linear interpolation between token
-    centres (a smooth modulation whose images fall on the ``sinc^2`` zeros at multiples of
-    the token rate) and multiply per-sample features of the band's own input, a short
-    convolution of ``[x_noisy, sine, envelope]`` at the band's rate (the carrier)::
+    Neither end has a patch grid. The old decoder, a transposed convolution of stride
+    ``patch``, wrote the same kernel into every patch, so slowly varying tokens printed
+    lines at multiples of the token rate (``sample_rate / 64`` = 689 Hz for every band: the
+    comb of issue 14), and its strided-convolution encoder folded tones onto the grid too.
+    Here the encoder is a short convolution of the band at its own rate, a SiLU (which
+    brings the band's energy down to baseband) and the low-pass decimation of
+    :func:`smooth_downsample`; the decoder brings the tokens back up with
+    :func:`smooth_upsample` and multiplies per-sample features of the band's own input, a
+    short convolution of ``[x_noisy, sine, envelope]`` at the band's rate (the carrier)::
 
-        y = decode(carrier(band) * interpolate(tokens))        # [B, C_out, T_k]
+        tokens = smooth_downsample(silu(analysis(band)))        # [B, C, T_k / patch]
+        y = decode(carrier(band) * smooth_upsample(mamba(tokens)))   # [B, C_out, T_k]
 
     Constant tokens therefore give a time-invariant filter of the band: nothing periodic.
     """
