@@ -33,7 +33,7 @@ bench: setup
 	$(BIN)/mambakit bench lm --json out/bench/lm.json
 	$(BIN)/mambakit bench lm --batch 8 --json out/bench/lm_b8.json
 
-MINUTES ?= 4
+MINUTES ?= 1
 demo: setup
 	$(BIN)/mambakit demo --out out/demo --minutes $(MINUTES)
 

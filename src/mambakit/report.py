@@ -159,7 +159,7 @@ def _lm_compare_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, li
 
 
 def _eval_drums_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, list[Path]]:
-    from mambakit.eval.drums import DrumScores, scores_markdown
+    from mambakit.eval.drums import DrumScores, per_tag_markdown, scores_markdown
 
     training = payload.get("training") or {}
     trained = (
@@ -170,10 +170,13 @@ def _eval_drums_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, li
     heading = (
         f"Run `{payload.get('run')}` ({trained}); requests from "
         f"`{payload.get('heldout') or payload.get('real')}`, classifier, diversity and "
-        f"memorisation references from `{payload.get('real')}`; model vs the scaffold alone."
+        f"memorisation references from `{payload.get('real')}`; model vs the scaffold alone "
+        "(and the request clips themselves, `real`, where a measure applies to them)."
     )
     scores = [DrumScores(**s) for s in payload["scores"]]
-    return heading + "\n\n" + scores_markdown(scores), []
+    per_tag = per_tag_markdown(scores)
+    tail = "\n\nPer tag:\n\n" + per_tag if per_tag else ""
+    return heading + "\n\n" + scores_markdown(scores) + tail, []
 
 
 def _timbre_bench_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, list[Path]]:

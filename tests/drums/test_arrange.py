@@ -1,7 +1,10 @@
+from pathlib import Path
+
 import mido
 import numpy as np
 import pytest
 
+from mambakit.cli.common import UserError
 from mambakit.drums.arrange import (
     bundled_pattern_path,
     make_pattern,
@@ -115,10 +118,19 @@ def test_cli_render_and_kit(kit, tmp_path):
 
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers()
-    add_kit(sub, lambda run: Synth())
-    add_render(sub)
+    runs_asked = []
+    add_kit(sub, lambda run: runs_asked.append(run) or Synth())
+    add_render(sub, lambda run: runs_asked.append(run) or Synth())
     args = parser.parse_args(["kit", "RUN", str(default_kit_path()), "-o", str(tmp_path / "k8")])
     assert args.func(args) == 0 and len(list((tmp_path / "k8" / "samples").glob("*.wav"))) == 8
+    # no run: the loader is asked for None (the shipped model)
+    args = parser.parse_args(["kit", str(default_kit_path()), "-o", str(tmp_path / "k8b")])
+    assert args.func(args) == 0 and runs_asked == [Path("RUN"), None]
+    # no kit folder and no pattern: the bundled kit is generated, the bundled beat played
+    args = parser.parse_args(["render", "-o", str(tmp_path / "auto.wav"), "--sr", str(SR)])
+    assert args.func(args) == 0 and runs_asked[-1] is None
+    assert len(list((tmp_path / "auto_kit" / "samples").glob("*.wav"))) == 8
+    assert len(onsets(sf.read(tmp_path / "auto.wav")[0])) > 10
     out = tmp_path / "beat.wav"
     args = parser.parse_args(
         [
@@ -137,4 +149,5 @@ def test_cli_render_and_kit(kit, tmp_path):
     args = parser.parse_args(
         ["render", str(tmp_path / "nokit"), str(bundled_pattern_path()), "-o", str(out)]
     )
-    assert args.func(args) == 1
+    with pytest.raises(UserError):  # cli.main prints it as one line and exits 2
+        args.func(args)

@@ -55,3 +55,11 @@ def test_the_per_tag_table_changes_only_that_tags_output():
         noisy, _ = model(x, **args, excitation=excitation)
     assert torch.allclose(noisy[0], plain[0], atol=1e-6)  # tag 0: all gains still zero
     assert torch.allclose(noisy[1] - plain[1], 0.5 * excitation[1], atol=1e-4)
+
+
+def test_the_sign_of_a_gain_is_inaudible_no_notch_between_opposite_signs():
+    noise = torch.randn(1, 1, 8000, generator=torch.Generator().manual_seed(1))
+    alternating = torch.tensor([[(-1.0) ** i for i in range(16)]])
+    out = filtered_noise(noise, alternating, SR, f_min=40.0)
+    assert torch.allclose(out, filtered_noise(noise, alternating.abs(), SR, f_min=40.0))
+    assert torch.allclose(out, noise, atol=1e-5)  # |gains| = 1 everywhere: flat, no notches

@@ -13,8 +13,13 @@ from mambakit.eval.adherence import (
     pairwise_diversity,
     pitch_error_cents,
 )
-from mambakit.eval.drums import DrumScores, scores_markdown
-from mambakit.eval.features import NearestCentroidClassifier, clip_embedding
+from mambakit.eval.drums import DrumScores, scores_markdown, worst_ratio
+from mambakit.eval.features import (
+    NearestCentroidClassifier,
+    clip_embedding,
+    comb_level_db,
+    decay_time_s,
+)
 
 SR = 22050
 
@@ -88,3 +93,42 @@ def test_scores_markdown_has_one_column_per_generator_and_marks_missing_values()
     md = scores_markdown([DrumScores(name="model", tag_accuracy=0.5), DrumScores(name="scaffold")])
     assert "| metric | model | scaffold |" in md
     assert "50.0%" in md and "n/a" in md
+
+
+def _noise(seconds: float, sr: int, decay_s: float, seed: int = 0) -> np.ndarray:
+    n = int(seconds * sr)
+    return np.random.default_rng(seed).standard_normal(n) * np.exp(-np.arange(n) / sr / decay_s)
+
+
+def test_comb_is_zero_for_noise_and_a_tone_and_large_for_lines_at_the_token_rate():
+    sr = 44100
+    noise = _noise(1.0, sr, 0.2)
+    t = np.arange(len(noise)) / sr
+    lines = 0.05 * sum(np.sin(2 * np.pi * k * sr / 64 * t) for k in range(1, 12))
+    assert abs(comb_level_db(noise, sr)) < 1.5
+    assert abs(comb_level_db(np.sin(2 * np.pi * 100 * t), sr)) < 1.0
+    assert comb_level_db(noise + lines, sr) > 10.0
+    # lines elsewhere (at the half-way points) count against the comb
+    halfway = 0.05 * sum(np.sin(2 * np.pi * (k + 0.5) * sr / 64 * t) for k in range(1, 12))
+    assert comb_level_db(noise + halfway, sr) < -10.0
+    assert math.isnan(comb_level_db(np.zeros(sr), sr))
+
+
+@pytest.mark.parametrize("tau", [0.03, 0.1, 0.3])
+def test_decay_time_of_an_exponential_is_tau_ln10(tau):
+    sr = 44100
+    t = np.arange(sr) / sr
+    x = np.exp(-t / tau) * np.sin(2 * np.pi * 200 * t)
+    assert decay_time_s(x, sr) == pytest.approx(tau * math.log(10), abs=0.006)
+
+
+def test_decay_time_edge_cases():
+    sr = 8000
+    assert decay_time_s(np.zeros(sr), sr) == 0.0
+    assert decay_time_s(np.ones(sr), sr) == pytest.approx(1.0)
+
+
+def test_worst_ratio_is_the_furthest_from_one_on_a_log_scale():
+    assert worst_ratio({"kick": 0.9, "snare": 1.6, "hat": 0.55}) == 0.55
+    assert worst_ratio({"kick": 0.9, "snare": 2.1, "hat": 0.55}) == 2.1
+    assert math.isnan(worst_ratio({}))

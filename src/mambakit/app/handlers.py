@@ -53,7 +53,7 @@ N_PADS = 8
 N_STEPS = 16
 BPM_RANGE = (40.0, 300.0)
 
-#: The run the demo (``make demo``) writes; loaded automatically when present.
+#: The run the demo (``make demo``) writes; loaded when there is no packaged drum model.
 DEMO_RUN = Path("out/demo/run")
 
 

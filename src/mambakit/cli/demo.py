@@ -14,8 +14,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``mambakit demo [--out DIR] [--minutes M]``."""
-    parser = subparsers.add_parser("demo", help="train, generate a kit and a beat, report")
+    """Add ``mambakit demo [--out DIR] [--minutes M]`` (M: the fine-tuning budget)."""
+    parser = subparsers.add_parser(
+        "demo", help="a kit and a beat from the shipped model, then a short fine-tune"
+    )
     parser.add_argument("--out", default="out/demo", metavar="DIR", help="default: out/demo")
-    parser.add_argument("--minutes", type=float, default=4.0, help="training budget")
+    parser.add_argument("--minutes", type=float, default=1.0, help="fine-tuning budget")
     parser.set_defaults(func=_demo)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mambakit.cli.common import add_device_argument
+
 
 def _train(args: argparse.Namespace) -> int:
     from mambakit.drums.training import train_drums
@@ -24,6 +26,7 @@ def _train(args: argparse.Namespace) -> int:
         tags_csv=args.tags_csv,
         seed=args.seed,
         workers=args.workers,
+        init_from=args.init,
     )
     print(
         f"trained {summary.steps} steps in {summary.seconds:.0f} s "
@@ -34,10 +37,11 @@ def _train(args: argparse.Namespace) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     from mambakit.drums import DrumSynth
+    from mambakit.drums.pipeline import DEFAULT_MODEL
     from mambakit.dsp import ADSR, load_audio, resample, save_audio, to_mono
     from mambakit.utils import parse_seconds
 
-    synth = DrumSynth.from_pretrained(args.run, device=args.device)
+    synth = DrumSynth.from_pretrained(args.run or DEFAULT_MODEL, device=args.device)
     tag = args.tag if args.tag or args.text else None
     adsr = None
     if any(v is not None for v in (args.attack, args.decay, args.sustain, args.release)):
@@ -67,10 +71,11 @@ def _generate(args: argparse.Namespace) -> int:
         cfg=args.cfg,
         seed=args.seed,
         n=args.n,
+        variation=args.variation,
     )
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    label = args.tag or "text"
+    label = (args.tag or "text").replace(" ", "_")
     note = f"_{args.note}" if args.note else ""
     for i, clip in enumerate(audio):
         path = out / f"{label}{note}_seed{args.seed + i}.wav"
@@ -79,10 +84,30 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_synth(run: Path):
-    from mambakit.drums import DrumSynth
+def _calibrate(args: argparse.Namespace) -> int:
+    import json
 
-    return DrumSynth.from_pretrained(run)
+    from mambakit.drums import DrumSynth
+    from mambakit.drums.pipeline import DEFAULTS_NAME
+    from mambakit.drums.training import calibrate_decay_defaults
+
+    if not (args.run / DEFAULTS_NAME).is_file():
+        raise FileNotFoundError(f"{args.run} has no {DEFAULTS_NAME}: is it a drum run folder?")
+    synth = DrumSynth.from_pretrained(args.run)
+    defaults = calibrate_decay_defaults(synth, iterations=args.iterations)
+    (args.run / DEFAULTS_NAME).write_text(json.dumps(defaults, indent=2))
+    for tag, d in defaults.items():
+        print(f"{tag:>10}: decay {d['adsr'][1]:.3f} s (library 10 % decay {d['decay_10_s']:.3f} s)")
+    print(f"rewrote {args.run / DEFAULTS_NAME}")
+    return 0
+
+
+def _load_synth(run: Path | None):
+    """The drum model of ``run``, or the shipped ``gm-drums`` model when none is given."""
+    from mambakit.drums import DrumSynth
+    from mambakit.drums.pipeline import DEFAULT_MODEL
+
+    return DrumSynth.from_pretrained(run or DEFAULT_MODEL)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -93,6 +118,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("data", type=Path, help="folder tree of drum one-shots (tags from names)")
     p.add_argument("--out", type=Path, required=True, help="run folder to write")
     p.add_argument("--preset", default="tiny", choices=("tiny", "small", "base"))
+    p.add_argument(
+        "--init", help="fine-tune this run or packaged model (e.g. gm-drums) instead of a new one"
+    )
     budget = p.add_argument_group("budget (default: 10 minutes)")
     budget.add_argument("--minutes", type=float, help="wall-clock budget")
     budget.add_argument("--steps", type=int, help="optimizer steps")
@@ -100,13 +128,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--tags-csv", type=Path, help="CSV of path,tag overriding names")
     p.add_argument("--workers", type=int, help="feature-extraction processes")
-    p.add_argument("--device", help="cpu (default), cuda, auto")
+    add_device_argument(p)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_train)
 
     g = sub.add_parser("generate", help="generate one-shots from controls")
-    g.add_argument("run", type=Path)
-    g.add_argument("--tag", help="kick, snare, clap, closed_hat, open_hat, tom, cymbal, rim, ...")
+    g.add_argument(
+        "run", type=Path, nargs="?", help="run folder or packaged model (default: gm-drums)"
+    )
+    g.add_argument(
+        "--tag",
+        help="kick, snare, clap, closed_hat, open_hat, tom, cymbal, rim, ... or a folder word "
+        "(hihat, hh, bd, sd, crash, ride, ...)",
+    )
     g.add_argument("--text", help="free-text prompt (needs the [text] extra, else keywords)")
     g.add_argument("--note", help="root note: MIDI number or name (C1 = 24)")
     g.add_argument("--attack", help="e.g. 2ms")
@@ -121,14 +155,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--cfg", type=float, default=1.0, help="guidance scale (1 = off)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("-n", type=int, default=1, help="how many variations")
-    g.add_argument("--device", help="cpu (default), cuda, auto")
+    g.add_argument(
+        "--variation", type=float, default=0.0, help="0..1: fresh noise per step (seeds vary more)"
+    )
+    add_device_argument(g)
     g.add_argument("-o", "--output", type=Path, required=True, help="folder for the WAVs")
     g.set_defaults(func=_generate)
+
+    c = sub.add_parser(
+        "calibrate",
+        help="fit each tag's default envelope so tag-only requests ring as long as the library",
+    )
+    c.add_argument("run", type=Path, help="run folder (its drum_defaults.json is rewritten)")
+    c.add_argument("--iterations", type=int, default=4, help="updates per tag (default 4)")
+    c.set_defaults(func=_calibrate)
 
     from mambakit.cli import drums_tools
 
     drums_tools.add_analyze(sub)
     drums_tools.add_kit(sub, _load_synth)
-    drums_tools.add_render(sub)
+    drums_tools.add_render(sub, _load_synth)
     drums_tools.add_dataset_from_sf2(sub)
     drums.set_defaults(func=lambda args: drums.print_help() or 2)

@@ -7,12 +7,13 @@ Each ``add_*`` adds one subparser to the ``drums`` subparser group and sets
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mambakit.cli.common import UserError
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -23,8 +24,7 @@ def _analyze(args: argparse.Namespace) -> int:
     try:
         audio = preprocess_file(args.file, cfg)
     except (UnusableFile, OSError) as exc:
-        print(f"error: {args.file}: {exc}", file=sys.stderr)
-        return 1
+        raise UserError(f"{args.file}: {exc}") from exc
     f = analyze_clip(audio, cfg.sr)
     a, d, s, r = (float(v) for v in f["adsr"][:4])
     midi = float(f["midi_note"])
@@ -85,8 +85,9 @@ def add_analyze(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
-def add_kit(sub: Any, make_synth: Callable[[Path], Any]) -> argparse.ArgumentParser:
-    """``mambakit drums kit RUN kit.yaml -o KITDIR``; ``make_synth(run_dir)`` loads the model."""
+def add_kit(sub: Any, make_synth: Callable[[Path | None], Any]) -> argparse.ArgumentParser:
+    """``mambakit drums kit [RUN] kit.yaml -o KITDIR``; ``make_synth(run_dir or None)`` loads
+    the model (``None``: the shipped one)."""
 
     def _kit(args: argparse.Namespace) -> int:
         from mambakit.drums.kit import generate_kit, load_kit_yaml, write_kit
@@ -94,8 +95,7 @@ def add_kit(sub: Any, make_synth: Callable[[Path], Any]) -> argparse.ArgumentPar
         try:
             pads = load_kit_yaml(args.spec)
         except (OSError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+            raise UserError(str(exc)) from exc
         synth = make_synth(args.run)
         audios = generate_kit(synth, pads)
         sfz = write_kit(args.output, pads, audios, int(getattr(synth, "sample_rate", 44100)))
@@ -103,45 +103,60 @@ def add_kit(sub: Any, make_synth: Callable[[Path], Any]) -> argparse.ArgumentPar
         return 0
 
     p = sub.add_parser("kit", help="generate a drum kit (SFZ + WAVs) from a YAML spec")
-    p.add_argument("run", type=Path, help="trained run / checkpoint folder")
+    p.add_argument(
+        "run", type=Path, nargs="?", help="run folder or packaged model (default: gm-drums)"
+    )
     p.add_argument("spec", type=Path, help="kit YAML (see drums/assets/default_kit.yaml)")
     p.add_argument("-o", "--output", type=Path, required=True, help="kit folder to write")
     p.set_defaults(func=_kit)
     return p
 
 
-def _render(args: argparse.Namespace) -> int:
+def _render(args: argparse.Namespace, make_synth: Callable[[Path | None], Any]) -> int:
     import soundfile as sf
 
-    from mambakit.drums.arrange import render_pattern
+    from mambakit.drums.arrange import bundled_pattern_path, render_pattern
+    from mambakit.drums.kit import default_kit_path, generate_kit, load_kit_yaml, write_kit
 
+    kit, pattern = args.kit, args.pattern
+    if pattern is None and kit is not None and kit.suffix.lower() in (".mid", ".midi"):
+        kit, pattern = None, kit  # `render beat.mid -o x.wav`: the one path is the pattern
+    pattern = pattern or bundled_pattern_path()
+    if kit is None:  # no kit folder: the bundled 8-pad kit from the model, beside the output
+        synth = make_synth(args.run)
+        pads = load_kit_yaml(default_kit_path())
+        kit = args.output.parent / f"{args.output.stem}_kit"
+        write_kit(kit, pads, generate_kit(synth, pads), int(synth.sample_rate))
+        print(f"generated the bundled kit into {kit}")
     try:
         audio, sr = render_pattern(
-            args.kit,
-            args.pattern,
+            kit,
+            pattern,
             sr=args.sr,
             channel=None if args.any_channel else 9,
             choke_hats=not args.no_choke,
         )
     except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise UserError(str(exc)) from exc
     args.output.parent.mkdir(parents=True, exist_ok=True)
     sf.write(args.output, audio[0], sr, subtype="PCM_24")
     print(f"wrote {args.output} ({audio.shape[1] / sr:.2f} s at {sr} Hz)")
     return 0
 
 
-def add_render(sub: Any) -> argparse.ArgumentParser:
-    """``mambakit drums render KITDIR pattern.mid -o beat.wav``."""
+def add_render(sub: Any, make_synth: Callable[[Path | None], Any]) -> argparse.ArgumentParser:
+    """``mambakit drums render [KITDIR] [pattern.mid] -o beat.wav [--run RUN]``: without a
+    kit folder, the bundled kit is generated first by ``make_synth(args.run)`` (``None``:
+    the shipped model); without a pattern, the bundled 2-bar pattern is played."""
     p = sub.add_parser("render", help="render a General MIDI drum pattern with a kit folder")
-    p.add_argument("kit", type=Path)
-    p.add_argument("pattern", type=Path)
+    p.add_argument("kit", type=Path, nargs="?", help="kit folder (default: generate one)")
+    p.add_argument("pattern", type=Path, nargs="?", help="GM drum MIDI (default: bundled)")
     p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--run", type=Path, help="model for the generated kit (default: gm-drums)")
     p.add_argument("--sr", type=int, default=44100)
     p.add_argument("--any-channel", action="store_true", help="accept notes on every channel")
     p.add_argument("--no-choke", action="store_true", help="let open hats ring under closed hats")
-    p.set_defaults(func=_render)
+    p.set_defaults(func=lambda args: _render(args, make_synth))
     return p
 
 

@@ -20,15 +20,23 @@ def _training_summary(run: Path) -> dict[str, float] | None:
 def _eval_drums(args: argparse.Namespace) -> int:
     from mambakit.drums import DrumSynth
     from mambakit.drums.data import load_corpus
-    from mambakit.eval.drums import evaluate_synth, save_report, scores_markdown
+    from mambakit.eval.drums import (
+        evaluate_synth,
+        generation_seconds,
+        per_tag_markdown,
+        save_report,
+        scores_markdown,
+    )
 
     synth = DrumSynth.from_pretrained(args.run)
     real = load_corpus(args.real)
     heldout = load_corpus(args.heldout) if args.heldout else None
-    scores = evaluate_synth(synth, real, heldout, limit=args.limit, steps=args.steps)
+    out = Path(args.out or Path(args.run) / "eval")
+    scores = evaluate_synth(
+        synth, real, heldout, limit=args.limit, steps=args.steps, sheet=out / "sheet.png"
+    )
     from mambakit.bench.common import result_metadata
 
-    out = Path(args.out or Path(args.run) / "eval")
     extra = {
         "kind": "eval-drums",
         "meta": result_metadata(),
@@ -36,10 +44,15 @@ def _eval_drums(args: argparse.Namespace) -> int:
         "real": str(args.real),
         "heldout": str(args.heldout) if args.heldout else None,
         "training": _training_summary(Path(args.run)),
+        "speed": {f"pads_{n}_s": generation_seconds(synth, n) for n in (1, 16)}
+        if args.speed
+        else None,
     }
     md = save_report(scores, out, extra)
-    print(scores_markdown(scores))
-    print(f"\nreport: {md} (and eval_drums.json)")
+    print(scores_markdown(scores) + "\n\n" + per_tag_markdown(scores))
+    if extra["speed"]:
+        print("\ngeneration: " + ", ".join(f"{k} {v:.2f} s" for k, v in extra["speed"].items()))
+    print(f"\nreport: {md} (and eval_drums.json, sheet.png)")
     return 0
 
 
@@ -106,6 +119,9 @@ def register_eval(eval_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=40, help="at most this many requests")
     p.add_argument("--steps", type=int, help="denoising steps")
     p.add_argument("--out", type=Path, help="report folder (default RUN/eval)")
+    p.add_argument(
+        "--speed", action="store_true", help="also time 1 and 16 pads (median of 3, this machine)"
+    )
     p.set_defaults(func=_eval_drums)
 
     p = eval_sub.add_parser(

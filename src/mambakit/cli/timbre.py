@@ -253,7 +253,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "fine->coarse, bottleneck), e.g. 1,1,1,1,0.2; scaffold: one style strength "
                    "in [0, 1] (default 1)")  # fmt: skip
     t.add_argument("-o", "--output", type=Path, required=True, help="output WAV")
-    t.add_argument("--device", help="cpu (default), cuda, auto")
+    add_device_argument(t)
     t.set_defaults(func=_transfer)
 
     p = sub.add_parser("train", help="train on an NSynth-layout folder of paired notes")
@@ -291,7 +291,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="recompute the Mamba blocks in backward: about half the memory, ~20%% slower",
     )  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--device", help="cpu (default), cuda, auto")
+    add_device_argument(p)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_train)
 
@@ -325,5 +325,5 @@ def register_eval(eval_subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--speed-seconds", type=float, default=10.0,
                    help="time each run on this much content, side by side (0: skip)")  # fmt: skip
     e.add_argument("--json", type=Path, help="also write the results here")
-    e.add_argument("--device", help="cpu (default), cuda, auto")
+    add_device_argument(e)
     e.set_defaults(func=_eval)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mambakit.drums.tags import TAGS, _match, tokenize
+from mambakit.drums.tags import TAGS, _match, tag_from_name, tokenize
 
 #: How each tag is described to the sentence encoder.
 TAG_DESCRIPTIONS: dict[str, str] = {
@@ -74,11 +74,19 @@ def tag_from_text(text: str, tags: Sequence[str] = TAGS) -> str:
 
 
 def resolve_tag(tag: str | None, text: str | None, tags: Sequence[str]) -> str:
-    """Tag from an explicit ``tag`` (which wins) or a free-text ``text``."""
+    """Tag from an explicit ``tag`` (which wins) or a free-text ``text``.
+
+    ``tag`` is one of ``tags`` or any word a sample folder may use for it (``hihat``,
+    ``hh``, ``bd``, ``sd``, ``crash``, ``ride``, ...), mapped by :func:`tag_from_name`.
+    """
     if tag is not None:
-        if tag not in tags:
-            raise ValueError(f"unknown tag {tag!r}; this run knows {', '.join(tags)}")
-        return tag
+        name = tag if tag in tags else tag_from_name(tag)
+        if name is None or name not in tags:
+            raise ValueError(
+                f"unknown tag {tag!r}; this run knows {', '.join(tags)} (or a word a sample "
+                "folder uses for one: hihat, hh, bd, sd, crash, ride, ...)"
+            )
+        return name
     if text:
         return tag_from_text(text, tags)
     raise ValueError("say what to generate: tag=... (e.g. 'kick') or text=...")

@@ -31,15 +31,21 @@ from mambakit.utils import parse_note, resolve_device
 
 DEFAULTS_NAME = "drum_defaults.json"
 
+#: The packaged model loaded when no run is given (``mambakit/weights/gm-drums/``).
+DEFAULT_MODEL = "gm-drums"
+
 PitchEnv = np.ndarray | torch.Tensor | tuple[float, float] | None
 
 
 @dataclass(frozen=True)
 class TagDefaults:
-    """Typical controls of one tag in the training set (medians), used when not given."""
+    """Typical controls of one tag in the training set, used when not given: medians, and
+    an ADSR that rings as long as the library's median ``decay_10_s`` (seconds until the
+    envelope stays under 10 % of its peak; see ``drums.training.tag_defaults``)."""
 
     midi_note: int = 48
     adsr: tuple[float, ...] = (0.002, 0.2, 0.0, 0.05, 0.0)
+    decay_10_s: float = 0.2
     pitch_drop: float = 0.0
     pitch_decay_s: float = 0.04
     tonal: bool = True
@@ -50,7 +56,10 @@ def load_defaults(run_dir: str | os.PathLike[str]) -> dict[str, TagDefaults]:
     if not path.is_file():
         return {}
     raw = json.loads(path.read_text())
-    return {tag: TagDefaults(**{**v, "adsr": tuple(v["adsr"])}) for tag, v in raw.items()}
+    return {
+        tag: TagDefaults(**{k: tuple(x) if k == "adsr" else x for k, x in v.items()})
+        for tag, v in raw.items()
+    }
 
 
 class DrumSynth:
@@ -78,9 +87,13 @@ class DrumSynth:
 
     @classmethod
     def from_pretrained(
-        cls, run_dir: str | os.PathLike[str], device: str | torch.device | None = None
+        cls,
+        run_dir: str | os.PathLike[str] = DEFAULT_MODEL,
+        device: str | torch.device | None = None,
     ) -> DrumSynth:
-        """Load ``model.safetensors`` + ``config.json`` (+ ``drum_defaults.json``) of a run."""
+        """Load ``model.safetensors`` + ``config.json`` (+ ``drum_defaults.json``) of a run
+        folder, or of a packaged model by short name; by default the shipped ``gm-drums``
+        model (trained on the General MIDI kits of FluidR3_GM, see its MODEL_CARD.md)."""
         path = resolve_pretrained_path(run_dir)
         model = DrumDiffusionModel.from_pretrained(path)
         return cls(model, load_defaults(path), device)
@@ -133,10 +146,15 @@ class DrumSynth:
         steps: int | None = None,
         cfg: float = 1.0,
         seeds: Sequence[int] = (0,),
+        variation: float = 0.0,
     ) -> torch.Tensor:
         """Denoise a batch: ``cond`` tensors have batch 1 or ``len(seeds)``; returns
         ``[len(seeds), 1, T]``. ``init_audio`` ``[1 or B, 1, T]`` starts from that sound
-        at ``strength`` (0 = return it unchanged, 1 = ignore it)."""
+        at ``strength`` (0 = return it unchanged, 1 = ignore it). ``variation`` in [0, 1]
+        is the share of fresh noise (drawn from each seed's generator) in every re-noising
+        step, DDIM's eta: 0 is the deterministic sampler; more makes seeds differ more."""
+        if not 0.0 <= variation <= 1.0:
+            raise ValueError(f"variation must lie in [0, 1], got {variation}")
         b, n, dev = len(seeds), self.config.n_samples, self.device
         c = {k: v.to(dev).expand(b, *v.shape[1:]) for k, v in cond.items()}
         self.schedule.set_timesteps(steps or self.config.diffusion_steps)
@@ -171,6 +189,9 @@ class DrumSynth:
                 x0_hat, eps_hat = self.model(
                     sample, *args, c["tag"], gate=c["envelope"], excitation=excitation
                 )
+            if variation > 0:  # per seed, so a seed's take does not depend on the batch
+                fresh = torch.stack([torch.randn(1, n, generator=g) for g in gens]).to(dev)
+                eps_hat = (1 - variation**2) ** 0.5 * eps_hat + variation * fresh
             sample = self.schedule.step((x0_hat, eps_hat), t, sample, c["sine"], c["mask"])
         return x0_hat.clamp(-1.0, 1.0)
 
@@ -187,6 +208,7 @@ class DrumSynth:
         cfg: float = 1.0,
         seed: int | None = None,
         n: int = 1,
+        variation: float = 0.0,
     ) -> tuple[torch.Tensor, int]:
         """Generate ``n`` one-shots -> ``(audio [n, 1, T] float32 on CPU, sample_rate)``.
 
@@ -199,7 +221,8 @@ class DrumSynth:
             init_audio: ``[T]`` / ``[1, T]`` / ``[1, 1, T]`` at the model's rate for
                 variations of a sound, with ``strength`` in [0, 1].
             steps: denoising steps (default ``config.diffusion_steps``); ``cfg``: guidance
-                scale (1 = off); ``seed``: the i-th output uses ``seed + i``.
+                scale (1 = off); ``seed``: the i-th output uses ``seed + i``;
+                ``variation``: fresh noise per denoising step (see :meth:`sample`).
         """
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
@@ -212,7 +235,7 @@ class DrumSynth:
             init = torch.nn.functional.pad(init[..., :t], (0, max(0, t - init.shape[-1])))
         base = 0 if seed is None else int(seed)
         seeds = [base + i for i in range(n)]
-        audio = self.sample(cond, init, strength, steps, cfg, seeds)
+        audio = self.sample(cond, init, strength, steps, cfg, seeds, variation)
         return audio.float().cpu(), self.sample_rate
 
     def scaffold(

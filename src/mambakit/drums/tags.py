@@ -99,6 +99,13 @@ def _match(tokens: list[str]) -> str | None:
     return None
 
 
+def tag_from_name(text: str) -> str | None:
+    """The tag a word or name stands for through :data:`KEYWORDS`, the same table that
+    files a sample folder (``"hihat"`` and ``"hh"`` -> closed_hat, ``"bd"`` -> kick,
+    ``"crash"`` -> cymbal, ``"open hat"`` -> open_hat); ``None`` when nothing matches."""
+    return _match(tokenize(text))
+
+
 def tag_from_path(path: str | Path) -> str | None:
     """Infer the drum tag of ``path`` from its file name, then its folders (innermost first).
 

@@ -30,6 +30,7 @@ from mambakit.drums.model import DrumDiffusionModel
 from mambakit.drums.pipeline import DEFAULTS_NAME
 from mambakit.drums.tags import TAGS
 from mambakit.dsp import ADSR, MultiResolutionSTFTLoss, render_adsr, sine_anchor
+from mambakit.pretrained import resolve_pretrained_path
 from mambakit.train import TrainConfig, Trainer
 
 
@@ -60,8 +61,34 @@ def _fit(x: torch.Tensor, n: int) -> torch.Tensor:
     return torch.nn.functional.pad(x[..., :n], (0, max(0, n - x.shape[-1])))
 
 
+def decay_matched_adsr(adsr: ADSR, decay_10_s: float, n_samples: int, sr: int) -> ADSR:
+    """``adsr`` with its decay, hold and release times scaled by one factor so that the
+    rendered curve stays under 10 % of its peak from ``decay_10_s`` seconds on.
+
+    Why: the element-wise median of per-clip ADSR fits is not the typical sound's length
+    (one exponential fitted to a click + body, or to a fast drop and a long tail, misses
+    the 10 % point either way). The default envelope of a tag is the median fit reshaped
+    to ring exactly as long as the library's median 10 %-decay time.
+    """
+
+    def t10(scale: float) -> float:
+        curve = render_adsr(_scaled(adsr, scale), n_samples, sr).numpy()
+        above = np.nonzero(curve >= 0.1 * curve.max())[0]
+        return (above[-1] + 1) / sr
+
+    lo, hi = math.log(1e-2), math.log(1e2)
+    for _ in range(40):  # t10 grows with the scale: bisect it in log space
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if t10(math.exp(mid)) < decay_10_s else (lo, mid)
+    return _scaled(adsr, math.exp(0.5 * (lo + hi)))
+
+
 def tag_defaults(dataset: DrumDataset) -> dict[str, dict[str, Any]]:
-    """Median controls per tag in the training set (used when a user gives none)."""
+    """Typical controls per tag in the training set (used when a user gives none): the
+    median note, pitch sweep and tonal flag, and the median ADSR fit reshaped to the
+    library's median 10 %-decay time (:func:`decay_matched_adsr`, stored as ``decay_10_s``)."""
+    from mambakit.eval.features import decay_time_s
+
     per_tag: dict[str, list[dict[str, torch.Tensor]]] = {}
     for i in range(len(dataset)):
         per_tag.setdefault(dataset.tags[i], []).append(dataset[i])
@@ -74,9 +101,14 @@ def tag_defaults(dataset: DrumDataset) -> dict[str, dict[str, Any]]:
             env = it["pitch_env"].numpy()
             below = np.nonzero(np.abs(env) < abs(drop) / math.e)[0] if abs(drop) > 0.5 else []
             decays.append(below[0] / sr if len(below) else 0.04)
+        audio = [it["audio"][0].numpy() for it in items]
+        decay_10 = float(np.median([decay_time_s(a, sr) for a in audio]))
+        median_adsr = ADSR.from_vector(np.median(np.stack([it["adsr"].numpy() for it in items]), 0))
+        adsr = decay_matched_adsr(median_adsr, decay_10, audio[0].shape[-1], sr)
         out[tag] = {
             "midi_note": int(np.median([float(it["midi_note"]) for it in items])),
-            "adsr": np.median(np.stack([it["adsr"].numpy() for it in items]), axis=0).tolist(),
+            "adsr": [float(v) for v in adsr.to_vector()],
+            "decay_10_s": decay_10,
             "pitch_drop": float(np.median(drops)),
             "pitch_decay_s": float(np.median(decays)),
             "tonal": bool(np.mean([float(it["tonal"]) for it in items]) >= 0.5),
@@ -128,8 +160,12 @@ def train_drums(
     progress: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
     workers: int | None = None,
+    init_from: str | os.PathLike[str] | None = None,
 ):
     """Train on ``data`` (a folder of one-shots or a dataset) into ``out_dir``.
+
+    ``init_from``: fine-tune a trained model (a run folder or a packaged name such as
+    ``"gm-drums"``) instead of starting from random weights; its config replaces ``preset``.
 
     Give ``steps``, ``minutes`` or both (whichever ends first); with ``minutes`` alone
     the step count for the learning-rate schedule is estimated from a timed step.
@@ -143,13 +179,19 @@ def train_drums(
     )
     if len(dataset) == 0:
         raise ValueError("the training set is empty")
-    config = preset if isinstance(preset, DrumConfig) else DrumConfig.preset(preset)
-    config = config.with_(tags=tuple(TAGS))
+    torch.manual_seed(seed)
+    if init_from is not None:
+        model = DrumDiffusionModel.from_pretrained(resolve_pretrained_path(init_from))
+        config = model.config
+        if tuple(config.tags) != tuple(TAGS):
+            raise ValueError(f"{init_from} was trained on other tags ({', '.join(config.tags)})")
+    else:
+        config = preset if isinstance(preset, DrumConfig) else DrumConfig.preset(preset)
+        config = config.with_(tags=tuple(TAGS))
+        model = DrumDiffusionModel(config)
     out.mkdir(parents=True, exist_ok=True)
     (out / DEFAULTS_NAME).write_text(json.dumps(tag_defaults(dataset), indent=2))
 
-    torch.manual_seed(seed)
-    model = DrumDiffusionModel(config)
     train_set = ScaffoldedDrums(dataset, config.n_samples, config.sample_rate)
     loss_fn = make_loss(config)
     if steps is None and minutes is None:
@@ -175,3 +217,44 @@ def train_drums(
         weight_decay=0.0,
     )
     return Trainer(model, loss_fn, train_set, train_config, out).fit()
+
+
+def calibrate_decay_defaults(
+    synth: Any, iterations: int = 4, seeds: int = 4, steps: int | None = None
+) -> dict[str, dict[str, Any]]:
+    """Per-tag default envelopes under which the model rings as long as the library.
+
+    The model shapes its output inside the ADSR gate (a kick's click decays faster than
+    its body), so a default ADSR whose own 10 %-decay time equals the library's
+    (``decay_10_s``, from :func:`tag_defaults`) still gives a shorter sound. Each tag's
+    default decay, hold and release are scaled by one factor, updated ``iterations``
+    times as ``factor *= library / generated`` (the 10 %-decay time of ``seeds`` tag-only
+    generations, median), which converges because the generated time grows with the gate.
+    Returns ``synth.defaults`` rewritten as JSON-ready dicts (see :data:`DEFAULTS_NAME`).
+    """
+    from dataclasses import asdict, replace
+
+    from mambakit.eval.features import decay_time_s
+
+    out = {}
+    for tag, default in sorted(synth.defaults.items()):
+        base = ADSR.from_vector(default.adsr)
+        scale = 1.0
+        for _ in range(iterations):
+            audio, sr = synth.generate(tag=tag, adsr=_scaled(base, scale), steps=steps,
+                                       seed=30_000, n=seeds)  # fmt: skip
+            made = float(np.median([decay_time_s(clip[0].numpy(), sr) for clip in audio]))
+            if made <= 0:
+                break
+            scale *= float(np.clip(default.decay_10_s / made, 0.25, 4.0))
+        calibrated = replace(
+            default, adsr=tuple(float(v) for v in _scaled(base, scale).to_vector())
+        )
+        out[tag] = asdict(calibrated) | {"adsr": list(calibrated.adsr)}
+    return out
+
+
+def _scaled(adsr: ADSR, scale: float) -> ADSR:
+    """``adsr`` with decay, release and hold times multiplied by ``scale``."""
+    return ADSR(adsr.attack_s, adsr.decay_s * scale, adsr.sustain_level,
+                adsr.release_s * scale, adsr.hold_s * scale)  # fmt: skip

@@ -11,7 +11,16 @@ are scored with the same metrics:
 - tag accuracy by a nearest-centroid classifier fitted on the real clips,
 - diversity for fixed controls (several seeds) relative to the real clips of that tag,
 - memorisation: distance of each output to its nearest training clip, relative to
-  the typical nearest-neighbour distance inside the training set (near 0 = a copy).
+  the typical nearest-neighbour distance inside the training set (near 0 = a copy),
+- the patch-rate comb (:func:`~mambakit.eval.features.comb_level_db`: lines at multiples
+  of 44100 / 64 Hz over the local spectrum, 0 dB for real one-shots), per tag,
+- decay length: for tag-only requests (the tag's default controls, several seeds), the
+  median time until the envelope stays under 10 % of its peak, over the same median of
+  the real clips of that tag (:func:`~mambakit.eval.features.decay_time_s`); 1 = rings
+  as long as the library.
+
+A third column, ``real``, scores the request clips themselves where the measure applies
+(the comb, and the decay ratio of held-out clips to the reference library).
 """
 
 from __future__ import annotations
@@ -35,7 +44,12 @@ from mambakit.eval.adherence import (
     pairwise_diversity,
     pitch_error_cents,
 )
-from mambakit.eval.features import NearestCentroidClassifier, clip_embedding
+from mambakit.eval.features import (
+    NearestCentroidClassifier,
+    clip_embedding,
+    comb_level_db,
+    decay_time_s,
+)
 
 
 @dataclass(frozen=True)
@@ -62,11 +76,52 @@ class DrumScores:
     median_decay_error_ms: float = math.nan
     diversity_ratio: float = math.nan
     memorisation_ratio: float = math.nan
+    comb_db: float = math.nan
+    decay_ratio_worst: float = math.nan
     per_tag_accuracy: dict[str, float] = field(default_factory=dict)
+    per_tag_comb_db: dict[str, float] = field(default_factory=dict)
+    per_tag_decay_ratio: dict[str, float] = field(default_factory=dict)
+    per_tag_diversity_ratio: dict[str, float] = field(default_factory=dict)
 
 
 Generator = Callable[[DrumRequest, int, int], torch.Tensor]
 """``(request, seed, n) -> audio [n, 1, T]`` at the evaluation sample rate."""
+
+TagGenerator = Callable[[str, int, int], torch.Tensor]
+"""``(tag, seed, n) -> audio [n, 1, T]``: a tag-only request (the tag's default controls)."""
+
+
+def worst_ratio(ratios: dict[str, float]) -> float:
+    """The ratio furthest from 1 on a log scale (0.5 and 2.0 are equally bad); NaN if none."""
+    valid = [r for r in ratios.values() if r > 0 and math.isfinite(r)]
+    return max(valid, key=lambda r: abs(math.log(r))) if valid else math.nan
+
+
+def median_by_tag(values: Sequence[float], tags: Sequence[str]) -> dict[str, float]:
+    """Median of ``values`` per tag (NaN values left out; tags in sorted order)."""
+    out = {}
+    for t in sorted(set(tags)):
+        v = [x for x, u in zip(values, tags) if u == t and not math.isnan(x)]
+        out[t] = float(np.median(v)) if v else math.nan
+    return out
+
+
+def decay_ratios(
+    generate_tag: TagGenerator,
+    real_decay_s: dict[str, float],
+    sr: int,
+    seeds: int = 4,
+) -> dict[str, float]:
+    """Per tag: median 10 %-decay time of ``seeds`` tag-only generations over the real
+    median ``real_decay_s[tag]`` (seconds)."""
+    out = {}
+    for tag, real in sorted(real_decay_s.items()):
+        if not real > 0:
+            continue
+        batch = generate_tag(tag, 20_000, seeds)
+        times = [decay_time_s(clip[0].cpu().numpy(), sr) for clip in batch]
+        out[tag] = float(np.median(times)) / real
+    return out
 
 
 def requests_from_dataset(
@@ -98,13 +153,17 @@ def score_generator(
     real_diversity: dict[str, float],
     diversity_seeds: int = 4,
     progress: bool = True,
+    generate_tag: TagGenerator | None = None,
+    real_decay_s: dict[str, float] | None = None,
 ) -> tuple[DrumScores, list[np.ndarray]]:
-    """Generate every request once (seed = its index) and score the outputs."""
-    cents, corr, att, dec, hits, embeds, audios = [], [], [], [], [], [], []
+    """Generate every request once (seed = its index) and score the outputs; with
+    ``generate_tag`` and ``real_decay_s`` also the per-tag decay ratio of tag-only requests."""
+    cents, corr, att, dec, hits, embeds, audios, combs = [], [], [], [], [], [], [], []
     per_tag: dict[str, list[bool]] = {}
     for i, req in enumerate(tqdm(requests, desc=f"eval {name}", disable=not progress)):
         audio = generate(req, i, 1)[0, 0].detach().cpu().numpy().astype(np.float64)
         audios.append(audio)
+        combs.append(comb_level_db(audio, sr))
         emb = clip_embedding(audio, sr)
         embeds.append(emb)
         predicted = classifier.predict(emb[None])[0]
@@ -119,15 +178,19 @@ def score_generator(
             cents.append(abs(c) if not math.isnan(c) else 1200.0)  # unpitched output: an octave off
 
     # Diversity: several seeds for the first request of each tag.
-    ratios = []
-    seen: set[str] = set()
+    diversity: dict[str, float] = {}
     for req in requests:
-        if req.tag in seen or real_diversity.get(req.tag, 0) <= 0:
+        if req.tag in diversity or real_diversity.get(req.tag, 0) <= 0:
             continue
-        seen.add(req.tag)
         batch = generate(req, 10_000, diversity_seeds)
         e = np.stack([clip_embedding(a[0].cpu().numpy(), sr) for a in batch])
-        ratios.append(pairwise_diversity(classifier_space(classifier, e)) / real_diversity[req.tag])
+        spread = pairwise_diversity(classifier_space(classifier, e))
+        diversity[req.tag] = spread / real_diversity[req.tag]
+    decays = (
+        decay_ratios(generate_tag, real_decay_s, sr)
+        if generate_tag is not None and real_decay_s
+        else {}
+    )
 
     train_nn = _leave_one_out_nn(classifier_space(classifier, train_embeddings))
     gen_nn = nearest_neighbour_distances(
@@ -142,9 +205,14 @@ def score_generator(
         envelope_correlation=float(np.nanmean(corr)),
         median_attack_error_ms=float(np.median(att)),
         median_decay_error_ms=float(np.median(dec)),
-        diversity_ratio=float(np.mean(ratios)) if ratios else math.nan,
+        diversity_ratio=float(np.mean(list(diversity.values()))) if diversity else math.nan,
         memorisation_ratio=float(np.median(gen_nn) / max(np.median(train_nn), 1e-9)),
+        comb_db=float(np.nanmedian(combs)) if not np.all(np.isnan(combs)) else math.nan,
+        decay_ratio_worst=worst_ratio(decays),
         per_tag_accuracy={t: float(np.mean(v)) for t, v in sorted(per_tag.items())},
+        per_tag_comb_db=median_by_tag(combs, [r.tag for r in requests]),
+        per_tag_decay_ratio=decays,
+        per_tag_diversity_ratio=dict(sorted(diversity.items())),
     )
     return scores, audios
 
@@ -181,6 +249,8 @@ def scores_markdown(scores: Sequence[DrumScores]) -> str:
         ("median decay error (ms)", "median_decay_error_ms", "{:.1f}"),
         ("diversity vs real (same tag)", "diversity_ratio", "{:.2f}"),
         ("nearest-train distance vs train NN", "memorisation_ratio", "{:.2f}"),
+        ("comb at 689 Hz multiples (dB, median)", "comb_db", "{:+.1f}"),
+        ("decay ratio vs library, worst tag", "decay_ratio_worst", "{:.2f}"),
     ]
     head = "| metric | " + " | ".join(s.name for s in scores) + " |"
     sep = "|---|" + "---|" * len(scores)
@@ -194,13 +264,40 @@ def scores_markdown(scores: Sequence[DrumScores]) -> str:
     return "\n".join(lines)
 
 
+def per_tag_markdown(scores: Sequence[DrumScores]) -> str:
+    """One row per tag: accuracy, comb (dB), decay ratio and diversity of each generator
+    (the columns some generator has figures for; ``""`` when none has any)."""
+    columns = [
+        ("accuracy", "per_tag_accuracy", "{:.0%}"),
+        ("comb dB", "per_tag_comb_db", "{:+.1f}"),
+        ("decay ratio", "per_tag_decay_ratio", "{:.2f}"),
+        ("diversity", "per_tag_diversity_ratio", "{:.2f}"),
+    ]
+    used = [(s, c) for s in scores for c in columns if getattr(s, c[1])]
+    if not used:
+        return ""
+    tags = sorted({t for s, (_, key, _) in used for t in getattr(s, key)})
+    head = "| tag | " + " | ".join(f"{s.name} {label}" for s, (label, _, _) in used) + " |"
+    lines = [head, "|---|" + "---|" * len(used)]
+    for tag in tags:
+        cells = []
+        for s, (_, key, fmt) in used:
+            v = getattr(s, key).get(tag, math.nan)
+            cells.append("n/a" if math.isnan(v) else fmt.format(v))
+        lines.append(f"| {tag} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def save_report(scores: Sequence[DrumScores], out_dir: Path, extra: dict | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "eval_drums.json").write_text(
         json.dumps({"scores": [asdict(s) for s in scores], **(extra or {})}, indent=2)
     )
     md = out_dir / "eval_drums.md"
-    md.write_text("# Drum run evaluation\n\n" + scores_markdown(scores) + "\n")
+    md.write_text(
+        "# Drum run evaluation\n\n" + scores_markdown(scores) + "\n\n## Per tag\n\n"
+        + per_tag_markdown(scores) + "\n"
+    )  # fmt: skip
     return md
 
 
@@ -211,12 +308,16 @@ def evaluate_synth(
     limit: int | None = 40,
     steps: int | None = None,
     progress: bool = True,
+    sheet: str | Path | None = None,
 ) -> list[DrumScores]:
-    """Score a :class:`~mambakit.drums.DrumSynth` and its scaffold side by side.
+    """Score a :class:`~mambakit.drums.DrumSynth`, its scaffold and the request clips
+    -> ``[model, scaffold, real]``.
 
-    ``reference`` is a ``DrumDataset`` of real clips (the classifier, the diversity and the
-    memorisation references); requests come from ``requests_from`` (clips the model never
-    saw, ideally) or else from ``reference``. At most ``limit`` requests, spread over tags.
+    ``reference`` is a ``DrumDataset`` of real clips (the classifier, the diversity, the
+    memorisation and the decay-length references); requests come from ``requests_from``
+    (clips the model never saw, ideally) or else from ``reference``. At most ``limit``
+    requests, spread over tags. ``real`` holds the measures that apply to the request clips
+    themselves: the comb, and their decay ratio to the reference library.
     """
     sr = synth.sample_rate
     tags = list(synth.tags)
@@ -227,6 +328,7 @@ def evaluate_synth(
     order = _interleave_by_tag([source.tags[i] for i in range(len(source))])
     picked = order[:limit] if limit else order
     requests = [requests_from_dataset(_Subset(source, [i]), tags)[0] for i in picked]
+    real_decay = median_by_tag([decay_time_s(a, sr) for a in audios], labels)
 
     def from_model(req: DrumRequest, seed: int, n: int) -> torch.Tensor:
         env = _fit_len(req.pitch_env, synth.config.n_samples)
@@ -244,13 +346,111 @@ def evaluate_synth(
         )  # fmt: skip
         return audio
 
+    def tag_only(method: Any) -> TagGenerator:
+        return lambda tag, seed, n: method(tag=tag, steps=steps, seed=seed, n=n)[0]
+
+    def scaffold_tag_only(tag: str, seed: int, n: int) -> torch.Tensor:
+        return synth.scaffold(tag=tag, seed=seed, n=n)[0]
+
     common = dict(
         requests=requests, sr=sr, classifier=clf, train_embeddings=train_emb,
-        real_diversity=diversity, progress=progress,
+        real_diversity=diversity, progress=progress, real_decay_s=real_decay,
     )  # fmt: skip
-    model_scores, _ = score_generator("model", from_model, **common)
-    scaffold_scores, _ = score_generator("scaffold", from_scaffold, **common)
-    return [model_scores, scaffold_scores]
+    model_scores, model_audio = score_generator(
+        "model", from_model, generate_tag=tag_only(synth.generate), **common
+    )
+    scaffold_scores, scaffold_audio = score_generator(
+        "scaffold", from_scaffold, generate_tag=scaffold_tag_only, **common
+    )
+    real_scores = score_real(source, picked, sr, real_decay, clf)
+    if sheet is not None:
+        first = {}
+        for k, req in enumerate(requests):
+            first.setdefault(req.tag, k)
+        rows = [
+            (tag, {"real": source[picked[k]]["audio"][0].numpy(), "model": model_audio[k],
+                   "scaffold": scaffold_audio[k]})
+            for tag, k in sorted(first.items())
+        ]  # fmt: skip
+        spectrogram_sheet(rows, sr, Path(sheet))
+    return [model_scores, scaffold_scores, real_scores]
+
+
+def score_real(
+    source: Any,
+    picked: Sequence[int],
+    sr: int,
+    library_decay_s: dict[str, float],
+    classifier: NearestCentroidClassifier,
+) -> DrumScores:
+    """The measures that apply to real clips: the classifier's accuracy on the request
+    clips (the ceiling for a model), their comb per tag, and their median 10 %-decay time
+    over the library's (``library_decay_s``, seconds)."""
+    clips = [source[i]["audio"][0].numpy() for i in picked]
+    tags = [source.tags[i] for i in picked]
+    predicted = classifier.predict(np.stack([clip_embedding(a, sr) for a in clips]))
+    hits = [p == t for p, t in zip(predicted, tags)]
+    combs = [comb_level_db(a, sr) for a in clips]
+    times = median_by_tag([decay_time_s(a, sr) for a in clips], tags)
+    ratios = {t: v / library_decay_s[t] for t, v in times.items() if library_decay_s.get(t, 0) > 0}
+    return DrumScores(
+        name="real",
+        n=len(clips),
+        tag_accuracy=float(np.mean(hits)) if hits else math.nan,
+        per_tag_accuracy={
+            t: float(np.mean([h for h, u in zip(hits, tags) if u == t])) for t in sorted(set(tags))
+        },
+        comb_db=float(np.nanmedian(combs)) if clips else math.nan,
+        decay_ratio_worst=worst_ratio(ratios),
+        per_tag_comb_db=median_by_tag(combs, tags),
+        per_tag_decay_ratio=ratios,
+    )
+
+
+def generation_seconds(synth: Any, n: int, repeats: int = 3, tag: str = "snare") -> float:
+    """Median wall-clock seconds of ``synth.generate(tag, n=n)`` (one batch of ``n`` pads
+    at the default steps) over ``repeats`` runs after one warm-up; a machine-dependent
+    figure, stored with the machine in the eval JSON."""
+    import time
+
+    synth.generate(tag=tag, seed=0, n=n)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        synth.generate(tag=tag, seed=0, n=n)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def spectrogram_sheet(
+    rows: Sequence[tuple[str, dict[str, np.ndarray]]], sr: int, path: Path, top_hz: float = 12000
+) -> Path:
+    """One row per tag, one spectrogram per source (``{"real": [T], "model": [T], ...}``),
+    0 - ``top_hz`` Hz, with faint guides at multiples of 44100 / 64 Hz, where the patch-rate
+    comb of the old band decoder sat. Returns ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mambakit.app.plots import draw_spectrogram
+
+    names = list(rows[0][1]) if rows else []
+    fig, axes = plt.subplots(
+        len(rows), len(names), figsize=(4 * len(names), 2.2 * len(rows)), squeeze=False
+    )
+    for (tag, clips), axrow in zip(rows, axes):
+        for name, ax in zip(names, axrow):
+            draw_spectrogram(ax, clips[name], sr)
+            ax.set_ylim(0, top_hz)
+            ax.set_yticks(np.arange(0, top_hz + 1, 44100 / 64 * 4))
+            ax.tick_params(labelsize=6)
+            ax.set_title(f"{tag}: {name}", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
 
 
 class _Subset:

@@ -114,3 +114,58 @@ class NearestCentroidClassifier:
         z = (np.atleast_2d(embeddings) - self.mean) / self.std
         d = ((z[:, None, :] - self.centroids[None]) ** 2).sum(axis=-1)
         return [self.classes[i] for i in d.argmin(axis=1)]
+
+
+def comb_level_db(
+    audio: np.ndarray | torch.Tensor,
+    sr: int,
+    line_hz: float = 44100 / 64,
+    harmonics: int = 11,
+    seconds: float = 0.5,
+) -> float:
+    """How far spectral lines at ``k * line_hz`` (k = 1..harmonics) stand out, in dB.
+
+    The patch-rate comb measure of issue 14: on the Hann-windowed spectrum of the first
+    ``seconds`` of the clip, the level at each line (the loudest bin within +-3 bins) above
+    the local median spectrum (a median filter one ``line_hz`` wide), averaged over k,
+    minus the same taken at the half-way frequencies ``(k + 0.5) * line_hz``. Subtracting
+    the half-way points cancels the bias of taking a maximum of a noisy spectrum, so a clip
+    without lines scores about 0 dB and one with lines scores their height. Lines above
+    the Nyquist frequency are left out; NaN for a silent clip.
+    """
+    import scipy.ndimage
+
+    x = as_mono_numpy(audio)[: int(round(seconds * sr))]
+    if len(x) < 16 or not np.any(x):
+        return float("nan")
+    power = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+    db = 10.0 * np.log10(power + 1e-20 * max(float(power.max()), 1e-30))
+    bin_hz = sr / len(x)
+    width = max(3, int(round(line_hz / bin_hz)) | 1)
+    floor = scipy.ndimage.median_filter(db, size=width, mode="nearest")
+    excess = db - floor
+
+    def level(freqs: np.ndarray) -> float:
+        bins = np.round(freqs / bin_hz).astype(int)
+        bins = bins[(bins >= 3) & (bins < len(db) - 3)]
+        if len(bins) == 0:
+            return float("nan")
+        return float(np.mean([excess[b - 3 : b + 4].max() for b in bins]))
+
+    k = np.arange(1, harmonics + 1, dtype=np.float64)
+    k = k[(k + 0.5) * line_hz < sr / 2]
+    return level(k * line_hz) - level((k + 0.5) * line_hz)
+
+
+def decay_time_s(audio: np.ndarray | torch.Tensor, sr: int, fraction: float = 0.1) -> float:
+    """Seconds from the start until the amplitude envelope stays below ``fraction`` of its
+    peak (the Hilbert envelope smoothed over 5 ms; the clip length if it never does, 0 for
+    a silent clip). The per-tag decay measure of issue 14 uses ``fraction = 0.1``."""
+    from mambakit.dsp import hilbert_envelope
+
+    x = as_mono_numpy(audio)
+    if not np.any(x):
+        return 0.0
+    env = hilbert_envelope(x, sr)
+    above = np.nonzero(env >= fraction * env.max())[0]
+    return float((above[-1] + 1) / sr)

@@ -1,0 +1,68 @@
+"""The drum model's synthesis carries no trace of its token grid (issue 14, the 689 Hz comb).
+
+A transposed convolution of stride ``patch`` (the old band decoder) put lines at
+multiples of the token rate into every clip, trained or not (a fresh tiny model: +48 dB);
+linear interpolation of the parser tokens still left +28 dB through the head's
+nonlinearity. These tests fail if either comes back.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from mambakit.drums.config import DrumConfig
+from mambakit.drums.model import DrumDiffusionModel, smooth_downsample, smooth_upsample
+from mambakit.drums.pipeline import DrumSynth
+from mambakit.eval.features import comb_level_db
+
+
+@pytest.mark.parametrize("factor", [2, 8, 64])
+def test_constant_tokens_upsample_to_an_exact_constant_edges_included(factor):
+    tokens = torch.full((1, 2, 7), 0.37, dtype=torch.float64)
+    curve = smooth_upsample(tokens, factor, 7 * factor - 3)
+    assert curve.shape == (1, 2, 7 * factor - 3)
+    torch.testing.assert_close(curve, torch.full_like(curve, 0.37), rtol=0, atol=1e-12)
+
+
+def test_upsampled_random_tokens_have_no_patch_periodic_mean_or_variance():
+    factor = 16
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randn(4000, 1, 12, generator=g, dtype=torch.float64)
+    curve = smooth_upsample(tokens, factor, 12 * factor)[..., 4 * factor : 8 * factor]
+    # over many draws, level and power as a function of the position inside the patch
+    power = curve.pow(2).mean(dim=(0, 1)).reshape(4, factor).mean(0)
+    ripple = (power.max() - power.min()) / power.mean()
+    assert ripple < 0.05  # linear interpolation: (1 + 0) / (0.5^2 + 0.5^2) -> 67 % ripple
+    linear = torch.nn.functional.interpolate(tokens, scale_factor=factor, mode="linear")
+    lin_power = linear[..., 4 * factor : 8 * factor].pow(2).mean(dim=(0, 1))
+    lin_power = lin_power.reshape(4, factor).mean(0)
+    assert (lin_power.max() - lin_power.min()) / lin_power.mean() > 0.5  # the test can fail
+
+
+def test_smooth_upsample_passes_tokens_through_at_factor_one():
+    tokens = torch.randn(2, 3, 10)
+    assert torch.equal(smooth_upsample(tokens, 1, 9), tokens[..., :9])
+
+
+def test_decimation_keeps_tones_near_the_token_rate_out_of_the_tokens():
+    factor, n = 16, 4096
+    t = torch.arange(n, dtype=torch.float64)
+    for cycles_per_sample in (1 / factor - 0.005, 1 / factor + 0.003, 3 / factor + 0.01):
+        tone = torch.sin(2 * torch.pi * cycles_per_sample * t).view(1, 1, n)
+        assert smooth_downsample(tone, factor)[..., 5:-5].abs().max() < 1e-4
+        strided = tone.view(1, 1, -1, factor).mean(-1)  # what a strided patch encoder sees
+        assert strided.abs().max() > 0.02  # ... the folded tone, 0.05-0.9 of it
+    assert torch.allclose(smooth_downsample(torch.ones(1, 1, 100), 8), torch.ones(1, 1, 13))
+
+
+@pytest.mark.parametrize("note", [48, 90, 110])  # 131 Hz; 1480 and 4186 Hz fold in patches
+def test_a_fresh_model_prints_no_lines_at_the_token_rate(note):
+    torch.manual_seed(0)
+    cfg = DrumConfig.tiny().with_(seconds=0.5)
+    synth = DrumSynth(DrumDiffusionModel(cfg))
+    audio, sr = synth.generate(tag="tom", note=note, n=3, seed=0)
+    line_hz = sr / 64  # every band path's token rate, and the parser's
+    combs = [comb_level_db(clip[0].numpy(), sr, line_hz=line_hz) for clip in audio]
+    # real one-shots: 0 +- 3 dB; the patch decoder: +48 dB; a smooth decoder behind a
+    # strided encoder: +4 dB on the high notes
+    assert np.median(combs) < 2.0
