@@ -10,8 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .layout import decode_layout_
-from .mamba2 import _update_conv_state, causal_conv1d, causal_conv1d_step
-from .ops import selective_scan
+from .ops import _update_conv_state, causal_conv1d, causal_conv1d_step, selective_scan
 
 __all__ = ["Mamba", "MambaCache"]
 
