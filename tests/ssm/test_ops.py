@@ -130,3 +130,21 @@ def test_selective_scan_mamba_ssm_parity_cuda():
     y_t, s_t = selective_scan(u, delta, A, B, C, D, None, True, backend="torch")
     torch.testing.assert_close(y_k.float(), y_t, atol=2e-3, rtol=2e-3)
     torch.testing.assert_close(s_k.float(), s_t, atol=2e-3, rtol=2e-3)
+
+
+def test_cpu_kernel_matches_reference_and_auto_uses_it_only_without_grad(monkeypatch):
+    from mambakit.ssm import cpu_kernel
+
+    if not cpu_kernel.available():
+        pytest.skip(f"no C kernel here: {cpu_kernel.unavailable_reason()}")
+    u, delta, A, B, C, D, h0 = (t.detach() for t in _selective_inputs(length=45, dt_scale=3.0))
+    y, s = selective_scan(u, delta, A, B, C, D, h0, True, backend="cpu_kernel")
+    y_ref, s_ref = selective_scan_ref(u, delta, A, B, C, D, h0, True)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(s, s_ref, atol=1e-5, rtol=1e-5)
+    calls = []
+    real = cpu_kernel.selective_scan_fused
+    monkeypatch.setattr(cpu_kernel, "selective_scan_fused", lambda *a: calls.append(1) or real(*a))
+    selective_scan(u, delta, A, B, C, D)  # inference: the kernel
+    selective_scan(u.requires_grad_(), delta, A, B, C, D)  # needs a gradient: torch path
+    assert calls == [1]

@@ -785,6 +785,10 @@ def _selective_scan_chunked(
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (u, delta, A, B, C, initial_state)
     )
+    # With the compile switch on, each block runs one compiled graph (its elementwise chain
+    # fused); the loop over blocks and the data-dependent chunk length stay in Python.
+    block_fn = compiled(_selective_scan_block) if should_compile(b * length) else None
+    block_fn = block_fn or _selective_scan_block
     ys = []
     # torch.split (not slicing in the loop): its backward concatenates the gradients once
     # instead of allocating a full-length zero gradient per block.
@@ -792,12 +796,20 @@ def _selective_scan_chunked(
     for delta_c, u_c, B_c, C_c in zip(*pieces, strict=True):
         args = (delta_c, u_c, A, B_c, C_c, state, q, clamp)
         if needs_grad:
-            y_c, state = checkpoint(_selective_scan_block, *args, use_reentrant=False)
+            y_c, state = checkpoint(block_fn, *args, use_reentrant=False)
         else:
-            y_c, state = _selective_scan_block(*args)
+            y_c, state = block_fn(*args)
         ys.append(y_c)
     y = torch.cat(ys, dim=1) if ys else u.new_zeros(b, 0, d, dtype=torch.float32)
     return y, state
+
+
+def _fused_cpu_applies(*tensors: Tensor) -> bool:
+    """Whether ``backend="auto"`` sends a selective scan to the C kernel: CPU tensors, no
+    gradient needed (the kernel has no backward), not while ``torch.compile`` traces."""
+    if torch.compiler.is_compiling() or tensors[0].device.type != "cpu":
+        return False
+    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
 
 def selective_scan(
@@ -814,6 +826,10 @@ def selective_scan(
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Fast Mamba-1 selective scan; same arguments and results as :func:`selective_scan_ref`.
 
+    Backends: ``"cpu_kernel"`` is a fused C loop (:mod:`mambakit.ssm.cpu_kernel`, built on
+    first use, forward only); ``"auto"`` uses it on CPU whenever no gradient is needed
+    (inference), ``mamba_ssm`` on CUDA when installed, and otherwise the torch path below.
+
     The torch path is chunked and vectorised over blocks of chunks (see
     ``_selective_scan_chunked``). ``mambakit bench ssm`` on the 2-core CPU of this project
     (fp32, batch 1, a whole ``Mamba(64)`` layer, L = 44,100, quiet machine): forward 0.81 s
@@ -827,6 +843,26 @@ def selective_scan(
     _check_selective_shapes(u, delta, A, B, C)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if backend == "cpu_kernel" or (backend == "auto" and _fused_cpu_applies(u, delta, A, B, C)):
+        from . import cpu_kernel
+
+        if backend == "cpu_kernel":
+            if u.device.type != "cpu":
+                raise ValueError(f"backend='cpu_kernel' runs on CPU tensors, got {u.device}")
+            if not cpu_kernel.available():
+                raise RuntimeError(
+                    f"backend='cpu_kernel': {cpu_kernel.unavailable_reason()}; "
+                    "use backend='auto' or 'torch'"
+                )
+        if cpu_kernel.available():
+            y, final_state = cpu_kernel.selective_scan_fused(u, delta, A, B, C, D, initial_state)
+            y = y.to(u.dtype)
+            return (y, final_state) if return_final_state else y
+        if "selective_scan:cpu_kernel" not in _warned_fallback:
+            _warned_fallback.add("selective_scan:cpu_kernel")
+            logger.info(
+                "selective_scan: %s; using the PyTorch path", cpu_kernel.unavailable_reason()
+            )
     if initial_state is None and resolve_backend(backend, u, "selective_scan") == "mamba_ssm":
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
 
