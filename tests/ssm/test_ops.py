@@ -148,3 +148,20 @@ def test_cpu_kernel_matches_reference_and_auto_uses_it_only_without_grad(monkeyp
     selective_scan(u, delta, A, B, C, D)  # inference: the kernel
     selective_scan(u.requires_grad_(), delta, A, B, C, D)  # needs a gradient: torch path
     assert calls == [1]
+
+
+@pytest.mark.parametrize("length,groups", [(37, 2), (1, 1), (20, 4)])
+def test_ssd_cpu_kernel_matches_reference(length, groups):
+    from mambakit.ssm import cpu_kernel
+
+    if not cpu_kernel.available():
+        pytest.skip(f"no C kernel here: {cpu_kernel.unavailable_reason()}")
+    x, dt, A, B, C, D, h0 = (t.detach() for t in _ssd_inputs(length=length, g=groups))
+    y, s = ssd_scan(x, dt, A, B, C, D, 8, h0, True, backend="cpu_kernel")
+    y_ref, s_ref = ssd_scan_ref(x, dt, A, B, C, D, h0, return_final_state=True)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(s, s_ref, atol=1e-5, rtol=1e-5)
+    y_auto = ssd_scan(x[:, :, :, 1:5], dt, A, B, C)  # strided input: auto copies and runs it
+    torch.testing.assert_close(
+        y_auto, ssd_scan_ref(x[:, :, :, 1:5], dt, A, B, C), atol=1e-5, rtol=1e-5
+    )

@@ -1,4 +1,4 @@
-"""A fused C kernel for the Mamba-1 selective scan forward on CPU, built on first use.
+"""Fused C kernels for the scan forwards (Mamba-1 and Mamba-2) on CPU, built on first use.
 
 The chunked PyTorch scan (``mambakit.ssm.ops._selective_scan_chunked``) makes several
 passes over ``[L, d_inner, d_state]`` tensors; the recurrence itself only needs the
@@ -29,13 +29,14 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-__all__ = ["available", "selective_scan_fused"]
+__all__ = ["available", "selective_scan_fused", "ssd_scan_fused", "unavailable_reason"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,40 @@ void selective_scan_fwd(const float *u, const float *delta, const float *A, cons
                 acc += v * Ct[k];
             }
             yt[c] = D ? acc + D[c] * ut[c] : acc;
+        }
+    }
+}
+
+/* SSD (Mamba-2): scalar decay per head. Channels [c0, c1) of the h * p channels of batch row
+   `bi` (channel c is head c / p); x, y [b, L, h * p]; dt [b, L, h]; A, D [h] (D may be NULL);
+   B, C [b, L, g, n] with head hh reading group hh / (h / g); h0, hT [b, h * p, n]. */
+void ssd_scan_fwd(const float *x, const float *dt, const float *A, const float *B,
+                  const float *C, const float *D, const float *h0, float *y, float *hT,
+                  long bi, long L, long h, long p, long g, long n, long c0, long c1) {
+    const long hp = h * p, heads_per_group = h / g;
+    float *s = hT + bi * hp * n;
+    for (long i = c0 * n; i < c1 * n; ++i) s[i] = h0 ? h0[bi * hp * n + i] : 0.0f;
+    for (long t = 0; t < L; ++t) {
+        const long row = bi * L + t;
+        const float *xt = x + row * hp, *dtt = dt + row * h;
+        float *yt = y + row * hp;
+        for (long c = c0; c < c1;) {
+            const long hh = c / p, end = (hh + 1) * p < c1 ? (hh + 1) * p : c1;
+            const float step = dtt[hh], decay = expf(step * A[hh]);
+            const long gi = hh / heads_per_group;
+            const float *Bt = B + (row * g + gi) * n, *Ct = C + (row * g + gi) * n;
+            for (; c < end; ++c) {
+                const float xc = step * xt[c];
+                float *sc = s + c * n;
+                float acc = 0.0f;
+                #pragma omp simd reduction(+:acc)
+                for (long k = 0; k < n; ++k) {
+                    const float v = decay * sc[k] + xc * Bt[k];
+                    sc[k] = v;
+                    acc += v * Ct[k];
+                }
+                yt[c] = D ? acc + D[hh] * xt[c] : acc;
+            }
         }
     }
 }
@@ -116,9 +151,10 @@ def _load() -> ctypes.CDLL | None:
         _build_failed = f"building the C kernel failed: {detail.strip()[:500]}"
         logger.info("selective_scan: %s", _build_failed)
         return None
-    fn = lib.selective_scan_fwd
-    fn.restype = None
-    fn.argtypes = [ctypes.c_void_p] * 9 + [ctypes.c_long] * 6
+    lib.selective_scan_fwd.restype = None
+    lib.selective_scan_fwd.argtypes = [ctypes.c_void_p] * 9 + [ctypes.c_long] * 6
+    lib.ssd_scan_fwd.restype = None
+    lib.ssd_scan_fwd.argtypes = [ctypes.c_void_p] * 9 + [ctypes.c_long] * 8
     _library = lib
     return lib
 
@@ -133,7 +169,7 @@ def unavailable_reason() -> str | None:
     return _build_failed
 
 
-def _ptr(t: Tensor | None) -> int | None:
+def _ptr(t: Tensor | None) -> int | None:  # NULL for an absent optional argument
     return t.data_ptr() if t is not None else None
 
 
@@ -150,36 +186,73 @@ def selective_scan_fused(
     returns ``(y [B, L, D] float32, final_state [B, D, N] float32)``. No autograd.
 
     Inputs are made contiguous float32 CPU tensors (a copy only when they are not).
-    Channels are split over ``torch.get_num_threads()`` threads.
     """
-    lib = _load()
-    if lib is None:
-        raise RuntimeError(f"the selective-scan C kernel is unavailable: {_build_failed}")
+    lib = _require()
     b, length, d = u.shape
     n = A.shape[1]
-
-    def prep(t: Tensor | None) -> Tensor | None:
-        return None if t is None else t.detach().to(torch.float32).contiguous()
-
-    u_, dt_, A_, B_, C_, D_, h0 = (prep(t) for t in (u, delta, A, B, C, D, initial_state))
+    u_, dt_, A_, B_, C_, D_, h0 = (_prep(t) for t in (u, delta, A, B, C, D, initial_state))
     y = torch.empty(b, length, d, dtype=torch.float32)
     state = torch.empty(b, d, n, dtype=torch.float32)
-    threads = max(1, min(torch.get_num_threads(), d // 8))
     ptrs = [_ptr(t) for t in (u_, dt_, A_, B_, C_, D_, h0, y, state)]
+    _run_channels(lambda bi, c0, c1: lib.selective_scan_fwd(*ptrs, bi, length, d, n, c0, c1), b, d)
+    return y, state
+
+
+def ssd_scan_fused(
+    x: Tensor,
+    dt: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    initial_state: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The SSD scan (Mamba-2) by the C kernel: shapes as :func:`~mambakit.ssm.ops.ssd_scan_ref`;
+    returns ``(y [B, L, H, P] float32, final_state [B, H, P, N] float32)``. No autograd.
+
+    The same per-step recurrence as the Mamba-1 kernel with one ``exp`` per head and step
+    (the decay is a scalar per head), every channel of a head sharing its group's ``B_t``,
+    ``C_t``: ``h[c] = exp(dt A_h) h[c] + dt x_c B_t``, ``y_c = h[c] . C_t + D_h x_c``.
+    """
+    lib = _require()
+    b, length, h, p = x.shape
+    g, n = B.shape[2:]
+    x_, dt_, A_, B_, C_, D_, h0 = (_prep(t) for t in (x, dt, A, B, C, D, initial_state))
+    y = torch.empty(b, length, h, p, dtype=torch.float32)
+    state = torch.empty(b, h, p, n, dtype=torch.float32)
+    ptrs = [_ptr(t) for t in (x_, dt_, A_, B_, C_, D_, h0, y, state)]
 
     def run(bi: int, c0: int, c1: int) -> None:
-        lib.selective_scan_fwd(*ptrs, bi, length, d, n, c0, c1)
+        lib.ssd_scan_fwd(*ptrs, bi, length, h, p, g, n, c0, c1)
 
-    jobs = [
-        (bi, d * i // threads, d * (i + 1) // threads) for bi in range(b) for i in range(threads)
-    ]
+    _run_channels(run, b, h * p)
+    return y, state
+
+
+def _require() -> ctypes.CDLL:
+    lib = _load()
+    if lib is None:
+        raise RuntimeError(f"the CPU scan kernel is unavailable: {_build_failed}")
+    return lib
+
+
+def _prep(t: Tensor | None) -> Tensor | None:
+    """A contiguous float32 copy of ``t`` only where it is not one already."""
+    return None if t is None else t.detach().to(torch.float32).contiguous()
+
+
+def _run_channels(run: Callable[[int, int, int], None], batch: int, channels: int) -> None:
+    """``run(batch_row, c0, c1)`` over every batch row, channels split over the threads of
+    ``torch.get_num_threads()`` (ctypes calls release the GIL, so they run in parallel)."""
+    global _pool
+    threads = max(1, min(torch.get_num_threads(), channels // 8))
+    bounds = [(channels * i // threads, channels * (i + 1) // threads) for i in range(threads)]
+    jobs = [(bi, c0, c1) for bi in range(batch) for c0, c1 in bounds]
     if threads == 1:
         for job in jobs:
             run(*job)
-    else:
-        global _pool
-        if _pool is None or _pool._max_workers < threads:
-            _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mambakit-scan")
-        for future in [_pool.submit(run, *job) for job in jobs]:
-            future.result()
-    return y, state
+        return
+    if _pool is None or _pool._max_workers < threads:
+        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mambakit-scan")
+    for future in [_pool.submit(run, *job) for job in jobs]:
+        future.result()

@@ -51,7 +51,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "torch", "mamba_ssm")
+BACKENDS = ("auto", "torch", "mamba_ssm", "cpu_kernel")
 _warned_fallback: set[str] = set()
 
 # Largest total log-decay allowed inside one chunk of the Mamba-1 scan, see
@@ -300,6 +300,37 @@ def _update_conv_state(conv_state: Tensor, x: Tensor) -> None:
         return
     x = x[:, -k1:].transpose(1, 2).to(conv_state.dtype)  # [B, C, <= K-1]
     conv_state.copy_(torch.cat([conv_state, x], dim=-1)[..., -k1:])
+
+
+def _cpu_kernel_for(backend: str, op: str, *tensors: Tensor) -> Any:
+    """The :mod:`~mambakit.ssm.cpu_kernel` module when ``op`` should run the fused C kernel.
+
+    ``"cpu_kernel"`` asks for it (an error on CUDA tensors or when it cannot be built);
+    ``"auto"`` uses it for CPU tensors when no gradient is needed (the kernels have no
+    backward) and ``torch.compile`` is not tracing, and falls back, saying so once, when it
+    cannot be built. Returns ``None`` for the other paths.
+    """
+    if backend != "cpu_kernel":
+        if backend != "auto" or torch.compiler.is_compiling():
+            return None
+        if tensors[0].device.type != "cpu":
+            return None
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            return None
+    from . import cpu_kernel
+
+    if backend == "cpu_kernel" and tensors[0].device.type != "cpu":
+        raise ValueError(f"backend='cpu_kernel' runs on CPU tensors, got {tensors[0].device}")
+    if cpu_kernel.available():
+        return cpu_kernel
+    if backend == "cpu_kernel":
+        raise RuntimeError(
+            f"backend='cpu_kernel': {cpu_kernel.unavailable_reason()}; use 'auto' or 'torch'"
+        )
+    if "cpu_kernel" not in _warned_fallback:
+        _warned_fallback.add("cpu_kernel")
+        logger.info("%s: %s; using the PyTorch path", op, cpu_kernel.unavailable_reason())
+    return None
 
 
 # ----------------------------------------------------------------------------------------
@@ -610,6 +641,11 @@ def ssd_scan(
     _check_ssd_shapes(x, dt, A, B, C)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    fused = _cpu_kernel_for(backend, "ssd_scan", x, dt, A, B, C)
+    if fused is not None:
+        y, final_state = fused.ssd_scan_fused(x, dt, A, B, C, D, initial_state)
+        y = y.to(x.dtype)
+        return (y, final_state) if return_final_state else y
     if resolve_backend(backend, x, "ssd_scan") == "mamba_ssm":
         from mamba_ssm.ops.triton.ssd_combined import mamba_chunk_scan_combined
 
@@ -804,14 +840,6 @@ def _selective_scan_chunked(
     return y, state
 
 
-def _fused_cpu_applies(*tensors: Tensor) -> bool:
-    """Whether ``backend="auto"`` sends a selective scan to the C kernel: CPU tensors, no
-    gradient needed (the kernel has no backward), not while ``torch.compile`` traces."""
-    if torch.compiler.is_compiling() or tensors[0].device.type != "cpu":
-        return False
-    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
-
-
 def selective_scan(
     u: Tensor,
     delta: Tensor,
@@ -843,26 +871,11 @@ def selective_scan(
     _check_selective_shapes(u, delta, A, B, C)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    if backend == "cpu_kernel" or (backend == "auto" and _fused_cpu_applies(u, delta, A, B, C)):
-        from . import cpu_kernel
-
-        if backend == "cpu_kernel":
-            if u.device.type != "cpu":
-                raise ValueError(f"backend='cpu_kernel' runs on CPU tensors, got {u.device}")
-            if not cpu_kernel.available():
-                raise RuntimeError(
-                    f"backend='cpu_kernel': {cpu_kernel.unavailable_reason()}; "
-                    "use backend='auto' or 'torch'"
-                )
-        if cpu_kernel.available():
-            y, final_state = cpu_kernel.selective_scan_fused(u, delta, A, B, C, D, initial_state)
-            y = y.to(u.dtype)
-            return (y, final_state) if return_final_state else y
-        if "selective_scan:cpu_kernel" not in _warned_fallback:
-            _warned_fallback.add("selective_scan:cpu_kernel")
-            logger.info(
-                "selective_scan: %s; using the PyTorch path", cpu_kernel.unavailable_reason()
-            )
+    fused = _cpu_kernel_for(backend, "selective_scan", u, delta, A, B, C)
+    if fused is not None:
+        y, final_state = fused.selective_scan_fused(u, delta, A, B, C, D, initial_state)
+        y = y.to(u.dtype)
+        return (y, final_state) if return_final_state else y
     if initial_state is None and resolve_backend(backend, u, "selective_scan") == "mamba_ssm":
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
 
