@@ -397,36 +397,54 @@ def measure_step(
     warmup: int = 5,
     device: str | torch.device | None = None,
 ) -> dict[str, Any]:
-    """Time one ``Backbone.step`` (batch 1, fp32, no grad) of a ``kind`` backbone, in ms.
+    """Time one ``Backbone.step`` (batch 1, no grad) of a ``kind`` backbone, in ms.
 
-    Also times the same ``Backbone``'s ``nn.Linear`` layers alone as matrix-vector products
-    (``linear_ms``): at batch 1 a step streams every weight once, so this is the floor a
-    step cannot beat on this machine; ``step_ms - linear_ms`` is what the recurrences,
-    norms and per-op overhead add. Medians of ``steps`` calls.
+    Two copies of the same backbone take turns, step by step: fp32 weights (``step_ms``) and
+    int8 decode weights (``step_int8_ms``, :func:`mambakit.ssm.decode_weights_`, where the
+    CPU has the kernel), each with its own cache fed the same inputs; ``int8_rel_err`` is
+    the largest output difference over the run relative to the largest fp32 output.
+    Also times the fp32 backbone's ``nn.Linear`` layers alone as matrix-vector products
+    (``linear_ms``): at batch 1 a step streams every weight once, so this is the fp32 floor;
+    ``step_ms - linear_ms`` is what the recurrences, norms and per-op overhead add.
+    Medians of ``steps`` calls.
     """
-    from mambakit.ssm import Backbone
+    import copy
+
+    from mambakit.ssm import Backbone, decode_weights_
+    from mambakit.ssm.layout import _int8_supported
 
     dev = resolve_device(device)
     model = Backbone(kind, n_layers, d_model, mlp_ratio=mlp_ratio).to(dev).eval()
-    cache = model.allocate_cache(1, device=dev)
-    x_t = torch.randn(1, d_model, device=dev)
+    models = {"fp32": model}
+    if dev.type == "cpu" and _int8_supported():
+        models["int8"] = decode_weights_(copy.deepcopy(model), "int8")
+    caches = {name: m.allocate_cache(1, device=dev) for name, m in models.items()}
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     inputs = [torch.randn(1, m.in_features, device=dev) for m in linears]
-    step_times, linear_times = [], []
+    times: dict[str, list[float]] = {name: [] for name in [*models, "linear"]}
+    worst, scale = 0.0, 0.0
     with torch.no_grad():
         for i in range(warmup + steps):
+            x_t = torch.randn(1, d_model, device=dev)
+            outputs = {}
+            for name, m in models.items():
+                start = time.perf_counter()
+                outputs[name] = m.step(x_t, caches[name])[0]
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+                if i >= warmup:
+                    times[name].append(time.perf_counter() - start)
             start = time.perf_counter()
-            model.step(x_t, cache)
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            middle = time.perf_counter()
             for m, inp in zip(linears, inputs, strict=True):
                 m(inp)
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             if i >= warmup:
-                step_times.append(middle - start)
-                linear_times.append(time.perf_counter() - middle)
+                times["linear"].append(time.perf_counter() - start)
+            if "int8" in outputs:
+                worst = max(worst, float((outputs["int8"] - outputs["fp32"]).abs().max()))
+                scale = max(scale, float(outputs["fp32"].abs().max()))
+    int8 = "int8" in models
     return {
         "kind": kind,
         "n_layers": n_layers,
@@ -435,9 +453,11 @@ def measure_step(
         "batch": 1,
         "params": sum(p.numel() for p in model.parameters()),
         "steps": steps,
-        "step_ms": 1e3 * statistics.median(step_times),
-        "step_min_ms": 1e3 * min(step_times),
-        "linear_ms": 1e3 * statistics.median(linear_times),
+        "step_ms": 1e3 * statistics.median(times["fp32"]),
+        "step_min_ms": 1e3 * min(times["fp32"]),
+        "step_int8_ms": 1e3 * statistics.median(times["int8"]) if int8 else None,
+        "int8_rel_err": worst / scale if int8 and scale else None,
+        "linear_ms": 1e3 * statistics.median(times["linear"]),
     }
 
 
@@ -482,6 +502,11 @@ def format_ssm_table(result: dict[str, Any]) -> str:
             f"{step['step_ms']:.2f} ms median ({step['step_min_ms']:.2f} min); "
             f"its Linear layers alone (weight streaming floor): {step['linear_ms']:.2f} ms"
         )
+        if step.get("step_int8_ms") is not None:
+            table += (
+                f"; int8 decode weights: {step['step_int8_ms']:.2f} ms "
+                f"(max output error {step['int8_rel_err']:.1e} of the output scale)"
+            )
     return table
 
 

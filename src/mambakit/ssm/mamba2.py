@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layout import decode_layout_
+from .layout import decode_layout_, step_linear
 from .ops import (
     _update_conv_state,
     causal_conv1d,
@@ -212,7 +212,7 @@ class Mamba2(nn.Module):
         """
         b, g, n = x_t.shape[0], self.ngroups, self.d_state
         h, p = self.n_heads, self.headdim
-        z, xbc, dt = self._split(self.in_proj(x_t))
+        z, xbc, dt = self._split(step_linear(self.in_proj, x_t))
         xbc = F.silu(
             causal_conv1d_step(xbc, self.conv1d.weight, self.conv1d.bias, cache.conv_state)
         )
@@ -226,7 +226,7 @@ class Mamba2(nn.Module):
         state.baddbmm_(dx, B.reshape(b * g, 1, n))  # h += (dt x) B^T
         y = torch.bmm(state, C.reshape(b * g, n, 1)).view(b, h, p)  # y = h C
         y = torch.addcmul(y, self.D.float()[:, None], xs.view(b, h, p))
-        y = self.out_proj(self.norm(y.view(b, self.d_inner).to(x_t.dtype), z))
+        y = step_linear(self.out_proj, self.norm(y.view(b, self.d_inner).to(x_t.dtype), z))
         return y, cache
 
 
