@@ -20,7 +20,7 @@ def tiny_bench(monkeypatch):
         return real(
             quick, json_path, seqlens=(256,), d_models=(64,), impls=("hf_mamba2_mixer",),
             repeats=1, roofline_size=128, progress=False, device=kw.get("device"),
-            step_layers=1, step_d_model=32,
+            step_layers=1, step_d_model=32, end_to_end=False,
         )  # fmt: skip
 
     monkeypatch.setattr(bench_ssm, "run_ssm_bench", tiny)
@@ -66,3 +66,8 @@ def test_add_bench_attaches_before_and_after_register():
     finally:
         cli_bench._REGISTRY.benches.pop("test-late", None)
         cli_bench._REGISTRY.benches.pop("test-later", None)
+
+
+def test_bench_ssm_rejects_zero_repeats_as_a_user_error(capsys):
+    assert main(["bench", "ssm", "--repeats", "0"]) == 2
+    assert "mambakit: error: --repeats must be >= 1" in capsys.readouterr().err

@@ -83,15 +83,13 @@ class Mamba2(nn.Module):
     Shapes: ``forward`` ``[B, L, d_model] -> [B, L, d_model]``;
     ``step`` ``[B, d_model] -> [B, d_model]``.
 
-    Speed (``mambakit bench ssm``, fp32, batch 1, L = 44,100, d_model 64, this project's
-    2-core CPU, quiet machine): forward 0.44 s against 0.69 s for ``transformers``'
-    ``Mamba2Mixer`` torch path (1.6x), forward+backward 1.07 s against 1.64 s (1.5x). On a
-    busy machine the Mixer slowed down far more than this layer (5-8x apart), so compare
-    only ratios measured side by side in one run. Where the time went and what fixed it: the
-    channels-first conv (a transposed copy in and out, ~30%; now :func:`causal_conv1d` on
-    the time-major tensor), permute and broadcast copies of [Q, Q]-block tensors (~25%; now
-    a natural-layout SSD, see ``mambakit.ssm.ops._ssd_scan_chunked``) and autograd of the
-    per-chunk loop (most of the backward; now one node, ``_ChunkStatePassing``).
+    Speed paths (``mambakit bench ssm`` measures each side by side with ``transformers``'
+    ``Mamba2Mixer``): inference on CPU runs the scan as a fused C recurrence
+    (:mod:`~mambakit.ssm.cpu_kernel`); under autograd, the chunked SSD scan with a
+    time-major causal conv (:func:`~mambakit.ssm.ops.causal_conv1d`), natural-layout
+    chunks and a one-node chunk-state recurrence; with
+    :func:`~mambakit.ssm.ops.set_compile` on, the whole forward (and its backward) is one
+    ``torch.compile`` graph, the chunk recurrence in segment-sum form.
     """
 
     def __init__(

@@ -636,7 +636,9 @@ def ssd_scan(
 
     Cost is O(L * Q) per head for chunk size Q, memory O(L * Q) for the [Q, Q] blocks. dt,
     A and the cumulative log-decays are kept in float32 whatever the input dtype. The
-    ``mamba_ssm`` backend calls ``mamba_chunk_scan_combined``.
+    ``mamba_ssm`` backend calls ``mamba_chunk_scan_combined``; ``"cpu_kernel"`` (and
+    ``"auto"`` on CPU when no gradient is needed) the fused C recurrence of
+    :mod:`mambakit.ssm.cpu_kernel`.
     """
     _check_ssd_shapes(x, dt, A, B, C)
     if chunk_size < 1:
@@ -859,12 +861,8 @@ def selective_scan(
     (inference), ``mamba_ssm`` on CUDA when installed, and otherwise the torch path below.
 
     The torch path is chunked and vectorised over blocks of chunks (see
-    ``_selective_scan_chunked``). ``mambakit bench ssm`` on the 2-core CPU of this project
-    (fp32, batch 1, a whole ``Mamba(64)`` layer, L = 44,100, quiet machine): forward 0.81 s
-    against 3.49 s for the per-step loop (:func:`selective_scan_ref`, extrapolated from
-    L = 2048), 4.3x; forward+backward 9.1x. (On a busy machine, one thread: 6.0x.) The
-    previous chunk-by-chunk version was slower than the loop. Under autograd the blocks
-    are checkpointed.
+    ``_selective_scan_chunked``; several times faster than the per-step loop, forward and
+    backward, ``mambakit bench ssm``). Under autograd the blocks are checkpointed.
     The ``mamba_ssm`` backend calls ``selective_scan_fn``; it has no initial state, so a
     call with ``initial_state`` uses the torch path.
     """
