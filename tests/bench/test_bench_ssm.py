@@ -160,3 +160,12 @@ def test_quick_mode_skips_only_the_listed_slow_cases(monkeypatch):
     assert all(r["note"].startswith("skipped: --quick") for r in rows if r["time_s"] is None)
     full = bench_ssm.run_ssm_bench(quick=False, **kw)
     assert all(r["time_s"] for r in full["rows"]) and len(full["step"]) == 2
+
+
+def test_scan_backend_switch_reaches_every_ssm_layer():
+    from mambakit.ssm import Backbone
+
+    model = Backbone("hybrid", 4, 32, mamba_kind="mamba2")
+    bench_ssm._set_scan_backend(model, "torch")
+    backends = [m.backend for m in model.modules() if hasattr(m, "backend")]
+    assert len(backends) == 3 and set(backends) == {"torch"}  # layer 3 is attention

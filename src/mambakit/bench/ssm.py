@@ -486,6 +486,16 @@ def format_ssm_table(result: dict[str, Any]) -> str:
         "speed-up vs HF = time of transformers' Mamba2Mixer / time of the row"
     )
     table = head + "\n\n" + markdown_table(result["rows"], TABLE_COLUMNS)
+    inference = result.get("end_to_end", {}).get("inference")
+    if inference:
+        rt = inference["timbre_x_realtime"]
+        table += (
+            f"\n\ninference, chunked torch scans vs fused C scans: drums one pad "
+            f"{inference['drums_generate_1_pad_s']['torch']:.2f} -> "
+            f"{inference['drums_generate_1_pad_s']['auto']:.2f} s "
+            f"({inference['drums_speedup']:.2f}x); timbre transfer {rt['torch']:.1f} -> "
+            f"{rt['auto']:.1f} x real time ({inference['timbre_speedup']:.2f}x)"
+        )
     drums = result.get("end_to_end", {}).get("drums_training")
     if drums:
         table += (
@@ -615,7 +625,11 @@ def run_ssm_bench(
             write_json(json_path, result)
     if end_to_end:
         seed_everything(seed)
-        result["end_to_end"] = {"drums_training": measure_drums_training(batch=8)}
+        result["end_to_end"] = {"inference": measure_inference()}
+        if json_path is not None:
+            write_json(json_path, result)
+        seed_everything(seed)
+        result["end_to_end"]["drums_training"] = measure_drums_training(batch=8)
     result["complete"] = True
     if json_path is not None:
         result["json_path"] = str(write_json(json_path, result))
@@ -704,4 +718,65 @@ def measure_drums_training(
         "speedup": median["eager"] / median["compiled"],
         "compile_s": compile_s,
         "compile_share_10min": compile_s / 600.0,
+    }
+
+
+def _set_scan_backend(model: torch.nn.Module, backend: str) -> None:
+    """Point every Mamba / Mamba2 layer of ``model`` at scan ``backend``."""
+    from mambakit.ssm import Mamba, Mamba2
+
+    for layer in model.modules():
+        if isinstance(layer, (Mamba, Mamba2)):
+            layer.backend = backend
+
+
+def measure_inference(repeats: int = 3, transfer_seconds: float = 10.0) -> dict[str, Any]:
+    """What the fused CPU scans buy the shipped pipelines at inference, side by side.
+
+    The same model runs with its SSM layers on ``backend="torch"`` (the chunked PyTorch
+    scans, the inference path before the C kernels) and on ``"auto"`` (the C kernels),
+    in turns: drums generation (one pad, tiny preset, untrained weights, default steps)
+    and timbre transfer (tiny preset, ``transfer_seconds`` of audio; times real time).
+    """
+    from mambakit.drums.config import DrumConfig
+    from mambakit.drums.model import DrumDiffusionModel
+    from mambakit.drums.pipeline import DrumSynth
+    from mambakit.timbre.model import TimbreConfig, TimbreUNet
+    from mambakit.timbre.pipeline import TimbreTransfer
+
+    torch.manual_seed(0)
+    synth = DrumSynth(DrumDiffusionModel(DrumConfig.tiny()))
+    timbre = TimbreTransfer(TimbreUNet(TimbreConfig.preset("tiny")), device="cpu", progress=False)
+    sr = timbre.sample_rate
+    g = torch.Generator().manual_seed(0)
+    content = (0.1 * torch.randn(1, int(transfer_seconds * sr), generator=g)).clamp(-0.3, 0.3)
+    style = (0.1 * torch.randn(1, int(2.0 * sr), generator=g)).clamp(-0.3, 0.3)
+
+    def with_backend(model: torch.nn.Module, backend: str, fn: Callable[[], Any]) -> Callable:
+        def run() -> None:
+            _set_scan_backend(model, backend)
+            fn()
+
+        return run
+
+    fns = {}
+    for backend in ("torch", "auto"):
+        fns[f"drums_{backend}"] = with_backend(
+            synth.model, backend, lambda: synth.generate(tag="snare", seed=0, n=1)
+        )
+        fns[f"timbre_{backend}"] = with_backend(
+            timbre.model, backend, lambda: timbre.transfer(content, style, sr=sr)
+        )
+    _, median = _interleaved(fns, repeats)
+    _set_scan_backend(synth.model, "auto")
+    _set_scan_backend(timbre.model, "auto")
+    return {
+        "drums_generate_1_pad_s": {"torch": median["drums_torch"], "auto": median["drums_auto"]},
+        "drums_speedup": median["drums_torch"] / median["drums_auto"],
+        "timbre_transfer_seconds": transfer_seconds,
+        "timbre_x_realtime": {
+            "torch": transfer_seconds / median["timbre_torch"],
+            "auto": transfer_seconds / median["timbre_auto"],
+        },
+        "timbre_speedup": median["timbre_torch"] / median["timbre_auto"],
     }
