@@ -165,3 +165,22 @@ def test_ssd_cpu_kernel_matches_reference(length, groups):
     torch.testing.assert_close(
         y_auto, ssd_scan_ref(x[:, :, :, 1:5], dt, A, B, C), atol=1e-5, rtol=1e-5
     )
+
+
+def test_cpu_kernels_split_channels_over_threads_exactly(monkeypatch):
+    from mambakit.ssm import cpu_kernel
+
+    if not cpu_kernel.available():
+        pytest.skip(f"no C kernel here: {cpu_kernel.unavailable_reason()}")
+    monkeypatch.setattr(cpu_kernel, "_MIN_PARALLEL_UPDATES", 0)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # 3 uneven channel ranges
+    x, dt, A, B, C, D, h0 = (t.detach() for t in _ssd_inputs(length=19, h=4, p=8, g=2))
+    y, s = cpu_kernel.ssd_scan_fused(x, dt, A, B, C, D, h0)
+    y_ref, s_ref = ssd_scan_ref(x, dt, A, B, C, D, h0, return_final_state=True)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(s, s_ref, atol=1e-5, rtol=1e-5)
+    u, delta, A1, B1, C1, D1, h1 = (t.detach() for t in _selective_inputs(d=30))
+    y, s = cpu_kernel.selective_scan_fused(u, delta, A1, B1, C1, D1, h1)
+    y_ref, s_ref = selective_scan_ref(u, delta, A1, B1, C1, D1, h1, True)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(s, s_ref, atol=1e-5, rtol=1e-5)

@@ -730,13 +730,14 @@ def _set_scan_backend(model: torch.nn.Module, backend: str) -> None:
             layer.backend = backend
 
 
-def measure_inference(repeats: int = 3, transfer_seconds: float = 10.0) -> dict[str, Any]:
+def measure_inference(repeats: int = 3, transfer_seconds: float = 4.0) -> dict[str, Any]:
     """What the fused CPU scans buy the shipped pipelines at inference, side by side.
 
     The same model runs with its SSM layers on ``backend="torch"`` (the chunked PyTorch
     scans, the inference path before the C kernels) and on ``"auto"`` (the C kernels),
     in turns: drums generation (one pad, tiny preset, untrained weights, default steps)
-    and timbre transfer (tiny preset, ``transfer_seconds`` of audio; times real time).
+    and timbre transfer (the CLI's default "small" preset, ``transfer_seconds`` of audio;
+    times real time).
     """
     from mambakit.drums.config import DrumConfig
     from mambakit.drums.model import DrumDiffusionModel
@@ -746,7 +747,7 @@ def measure_inference(repeats: int = 3, transfer_seconds: float = 10.0) -> dict[
 
     torch.manual_seed(0)
     synth = DrumSynth(DrumDiffusionModel(DrumConfig.tiny()))
-    timbre = TimbreTransfer(TimbreUNet(TimbreConfig.preset("tiny")), device="cpu", progress=False)
+    timbre = TimbreTransfer(TimbreUNet(TimbreConfig.preset("small")), device="cpu", progress=False)
     sr = timbre.sample_rate
     g = torch.Generator().manual_seed(0)
     content = (0.1 * torch.randn(1, int(transfer_seconds * sr), generator=g)).clamp(-0.3, 0.3)
@@ -773,6 +774,7 @@ def measure_inference(repeats: int = 3, transfer_seconds: float = 10.0) -> dict[
     return {
         "drums_generate_1_pad_s": {"torch": median["drums_torch"], "auto": median["drums_auto"]},
         "drums_speedup": median["drums_torch"] / median["drums_auto"],
+        "timbre_preset": "small",
         "timbre_transfer_seconds": transfer_seconds,
         "timbre_x_realtime": {
             "torch": transfer_seconds / median["timbre_torch"],

@@ -194,7 +194,12 @@ def selective_scan_fused(
     y = torch.empty(b, length, d, dtype=torch.float32)
     state = torch.empty(b, d, n, dtype=torch.float32)
     ptrs = [_ptr(t) for t in (u_, dt_, A_, B_, C_, D_, h0, y, state)]
-    _run_channels(lambda bi, c0, c1: lib.selective_scan_fwd(*ptrs, bi, length, d, n, c0, c1), b, d)
+    _run_channels(
+        lambda bi, c0, c1: lib.selective_scan_fwd(*ptrs, bi, length, d, n, c0, c1),
+        b,
+        d,
+        b * length * d * n,
+    )
     return y, state
 
 
@@ -225,7 +230,7 @@ def ssd_scan_fused(
     def run(bi: int, c0: int, c1: int) -> None:
         lib.ssd_scan_fwd(*ptrs, bi, length, h, p, g, n, c0, c1)
 
-    _run_channels(run, b, h * p)
+    _run_channels(run, b, h * p, b * length * h * p * n)
     return y, state
 
 
@@ -241,11 +246,21 @@ def _prep(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.detach().to(torch.float32).contiguous()
 
 
-def _run_channels(run: Callable[[int, int, int], None], batch: int, channels: int) -> None:
+# State updates (batch x length x channels x d_state) below which a scan runs on one thread:
+# handing work to the pool costs tens of microseconds, more than a small scan takes.
+_MIN_PARALLEL_UPDATES = 2**20
+
+
+def _run_channels(
+    run: Callable[[int, int, int], None], batch: int, channels: int, updates: int
+) -> None:
     """``run(batch_row, c0, c1)`` over every batch row, channels split over the threads of
-    ``torch.get_num_threads()`` (ctypes calls release the GIL, so they run in parallel)."""
+    ``torch.get_num_threads()`` (ctypes calls release the GIL, so they run in parallel)
+    when the scan has at least ``_MIN_PARALLEL_UPDATES`` state ``updates``."""
     global _pool
     threads = max(1, min(torch.get_num_threads(), channels // 8))
+    if updates < _MIN_PARALLEL_UPDATES:
+        threads = 1
     bounds = [(channels * i // threads, channels * (i + 1) // threads) for i in range(threads)]
     jobs = [(bi, c0, c1) for bi in range(batch) for c0, c1 in bounds]
     if threads == 1:
