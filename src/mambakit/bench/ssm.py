@@ -4,24 +4,35 @@ For each ``(d_model, L, pass)`` case (batch 1, fp32, ``pass`` = forward or forwa
 the bench times one layer of each implementation and measures its peak memory growth
 (:mod:`mambakit.bench.common`):
 
-- ``mamba2``: :class:`mambakit.ssm.Mamba2` (chunked SSD scan, ``backend="auto"``);
+- ``mamba2``: :class:`mambakit.ssm.Mamba2` as shipped (``backend="auto"``: the fused C
+  scan for inference on CPU, the chunked SSD scan under autograd);
+- ``mamba2_torch``: the same layer on the chunked torch scan only (eager);
+- ``mamba2_compiled``: that layer with the compile switch on
+  (:func:`mambakit.ssm.set_compile`); its first full-length call compiles, and
+  ``compile_s`` (first call minus median) is reported with its share of a 10-minute run;
 - ``hf_mamba2_mixer``: ``transformers``' ``Mamba2Mixer`` with a matching
   ``Mamba2Config`` and random weights; on CPU it runs its pure-PyTorch ``torch_forward``
   path. This is the external baseline every row's ``vs_hf`` speed-up is relative to.
   Needs the ``[bench]`` extra (``transformers``); skipped with a note without it;
+- ``hf_mamba2_mixer_q256``: the same at transformers' default ``chunk_size=256``
+  (``vs_hf_default``);
 - ``mamba2_naive`` / ``mamba_naive``: the same layers with their scan swapped for the
   per-timestep reference loop (``ssd_scan_ref`` / ``selective_scan_ref``). A Python loop
   over 44,100 steps is too slow to time in full, so these run at ``naive_seqlen`` and
   time and memory are **extrapolated linearly** to ``L`` (both are linear in ``L`` for a
   recurrence); the ``note`` column says so;
-- ``mamba``: :class:`mambakit.ssm.Mamba` (Mamba-1, chunked selective scan);
+- ``mamba`` / ``mamba_torch``: :class:`mambakit.ssm.Mamba` (Mamba-1) as shipped / on the
+  chunked selective scan only;
 - ``attention``: :class:`mambakit.ssm.CausalSelfAttention` of the same width with
   64-wide heads (SDPA, causal), the quadratic baseline.
 
 Each row also carries the analytic FLOPs of its algorithm (:mod:`mambakit.bench.flops`),
 the achieved GFLOP/s and its fraction of this machine's measured fp32 matmul rate
 (:func:`mambakit.bench.common.measure_matmul_flops`), the roofline of a layer made of
-matmuls.
+matmuls. Then ``step()`` decoding (fp32 vs int8 decode weights, interleaved) and, unless
+``end_to_end=False``, what the fast paths buy the pipelines: drums generation and timbre
+transfer with the torch scans vs the C scans, and drums training steps per minute with
+the compile switch off vs on (:func:`measure_inference`, :func:`measure_drums_training`).
 """
 
 from __future__ import annotations
