@@ -20,7 +20,7 @@ def tiny_bench(monkeypatch):
         return real(
             quick, json_path, seqlens=(256,), d_models=(64,), impls=("hf_mamba2_mixer",),
             repeats=1, roofline_size=128, progress=False, device=kw.get("device"),
-            step_layers=1, step_d_model=32,
+            step_layers=1, step_d_model=32, end_to_end=False,
         )  # fmt: skip
 
     monkeypatch.setattr(bench_ssm, "run_ssm_bench", tiny)
@@ -57,3 +57,8 @@ def test_every_listed_bench_parses_with_its_defaults_whatever_was_imported():
     assert parser.parse_args(["bench", "ssm"]).func is cli_bench._bench_ssm
     # `mambakit bench lm` and `mambakit lm bench` are one implementation
     assert parser.parse_args(["bench", "lm"]).func is parser.parse_args(["lm", "bench"]).func
+
+
+def test_bench_ssm_rejects_zero_repeats_as_a_user_error(capsys):
+    assert main(["bench", "ssm", "--repeats", "0"]) == 2
+    assert "mambakit: error: --repeats must be >= 1" in capsys.readouterr().err

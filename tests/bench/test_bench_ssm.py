@@ -13,7 +13,12 @@ from mambakit.bench import ssm as bench_ssm
 from mambakit.bench.flops import mamba2_flops
 
 HAS_TRANSFORMERS = importlib.util.find_spec("transformers") is not None
+# Compiling takes minutes on a busy 2-core CPU: the compiled rows are covered by a test
+# that swaps the compiler for the identity (test_compiled_rows_report_their_compile_time).
+EAGER_IMPLS = tuple(i for i in bench_ssm.IMPLEMENTATIONS if i not in bench_ssm.COMPILED)
 TINY = dict(
+    impls=EAGER_IMPLS,
+    end_to_end=False,
     seqlens=(256,),
     d_models=(64,),
     warmup=1,
@@ -51,10 +56,11 @@ def test_json_has_metadata_config_and_one_row_per_case(tiny_result):
     assert saved["config"]["seqlens"] == [256] and saved["config"]["quick"] is True
     rows = saved["rows"]
     cases = {(r["impl"], r["seqlen"], r["mode"]) for r in rows}
-    assert cases == {(i, 256, m) for i in bench_ssm.IMPLEMENTATIONS for m in ("fwd", "fwd+bwd")}
+    assert cases == {(i, 256, m) for i in EAGER_IMPLS for m in ("fwd", "fwd+bwd")}
     expected_keys = {
         "impl", "d_model", "seqlen", "mode", "time_s", "peak_mem_mb", "gflop", "gflops",
-        "roofline_frac", "vs_hf", "params", "note",
+        "roofline_frac", "vs_hf", "vs_hf_default", "params", "note", "compile_s",
+        "compile_share_10min", "compile_overhead_1000_calls",
     }  # fmt: skip
     for row in rows:
         assert set(row) == expected_keys
@@ -67,11 +73,34 @@ def test_json_has_metadata_config_and_one_row_per_case(tiny_result):
             assert row["roofline_frac"] == pytest.approx(frac)
 
 
-def test_mamba2_rows_carry_the_analytic_flops(tiny_result):
+def test_mamba2_rows_carry_the_analytic_flops_of_the_algorithm_run(tiny_result):
+    from mambakit.ssm import cpu_kernel
+
     rows = {(r["impl"], r["mode"]): r for r in tiny_result[0]["rows"]}
     fwd = mamba2_flops(256, 64, **bench_ssm.MAMBA2_KWARGS)["total"] / 1e9
-    assert rows[("mamba2", "fwd")]["gflop"] == pytest.approx(fwd)
+    assert rows[("mamba2_torch", "fwd")]["gflop"] == pytest.approx(fwd)
     assert rows[("mamba2", "fwd+bwd")]["gflop"] == pytest.approx(3 * fwd)
+    # inference runs the fused C kernel, a per-step recurrence, where it can be built
+    scan = "recurrent" if cpu_kernel.available() else "chunked"
+    fwd_shipped = mamba2_flops(256, 64, **bench_ssm.MAMBA2_KWARGS, scan=scan)["total"] / 1e9
+    assert rows[("mamba2", "fwd")]["gflop"] == pytest.approx(fwd_shipped)
+
+
+def test_compiled_rows_report_their_compile_time(monkeypatch):
+    from mambakit.ssm import mamba2, ops
+
+    switch = []
+    monkeypatch.setattr(mamba2, "compiled", lambda fn: switch.append(ops.get_compile()) or fn)
+    kw = {**TINY, "impls": ("mamba2_compiled", "hf_mamba2_mixer", "hf_mamba2_mixer_q256")}
+    rows = bench_ssm.run_ssm_bench(quick=True, **kw)["rows"]
+    assert switch and set(switch) == {True}  # timed with the switch on, and only those rows
+    assert ops.get_compile() is False  # restored afterwards
+    for row in rows:
+        if row["impl"] == "mamba2_compiled":
+            assert row["compile_s"] is not None and row["compile_s"] >= 0
+            assert row["compile_share_10min"] == pytest.approx(row["compile_s"] / 600)
+        else:
+            assert row["compile_s"] is None
 
 
 @pytest.mark.skipif(not HAS_TRANSFORMERS, reason="transformers not installed (the [bench] extra)")
@@ -109,12 +138,12 @@ def test_naive_rows_really_run_the_reference_loop_and_are_extrapolated(impl):
 
 def test_unknown_implementation_is_rejected():
     with pytest.raises(ValueError, match="unknown implementation"):
-        bench_ssm.run_ssm_bench(impls=("mamba3",), **TINY)
+        bench_ssm.run_ssm_bench(**{**TINY, "impls": ("mamba3",)})
 
 
 def test_step_timing_is_reported_against_its_linear_floor(tiny_result):
     result, path = tiny_result
-    (step,) = json.loads(path.read_text())["step"]  # quick: with MLPs only
+    (step,) = json.loads(path.read_text())["step"]  # quick: without MLPs only
     assert (step["kind"], step["n_layers"], step["d_model"], step["batch"]) == ("mamba2", 1, 32, 1)
     assert 0 < step["step_min_ms"] <= step["step_ms"]
     # a step runs every Linear once plus the recurrence, so it cannot beat the Linears alone
@@ -131,3 +160,12 @@ def test_quick_mode_skips_only_the_listed_slow_cases(monkeypatch):
     assert all(r["note"].startswith("skipped: --quick") for r in rows if r["time_s"] is None)
     full = bench_ssm.run_ssm_bench(quick=False, **kw)
     assert all(r["time_s"] for r in full["rows"]) and len(full["step"]) == 2
+
+
+def test_scan_backend_switch_reaches_every_ssm_layer():
+    from mambakit.ssm import Backbone
+
+    model = Backbone("hybrid", 4, 32, mamba_kind="mamba2")
+    bench_ssm._set_scan_backend(model, "torch")
+    backends = [m.backend for m in model.modules() if hasattr(m, "backend")]
+    assert len(backends) == 3 and set(backends) == {"torch"}  # layer 3 is attention

@@ -5,15 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from mambakit.ssm import ops, selective_scan, selective_scan_ref
-from mambakit.ssm.mamba2 import GatedRMSNorm, causal_conv1d, causal_conv1d_step
-
-
-def _conv_reference(x, weight, bias, conv_state):
-    """Channels-first F.conv1d on [state, x] (zeros when no state), back to [B, L, C]."""
-    xc = x.transpose(1, 2)
-    k1 = weight.shape[-1] - 1
-    xc = torch.cat([conv_state, xc], -1) if conv_state is not None else F.pad(xc, (k1, 0))
-    return F.conv1d(xc, weight, bias, groups=weight.shape[0]).transpose(1, 2)
+from mambakit.ssm.mamba2 import GatedRMSNorm
+from mambakit.ssm.ops import causal_conv1d, causal_conv1d_ref, causal_conv1d_step
 
 
 @pytest.mark.parametrize(
@@ -21,7 +14,12 @@ def _conv_reference(x, weight, bias, conv_state):
     [(9, 4, False, True), (9, 4, True, True), (2, 4, False, False), (1, 4, True, True),
      (5, 1, False, True), (3, 3, True, False)],
 )  # fmt: skip
-def test_time_major_causal_conv_matches_conv1d_and_gradchecks(length, k, with_state, with_bias):
+@pytest.mark.parametrize("traced", [False, True])
+def test_time_major_causal_conv_matches_conv1d_and_gradchecks(
+    monkeypatch, length, k, with_state, with_bias, traced
+):
+    if traced:  # the plain-op path torch.compile traces, run eagerly
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     gen = torch.Generator().manual_seed(length * 10 + k)
     c = 3
     x = torch.randn(2, length, c, generator=gen, dtype=torch.float64, requires_grad=True)
@@ -29,7 +27,7 @@ def test_time_major_causal_conv_matches_conv1d_and_gradchecks(length, k, with_st
     b = torch.randn(c, generator=gen, dtype=torch.float64, requires_grad=True)
     s = torch.randn(2, c, k - 1, generator=gen, dtype=torch.float64, requires_grad=True)
     b, s = (b if with_bias else None), (s if with_state else None)
-    torch.testing.assert_close(causal_conv1d(x, w, b, s), _conv_reference(x, w, b, s))
+    torch.testing.assert_close(causal_conv1d(x, w, b, s), causal_conv1d_ref(x, w, b, s))
     inputs = tuple(t for t in (x, w, b, s) if t is not None)
 
     def fn(*args):

@@ -130,3 +130,57 @@ def test_selective_scan_mamba_ssm_parity_cuda():
     y_t, s_t = selective_scan(u, delta, A, B, C, D, None, True, backend="torch")
     torch.testing.assert_close(y_k.float(), y_t, atol=2e-3, rtol=2e-3)
     torch.testing.assert_close(s_k.float(), s_t, atol=2e-3, rtol=2e-3)
+
+
+def test_cpu_kernel_matches_reference_and_auto_uses_it_only_without_grad(monkeypatch):
+    from mambakit.ssm import cpu_kernel
+
+    if not cpu_kernel.available():
+        pytest.skip(f"no C kernel here: {cpu_kernel.unavailable_reason()}")
+    u, delta, A, B, C, D, h0 = (t.detach() for t in _selective_inputs(length=45, dt_scale=3.0))
+    y, s = selective_scan(u, delta, A, B, C, D, h0, True, backend="cpu_kernel")
+    y_ref, s_ref = selective_scan_ref(u, delta, A, B, C, D, h0, True)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(s, s_ref, atol=1e-5, rtol=1e-5)
+    calls = []
+    real = cpu_kernel.selective_scan_fused
+    monkeypatch.setattr(cpu_kernel, "selective_scan_fused", lambda *a: calls.append(1) or real(*a))
+    selective_scan(u, delta, A, B, C, D)  # inference: the kernel
+    selective_scan(u.requires_grad_(), delta, A, B, C, D)  # needs a gradient: torch path
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("length,groups", [(37, 2), (1, 1), (20, 4)])
+def test_ssd_cpu_kernel_matches_reference(length, groups):
+    from mambakit.ssm import cpu_kernel
+
+    if not cpu_kernel.available():
+        pytest.skip(f"no C kernel here: {cpu_kernel.unavailable_reason()}")
+    x, dt, A, B, C, D, h0 = (t.detach() for t in _ssd_inputs(length=length, g=groups))
+    y, s = ssd_scan(x, dt, A, B, C, D, 8, h0, True, backend="cpu_kernel")
+    y_ref, s_ref = ssd_scan_ref(x, dt, A, B, C, D, h0, return_final_state=True)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(s, s_ref, atol=1e-5, rtol=1e-5)
+    y_auto = ssd_scan(x[:, :, :, 1:5], dt, A, B, C)  # strided input: auto copies and runs it
+    torch.testing.assert_close(
+        y_auto, ssd_scan_ref(x[:, :, :, 1:5], dt, A, B, C), atol=1e-5, rtol=1e-5
+    )
+
+
+def test_cpu_kernels_split_channels_over_threads_exactly(monkeypatch):
+    from mambakit.ssm import cpu_kernel
+
+    if not cpu_kernel.available():
+        pytest.skip(f"no C kernel here: {cpu_kernel.unavailable_reason()}")
+    monkeypatch.setattr(cpu_kernel, "_MIN_PARALLEL_UPDATES", 0)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # 3 uneven channel ranges
+    x, dt, A, B, C, D, h0 = (t.detach() for t in _ssd_inputs(length=19, h=4, p=8, g=2))
+    y, s = cpu_kernel.ssd_scan_fused(x, dt, A, B, C, D, h0)
+    y_ref, s_ref = ssd_scan_ref(x, dt, A, B, C, D, h0, return_final_state=True)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(s, s_ref, atol=1e-5, rtol=1e-5)
+    u, delta, A1, B1, C1, D1, h1 = (t.detach() for t in _selective_inputs(d=30))
+    y, s = cpu_kernel.selective_scan_fused(u, delta, A1, B1, C1, D1, h1)
+    y_ref, s_ref = selective_scan_ref(u, delta, A1, B1, C1, D1, h1, True)
+    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(s, s_ref, atol=1e-5, rtol=1e-5)

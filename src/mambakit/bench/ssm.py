@@ -4,24 +4,35 @@ For each ``(d_model, L, pass)`` case (batch 1, fp32, ``pass`` = forward or forwa
 the bench times one layer of each implementation and measures its peak memory growth
 (:mod:`mambakit.bench.common`):
 
-- ``mamba2``: :class:`mambakit.ssm.Mamba2` (chunked SSD scan, ``backend="auto"``);
+- ``mamba2``: :class:`mambakit.ssm.Mamba2` as shipped (``backend="auto"``: the fused C
+  scan for inference on CPU, the chunked SSD scan under autograd);
+- ``mamba2_torch``: the same layer on the chunked torch scan only (eager);
+- ``mamba2_compiled``: that layer with the compile switch on
+  (:func:`mambakit.ssm.set_compile`); its first full-length call compiles, and
+  ``compile_s`` (first call minus median) is reported with its share of a 10-minute run;
 - ``hf_mamba2_mixer``: ``transformers``' ``Mamba2Mixer`` with a matching
   ``Mamba2Config`` and random weights; on CPU it runs its pure-PyTorch ``torch_forward``
   path. This is the external baseline every row's ``vs_hf`` speed-up is relative to.
   Needs the ``[bench]`` extra (``transformers``); skipped with a note without it;
+- ``hf_mamba2_mixer_q256``: the same at transformers' default ``chunk_size=256``
+  (``vs_hf_default``);
 - ``mamba2_naive`` / ``mamba_naive``: the same layers with their scan swapped for the
   per-timestep reference loop (``ssd_scan_ref`` / ``selective_scan_ref``). A Python loop
   over 44,100 steps is too slow to time in full, so these run at ``naive_seqlen`` and
   time and memory are **extrapolated linearly** to ``L`` (both are linear in ``L`` for a
   recurrence); the ``note`` column says so;
-- ``mamba``: :class:`mambakit.ssm.Mamba` (Mamba-1, chunked selective scan);
+- ``mamba`` / ``mamba_torch``: :class:`mambakit.ssm.Mamba` (Mamba-1) as shipped / on the
+  chunked selective scan only;
 - ``attention``: :class:`mambakit.ssm.CausalSelfAttention` of the same width with
   64-wide heads (SDPA, causal), the quadratic baseline.
 
 Each row also carries the analytic FLOPs of its algorithm (:mod:`mambakit.bench.flops`),
 the achieved GFLOP/s and its fraction of this machine's measured fp32 matmul rate
 (:func:`mambakit.bench.common.measure_matmul_flops`), the roofline of a layer made of
-matmuls.
+matmuls. Then ``step()`` decoding (fp32 vs int8 decode weights, interleaved) and, unless
+``end_to_end=False``, what the fast paths buy the pipelines: drums generation and timbre
+transfer with the torch scans vs the C scans, and drums training steps per minute with
+the compile switch off vs on (:func:`measure_inference`, :func:`measure_drums_training`).
 """
 
 from __future__ import annotations
@@ -56,13 +67,23 @@ ATTENTION_HEAD_DIM = 64
 
 IMPLEMENTATIONS = (
     "mamba2",
+    "mamba2_torch",
+    "mamba2_compiled",
     "hf_mamba2_mixer",
+    "hf_mamba2_mixer_q256",
     "mamba2_naive",
     "mamba",
+    "mamba_torch",
     "mamba_naive",
     "attention",
 )
 BASELINE = "hf_mamba2_mixer"
+# transformers' Mamba2Config default chunk size: the Mixer as most users run it
+HF_DEFAULT_BASELINE, HF_DEFAULT_CHUNK = "hf_mamba2_mixer_q256", 256
+# implementations timed with the compile switch on (mambakit.ssm.ops.set_compile)
+COMPILED = ("mamba2_compiled",)
+# A training run the compile time is amortised over (compile_share_10min).
+TRAINING_RUN_S = 600.0
 
 FULL_SEQLENS = (16_000, 44_100)
 FULL_D_MODELS = (64, 128)
@@ -97,7 +118,9 @@ class BenchCase:
 # ------------------------------------------------------------- layer factories
 
 
-def _hf_mamba2_mixer(d_model: int) -> torch.nn.Module:
+def _hf_mamba2_mixer(
+    d_model: int, chunk_size: int = MAMBA2_KWARGS["chunk_size"]
+) -> torch.nn.Module:
     try:
         from transformers import Mamba2Config
         from transformers.models.mamba2.modeling_mamba2 import Mamba2Mixer
@@ -117,7 +140,7 @@ def _hf_mamba2_mixer(d_model: int) -> torch.nn.Module:
         n_groups=k["ngroups"],
         expand=k["expand"],
         conv_kernel=k["d_conv"],
-        chunk_size=k["chunk_size"],
+        chunk_size=chunk_size,
         num_hidden_layers=1,
         use_bias=False,
         use_conv_bias=True,
@@ -125,16 +148,16 @@ def _hf_mamba2_mixer(d_model: int) -> torch.nn.Module:
     return Mamba2Mixer(config, layer_idx=0)
 
 
-def _mamba2(d_model: int) -> torch.nn.Module:
+def _mamba2(d_model: int, backend: str = "auto") -> torch.nn.Module:
     from mambakit.ssm import Mamba2
 
-    return Mamba2(d_model, **MAMBA2_KWARGS)
+    return Mamba2(d_model, **MAMBA2_KWARGS, backend=backend)
 
 
-def _mamba(d_model: int) -> torch.nn.Module:
+def _mamba(d_model: int, backend: str = "auto") -> torch.nn.Module:
     from mambakit.ssm import Mamba
 
-    return Mamba(d_model, **MAMBA_KWARGS)
+    return Mamba(d_model, **MAMBA_KWARGS, backend=backend)
 
 
 def _attention(d_model: int) -> torch.nn.Module:
@@ -143,11 +166,18 @@ def _attention(d_model: int) -> torch.nn.Module:
     return CausalSelfAttention(d_model, n_heads=max(1, d_model // ATTENTION_HEAD_DIM))
 
 
+# "mamba2" / "mamba": the layers as shipped (backend "auto": the fused C scan for inference
+# on CPU, the chunked torch scan under autograd); "*_torch": the chunked torch scan always
+# (the eager path before the C kernels); "mamba2_compiled": the same layer, compile on.
 _FACTORIES: dict[str, Callable[[int], torch.nn.Module]] = {
     "mamba2": _mamba2,
+    "mamba2_torch": lambda d: _mamba2(d, backend="torch"),
+    "mamba2_compiled": lambda d: _mamba2(d, backend="torch"),
     "mamba2_naive": _mamba2,
     "hf_mamba2_mixer": _hf_mamba2_mixer,
+    "hf_mamba2_mixer_q256": lambda d: _hf_mamba2_mixer(d, chunk_size=HF_DEFAULT_CHUNK),
     "mamba": _mamba,
+    "mamba_torch": lambda d: _mamba(d, backend="torch"),
     "mamba_naive": _mamba,
     "attention": _attention,
 }
@@ -201,14 +231,25 @@ def reference_scan(layer: torch.nn.Module, impl: str) -> Iterator[list[int]]:
             setattr(module, fast_name, original)
 
 
+def _runs_cpu_kernel(case: BenchCase) -> bool:
+    """Whether the shipped layer runs the fused C scan (per-step recurrence) in ``case``."""
+    from mambakit.ssm import cpu_kernel
+
+    return case.impl in ("mamba2", "mamba") and not case.backward and cpu_kernel.available()
+
+
 def case_flops(case: BenchCase) -> float:
     """Analytic FLOPs of ``case`` (forward, or 3x forward for forward+backward)."""
     impl, L, d = case.impl, case.seqlen, case.d_model
-    if impl in ("mamba2", "hf_mamba2_mixer"):
-        fwd = mamba2_flops(L, d, **MAMBA2_KWARGS)["total"]
+    if impl in ("mamba2", "mamba2_torch", "mamba2_compiled", "hf_mamba2_mixer"):
+        scan = "recurrent" if impl == "mamba2" and _runs_cpu_kernel(case) else "chunked"
+        fwd = mamba2_flops(L, d, **MAMBA2_KWARGS, scan=scan)["total"]
+    elif impl == "hf_mamba2_mixer_q256":
+        kwargs = {**MAMBA2_KWARGS, "chunk_size": HF_DEFAULT_CHUNK}
+        fwd = mamba2_flops(L, d, **kwargs)["total"]
     elif impl == "mamba2_naive":
         fwd = mamba2_flops(L, d, **MAMBA2_KWARGS, scan="recurrent")["total"]
-    elif impl in ("mamba", "mamba_naive"):
+    elif impl in ("mamba", "mamba_torch", "mamba_naive"):
         fwd = mamba_flops(L, d, **MAMBA_KWARGS)["total"]
     elif impl == "attention":
         fwd = attention_flops(L, d)["total"]
@@ -229,16 +270,26 @@ def _measure(
     warmup: int,
     repeats: int,
     device: torch.device,
-) -> tuple[float, int | None]:
-    """Median seconds and max peak-memory bytes of ``repeats`` calls on ``[1, seqlen, d]``.
+    full_warmup: bool = False,
+) -> tuple[float, int | None, float | None]:
+    """Median seconds, max peak-memory bytes of ``repeats`` calls on ``[1, seqlen, d]``, and
+    the seconds of the first full-length call when ``full_warmup`` (else ``None``).
 
     Warm-up runs on a short prefix (at most 1,024 steps): it pays for lazy initialisation
-    and kernel selection without spending a full-length call. Each timed call is wrapped
-    in :func:`measure_peak_memory`, so memory costs no extra call.
+    and kernel selection without spending a full-length call. A compiled layer
+    (``full_warmup``) warms up at the full length instead, once: that call compiles the
+    graph the timed calls use, and its time is the compile cost reported. Each timed call
+    is wrapped in :func:`measure_peak_memory`, so memory costs no extra call.
     """
     x = torch.randn(1, seqlen, d_model, device=device)
-    for _ in range(warmup):
-        forward_fn(layer, x[:, : min(seqlen, 1024)], backward=backward)()
+    first = None
+    if full_warmup:
+        start = time.perf_counter()
+        forward_fn(layer, x, backward=backward)()
+        first = time.perf_counter() - start
+    else:
+        for _ in range(warmup):
+            forward_fn(layer, x[:, : min(seqlen, 1024)], backward=backward)()
     run = forward_fn(layer, x, backward=backward)
     times, peaks = [], []
 
@@ -254,7 +305,7 @@ def _measure(
     for _ in range(repeats):
         peaks.append(measure_peak_memory(timed, device))
     known = [p for p in peaks if p is not None]
-    return statistics.median(times), (max(known) if known else None)
+    return statistics.median(times), (max(known) if known else None), first
 
 
 def run_case(
@@ -280,6 +331,7 @@ def run_case(
         "peak_mem_mb": None,
         "gflop": case_flops(case) / 1e9,
         "params": None,
+        "compile_s": None,
         "note": "",
     }
     if skip_reason is not None:
@@ -296,7 +348,7 @@ def run_case(
     if case.impl in _REFERENCE_SCANS:
         run_len = min(case.seqlen, naive_seqlen)
         with reference_scan(layer, case.impl) as calls:
-            seconds, peak = _measure(layer, run_len, case.d_model, case.backward, **measure)
+            seconds, peak, _ = _measure(layer, run_len, case.d_model, case.backward, **measure)
         if calls[0] == 0:
             row["note"] = "skipped: the layer does not call its scan through mambakit.ssm.ops"
             return row
@@ -306,25 +358,44 @@ def run_case(
         if scale != 1:
             row["note"] = f"extrapolated x{scale:.1f} from L={run_len}"
     else:
-        seconds, peak = _measure(layer, case.seqlen, case.d_model, case.backward, **measure)
+        compiled = case.impl in COMPILED
+        with compile_mode(compiled):
+            seconds, peak, first = _measure(
+                layer, case.seqlen, case.d_model, case.backward, full_warmup=compiled, **measure
+            )
+        if first is not None:  # the first call compiled the graph, then ran it once
+            row["compile_s"] = max(0.0, first - seconds)
+        if _runs_cpu_kernel(case):
+            row["note"] = "fused C scan (per-step recurrence FLOPs)"
     row["time_s"] = seconds
     row["peak_mem_mb"] = peak / 2**20 if peak is not None else None
     return row
 
 
 def _add_derived_columns(rows: list[dict[str, Any]], roofline_gflops: float) -> None:
-    """Achieved GFLOP/s, fraction of the matmul roofline, speed-up vs the baseline row."""
-    baseline = {
-        (r["d_model"], r["seqlen"], r["mode"]): r["time_s"]
-        for r in rows
-        if r["impl"] == BASELINE and r["time_s"]
+    """Achieved GFLOP/s, fraction of the matmul roofline, speed-ups vs the two transformers
+    baselines (same config; its default chunk size), compile time amortised."""
+    baselines = {
+        name: {
+            (r["d_model"], r["seqlen"], r["mode"]): r["time_s"]
+            for r in rows
+            if r["impl"] == name and r["time_s"]
+        }
+        for name in (BASELINE, HF_DEFAULT_BASELINE)
     }
     for r in rows:
         t = r["time_s"]
+        key = (r["d_model"], r["seqlen"], r["mode"])
         r["gflops"] = r["gflop"] / t if t else None
         r["roofline_frac"] = r["gflops"] / roofline_gflops if r["gflops"] else None
-        base = baseline.get((r["d_model"], r["seqlen"], r["mode"]))
+        base = baselines[BASELINE].get(key)
         r["vs_hf"] = base / t if base and t else None
+        base = baselines[HF_DEFAULT_BASELINE].get(key)
+        r["vs_hf_default"] = base / t if base and t else None
+        compile_s = r.get("compile_s")
+        # the one-off compile as a share of a 10-minute run, and per call over 1,000 calls
+        r["compile_share_10min"] = compile_s / TRAINING_RUN_S if compile_s is not None else None
+        r["compile_overhead_1000_calls"] = compile_s / (1000 * t) if compile_s and t else None
 
 
 def measure_step(
@@ -337,36 +408,54 @@ def measure_step(
     warmup: int = 5,
     device: str | torch.device | None = None,
 ) -> dict[str, Any]:
-    """Time one ``Backbone.step`` (batch 1, fp32, no grad) of a ``kind`` backbone, in ms.
+    """Time one ``Backbone.step`` (batch 1, no grad) of a ``kind`` backbone, in ms.
 
-    Also times the same ``Backbone``'s ``nn.Linear`` layers alone as matrix-vector products
-    (``linear_ms``): at batch 1 a step streams every weight once, so this is the floor a
-    step cannot beat on this machine; ``step_ms - linear_ms`` is what the recurrences,
-    norms and per-op overhead add. Medians of ``steps`` calls.
+    Two copies of the same backbone take turns, step by step: fp32 weights (``step_ms``) and
+    int8 decode weights (``step_int8_ms``, :func:`mambakit.ssm.decode_weights_`, where the
+    CPU has the kernel), each with its own cache fed the same inputs; ``int8_rel_err`` is
+    the largest output difference over the run relative to the largest fp32 output.
+    Also times the fp32 backbone's ``nn.Linear`` layers alone as matrix-vector products
+    (``linear_ms``): at batch 1 a step streams every weight once, so this is the fp32 floor;
+    ``step_ms - linear_ms`` is what the recurrences, norms and per-op overhead add.
+    Medians of ``steps`` calls.
     """
-    from mambakit.ssm import Backbone
+    import copy
+
+    from mambakit.ssm import Backbone, decode_weights_
+    from mambakit.ssm.layout import _int8_supported
 
     dev = resolve_device(device)
     model = Backbone(kind, n_layers, d_model, mlp_ratio=mlp_ratio).to(dev).eval()
-    cache = model.allocate_cache(1, device=dev)
-    x_t = torch.randn(1, d_model, device=dev)
+    models = {"fp32": model}
+    if dev.type == "cpu" and _int8_supported():
+        models["int8"] = decode_weights_(copy.deepcopy(model), "int8")
+    caches = {name: m.allocate_cache(1, device=dev) for name, m in models.items()}
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     inputs = [torch.randn(1, m.in_features, device=dev) for m in linears]
-    step_times, linear_times = [], []
+    times: dict[str, list[float]] = {name: [] for name in [*models, "linear"]}
+    worst, scale = 0.0, 0.0
     with torch.no_grad():
         for i in range(warmup + steps):
+            x_t = torch.randn(1, d_model, device=dev)
+            outputs = {}
+            for name, m in models.items():
+                start = time.perf_counter()
+                outputs[name] = m.step(x_t, caches[name])[0]
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+                if i >= warmup:
+                    times[name].append(time.perf_counter() - start)
             start = time.perf_counter()
-            model.step(x_t, cache)
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            middle = time.perf_counter()
             for m, inp in zip(linears, inputs, strict=True):
                 m(inp)
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             if i >= warmup:
-                step_times.append(middle - start)
-                linear_times.append(time.perf_counter() - middle)
+                times["linear"].append(time.perf_counter() - start)
+            if "int8" in outputs:
+                worst = max(worst, float((outputs["int8"] - outputs["fp32"]).abs().max()))
+                scale = max(scale, float(outputs["fp32"].abs().max()))
+    int8 = "int8" in models
     return {
         "kind": kind,
         "n_layers": n_layers,
@@ -375,9 +464,11 @@ def measure_step(
         "batch": 1,
         "params": sum(p.numel() for p in model.parameters()),
         "steps": steps,
-        "step_ms": 1e3 * statistics.median(step_times),
-        "step_min_ms": 1e3 * min(step_times),
-        "linear_ms": 1e3 * statistics.median(linear_times),
+        "step_ms": 1e3 * statistics.median(times["fp32"]),
+        "step_min_ms": 1e3 * min(times["fp32"]),
+        "step_int8_ms": 1e3 * statistics.median(times["int8"]) if int8 else None,
+        "int8_rel_err": worst / scale if int8 and scale else None,
+        "linear_ms": 1e3 * statistics.median(times["linear"]),
     }
 
 
@@ -392,6 +483,9 @@ TABLE_COLUMNS = (
     ("gflops", "GFLOP/s"),
     ("roofline_frac", "of roofline"),
     ("vs_hf", "speed-up vs HF"),
+    ("vs_hf_default", "vs HF chunk 256"),
+    ("compile_s", "compile (s)"),
+    ("compile_share_10min", "compile / 10 min"),
     ("note", "note"),
 )
 
@@ -403,6 +497,25 @@ def format_ssm_table(result: dict[str, Any]) -> str:
         "speed-up vs HF = time of transformers' Mamba2Mixer / time of the row"
     )
     table = head + "\n\n" + markdown_table(result["rows"], TABLE_COLUMNS)
+    inference = result.get("end_to_end", {}).get("inference")
+    if inference:
+        rt = inference["timbre_x_realtime"]
+        table += (
+            f"\n\ninference, chunked torch scans vs fused C scans: drums one pad "
+            f"{inference['drums_generate_1_pad_s']['torch']:.2f} -> "
+            f"{inference['drums_generate_1_pad_s']['auto']:.2f} s "
+            f"({inference['drums_speedup']:.2f}x); timbre transfer {rt['torch']:.1f} -> "
+            f"{rt['auto']:.1f} x real time ({inference['timbre_speedup']:.2f}x)"
+        )
+    drums = result.get("end_to_end", {}).get("drums_training")
+    if drums:
+        table += (
+            f"\n\ndrums training (tiny preset, batch {drums['batch']}, "
+            f"{drums['clip_seconds']:g} s clips): {drums['eager_steps_per_min']:.1f} steps/min "
+            f"eager, {drums['compiled_steps_per_min']:.1f} compiled ({drums['speedup']:.2f}x); "
+            f"compile {drums['compile_s']:.0f} s = {100 * drums['compile_share_10min']:.0f}% "
+            "of a 10-minute run"
+        )
     for step in result.get("step", []):
         table += (
             f"\n\nstep(): {step['kind']} Backbone, {step['n_layers']} layers, "
@@ -410,6 +523,11 @@ def format_ssm_table(result: dict[str, Any]) -> str:
             f"{step['step_ms']:.2f} ms median ({step['step_min_ms']:.2f} min); "
             f"its Linear layers alone (weight streaming floor): {step['linear_ms']:.2f} ms"
         )
+        if step.get("step_int8_ms") is not None:
+            table += (
+                f"; int8 decode weights: {step['step_int8_ms']:.2f} ms "
+                f"(max output error {step['int8_rel_err']:.1e} of the output scale)"
+            )
     return table
 
 
@@ -430,6 +548,7 @@ def run_ssm_bench(
     progress: bool = True,
     step_layers: int = STEP_LAYERS,
     step_d_model: int = STEP_D_MODEL,
+    end_to_end: bool = True,
 ) -> dict[str, Any]:
     """Run the SSM layer bench and return (and, with ``json_path``, save) its result.
 
@@ -508,12 +627,170 @@ def run_ssm_bench(
         _add_derived_columns(rows, roofline)
         if json_path is not None:  # save as we go: an interrupted run keeps its rows
             write_json(json_path, result)
-    for mlp_ratio in (4.0,) if quick else (4.0, 0.0):
+    for mlp_ratio in (0.0,) if quick else (0.0, 4.0):
         seed_everything(seed)
         result["step"].append(
             measure_step(step_layers, step_d_model, mlp_ratio=mlp_ratio, device=dev)
         )
+        if json_path is not None:
+            write_json(json_path, result)
+    if end_to_end:
+        seed_everything(seed)
+        result["end_to_end"] = {"inference": measure_inference()}
+        if json_path is not None:
+            write_json(json_path, result)
+        if not quick:  # compiling every band path's graph cold took over 30 min here
+            seed_everything(seed)
+            result["end_to_end"]["drums_training"] = measure_drums_training(batch=8)
     result["complete"] = True
     if json_path is not None:
         result["json_path"] = str(write_json(json_path, result))
     return result
+
+
+# ------------------------------------------------------------------ end to end
+
+
+@contextlib.contextmanager
+def compile_mode(mode: bool | str) -> Iterator[None]:
+    """Run the block with :func:`mambakit.ssm.ops.set_compile` at ``mode``, then restore."""
+    from mambakit.ssm import ops
+
+    previous = ops.set_compile(mode)
+    try:
+        yield
+    finally:
+        ops.set_compile(previous)
+
+
+def _interleaved(
+    fns: dict[str, Callable[[], Any]], repeats: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """First-call seconds of each ``fns`` entry (compile included), then the median of
+    ``repeats`` further calls, the entries taking turns so that a busy machine slows all
+    of them alike."""
+    first: dict[str, float] = {}
+    for name, fn in fns.items():
+        start = time.perf_counter()
+        fn()
+        first[name] = time.perf_counter() - start
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return first, {name: statistics.median(t) for name, t in times.items()}
+
+
+def measure_drums_training(
+    batch: int = 8, repeats: int = 3, seconds: float | None = None
+) -> dict[str, Any]:
+    """Training steps per minute of the drums denoiser (tiny preset), eager vs compiled.
+
+    One step is forward + the x0/eps losses + backward + an AdamW update, on random
+    inputs of ``batch`` clips (the model's own clip length unless ``seconds`` is given).
+    Two copies of the same model (same seed) run alternately, one with the compile switch
+    off and one with it on; ``compile_s`` is the compiled copy's first step minus its
+    median step (the one-off cost), and ``compile_share_10min`` that cost as a fraction of
+    a 10-minute training run.
+    """
+    from mambakit.bench.drums import _inputs
+    from mambakit.drums.config import DrumConfig
+    from mambakit.drums.model import DrumDiffusionModel
+
+    config = DrumConfig.tiny()
+    if seconds is not None:
+        config = config.with_(seconds=seconds)
+    args = _inputs(config, batch)
+    fns = {}
+    for mode in (False, True):
+        torch.manual_seed(0)
+        model = DrumDiffusionModel(config).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step(model=model, optimizer=optimizer, mode=mode) -> None:
+            with compile_mode(mode):
+                x0, eps = model(*args)
+                (x0.square().mean() + eps.square().mean()).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        fns["compiled" if mode else "eager"] = step
+    first, median = _interleaved(fns, repeats)
+    compile_s = max(0.0, first["compiled"] - median["compiled"])
+    return {
+        "preset": "tiny",
+        "batch": batch,
+        "clip_seconds": config.seconds,
+        "eager_step_s": median["eager"],
+        "compiled_step_s": median["compiled"],
+        "eager_steps_per_min": 60.0 / median["eager"],
+        "compiled_steps_per_min": 60.0 / median["compiled"],
+        "speedup": median["eager"] / median["compiled"],
+        "compile_s": compile_s,
+        "compile_share_10min": compile_s / 600.0,
+    }
+
+
+def _set_scan_backend(model: torch.nn.Module, backend: str) -> None:
+    """Point every Mamba / Mamba2 layer of ``model`` at scan ``backend``."""
+    from mambakit.ssm import Mamba, Mamba2
+
+    for layer in model.modules():
+        if isinstance(layer, (Mamba, Mamba2)):
+            layer.backend = backend
+
+
+def measure_inference(repeats: int = 3, transfer_seconds: float = 4.0) -> dict[str, Any]:
+    """What the fused CPU scans buy the shipped pipelines at inference, side by side.
+
+    The same model runs with its SSM layers on ``backend="torch"`` (the chunked PyTorch
+    scans, the inference path before the C kernels) and on ``"auto"`` (the C kernels),
+    in turns: drums generation (one pad, tiny preset, untrained weights, default steps)
+    and timbre transfer (the CLI's default "small" preset, ``transfer_seconds`` of audio;
+    times real time).
+    """
+    from mambakit.drums.config import DrumConfig
+    from mambakit.drums.model import DrumDiffusionModel
+    from mambakit.drums.pipeline import DrumSynth
+    from mambakit.timbre.model import TimbreConfig, TimbreUNet
+    from mambakit.timbre.pipeline import TimbreTransfer
+
+    torch.manual_seed(0)
+    synth = DrumSynth(DrumDiffusionModel(DrumConfig.tiny()))
+    timbre = TimbreTransfer(TimbreUNet(TimbreConfig.preset("small")), device="cpu", progress=False)
+    sr = timbre.sample_rate
+    g = torch.Generator().manual_seed(0)
+    content = (0.1 * torch.randn(1, int(transfer_seconds * sr), generator=g)).clamp(-0.3, 0.3)
+    style = (0.1 * torch.randn(1, int(2.0 * sr), generator=g)).clamp(-0.3, 0.3)
+
+    def with_backend(model: torch.nn.Module, backend: str, fn: Callable[[], Any]) -> Callable:
+        def run() -> None:
+            _set_scan_backend(model, backend)
+            fn()
+
+        return run
+
+    fns = {}
+    for backend in ("torch", "auto"):
+        fns[f"drums_{backend}"] = with_backend(
+            synth.model, backend, lambda: synth.generate(tag="snare", seed=0, n=1)
+        )
+        fns[f"timbre_{backend}"] = with_backend(
+            timbre.model, backend, lambda: timbre.transfer(content, style, sr=sr)
+        )
+    _, median = _interleaved(fns, repeats)
+    _set_scan_backend(synth.model, "auto")
+    _set_scan_backend(timbre.model, "auto")
+    return {
+        "drums_generate_1_pad_s": {"torch": median["drums_torch"], "auto": median["drums_auto"]},
+        "drums_speedup": median["drums_torch"] / median["drums_auto"],
+        "timbre_preset": "small",
+        "timbre_transfer_seconds": transfer_seconds,
+        "timbre_x_realtime": {
+            "torch": transfer_seconds / median["timbre_torch"],
+            "auto": transfer_seconds / median["timbre_auto"],
+        },
+        "timbre_speedup": median["timbre_torch"] / median["timbre_auto"],
+    }

@@ -11,7 +11,7 @@ import argparse
 import importlib
 from collections.abc import Callable
 
-from mambakit.cli.common import add_device_argument, add_json_argument
+from mambakit.cli.common import UserError, add_device_argument, add_json_argument
 
 SetupFn = Callable[[argparse.ArgumentParser], None]
 
@@ -48,16 +48,26 @@ def bench_setup(name: str) -> SetupFn:
     return getattr(importlib.import_module(module), function)
 
 
-def run_ssm(quick: bool, json_path: str, device: str) -> str:
+def run_ssm(
+    quick: bool,
+    json_path: str,
+    device: str,
+    repeats: int | None = None,
+    end_to_end: bool = True,
+) -> str:
     """Run the SSM layer bench, save JSON to ``json_path``; returns the Markdown table."""
     from mambakit.bench.ssm import format_ssm_table, run_ssm_bench
 
-    result = run_ssm_bench(quick=quick, json_path=json_path, device=device)
+    result = run_ssm_bench(
+        quick=quick, json_path=json_path, device=device, repeats=repeats, end_to_end=end_to_end
+    )
     return format_ssm_table(result)
 
 
 def _bench_ssm(args: argparse.Namespace) -> int:
-    print(run_ssm(args.quick, args.json, args.device))
+    if args.repeats is not None and args.repeats < 1:
+        raise UserError(f"--repeats must be >= 1, got {args.repeats}")
+    print(run_ssm(args.quick, args.json, args.device, args.repeats, not args.no_e2e))
     print(f"\nsaved {args.json}")
     return 0
 
@@ -66,6 +76,14 @@ def setup_ssm(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="d_model 64 only, one repeat (1-2 min on 2 cores)"
     )
+    parser.add_argument(
+        "--repeats", type=int, default=None, metavar="N",
+        help="timed calls per case (default: 1 with --quick, else 3); medians are reported",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-e2e", action="store_true",
+        help="skip the end-to-end drums training comparison (eager vs compiled; minutes)",
+    )  # fmt: skip
     add_json_argument(parser, DEFAULT_SSM_JSON)
     add_device_argument(parser)
     parser.set_defaults(func=_bench_ssm)

@@ -7,19 +7,28 @@ Every layer maps ``[B, L, d_model] -> [B, L, d_model]`` and shares one recurrent
     y = layer(x, cache=cache)             # prefill: also leaves the state after x in cache
     y_t, cache = layer.step(x_t, cache)   # x_t, y_t: [B, d_model]
 
-Pure PyTorch; ``mamba_ssm`` kernels are used on CUDA when installed (never imported here).
+Pure PyTorch plus two small C scan kernels built on first use (inference on CPU,
+:mod:`mambakit.ssm.cpu_kernel`); ``mamba_ssm`` kernels are used on CUDA when installed (never
+imported here). ``set_compile(False | True | "auto")`` runs the layers through
+``torch.compile``; ``decode_weights_(model, "int8")`` gives ``step()`` int8 weights.
 """
 
 from .attention import AttentionCache, CausalSelfAttention, apply_rotary
 from .backbone import KINDS, MLP, Backbone, BackboneCache, Bidirectional, count_parameters
-from .layout import decode_layout_
+from .layout import DECODE_WEIGHTS, decode_layout_, decode_weights_
 from .mamba import Mamba, MambaCache
 from .mamba2 import GatedRMSNorm, Mamba2, Mamba2Cache
 from .ops import (
     BACKENDS,
+    COMPILE_MODES,
+    causal_conv1d,
+    causal_conv1d_ref,
+    causal_conv1d_step,
+    get_compile,
     resolve_backend,
     selective_scan,
     selective_scan_ref,
+    set_compile,
     ssd_scan,
     ssd_scan_ref,
 )
@@ -27,6 +36,8 @@ from .ops import (
 __all__ = [
     "AttentionCache",
     "BACKENDS",
+    "COMPILE_MODES",
+    "DECODE_WEIGHTS",
     "Backbone",
     "BackboneCache",
     "Bidirectional",
@@ -39,10 +50,16 @@ __all__ = [
     "Mamba2Cache",
     "MambaCache",
     "apply_rotary",
+    "causal_conv1d",
+    "causal_conv1d_ref",
+    "causal_conv1d_step",
     "count_parameters",
     "decode_layout_",
+    "decode_weights_",
+    "get_compile",
     "resolve_backend",
     "selective_scan",
+    "set_compile",
     "selective_scan_ref",
     "ssd_scan",
     "ssd_scan_ref",

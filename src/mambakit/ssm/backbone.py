@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import CausalSelfAttention
-from .layout import decode_layout_
+from .layout import decode_layout_, step_linear
 from .mamba import Mamba
 from .mamba2 import Mamba2
 
@@ -45,14 +45,19 @@ class MLP(nn.Module):
             self.fc_in = nn.Linear(d_model, hidden, bias=False)
         self.fc_out = nn.Linear(hidden, d_model, bias=False)
 
-    def forward(self, x: Tensor) -> Tensor:
-        h = self.fc_in(x)
+    def forward(
+        self, x: Tensor, linear: Callable[[nn.Linear, Tensor], Tensor] | None = None
+    ) -> Tensor:
+        """``x`` ``[..., d_model]`` -> ``[..., d_model]``; ``linear(layer, x)`` applies the two
+        projections (``step_linear`` in recurrent steps, see :func:`decode_weights_`)."""
+        linear = linear or nn.Linear.__call__
+        h = linear(self.fc_in, x)
         if self.activation == "swiglu":
             gate, up = h.chunk(2, dim=-1)
             h = F.silu(gate) * up
         else:
             h = F.gelu(h)
-        return self.fc_out(h)
+        return linear(self.fc_out, h)
 
 
 class _Block(nn.Module):
@@ -77,7 +82,7 @@ class _Block(nn.Module):
     def step(self, x_t: Tensor, cache: Any) -> Tensor:
         x_t = x_t + self.mixer.step(self.norm(x_t), cache)[0]
         if self.mlp is not None:
-            x_t = x_t + self.mlp(self.mlp_norm(x_t))
+            x_t = x_t + self.mlp(self.mlp_norm(x_t), step_linear)
         return x_t
 
 

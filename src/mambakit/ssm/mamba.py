@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layout import decode_layout_
-from .mamba2 import _update_conv_state, causal_conv1d, causal_conv1d_step
-from .ops import selective_scan
+from .layout import decode_layout_, step_linear
+from .ops import _update_conv_state, causal_conv1d, causal_conv1d_step, selective_scan
 
 __all__ = ["Mamba", "MambaCache"]
 
@@ -103,12 +103,16 @@ class Mamba(nn.Module):
             ),
         )
 
-    def _ssm_params(self, xs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``xs`` ``[..., d_inner]`` -> ``dt`` ``[..., d_inner]`` (fp32), ``B, C`` ``[..., N]``."""
+    def _ssm_params(
+        self, xs: Tensor, linear: Callable[[nn.Linear, Tensor], Tensor] = nn.Linear.__call__
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``xs`` ``[..., d_inner]`` -> ``dt`` ``[..., d_inner]`` (fp32), ``B, C`` ``[..., N]``.
+
+        ``linear(layer, x)`` applies ``x_proj`` and ``dt_proj`` (``step_linear`` in steps)."""
         dt_low, B, C = torch.split(
-            self.x_proj(xs), [self.dt_rank, self.d_state, self.d_state], dim=-1
+            linear(self.x_proj, xs), [self.dt_rank, self.d_state, self.d_state], dim=-1
         )
-        dt = F.softplus(self.dt_proj(dt_low).float())
+        dt = F.softplus(linear(self.dt_proj, dt_low).float())
         return dt, B, C
 
     def forward(
@@ -151,12 +155,12 @@ class Mamba(nn.Module):
 
     def step(self, x_t: Tensor, cache: MambaCache) -> tuple[Tensor, MambaCache]:
         """One step: ``x_t`` ``[B, d_model]`` -> ``[B, d_model]``; updates ``cache`` in place."""
-        xs, z = self.in_proj(x_t).chunk(2, dim=-1)
+        xs, z = step_linear(self.in_proj, x_t).chunk(2, dim=-1)
         xs = F.silu(causal_conv1d_step(xs, self.conv1d.weight, self.conv1d.bias, cache.conv_state))
-        dt, B, C = self._ssm_params(xs)
+        dt, B, C = self._ssm_params(xs, step_linear)
         decay = torch.exp(dt[..., None] * -torch.exp(self.A_log.float()))  # [B, d_inner, N]
         dBu = (dt * xs.float())[..., None] * B.float()[:, None, :]
         cache.ssm_state.mul_(decay).add_(dBu)
         y = (cache.ssm_state @ C.float()[..., None])[..., 0] + self.D.float() * xs.float()
-        y = self.out_proj(y.to(x_t.dtype) * F.silu(z))
+        y = step_linear(self.out_proj, y.to(x_t.dtype) * F.silu(z))
         return y, cache

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 
-from .layout import decode_layout_
-from .ops import ssd_scan
+from .layout import decode_layout_, step_linear
+from .ops import (
+    _update_conv_state,
+    causal_conv1d,
+    causal_conv1d_step,
+    compiled,
+    should_compile,
+    ssd_scan,
+)
 
-__all__ = ["Mamba2", "Mamba2Cache", "GatedRMSNorm", "causal_conv1d", "causal_conv1d_step"]
+__all__ = ["Mamba2", "Mamba2Cache", "GatedRMSNorm"]
 
 
 @dataclass
@@ -28,114 +33,6 @@ class Mamba2Cache:
 
     conv_state: Tensor
     ssm_state: Tensor
-
-
-class _DepthwiseCausalConv(torch.autograd.Function):
-    """``y_t = bias + sum_k taps[k] * x_{t + prefix - (K-1) + k}`` on time-major ``[B, L, C]``.
-
-    ``x`` holds ``prefix`` rows of history (0 or ``K-1``) before the ``L - prefix`` steps
-    whose outputs are returned; inputs before the start of ``x`` are zeros. Forward and
-    backward are ``K`` shifted multiply-adds each (the backward is the same taps run
-    anti-causally over the output gradient, plus one dot product per tap for the weights),
-    computed in place, so autograd sees a single node instead of ``K`` slice/add nodes
-    whose backward allocates a full-size zero tensor per tap.
-    """
-
-    @staticmethod
-    def _slices(k: int, k1: int, prefix: int, n_out: int) -> tuple[slice, slice] | None:
-        shift = k1 - k  # tap k looks `shift` steps back
-        t0 = max(0, shift - prefix)  # earlier outputs would read before the start of x
-        if t0 >= n_out:
-            return None
-        return slice(t0, n_out), slice(t0 + prefix - shift, n_out + prefix - shift)
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, taps: Tensor, bias: Tensor | None, prefix: int) -> Tensor:
-        k1 = taps.shape[0] - 1
-        n_out = x.shape[1] - prefix
-        if bias is None:
-            out = x[:, prefix:] * taps[k1]
-        else:
-            out = torch.addcmul(bias.to(x.dtype), x[:, prefix:], taps[k1])
-        for k in range(k1):
-            sl = _DepthwiseCausalConv._slices(k, k1, prefix, n_out)
-            if sl is not None:
-                out[:, sl[0]].addcmul_(x[:, sl[1]], taps[k])
-        ctx.save_for_backward(x, taps)
-        ctx.prefix, ctx.has_bias = prefix, bias is not None
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor | None, None]:
-        x, taps = ctx.saved_tensors
-        prefix = ctx.prefix
-        k1 = taps.shape[0] - 1
-        n_out = grad.shape[1]
-        grad_x = torch.zeros_like(x)
-        grad_taps = torch.empty_like(taps)
-        grad_x[:, prefix:].addcmul_(grad, taps[k1])
-        grad_taps[k1] = (grad * x[:, prefix:]).sum(dim=(0, 1))
-        for k in range(k1):
-            sl = _DepthwiseCausalConv._slices(k, k1, prefix, n_out)
-            if sl is None:
-                grad_taps[k] = 0
-                continue
-            grad_x[:, sl[1]].addcmul_(grad[:, sl[0]], taps[k])
-            grad_taps[k] = (grad[:, sl[0]] * x[:, sl[1]]).sum(dim=(0, 1))
-        grad_bias = grad.sum(dim=(0, 1)) if ctx.has_bias else None
-        return grad_x, grad_taps, grad_bias, None
-
-
-def causal_conv1d(
-    x: Tensor, weight: Tensor, bias: Tensor | None, conv_state: Tensor | None = None
-) -> Tensor:
-    """Depthwise causal conv of ``x`` ``[B, L, C]`` (time-major) -> ``[B, L, C]``.
-
-    ``y_t = bias + sum_{k<K} weight[:, 0, k] * x_{t-K+1+k}``, with ``weight`` ``[C, 1, K]``
-    (the ``nn.Conv1d(groups=C)`` layout) and the ``K-1`` inputs before ``x`` taken from
-    ``conv_state`` ``[B, C, K-1]`` (zeros when ``None``), so that segments convolve exactly
-    as one long sequence.
-
-    Why not ``F.conv1d``: the projections produce time-major ``[B, L, C]`` tensors, and a
-    channels-first conv needs a transposed copy in, another out, and a slow depthwise
-    kernel: together ~30% of a Mamba-2 forward at L = 44,100, against ~5% for the ``K``
-    shifted multiply-adds of :class:`_DepthwiseCausalConv` on the time-major tensor.
-    """
-    k1 = weight.shape[-1] - 1
-    prefix = 0
-    if conv_state is not None and k1 > 0:
-        x = torch.cat([conv_state.transpose(1, 2).to(x.dtype), x], dim=1)  # [B, K-1+L, C]
-        prefix = k1
-    return _DepthwiseCausalConv.apply(x, weight[:, 0].t(), bias, prefix)
-
-
-def causal_conv1d_step(
-    x_t: Tensor, weight: Tensor, bias: Tensor | None, conv_state: Tensor
-) -> Tensor:
-    """One step of :func:`causal_conv1d`: ``x_t`` ``[B, C]`` -> ``[B, C]``; updates the state.
-
-    ``conv_state`` ``[B, C, K-1]`` is shifted left in place and ``x_t`` written at its end.
-    """
-    k1 = conv_state.shape[-1]
-    taps = weight[:, 0]  # [C, K]
-    if k1 == 0:
-        return x_t * taps[:, 0] if bias is None else torch.addcmul(bias, x_t, taps[:, 0])
-    window = torch.cat([conv_state, x_t[..., None].to(conv_state.dtype)], dim=-1)  # [B, C, K]
-    out = (window * taps).sum(dim=-1)
-    if bias is not None:
-        out = out + bias
-    conv_state.copy_(window[..., 1:])
-    return out
-
-
-def _update_conv_state(conv_state: Tensor, x: Tensor) -> None:
-    """Keep the last ``K-1`` inputs of ``cat(conv_state, x)`` (``x``: ``[B, L, C]``)."""
-    k1 = conv_state.shape[-1]
-    if k1 == 0:
-        return
-    x = x[:, -k1:].transpose(1, 2).to(conv_state.dtype)  # [B, C, <= K-1]
-    conv_state.copy_(torch.cat([conv_state, x], dim=-1)[..., -k1:])
 
 
 class GatedRMSNorm(nn.Module):
@@ -186,15 +83,13 @@ class Mamba2(nn.Module):
     Shapes: ``forward`` ``[B, L, d_model] -> [B, L, d_model]``;
     ``step`` ``[B, d_model] -> [B, d_model]``.
 
-    Speed (``mambakit bench ssm``, fp32, batch 1, L = 44,100, d_model 64, this project's
-    2-core CPU, quiet machine): forward 0.44 s against 0.69 s for ``transformers``'
-    ``Mamba2Mixer`` torch path (1.6x), forward+backward 1.07 s against 1.64 s (1.5x). On a
-    busy machine the Mixer slowed down far more than this layer (5-8x apart), so compare
-    only ratios measured side by side in one run. Where the time went and what fixed it: the
-    channels-first conv (a transposed copy in and out, ~30%; now :func:`causal_conv1d` on
-    the time-major tensor), permute and broadcast copies of [Q, Q]-block tensors (~25%; now
-    a natural-layout SSD, see ``mambakit.ssm.ops._ssd_scan_chunked``) and autograd of the
-    per-chunk loop (most of the backward; now one node, ``_ChunkStatePassing``).
+    Speed paths (``mambakit bench ssm`` measures each side by side with ``transformers``'
+    ``Mamba2Mixer``): inference on CPU runs the scan as a fused C recurrence
+    (:mod:`~mambakit.ssm.cpu_kernel`); under autograd, the chunked SSD scan with a
+    time-major causal conv (:func:`~mambakit.ssm.ops.causal_conv1d`), natural-layout
+    chunks and a one-node chunk-state recurrence; with
+    :func:`~mambakit.ssm.ops.set_compile` on, the whole forward (and its backward) is one
+    ``torch.compile`` graph, the chunk recurrence in segment-sum form.
     """
 
     def __init__(
@@ -288,34 +183,17 @@ class Mamba2(nn.Module):
         starts the SSM from a given state (the conv starts from zeros unless a cache is
         given); ``return_final_state=True`` returns ``(y, final_state)``.
         """
-        b, length, _ = x.shape
-        z, xbc, dt = self._split(self.in_proj(x))  # xbc: [B, L, conv_dim]
-        conv_state = None
-        if cache is not None:
-            conv_state = cache.conv_state
-            if initial_state is None:
-                initial_state = cache.ssm_state
-        conv_out = causal_conv1d(xbc, self.conv1d.weight, self.conv1d.bias, conv_state)
-        if cache is not None:
-            _update_conv_state(cache.conv_state, xbc)
-        xbc = F.silu(conv_out)
-        gs = self.ngroups * self.d_state
-        xs, B, C = torch.split(xbc, [self.d_inner, gs, gs], dim=-1)
-        y, final_state = ssd_scan(
-            xs.reshape(b, length, self.n_heads, self.headdim),
-            F.softplus(dt.float() + self.dt_bias.float()),
-            -torch.exp(self.A_log.float()),
-            B.reshape(b, length, self.ngroups, self.d_state),
-            C.reshape(b, length, self.ngroups, self.d_state),
-            D=self.D,
-            chunk_size=self.chunk_size,
-            initial_state=initial_state,
-            return_final_state=True,
-            backend=self.backend,
-        )
-        if cache is not None:
-            cache.ssm_state.copy_(final_state)
-        y = self.out_proj(self.norm(y.reshape(b, length, self.d_inner), z))
+        if cache is None and should_compile(x.shape[0] * x.shape[1]):
+            y, final_state = compiled(_mamba2_forward)(self, x, None, initial_state)
+        else:
+            conv_state = None
+            if cache is not None:
+                conv_state = cache.conv_state
+                if initial_state is None:
+                    initial_state = cache.ssm_state
+            y, final_state = _mamba2_forward(self, x, conv_state, initial_state)
+            if cache is not None:
+                cache.ssm_state.copy_(final_state)
         return (y, final_state) if return_final_state else y
 
     def step(self, x_t: Tensor, cache: Mamba2Cache) -> tuple[Tensor, Mamba2Cache]:
@@ -332,7 +210,7 @@ class Mamba2(nn.Module):
         """
         b, g, n = x_t.shape[0], self.ngroups, self.d_state
         h, p = self.n_heads, self.headdim
-        z, xbc, dt = self._split(self.in_proj(x_t))
+        z, xbc, dt = self._split(step_linear(self.in_proj, x_t))
         xbc = F.silu(
             causal_conv1d_step(xbc, self.conv1d.weight, self.conv1d.bias, cache.conv_state)
         )
@@ -346,5 +224,38 @@ class Mamba2(nn.Module):
         state.baddbmm_(dx, B.reshape(b * g, 1, n))  # h += (dt x) B^T
         y = torch.bmm(state, C.reshape(b * g, n, 1)).view(b, h, p)  # y = h C
         y = torch.addcmul(y, self.D.float()[:, None], xs.view(b, h, p))
-        y = self.out_proj(self.norm(y.view(b, self.d_inner).to(x_t.dtype), z))
+        y = step_linear(self.out_proj, self.norm(y.view(b, self.d_inner).to(x_t.dtype), z))
         return y, cache
+
+
+def _mamba2_forward(
+    layer: Mamba2, x: Tensor, conv_state: Tensor | None, initial_state: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """The body of :meth:`Mamba2.forward`: ``x`` ``[B, L, d_model]`` -> ``(y, final_state)``.
+
+    A plain function of the layer, so that :func:`~mambakit.ssm.ops.compiled` can compile it
+    once for every layer of the same configuration. With ``conv_state`` the convolution
+    continues from it, and the state is then advanced in place to the end of ``x``.
+    """
+    b, length, _ = x.shape
+    z, xbc, dt = layer._split(layer.in_proj(x))  # xbc: [B, L, conv_dim]
+    conv_out = causal_conv1d(xbc, layer.conv1d.weight, layer.conv1d.bias, conv_state)
+    if conv_state is not None:
+        _update_conv_state(conv_state, xbc)
+    xbc = F.silu(conv_out)
+    gs = layer.ngroups * layer.d_state
+    xs, B, C = torch.split(xbc, [layer.d_inner, gs, gs], dim=-1)
+    y, final_state = ssd_scan(
+        xs.reshape(b, length, layer.n_heads, layer.headdim),
+        F.softplus(dt.float() + layer.dt_bias.float()),
+        -torch.exp(layer.A_log.float()),
+        B.reshape(b, length, layer.ngroups, layer.d_state),
+        C.reshape(b, length, layer.ngroups, layer.d_state),
+        D=layer.D,
+        chunk_size=layer.chunk_size,
+        initial_state=initial_state,
+        return_final_state=True,
+        backend=layer.backend,
+    )
+    y = layer.out_proj(layer.norm(y.reshape(b, length, layer.d_inner), z))
+    return y, final_state
