@@ -33,6 +33,7 @@ def run_demo(
     from mambakit.drums.data import load_corpus
     from mambakit.drums.kit import default_kit_path, generate_kit, load_kit_yaml, write_kit
     from mambakit.drums.procedural import write_corpus
+    from mambakit.drums.training import drums_train_config
     from mambakit.dsp import save_audio
     from mambakit.eval.drums import evaluate_synth, save_report, scores_markdown
 
@@ -62,7 +63,9 @@ def run_demo(
         write_corpus(heldout, n_per_tag=2, seed=1)
     train_set = load_corpus(corpus, cache_dir=cache, workers=0)
     begin = time.perf_counter()
-    summary = train_drums(train_set, run, minutes=minutes, resume=True, init_from=model)
+    summary = train_drums(
+        train_set, run, drums_train_config(minutes=minutes, resume=True), init_from=model
+    )
     tuned = DrumSynth.from_pretrained(run)
     write_kit(out_dir / "kit_finetuned", pads, generate_kit(tuned, pads), tuned.sample_rate)
     print(

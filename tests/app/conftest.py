@@ -16,10 +16,11 @@ def drum_run(tmp_path_factory):
     the tests check plumbing, shapes and rates, not quality)."""
     from mambakit.drums import train_drums
     from mambakit.drums.procedural import write_corpus
+    from mambakit.drums.training import drums_train_config
 
     root = tmp_path_factory.mktemp("ui-drums")
     write_corpus(root / "corpus", n_per_tag=2)
-    train_drums(root / "corpus", root / "run", steps=3, batch_size=2, progress=False)
+    train_drums(root / "corpus", root / "run", drums_train_config(3, batch_size=2, progress=False))
     return root / "run"
 
 

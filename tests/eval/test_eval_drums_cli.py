@@ -8,9 +8,12 @@ from mambakit.cli import main
 def test_eval_drums_writes_scores_with_machine_and_training_labels(tmp_path, capsys):
     from mambakit.drums import train_drums
     from mambakit.drums.procedural import write_corpus
+    from mambakit.drums.training import drums_train_config
 
     write_corpus(tmp_path / "corpus", n_per_tag=2, tags=("kick", "snare", "closed_hat"))
-    train_drums(tmp_path / "corpus", tmp_path / "run", steps=2, batch_size=2, progress=False)
+    train_drums(
+        tmp_path / "corpus", tmp_path / "run", drums_train_config(2, batch_size=2, progress=False)
+    )
     code = main(["eval", "drums", str(tmp_path / "run"), "--real", str(tmp_path / "corpus"),
                  "--limit", "3", "--steps", "1", "--out", str(tmp_path / "eval")])  # fmt: skip
     assert code == 0

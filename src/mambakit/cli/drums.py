@@ -10,24 +10,18 @@ from mambakit.cli.common import add_device_argument
 
 
 def _train(args: argparse.Namespace) -> int:
-    from mambakit.drums.training import train_drums
+    from mambakit.drums.training import drums_train_config, train_drums
 
     if args.steps is None and args.minutes is None:
         args.minutes = 10.0
+    train = drums_train_config(
+        args.steps, args.minutes, resume=args.resume, batch_size=args.batch_size,
+        device=args.device, seed=args.seed,
+    )  # fmt: skip
     summary = train_drums(
-        args.data,
-        args.out,
-        preset=args.preset,
-        steps=args.steps,
-        minutes=args.minutes,
-        resume=args.resume,
-        batch_size=args.batch_size,
-        device=args.device,
-        tags_csv=args.tags_csv,
-        seed=args.seed,
-        workers=args.workers,
-        init_from=args.init,
-    )
+        args.data, args.out, train, preset=args.preset, tags_csv=args.tags_csv,
+        workers=args.workers, init_from=args.init,
+    )  # fmt: skip
     print(
         f"trained {summary.steps} steps in {summary.seconds:.0f} s "
         f"(final loss {summary.final_loss:.4f}); the run is in {args.out}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from mambakit.drums.pipeline import DEFAULTS_NAME
 from mambakit.drums.tags import TAGS
 from mambakit.dsp import ADSR, MultiResolutionSTFTLoss, render_adsr, sine_anchor
 from mambakit.pretrained import resolve_pretrained_path
-from mambakit.train import TrainConfig, Trainer
+from mambakit.train import FitSummary, TrainConfig, Trainer
 
 
 class ScaffoldedDrums(Dataset):
@@ -145,41 +146,51 @@ def make_loss(config: DrumConfig):
     return loss_fn
 
 
+def drums_train_config(
+    steps: int | None = None, minutes: float | None = None, **fields: Any
+) -> TrainConfig:
+    """The drums' training settings for a budget of ``steps``, ``minutes`` or both
+    (:meth:`TrainConfig.from_budget`): AdamW at lr 2e-3 without weight decay, batches of 8,
+    and EMA weights (decay 0.99) for runs of 200 steps or more and for time-only runs.
+    ``fields`` override any :class:`TrainConfig` field (``batch_size``, ``seed``, ...)."""
+    long_run = steps is None or steps >= 200
+    defaults: dict[str, Any] = {
+        "lr": 2e-3, "weight_decay": 0.0, "batch_size": 8, "resume": False,
+        "ema_decay": 0.99 if long_run else None,
+    }  # fmt: skip
+    return TrainConfig.from_budget(steps, minutes, **{**defaults, **fields})
+
+
 def train_drums(
     data: str | os.PathLike[str] | DrumDataset,
     out_dir: str | os.PathLike[str],
+    train: TrainConfig,
     preset: str | DrumConfig = "tiny",
-    steps: int | None = None,
-    minutes: float | None = None,
-    resume: bool = False,
-    batch_size: int = 8,
-    lr: float = 2e-3,
-    device: str | None = None,
+    *,
     tags_csv: str | os.PathLike[str] | None = None,
-    seed: int = 0,
-    progress: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
     workers: int | None = None,
     init_from: str | os.PathLike[str] | None = None,
-):
-    """Train on ``data`` (a folder of one-shots or a dataset) into ``out_dir``.
+) -> FitSummary:
+    """Train on ``data`` (a folder of one-shots or a dataset) into ``out_dir`` with the
+    budget and optimiser of ``train`` (e.g. :func:`drums_train_config`); its ``seed`` also
+    draws the initial weights, and its batch size is capped at the number of clips.
 
     ``init_from``: fine-tune a trained model (a run folder or a packaged name such as
     ``"gm-drums"``) instead of starting from random weights; its config replaces ``preset``.
-
-    Give ``steps``, ``minutes`` or both (whichever ends first); with ``minutes`` alone
-    the step count for the learning-rate schedule is estimated from a timed step.
     Returns the trainer's summary; ``DrumSynth.from_pretrained(out_dir)`` loads the result.
     """
     out = Path(out_dir)
     dataset = (
         data
         if isinstance(data, DrumDataset)
-        else load_corpus(data, tags_csv, cache_dir=cache_dir, workers=workers, progress=progress)
+        else load_corpus(
+            data, tags_csv, cache_dir=cache_dir, workers=workers, progress=train.progress
+        )
     )
     if len(dataset) == 0:
         raise ValueError("the training set is empty")
-    torch.manual_seed(seed)
+    torch.manual_seed(train.seed)
     if init_from is not None:
         model = DrumDiffusionModel.from_pretrained(resolve_pretrained_path(init_from))
         config = model.config
@@ -194,29 +205,8 @@ def train_drums(
 
     train_set = ScaffoldedDrums(dataset, config.n_samples, config.sample_rate)
     loss_fn = make_loss(config)
-    if steps is None and minutes is None:
-        raise ValueError("give steps=..., minutes=... or both")
-    # A time budget alone cannot place a cosine schedule (the step rate depends on the
-    # machine and its load), so it trains at a constant rate after warmup, with EMA.
-    time_only = steps is None
-    steps = steps if steps is not None else 10**7
-    train_config = TrainConfig(
-        lr=lr,
-        max_steps=steps,
-        max_minutes=minutes,
-        warmup_steps=min(100, max(1, steps // 10)),
-        min_lr_ratio=1.0 if time_only else 0.1,
-        batch_size=min(batch_size, len(dataset)),
-        ema_decay=0.99 if steps >= 200 else None,
-        ckpt_every=100 if time_only else max(50, steps // 10),
-        log_every=max(1, min(25, steps // 20)),
-        seed=seed,
-        resume=resume,
-        device=device,
-        progress=progress,
-        weight_decay=0.0,
-    )
-    return Trainer(model, loss_fn, train_set, train_config, out).fit()
+    train = replace(train, batch_size=min(train.batch_size, len(dataset)))
+    return Trainer(model, loss_fn, train_set, train, out).fit()
 
 
 def calibrate_decay_defaults(

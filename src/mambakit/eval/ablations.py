@@ -159,6 +159,15 @@ class DrumStudy:
             "data": {"profile": asdict(self.data_profile)},
         }
 
+    def train_config(self, minutes: float | None, steps: int | None) -> Any:
+        """The :class:`~mambakit.train.TrainConfig` of one run of the study."""
+        from mambakit.drums.training import drums_train_config
+
+        return drums_train_config(
+            steps, minutes, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
+            device=self.device, progress=self.progress,
+        )  # fmt: skip
+
     def train(
         self, run_dir: Path, config: Any, minutes: float | None, steps: int | None
     ) -> dict[str, Any]:
@@ -171,18 +180,7 @@ class DrumStudy:
 
         def train() -> None:
             summary.append(
-                train_drums(
-                    self.train_set,
-                    run_dir,
-                    preset=config,
-                    steps=steps,
-                    minutes=minutes,
-                    batch_size=self.batch_size,
-                    lr=self.lr,
-                    seed=self.seed,
-                    device=self.device,
-                    progress=self.progress,
-                )  # fmt: skip
+                train_drums(self.train_set, run_dir, self.train_config(minutes, steps), config)
             )
 
         peak = measure_peak_memory(train, self.device)
