@@ -21,7 +21,7 @@ from mambakit.timbre.evaluate import (
     pitch_curve,
     run_info,
 )
-from mambakit.timbre.training import train_timbre
+from mambakit.timbre.training import UNetTraining, timbre_train_config, train_timbre
 
 SR = 16000
 
@@ -87,9 +87,9 @@ def two_runs(procedural_dir, tmp_path_factory):
     runs = {}
     for objective in ("transfer", "reconstruction"):
         runs[objective] = root / objective
-        train_timbre(procedural_dir, runs[objective], preset="tiny", steps=2, batch_size=2,
-                     objective=objective, adversarial=objective == "transfer",
-                     progress=False)  # fmt: skip
+        options = UNetTraining(objective=objective, adversarial=objective == "transfer")
+        train = timbre_train_config(2, batch_size=2, progress=False)
+        train_timbre(procedural_dir, runs[objective], train, "tiny", options)
     return runs
 
 

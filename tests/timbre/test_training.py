@@ -7,7 +7,12 @@ from torch.utils.data import default_collate
 from mambakit.timbre.data import PairedNotes
 from mambakit.timbre.model import TimbreConfig, TimbreUNet
 from mambakit.timbre.pipeline import TimbreTransfer
-from mambakit.timbre.training import reconstruction_loss, train_timbre
+from mambakit.timbre.training import (
+    UNetTraining,
+    reconstruction_loss,
+    timbre_train_config,
+    train_timbre,
+)
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +28,8 @@ def test_a_few_steps_on_procedural_pairs_lower_the_transfer_loss(pairs, tmp_path
     config = TimbreConfig.tiny()
     torch.manual_seed(0)  # train_timbre initialises the generator from seed 0 like this
     before = reconstruction_loss(TimbreUNet(config), batch)
-    summary = train_timbre(pairs, tmp_path / "run", preset=config, steps=8, lr=3e-3,
-                           batch_size=3, progress=False)  # fmt: skip
+    train = timbre_train_config(8, lr=3e-3, batch_size=3, progress=False)
+    summary = train_timbre(pairs, tmp_path / "run", train, preset=config)
     assert summary.steps == 8
     after = reconstruction_loss(TimbreUNet.from_pretrained(tmp_path / "run"), batch)
     assert after < 0.85 * before, (before, after)
@@ -55,8 +60,8 @@ def test_training_crops_can_be_shorter_than_the_inference_segment(
             return item
 
     monkeypatch.setattr(training, "PairedNotes", RecordingPairs)
-    train_timbre(procedural_dir, tmp_path / "run", preset="tiny", steps=1, batch_size=2,
-                 segment_seconds=0.064, progress=False)  # fmt: skip
+    train_timbre(procedural_dir, tmp_path / "run", timbre_train_config(1, batch_size=2,
+                 progress=False), "tiny", UNetTraining(segment_seconds=0.064))  # fmt: skip
     assert crops and set(crops) == {1024}  # 0.064 s at 16 kHz, not the preset's 0.128 s
     info = json.loads((tmp_path / "run" / training.TRAIN_INFO_NAME).read_text())
     assert info["budget"]["segment_seconds"] == 0.064
@@ -69,8 +74,8 @@ def test_without_gan_only_the_generator_trains_on_mel_and_stft(pairs, tmp_path):
     from mambakit.timbre.training import DISC_NAME
 
     torch.manual_seed(0)
-    train_timbre(pairs, tmp_path / "run", preset="tiny", steps=2, batch_size=2,
-                 adversarial=False, progress=False)  # fmt: skip
+    train_timbre(pairs, tmp_path / "run", timbre_train_config(2, batch_size=2, progress=False),
+                 "tiny", UNetTraining(adversarial=False))  # fmt: skip
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     keys = set().union(*(json.loads(line)["logs"] for line in lines))
     assert "g_mel" in keys and not any(k.startswith("d_") or "adv" in k for k in keys)
@@ -86,9 +91,11 @@ def test_without_gan_only_the_generator_trains_on_mel_and_stft(pairs, tmp_path):
 
 def test_objective_is_validated(pairs, tmp_path):
     with pytest.raises(ValueError, match="objective"):
-        train_timbre(pairs, tmp_path, preset="tiny", steps=1, objective="style")
-    with pytest.raises(ValueError, match="steps=.*minutes"):
-        train_timbre(pairs, tmp_path, preset="tiny")
+        train_timbre(
+            pairs, tmp_path, timbre_train_config(1), "tiny", UNetTraining(objective="style")
+        )
+    with pytest.raises(ValueError, match="steps, minutes or both"):
+        timbre_train_config()
 
 
 def test_gradient_checkpointing_from_the_cli_trains_the_same_weights(

@@ -106,7 +106,7 @@ def _train_scaffold(args: argparse.Namespace) -> int:
 
 @_audio_errors_as_value_errors
 def _train(args: argparse.Namespace) -> int:
-    from mambakit.timbre.training import train_timbre
+    from mambakit.timbre.training import UNetTraining, timbre_train_config, train_timbre
 
     if args.engine == "scaffold":
         return _train_scaffold(args)
@@ -114,24 +114,17 @@ def _train(args: argparse.Namespace) -> int:
         args.lr = 2e-4
     if args.steps is None and args.minutes is None:
         args.minutes = 10.0
-    summary = train_timbre(
-        args.data,
-        args.out,
-        preset=args.preset,
-        steps=args.steps,
-        minutes=args.minutes,
-        objective=args.objective,
-        reconstruction_ratio=args.reconstruction_ratio,
-        batch_size=args.batch_size,
-        segment_seconds=args.segment_seconds,
-        adversarial=not args.no_gan,
+    train = timbre_train_config(
+        args.steps, args.minutes, batch_size=args.batch_size, lr=args.lr, device=args.device,
+        seed=args.seed, resume=args.resume,
+    )  # fmt: skip
+    options = UNetTraining(
+        objective=args.objective, reconstruction_ratio=args.reconstruction_ratio,
+        segment_seconds=args.segment_seconds, adversarial=not args.no_gan,
         gradient_checkpointing=args.gradient_checkpointing,
-        lr=args.lr,
         bidirectional=True if args.bidirectional else None,
-        device=args.device,
-        seed=args.seed,
-        resume=args.resume,
-    )
+    )  # fmt: skip
+    summary = train_timbre(args.data, args.out, train, args.preset, options)
     print(
         f"trained {summary.steps} steps in {summary.seconds:.0f} s "
         f"(final loss {summary.final_loss:.4f}); the run is in {args.out}"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -131,130 +132,124 @@ def reconstruction_loss(
     return float(loss(pred, target)[0])
 
 
-def train_timbre(
-    data_dir: str | os.PathLike[str] | PairedNotes,
-    out_dir: str | os.PathLike[str],
-    preset: str | TimbreConfig = "small",
-    steps: int | None = None,
-    minutes: float | None = None,
-    objective: str = "transfer",
-    reconstruction_ratio: float = 0.2,
-    batch_size: int = 8,
-    segment_seconds: float | None = None,
-    lr: float = 2e-4,
-    betas: tuple[float, float] = (0.8, 0.99),
-    disc_width: float | None = None,
-    weights: LossWeights = DEFAULT_WEIGHTS,
-    adversarial: bool = True,
-    gradient_checkpointing: bool = False,
-    bidirectional: bool | None = None,
-    device: str | None = None,
-    seed: int = 0,
-    resume: bool = False,
-    progress: bool = True,
-) -> FitSummary:
-    """Train a timbre-transfer generator on an NSynth-layout folder into ``out_dir``.
+@dataclass(frozen=True)
+class UNetTraining:
+    """What a U-Net run trains on and with, beside its budget and optimiser.
 
-    Args:
-        data_dir: NSynth-layout folder (or a ready :class:`PairedNotes`).
-        out_dir: run directory; ``TimbreTransfer.from_pretrained(out_dir)`` loads the result.
-        preset: ``"tiny" | "small" | "base"`` or a :class:`TimbreConfig`.
-        steps, minutes: run length; give either or both (whichever ends first). With
-            ``minutes`` alone the learning rate stays constant after warmup.
+    Attributes:
         objective: ``"transfer"`` or ``"reconstruction"`` (the seed's baseline).
         reconstruction_ratio: share of self-reconstruction triples in ``"transfer"``.
         segment_seconds: length of the training crops (default: the config's 2.1 s
-            segment). Shorter crops make a CPU step several times cheaper (0.5 s: ~4x);
-            inference still runs in ``config.segment_seconds`` chunks, and AdaIN's
-            statistics are per clip whatever its length.
+            segment). Shorter crops make a CPU step several times cheaper; inference still
+            runs in ``config.segment_seconds`` chunks, and AdaIN's statistics are per clip
+            whatever its length.
         disc_width: discriminator width multiplier (default per preset, :data:`DISC_WIDTH`).
-        bidirectional: override the preset's Mamba direction switch.
+        weights: the loss weights.
         adversarial: train with the discriminators (the seed's GAN). ``False`` trains on
             the mel + STFT terms alone: no discriminator passes, so a step costs about half,
             which suits a short CPU budget; the discriminator is still saved (untrained).
         gradient_checkpointing: recompute the generator's Mamba blocks in the backward
-            pass (:meth:`TimbreUNet.gradient_checkpointing_`): about half the memory for
-            ~20 % more time; the trained weights are the same.
-
-    Returns:
-        The trainer's :class:`~mambakit.train.FitSummary`.
+            pass (:meth:`TimbreUNet.gradient_checkpointing_`): about half the memory for a
+            little more time; the trained weights are the same.
+        bidirectional: override the preset's Mamba direction switch.
     """
+
+    objective: str = "transfer"
+    reconstruction_ratio: float = 0.2
+    segment_seconds: float | None = None
+    disc_width: float | None = None
+    weights: LossWeights = DEFAULT_WEIGHTS
+    adversarial: bool = True
+    gradient_checkpointing: bool = False
+    bidirectional: bool | None = None
+
+
+def timbre_train_config(
+    steps: int | None = None, minutes: float | None = None, **fields: Any
+) -> TrainConfig:
+    """The U-Net's training settings for a budget of ``steps``, ``minutes`` or both
+    (:meth:`TrainConfig.from_budget`): AdamW at lr 2e-4 with betas (0.8, 0.99) as HiFi-GAN,
+    batches of 8, a warmup of 1/20 of the run (at most 200 steps; 20 for a time budget,
+    which on a CPU may be a few hundred steps), gradients clipped only against a blow-up.
+    ``fields`` override any :class:`TrainConfig` field."""
+    defaults: dict[str, Any] = {
+        "lr": 2e-4, "betas": (0.8, 0.99), "weight_decay": 0.01, "batch_size": 8,
+        "grad_clip": 10.0, "resume": False,
+    }  # fmt: skip
+    return TrainConfig.from_budget(
+        steps, minutes, warmup_divisor=20, max_warmup=200, time_only_warmup=20,
+        **{**defaults, **fields},
+    )  # fmt: skip
+
+
+def train_timbre(
+    data_dir: str | os.PathLike[str] | PairedNotes,
+    out_dir: str | os.PathLike[str],
+    train: TrainConfig,
+    preset: str | TimbreConfig = "small",
+    options: UNetTraining = UNetTraining(),  # noqa: B008  (frozen: safe as a default)
+) -> FitSummary:
+    """Train a timbre-transfer U-Net on an NSynth-layout folder (or a ready
+    :class:`PairedNotes`) into ``out_dir`` with the budget and optimiser of ``train`` (e.g.
+    :func:`timbre_train_config`; its ``seed`` also draws the initial weights, its batch size
+    is capped at the number of notes) and the objective and losses of ``options``.
+    ``preset``: ``"tiny" | "small" | "base"`` or a :class:`TimbreConfig`.
+    ``TimbreTransfer.from_pretrained(out_dir)`` loads the result; returns the trainer's
+    :class:`~mambakit.train.FitSummary`.
+    """
+    opt = options
     if isinstance(preset, TimbreConfig):
         config, preset_name = preset, "custom"
     else:
         config, preset_name = TimbreConfig.preset(preset), preset
-    if bidirectional is not None:
-        config = config.with_(bidirectional=bidirectional)
+    if opt.bidirectional is not None:
+        config = config.with_(bidirectional=opt.bidirectional)
+    segment_seconds = opt.segment_seconds or config.segment_seconds
     if isinstance(data_dir, PairedNotes):
         dataset = data_dir
     else:
         dataset = PairedNotes(
             data_dir,
             sample_rate=config.sample_rate,
-            segment_seconds=segment_seconds or config.segment_seconds,
-            objective=objective,
-            reconstruction_ratio=reconstruction_ratio,
+            segment_seconds=segment_seconds,
+            objective=opt.objective,
+            reconstruction_ratio=opt.reconstruction_ratio,
         )
-    torch.manual_seed(seed)
-    width = disc_width if disc_width is not None else DISC_WIDTH.get(preset_name, 1 / 4)
-    generator = TimbreUNet(config).gradient_checkpointing_(gradient_checkpointing)
+    torch.manual_seed(train.seed)
+    width = opt.disc_width if opt.disc_width is not None else DISC_WIDTH.get(preset_name, 1 / 4)
+    generator = TimbreUNet(config).gradient_checkpointing_(opt.gradient_checkpointing)
     model = TimbreGAN(generator, TimbreDiscriminator(width=width))
-    loss_fn = make_loss(objective, config.sample_rate, weights, adversarial)
-    batch_size = min(batch_size, len(dataset))
-    if steps is None and minutes is None:
-        raise ValueError("give steps=..., minutes=... or both")
-    # A time budget alone cannot place a cosine schedule (the step rate depends on the
-    # machine and its load; a timed first step over-estimates it), so it trains at a
-    # constant rate after warmup, as the drums do.
-    time_only = steps is None
-    steps = steps if steps is not None else 10**7
+    loss_fn = make_loss(opt.objective, config.sample_rate, opt.weights, opt.adversarial)
+    train = replace(train, batch_size=min(train.batch_size, len(dataset)))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     info = {
-        "objective": objective,
-        "reconstruction_ratio": reconstruction_ratio,
+        "objective": opt.objective,
+        "reconstruction_ratio": opt.reconstruction_ratio,
         "preset": preset_name,
         "disc_width": width,
-        "adversarial": adversarial,
+        "adversarial": opt.adversarial,
         "data": str(data_dir) if not isinstance(data_dir, PairedNotes) else None,
         "notes": len(dataset),
         "instruments": len(dataset.instruments),
         # the requested run length, so that evaluations can check equal budgets
         "budget": {
-            "steps": None if time_only else steps,
-            "minutes": minutes,
-            "batch_size": batch_size,
-            "segment_seconds": segment_seconds or config.segment_seconds,
+            "steps": train.max_steps,
+            "minutes": train.max_minutes,
+            "batch_size": train.batch_size,
+            "segment_seconds": segment_seconds,
         },
     }
     (out / TRAIN_INFO_NAME).write_text(json.dumps(info, indent=2))
-    train_config = TrainConfig(
-        lr=lr,
-        betas=betas,
-        weight_decay=0.01,
-        max_steps=steps,
-        max_minutes=minutes,
-        # a CPU time budget may be a few hundred steps: a 200-step warmup would eat it all
-        warmup_steps=20 if time_only else min(200, max(1, steps // 20)),
-        min_lr_ratio=1.0 if time_only else 0.1,
-        batch_size=batch_size,
-        ckpt_every=100 if time_only else max(50, steps // 10),
-        log_every=max(1, min(25, steps // 20)),
-        grad_clip=10.0,  # large: only guards against a blow-up (HiFi-GAN does not clip)
-        seed=seed,
-        resume=resume,
-        device=device,
-        progress=progress,
-    )
     trainer = Trainer(
         model,
         loss_fn,
         dataset,
-        train_config,
+        train,
         out,
         optimizers=(
             {"disc": model.discriminator, "gen": model.generator}
-            if adversarial
+            if opt.adversarial
             else {"gen": model.generator}
         ),
     )
