@@ -186,10 +186,10 @@ def _timbre_bench_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, 
 
 
 def _timbre_eval_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, list[Path]]:
-    from mambakit.timbre.evaluate import markdown_table
+    from mambakit.eval.timbre import evaluation_markdown
 
     pairs = f"Held-out pairs from `{payload['pairs_dir']}` (seed {payload.get('seed', '?')})."
-    return pairs + "\n\n" + markdown_table(payload), []
+    return pairs + "\n\n" + evaluation_markdown(payload), []
 
 
 _SECTIONS: dict[str, Callable[[dict[str, Any], Path], tuple[str, list[Path]]]] = {

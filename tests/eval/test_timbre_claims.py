@@ -17,8 +17,8 @@ from mambakit.eval.claims import (
     timbre_realtime_claim,
     timbre_transfer_claim,
 )
+from mambakit.eval.timbre import METRICS
 from mambakit.report import build_report
-from mambakit.timbre.evaluate import METRICS
 
 CPU_META = {
     "machine": {"platform": "Linux-x", "cpu_cores": 2, "cpu": "Some CPU", "torch": "2.13",

@@ -7,7 +7,7 @@ import soundfile as sf
 import torch
 
 from mambakit.cli import main
-from mambakit.timbre.evaluate import pair_metrics, si_sdr
+from mambakit.eval.timbre import pair_metrics, si_sdr
 from mambakit.timbre.model import TimbreConfig, TimbreUNet
 
 

@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from mambakit.timbre.data import make_procedural_instruments
-from mambakit.timbre.evaluate import (
+from mambakit.eval.timbre import (
     curve_agreement,
     evaluate_runs,
-    markdown_table,
+    evaluation_markdown,
     mfcc_statistics,
     pair_metrics,
     pitch_accuracy,
     pitch_curve,
     run_info,
 )
+from mambakit.timbre.data import make_procedural_instruments
 from mambakit.timbre.training import UNetTraining, timbre_train_config, train_timbre
 
 SR = 16000
@@ -129,7 +129,7 @@ def test_evaluate_runs_labels_each_run_and_warns_when_pairs_were_seen(two_runs, 
     reference = result["reference"]  # the targets as outputs: a perfect transfer
     assert reference["pairs"] == 2 and reference["style_gain"] == pytest.approx(1.0)
     assert reference["si_sdr"] > 100 and math.isnan(reference["recon_si_sdr"])
-    md = markdown_table(result)
+    md = evaluation_markdown(result)
     assert "| metric | transfer | reconstruction | target (perfect transfer) |" in md
     assert "| held out | no (9 notes in training) | no (9 notes in training) | - |" in md
     assert "| trained steps | 2 | 2 | - |" in md

@@ -166,14 +166,14 @@ def _procedural(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from mambakit.bench.common import result_metadata, write_json
     from mambakit.eval.claims import timbre_engine_claim, timbre_transfer_claim
-    from mambakit.timbre.evaluate import evaluate_runs, markdown_table
+    from mambakit.eval.timbre import evaluate_runs, evaluation_markdown
 
     results = evaluate_runs(
         args.runs, args.pairs, n_pairs=args.n, alpha=_alpha(args.alpha), device=args.device,
         speed_seconds=args.speed_seconds,
     )  # fmt: skip
     results["meta"] = result_metadata(device=args.device)
-    print(markdown_table(results))
+    print(evaluation_markdown(results))
     engines = {row.get("engine") for row in results["runs"]}
     print()
     for rule, applies in ((timbre_transfer_claim, "unet" in engines),

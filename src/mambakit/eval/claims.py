@@ -585,7 +585,7 @@ def timbre_transfer_claim(result: dict[str, Any] | None) -> Evidence:
             "loudness {loudness_reference:.3f}"
         )
     if transfer.get("adversarial") is not None and recon.get("adversarial") is not None:
-        from mambakit.timbre.evaluate import losses_label
+        from mambakit.eval.timbre import losses_label
 
         numbers.update(
             losses=losses_label(transfer["adversarial"]),

@@ -28,7 +28,7 @@ the table's "target (perfect transfer)" column): the same metrics for the target
 themselves, i.e. for a perfect transfer. It is the
 ceiling of every transfer metric and shows what content agreement a perfect transfer
 has (B's note p keeps A's pitch curve, but not A's loudness curve when the two
-instruments' envelopes differ). :func:`markdown_table` prints the runs side by side.
+instruments' envelopes differ). :func:`evaluation_markdown` prints the runs side by side.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 
 from mambakit.dsp import MultiResolutionSTFTLoss, mel_spectrogram
 from mambakit.dsp.pitch import yin_track
+from mambakit.results import markdown_table
 from mambakit.timbre.data import EXAMPLES_NAME, PairedNotes
 from mambakit.timbre.pipeline import TimbreTransfer
 
@@ -61,7 +62,7 @@ __all__ = [
     "si_sdr",
     "pair_metrics",
     "evaluate_runs",
-    "markdown_table",
+    "evaluation_markdown",
     "METRICS",
 ]
 
@@ -385,14 +386,17 @@ def losses_label(adversarial: bool | None) -> str:
     return "GAN + mel + STFT" if adversarial else "mel + STFT"
 
 
-def markdown_table(result: dict[str, Any]) -> str:
+def evaluation_markdown(result: dict[str, Any]) -> str:
     """Runs as columns, labels then metrics as rows (arrows say which direction is better);
     the last column is the reference (the targets as outputs) when there is one."""
     runs = result["runs"]
     reference = [result["reference"]] if result.get("reference") else []
     columns = runs + reference
-    lines = ["| metric | " + " | ".join(r["name"] for r in columns) + " |"]
-    lines.append("|---|" + "---|" * len(columns))
+    keys = [f"run{i}" for i in range(len(columns))]
+
+    def row(name: str, cells: list[str]) -> dict[str, str]:
+        return {"metric": name, **dict(zip(keys, cells))}
+
     labels = {
         "engine": lambda r: r.get("engine") or "unet",
         "objective": lambda r: r.get("objective") or "unknown",
@@ -400,16 +404,16 @@ def markdown_table(result: dict[str, Any]) -> str:
         "held out": _heldout_cell,
         "trained steps": lambda r: str(r.get("trained_steps") or "?"),
     }  # fmt: skip
-    for label, cell in labels.items():  # no model behind the reference: no labels
-        cells = [cell(r) for r in runs] + ["-"] * len(reference)
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines.append("| pairs | " + " | ".join(str(r["pairs"]) for r in columns) + " |")
+    # no model behind the reference: no labels
+    rows = [row(label, [cell(r) for r in runs] + ["-"] * len(reference))
+            for label, cell in labels.items()]  # fmt: skip
+    rows.append(row("pairs", [str(r["pairs"]) for r in columns]))
     for metric, higher in METRICS.items():
-        arrow = " ↑" if higher else " ↓"
-        cells = [_cell(r.get(metric)) for r in columns]
-        lines.append(f"| {metric}{arrow} | " + " | ".join(cells) + " |")
+        rows.append(
+            row(f"{metric}{' ↑' if higher else ' ↓'}", [_cell(r.get(metric)) for r in columns])
+        )
     if any("x_realtime" in r for r in runs):
         seconds = next(r["speed_seconds"] for r in runs if "x_realtime" in r)
         cells = [_cell(r.get("x_realtime")) for r in runs] + ["-"] * len(reference)
-        lines.append(f"| x real time, {seconds:g} s content ↑ | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(row(f"x real time, {seconds:g} s content ↑", cells))
+    return markdown_table(rows, [("metric", "metric"), *zip(keys, (r["name"] for r in columns))])
