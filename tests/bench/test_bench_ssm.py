@@ -47,11 +47,11 @@ def tiny_result(tmp_path_factory):
     return result, path
 
 
-def test_json_has_metadata_config_and_one_row_per_case(tiny_result):
+def test_json_has_meta_config_and_one_row_per_case(tiny_result):
     result, path = tiny_result
     saved = json.loads(path.read_text())
     assert saved["bench"] == "ssm" and saved["complete"] is True
-    assert set(saved["metadata"]) >= {"machine", "command", "git_commit", "date_utc"}
+    assert set(saved["meta"]) >= {"machine", "command", "git_commit", "date_utc"}
     assert saved["roofline_gflops"] > 0
     assert saved["config"]["seqlens"] == [256] and saved["config"]["quick"] is True
     rows = saved["rows"]

@@ -531,6 +531,13 @@ def format_ssm_table(result: dict[str, Any]) -> str:
     return table
 
 
+# What --quick and the full run measure unless told otherwise.
+_QUICK = {"seqlens": QUICK_SEQLENS, "d_models": QUICK_D_MODELS, "repeats": 1,
+          "naive_seqlen": 1024, "roofline_size": 1024}  # fmt: skip
+_FULL = {"seqlens": FULL_SEQLENS, "d_models": FULL_D_MODELS, "repeats": 3,
+         "naive_seqlen": 2048, "roofline_size": 2048}  # fmt: skip
+
+
 def run_ssm_bench(
     quick: bool = False,
     json_path: str | Path | None = None,
@@ -560,7 +567,7 @@ def run_ssm_bench(
     recurrent ``step()`` of a ``step_layers``-layer, ``step_d_model``-wide Mamba-2
     ``Backbone`` (with and, in the full run, without MLPs; :func:`measure_step`).
 
-    Returns ``{"bench": "ssm", "metadata": ..., "roofline_gflops": float, "config": ...,
+    Returns ``{"bench": "ssm", "meta": ..., "roofline_gflops": float, "config": ...,
     "complete": bool, "rows": [...], "step": [...]}``; the JSON is rewritten after every case, with
     ``complete = false`` until the last, so an interrupted run keeps what it measured.
     Each row has ``impl, d_model, seqlen, mode, time_s`` (median seconds),
@@ -573,12 +580,13 @@ def run_ssm_bench(
     if unknown:
         raise ValueError(f"unknown implementation(s) {sorted(unknown)}; choose {IMPLEMENTATIONS}")
     dev = resolve_device(device)
-    seqlens = tuple(seqlens or (QUICK_SEQLENS if quick else FULL_SEQLENS))
-    d_models = tuple(d_models or (QUICK_D_MODELS if quick else FULL_D_MODELS))
+    preset = _QUICK if quick else _FULL
+    seqlens = tuple(seqlens or preset["seqlens"])
+    d_models = tuple(d_models or preset["d_models"])
     warmup = 1 if warmup is None else warmup
-    repeats = (1 if quick else 3) if repeats is None else repeats
-    naive_seqlen = (1024 if quick else 2048) if naive_seqlen is None else naive_seqlen
-    roofline_size = (1024 if quick else 2048) if roofline_size is None else roofline_size
+    repeats = preset["repeats"] if repeats is None else repeats
+    naive_seqlen = naive_seqlen or preset["naive_seqlen"]
+    roofline_size = roofline_size or preset["roofline_size"]
 
     seed_everything(seed)
     roofline = measure_matmul_flops(roofline_size, device=dev)
@@ -591,7 +599,7 @@ def run_ssm_bench(
     ]
     result: dict[str, Any] = {
         "bench": "ssm",
-        "metadata": result_metadata(device=dev),
+        "meta": result_metadata(device=dev),
         "roofline_gflops": roofline,
         "config": {
             "quick": quick,
@@ -612,33 +620,35 @@ def run_ssm_bench(
         "rows": [],
         "step": [],
     }
-    rows = result["rows"]
+
+    def save() -> None:
+        if json_path is not None:
+            write_json(json_path, result)
+
     bar = tqdm(cases, desc="bench ssm", unit="case", disable=not progress)
     for case in bar:
         bar.set_postfix_str(f"{case.impl} d={case.d_model} L={case.seqlen} {case.mode}")
         seed_everything(seed)
-        if quick and (case.impl, case.backward) in QUICK_SKIPS and case.seqlen > QUICK_SKIP_ABOVE:
+        skipped = quick and (case.impl, case.backward) in QUICK_SKIPS
+        if skipped and case.seqlen > QUICK_SKIP_ABOVE:
             row = run_case(case, device=dev, skip_reason="--quick (too slow here; full run)")
         else:
             row = run_case(
                 case, warmup=warmup, repeats=repeats, naive_seqlen=naive_seqlen, device=dev
             )
-        rows.append(row)
-        _add_derived_columns(rows, roofline)
-        if json_path is not None:  # save as we go: an interrupted run keeps its rows
-            write_json(json_path, result)
+        result["rows"].append(row)
+        _add_derived_columns(result["rows"], roofline)
+        save()  # save as we go: an interrupted run keeps its rows
     for mlp_ratio in (0.0,) if quick else (0.0, 4.0):
         seed_everything(seed)
         result["step"].append(
             measure_step(step_layers, step_d_model, mlp_ratio=mlp_ratio, device=dev)
         )
-        if json_path is not None:
-            write_json(json_path, result)
+        save()
     if end_to_end:
         seed_everything(seed)
         result["end_to_end"] = {"inference": measure_inference()}
-        if json_path is not None:
-            write_json(json_path, result)
+        save()
         if not quick:  # compiling every band path's graph cold took over 30 min here
             seed_everything(seed)
             result["end_to_end"]["drums_training"] = measure_drums_training(batch=8)

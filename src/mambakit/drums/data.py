@@ -175,6 +175,17 @@ def _process(job: tuple[str, str, DrumCorpusConfig, str]) -> tuple[str, str, str
         return path_s, f"cannot read: {exc.strerror or exc}", None
 
 
+def _process_all(jobs: list[tuple], n_workers: int, bar: dict[str, Any]) -> list[tuple]:
+    """:func:`_process` every job, in ``n_workers`` processes (0: in this one)."""
+    if n_workers > 0 and len(jobs) > 1:
+        # "spawn", not fork: a forked child of a process that already ran torch's thread
+        # pools can deadlock (seen in the test suite), and fork is unavailable on macOS.
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+            return list(tqdm(pool.map(_process, jobs, chunksize=4), **bar))
+    return [_process(j) for j in tqdm(jobs, **bar)]
+
+
 def scan_folder(
     directory: str | Path,
     tags_csv: str | Path | None = None,
@@ -215,14 +226,7 @@ def scan_folder(
         jobs.append((str(p), tag, cfg, str(cache)))
     n_workers = min(4, os.cpu_count() or 1) if workers is None else workers
     bar = dict(total=len(jobs), desc=f"scanning {root.name}", disable=not progress, unit="file")
-    if n_workers > 0 and len(jobs) > 1:
-        # "spawn", not fork: a forked child of a process that already ran torch's thread
-        # pools can deadlock (seen in the test suite), and fork is unavailable on macOS.
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
-            results = list(tqdm(pool.map(_process, jobs, chunksize=4), **bar))
-    else:
-        results = [_process(j) for j in tqdm(jobs, **bar)]
+    results = _process_all(jobs, n_workers, bar)
     items = []
     for path_s, tag_or_reason, cache_file in results:
         if cache_file is None:

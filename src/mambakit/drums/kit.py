@@ -72,6 +72,14 @@ class KitPad:
 _TIME_FIELDS = ("attack", "decay", "release", "pitch_decay")
 
 
+# How each optional pad field is read from YAML (times with units, notes by name or number).
+_FIELD_PARSERS: dict[str, Any] = {
+    **{field: parse_seconds for field in _TIME_FIELDS},
+    "note": parse_note, "key": parse_note, "sustain": float, "pitch_drop": float,
+    "seed": int, "text": str,
+}  # fmt: skip
+
+
 def _pad_from_dict(raw: Any, index: int, path: Path) -> KitPad:
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: pad #{index} must be a mapping, got {type(raw).__name__}")
@@ -86,20 +94,7 @@ def _pad_from_dict(raw: Any, index: int, path: Path) -> KitPad:
         raise ValueError(f"{where}: unknown tag {tag!r}; choose from {', '.join(TAGS)}")
     kw: dict[str, Any] = {"name": name, "tag": tag}
     try:
-        for field in _TIME_FIELDS:
-            if field in raw:
-                kw[field] = parse_seconds(raw[field])
-        if "note" in raw:
-            kw["note"] = parse_note(raw["note"])
-        if "key" in raw:
-            kw["key"] = parse_note(raw["key"])
-        for field in ("sustain", "pitch_drop"):
-            if field in raw:
-                kw[field] = float(raw[field])
-        if "seed" in raw:
-            kw["seed"] = int(raw["seed"])
-        if "text" in raw:
-            kw["text"] = str(raw["text"])
+        kw.update((f, _FIELD_PARSERS[f](v)) for f, v in raw.items() if f in _FIELD_PARSERS)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{where}: {exc}") from None
     if not 0.0 <= kw.get("sustain", 0.0) <= 1.0:
@@ -193,6 +188,22 @@ def write_kit(
     return sfz
 
 
+def _resolve_region(region: dict[str, str], sfz: Path, default_path: str) -> dict[str, Any]:
+    """One ``<region>``'s opcodes with key and velocity ranges as ints and the sample's
+    resolved ``path``."""
+    if "sample" not in region:
+        raise ValueError(f"{sfz}: a <region> has no sample= opcode")
+    r: dict[str, Any] = dict(region)
+    for k in ("key", "lokey", "hikey", "lovel", "hivel"):
+        if k in r:
+            r[k] = int(r[k])
+    if "key" in r:
+        r.setdefault("lokey", r["key"])
+        r.setdefault("hikey", r["key"])
+    r["path"] = (sfz.parent / default_path / r["sample"].replace("\\", "/")).resolve()
+    return r
+
+
 def parse_sfz(path: str | Path) -> list[dict[str, Any]]:
     """Minimal SFZ reader: one dict per ``<region>`` with opcodes and a resolved ``path``.
 
@@ -223,17 +234,4 @@ def parse_sfz(path: str | Path) -> list[dict[str, Any]]:
             group[k] = v
         elif current is not None:
             current[k] = v
-    out = []
-    for region in regions:
-        if "sample" not in region:
-            raise ValueError(f"{path}: a <region> has no sample= opcode")
-        r: dict[str, Any] = dict(region)
-        for k in ("key", "lokey", "hikey", "lovel", "hivel"):
-            if k in r:
-                r[k] = int(r[k])
-        if "key" in r:
-            r.setdefault("lokey", r["key"])
-            r.setdefault("hikey", r["key"])
-        r["path"] = (path.parent / default_path / r["sample"].replace("\\", "/")).resolve()
-        out.append(r)
-    return out
+    return [_resolve_region(region, path, default_path) for region in regions]

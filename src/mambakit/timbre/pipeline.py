@@ -101,6 +101,19 @@ def _chunk_batch(content: Tensor, plan: list[tuple[int, int]], group: list[int])
     return torch.cat([content[..., plan[k][0] : plan[k][1]] for k in group])
 
 
+def _as_channels_by_time(audio: np.ndarray | Tensor, name: str) -> Tensor:
+    """An array or tensor ``[T]``, ``[C, T]`` or ``[1, C, T]`` as float32 ``[C, T]`` on CPU."""
+    x = torch.as_tensor(np.asarray(audio) if isinstance(audio, np.ndarray) else audio)
+    x = x.detach().float().cpu()
+    if x.ndim == 3 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2:
+        raise AudioError(f"{name}: expected audio [T], [C, T] or [1, C, T], got {tuple(x.shape)}")
+    return x
+
+
 class TimbreTransfer:
     """Play the content of one clip with the timbre of another.
 
@@ -192,16 +205,7 @@ class TimbreTransfer:
             name = str(audio)
             x, sr = load_audio(Path(audio))
         else:
-            x = torch.as_tensor(np.asarray(audio) if isinstance(audio, np.ndarray) else audio)
-            x = x.detach().float().cpu()
-            if x.ndim == 3 and x.shape[0] == 1:
-                x = x[0]
-            if x.ndim == 1:
-                x = x[None]
-            if x.ndim != 2:
-                raise AudioError(
-                    f"{name}: expected audio [T], [C, T] or [1, C, T], got {tuple(x.shape)}"
-                )
+            x = _as_channels_by_time(audio, name)
             if sr is None:
                 sr = self.sample_rate
                 report.conversions.append(f"{name}: no sample rate given, assumed {sr} Hz")
