@@ -14,11 +14,10 @@ def decode_layout_(module: nn.Module) -> nn.Module:
     The weight keeps its shape ``[out, in]``, its values and its ``state_dict`` entry; only
     its strides change, to ``(1, out)`` (the memory of a contiguous ``[in, out]`` matrix).
     Why: one ``step()`` at batch 1 is a matrix-vector product per ``nn.Linear``, bound by
-    streaming the weights. With a row-major ``[out, in]`` weight, torch's CPU BLAS reads it
-    at ~9 GB/s on this project's 2-core CPU; column-major, ``x @ W^T`` becomes a product with
-    a contiguous ``[in, out]`` matrix and runs at ~18 GB/s (``Linear(512, 2192)``: 490 vs
-    245 us). A 12-layer, d_model 512 ``Backbone("mamba2")`` step without MLPs measures
-    14.5 ms median (best 11.6 ms) in ``mambakit bench ssm``, 15.4 ms median before.
+    streaming the weights. With a row-major ``[out, in]`` weight, torch's CPU BLAS streams
+    it at about half the bandwidth it reaches on a column-major one, where ``x @ W^T``
+    becomes a product with a contiguous ``[in, out]`` matrix (``mambakit bench ssm`` times
+    the decode step; its figures are in ``docs/RESULTS.md``).
     Training GEMMs are unaffected (the BLAS takes either transpose; measured equal), the
     layout survives ``.to()``, ``load_state_dict`` and optimizers (they preserve strides),
     and ``save_pretrained`` writes contiguous copies, so checkpoints are unchanged.

@@ -74,8 +74,8 @@ class Mamba2(nn.Module):
             expand 2 -> d_inner 128 -> 2 heads of 64, or 4 heads of 32).
         ngroups: groups sharing B and C (``n_heads`` must be divisible by it).
         d_conv: causal conv kernel size.
-        chunk_size: SSD chunk length Q. 64 is the fastest of {32, 64, 128, 256} on CPU for
-            d_model 64 and L = 44,100 (forward 0.55, 0.53, 0.67, 0.84 s, one busy thread).
+        chunk_size: SSD chunk length Q. 64 was the fastest of {32, 64, 128, 256} on CPU for
+            d_model 64 and L = 44,100 (``mambakit bench ssm`` times the layer).
         dt_min, dt_max: range of the log-uniform initial step sizes.
         A_init_range: range of the uniform initial ``-A``.
         backend: ``"auto" | "torch" | "mamba_ssm"`` for the scan (see :func:`ssd_scan`).

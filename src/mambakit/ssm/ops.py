@@ -58,10 +58,9 @@ _warned_fallback: set[str] = set()
 # ``_selective_scan_chunked``: exp(40) ~ 2e17 is far inside the float32 range (3e38).
 _MAX_CHUNK_LOG_DECAY = 40.0
 # State values ([time, d_inner, d_state]) computed at once by the Mamba-1 scan: 2^20 floats =
-# 4 MiB per temporary, which stays in the L3 cache. Measured at L = 44,100, d_inner = 128 on
-# the project's 2-core CPU (busy): 2^17, 2^18, 2^19, 2^20 took 1.79, 1.56, 1.05, 1.07 s on
-# one thread and 7.2, 7.5, 7.8, 3.1 s on two (fewer, bigger ops suffer less from a loaded
-# machine's thread scheduling).
+# 4 MiB per temporary, which stays in the L3 cache; of 2^17 ... 2^20 the largest was the
+# fastest at L = 44,100, d_inner = 128 on a 2-core CPU (fewer, bigger ops suffer less from a
+# loaded machine's thread scheduling).
 _SELECTIVE_BLOCK_ELEMENTS = 2**20
 
 
@@ -473,8 +472,8 @@ class _ChunkStatePassing(torch.autograd.Function):
     backward pass was several times slower than the forward).
 
     This is the eager path: a loop of ``nc`` small multiply-adds moves the least memory (the
-    segment-sum form, :func:`_chunk_recurrence`, measured about 2x slower uncompiled at
-    L = 44,100), but ``torch.compile`` would unroll it once per chunk.
+    segment-sum form, :func:`_chunk_recurrence`, was slower uncompiled at L = 44,100), but
+    ``torch.compile`` would unroll it once per chunk.
     """
 
     @staticmethod

@@ -54,9 +54,9 @@ class TimbreConfig:
             levels or four numbers, finest first (0 = a level of convolutions only).
         bottleneck_blocks: MambaBlocks in the bottleneck (seed: N = 3).
         mixer: the SSM of the MambaBlocks, ``"mamba"`` (Mamba-1, the seed's) or ``"mamba2"``
-            (Mamba-2 / SSD with ``headdim``-wide heads: same role, and ~5x faster on CPU at
+            (Mamba-2 / SSD with ``headdim``-wide heads: same role, and much faster on CPU at
             these widths and lengths, where Mamba-1's per-state decay makes its scan memory
-            bound; the ``small`` preset, the CLI default, uses it).
+            bound; the ``small`` preset, the CLI default, uses it; ``mambakit bench timbre``).
         d_state, d_conv, expand: SSM hyper-parameters.
         headdim: Mamba-2 head width (capped at ``expand * width`` for narrow levels).
         chunk_size: Mamba-2 SSD chunk length (32 is the fastest on CPU at these widths).
@@ -135,10 +135,8 @@ class TimbreConfig:
         Why: every Mamba block costs about the same at every level (the frame rate halves
         as the width doubles), and level 1 runs at 8 k frames/s on 16 channels, where a
         block buys least context per millisecond; its stem convolution still shapes the
-        finest skip. ``mambakit bench timbre`` on 2 CPU cores, with a 2.1 s style, three
-        runs: 7.1-10.8x real time on one 2.1 s chunk and 12.8-17.6x on 10 s of content
-        (the former layout, 11 expand-2 blocks: 4.0x and 3.8x); a training step is 2.6x
-        cheaper.
+        finest skip. ``mambakit bench timbre`` measures what this buys against the former
+        layout (11 expand-2 blocks); the figures are in ``docs/RESULTS.md``.
         """
         base = dict(
             channels=(16, 32, 64, 128), bottleneck_channels=128, d_state=16, mixer="mamba2",
@@ -240,7 +238,7 @@ class ResBlock(nn.Module):
 
 
 class PairMean(nn.Module):
-    """``AvgPool1d(2)`` for even lengths as one strided add: ~10x faster on CPU than the
+    """``AvgPool1d(2)`` for even lengths as one strided add: on CPU far cheaper than the
     pooling kernel for these thin maps (the U-Net pads every input to a multiple of 16)."""
 
     def forward(self, x: Tensor) -> Tensor:
@@ -334,8 +332,8 @@ class TimbreUNet(nn.Module, PretrainedMixin):
         activations (a training-memory switch; values and gradients are unchanged).
 
         The Mamba scans hold most of a training step's memory: on one 2.1 s clip the
-        ``base`` preset's forward+backward peak halves (``mambakit bench timbre``, CPU:
-        1751 -> 842 MB) for about 20 % more step time. Returns the model.
+        ``base`` preset's forward+backward peak about halves for a little more step time
+        (``mambakit bench timbre``; figures in ``docs/RESULTS.md``). Returns the model.
         """
         for level in (*self.encoders, self.bottleneck):
             level.checkpoint = enabled
