@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ class ResultSource:
     kind: str | None
     command: str
     every: bool = False
+    former_titles: tuple[str, ...] = ()  # what the report called it before (for carry-over)
 
 
 SOURCES: tuple[ResultSource, ...] = (
@@ -78,6 +80,7 @@ SOURCES: tuple[ResultSource, ...] = (
         "timbre*/*.json", "timbre-eval",
         "mambakit eval timbre TRANSFER_RUN RECONSTRUCTION_RUN --pairs HELDOUT "
         "--json out/timbre/eval.json", every=True,
+        former_titles=("Timbre transfer: transfer-trained vs reconstruction-only runs",),
     ),
 )  # fmt: skip
 
@@ -236,6 +239,12 @@ def previous_report(path: Path) -> tuple[dict[str, list[str]], dict[str, list[st
     return sections, rows
 
 
+def _source_of(section: str) -> str | None:
+    """The result JSON a rendered section names on its ``Source:`` line."""
+    match = re.search(r"^Source: `([^`]+)`\.", section, flags=re.M)
+    return match.group(1) if match else None
+
+
 def _carry_verdicts(table: str, old_rows: dict[str, list[str]]) -> str:
     """The claims table with each unmeasured claim's rows taken from the previous report
     when it had measured them."""
@@ -324,13 +333,18 @@ def build_report(
     missing: list[str] = []
     for source in SOURCES:
         loaded = _newest(dirs, source)
+        old = [
+            body for t in (source.title, *source.former_titles) for body in old_sections.get(t, [])
+        ]
         if loaded:
             found[source.key] = loaded[-1][1]
-            if source.every:
-                every[source.key] = [payload for _, payload in loaded]
             sections += [(source, path, payload) for path, payload in loaded]
-        elif source.title in old_sections:
-            sections += [(source, None, body) for body in old_sections.pop(source.title)]
+            if source.every:  # one section per result: keep those of results not re-read
+                every[source.key] = [payload for _, payload in loaded]
+                new_paths = {str(path) for path, _ in loaded}
+                sections += [(source, None, b) for b in old if _source_of(b) not in new_paths]
+        elif old:
+            sections += [(source, None, body) for body in old]
         else:
             missing.append(
                 f"- {source.title}: no `{source.pattern}` under {where}; made by `{source.command}`"

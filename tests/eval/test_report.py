@@ -195,3 +195,26 @@ def test_results_are_gathered_from_several_folders(tmp_path):
         [tmp_path / "out", tmp_path / "docs" / "results"], tmp_path / "d"
     ).read_text()
     assert "mamba2_20hz peak memory is 280.0x" in text
+
+
+def test_a_per_result_source_keeps_the_sections_of_results_not_read_again(tmp_path):
+    from dataclasses import asdict
+
+    from mambakit.eval.drums import DrumScores
+
+    def write(name):
+        folder = tmp_path / "out" / name
+        folder.mkdir(parents=True)
+        scores = [asdict(DrumScores("model", n=4, tag_accuracy=0.5))]
+        payload = {"kind": "eval-drums", "scores": scores, "run": f"runs/{name}"}
+        (folder / "eval_drums.json").write_text(json.dumps(payload))
+        return folder / "eval_drums.json"
+
+    first = write("a")
+    build_report(tmp_path / "out", tmp_path / "docs")
+    first.unlink()  # gone from this checkout, still in the report
+    second = write("b")
+    text = build_report(tmp_path / "out", tmp_path / "docs").read_text()
+    assert text.count("## Drum runs: control adherence on held-out clips") == 2
+    assert f"Source: `{second}`." in text and f"Source: `{first}`." in text
+    assert text.count("Carried over from the previous report") == 1
