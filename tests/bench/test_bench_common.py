@@ -12,13 +12,13 @@ import torch
 from mambakit.bench.common import (
     forward_fn,
     machine_info,
-    markdown_table,
     measure_matmul_flops,
     measure_peak_memory,
     result_metadata,
     time_callable,
     write_json,
 )
+from mambakit.results import markdown_table
 
 
 def test_time_callable_reports_median_of_repeats():

@@ -1,4 +1,4 @@
-"""Shared benchmark machinery: timing, honest peak memory, machine facts, JSON and Markdown.
+"""Shared benchmark machinery: timing, honest peak memory, machine facts, JSON.
 
 Every benchmark in :mod:`mambakit.bench` builds on these helpers so that numbers from
 different benches are measured the same way:
@@ -34,7 +34,6 @@ from typing import Any
 
 import torch
 
-from mambakit.results import markdown_table  # noqa: F401  (re-exported for the benches)
 from mambakit.utils import resolve_device
 
 
@@ -77,6 +76,31 @@ def time_callable(
         _synchronize(dev)
         times.append(time.perf_counter() - start)
     return Timing(statistics.median(times), min(times), tuple(times))
+
+
+def time_interleaved(
+    fns: dict[str, Callable[[], Any]],
+    repeats: int,
+    device: str | torch.device | None = None,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """First-call seconds of each ``fns`` entry (compiling or lazy set-up included), then
+    the median of ``repeats`` further calls, the entries taking turns so that a busy machine
+    slows all of them alike. Synchronised like :func:`time_callable`."""
+    dev = resolve_device(device)
+
+    def seconds(fn: Callable[[], Any]) -> float:
+        _synchronize(dev)
+        start = time.perf_counter()
+        fn()
+        _synchronize(dev)
+        return time.perf_counter() - start
+
+    first = {name: seconds(fn) for name, fn in fns.items()}
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(seconds(fn))
+    return first, {name: statistics.median(t) for name, t in times.items()}
 
 
 def forward_fn(module: torch.nn.Module, x: torch.Tensor, *, backward: bool) -> Callable[[], None]:

@@ -15,17 +15,17 @@ LogCascade. Generation speed (one pad, 16 pads, default steps) is reported too.
 
 from __future__ import annotations
 
-import time
+import functools
 from typing import Any
 
 import torch
 
 from mambakit.bench.common import (
-    markdown_table,
     measure_peak_memory,
     result_metadata,
     time_callable,
 )
+from mambakit.results import markdown_table
 
 COLUMNS = [
     ("model", "model"),
@@ -135,13 +135,12 @@ def run_drums_bench(
     if generation:  # untrained weights: every SkipGate is open, the slowest case
         synth = DrumSynth(DrumDiffusionModel(DrumConfig.tiny()))
         synth.generate(tag="kick", seed=0)  # warm-up
-        for n in (1, 16):
-            times = []
-            for _ in range(repeats + 1):  # median of a few: one-off stalls are common here
-                start = time.perf_counter()
-                synth.generate(tag="snare", seed=0, n=n)
-                times.append(time.perf_counter() - start)
-            speed[f"pads_{n}_s"] = sorted(times)[len(times) // 2]
+        for n in (1, 16):  # median of a few: one-off stalls are common here
+            timing = time_callable(
+                functools.partial(synth.generate, tag="snare", seed=0, n=n),
+                warmup=0, repeats=repeats + 1,
+            )  # fmt: skip
+            speed[f"pads_{n}_s"] = timing.median_s
         speed["steps"] = DrumConfig.tiny().diffusion_steps
     return {"rows": rows, "generation": speed, "meta": result_metadata()}
 

@@ -51,13 +51,14 @@ from tqdm.auto import tqdm
 
 from mambakit.bench.common import (
     forward_fn,
-    markdown_table,
     measure_matmul_flops,
     measure_peak_memory,
     result_metadata,
+    time_interleaved,
     write_json,
 )
 from mambakit.bench.flops import attention_flops, mamba2_flops, mamba_flops, training_flops
+from mambakit.results import markdown_table
 from mambakit.utils import resolve_device, seed_everything
 
 # Layer hyper-parameters shared by our layers, the transformers baseline and the FLOP count.
@@ -673,26 +674,6 @@ def compile_mode(mode: bool | str) -> Iterator[None]:
         ops.set_compile(previous)
 
 
-def _interleaved(
-    fns: dict[str, Callable[[], Any]], repeats: int
-) -> tuple[dict[str, float], dict[str, float]]:
-    """First-call seconds of each ``fns`` entry (compile included), then the median of
-    ``repeats`` further calls, the entries taking turns so that a busy machine slows all
-    of them alike."""
-    first: dict[str, float] = {}
-    for name, fn in fns.items():
-        start = time.perf_counter()
-        fn()
-        first[name] = time.perf_counter() - start
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return first, {name: statistics.median(t) for name, t in times.items()}
-
-
 def measure_drums_training(
     batch: int = 8, repeats: int = 3, seconds: float | None = None
 ) -> dict[str, Any]:
@@ -727,7 +708,7 @@ def measure_drums_training(
             optimizer.zero_grad(set_to_none=True)
 
         fns["compiled" if mode else "eager"] = step
-    first, median = _interleaved(fns, repeats)
+    first, median = time_interleaved(fns, repeats)
     compile_s = max(0.0, first["compiled"] - median["compiled"])
     return {
         "preset": "tiny",
@@ -790,7 +771,7 @@ def measure_inference(repeats: int = 3, transfer_seconds: float = 4.0) -> dict[s
         fns[f"timbre_{backend}"] = with_backend(
             timbre.model, backend, lambda: timbre.transfer(content, style, sr=sr)
         )
-    _, median = _interleaved(fns, repeats)
+    _, median = time_interleaved(fns, repeats)
     _set_scan_backend(synth.model, "auto")
     _set_scan_backend(timbre.model, "auto")
     return {

@@ -44,11 +44,11 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from mambakit.bench.common import (
-    markdown_table,
     measure_peak_memory,
     result_metadata,
     time_callable,
 )
+from mambakit.results import markdown_table
 from mambakit.timbre.pipeline import times_real_time
 from mambakit.utils import resolve_device
 
