@@ -5,8 +5,8 @@
 #   per-tag default envelopes, evaluate on the held-out kits, and copy the model in.
 # Usage: scripts/train-gm-drums.sh [MINUTES] [STEPS]   (env: FONT, DATA, RUN, EVAL, MAMBAKIT)
 set -euo pipefail
-MINUTES=${1:-45}
-STEPS=${2:-400}
+MINUTES=${1:-120}
+STEPS=${2:-1200}
 FONT=${FONT:-/usr/share/sounds/sf2/FluidR3_GM.sf2}
 DATA=${DATA:-data/gm-drums}
 RUN=${RUN:-runs/gm-drums}
