@@ -253,17 +253,17 @@ def logcascade_memory_claim(result: dict[str, Any] | None) -> Evidence:
 def usable_failures(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The numbers of the "usable" tests of a row, and a clause for each failed test (an
     empty list: usable)."""
+    peak = _get(row, "profile.median_peak_db")
+    corr = _get(row, "scores.envelope_correlation")
+    perc = _get(row, "profile.percussive_rate")
+    cents = _get(row, "scores.median_pitch_error_cents")
     numbers = {
-        "peak_db": _get(row, "profile.median_peak_db"),
-        "envelope_correlation": _get(row, "scores.envelope_correlation"),
-        "percussive": _get(row, "profile.percussive_rate"),
-        "pitch_error_cents": _get(row, "scores.median_pitch_error_cents"),
-        "min_peak_db": USABLE_MIN_PEAK_DB,
+        "peak_db": peak, "envelope_correlation": corr, "percussive": perc,
+        "pitch_error_cents": cents, "min_peak_db": USABLE_MIN_PEAK_DB,
         "min_envelope_correlation": USABLE_MIN_ENVELOPE_CORRELATION,
         "min_percussive": USABLE_MIN_PERCUSSIVE_RATE,
         "max_pitch_error_cents": USABLE_MAX_PITCH_ERROR_CENTS,
-    }
-    peak, corr, perc, cents = (numbers[k] for k in list(numbers)[:4])
+    }  # fmt: skip
     failures = []
     if peak is None or peak < USABLE_MIN_PEAK_DB:
         failures.append("median peak {peak_db:.0f} dBFS < {min_peak_db:g}")
@@ -283,15 +283,14 @@ def coherent_failures(
 ) -> tuple[dict[str, Any], list[str]]:
     """The numbers of the "coherent" tests of a row, and a clause for each failed test (an
     empty list: coherent)."""
+    acc, ref = _get(row, "scores.tag_accuracy"), _get(scaffold, "scores.tag_accuracy")
+    corr = _get(row, "scores.envelope_correlation")
+    cents = _get(row, "scores.median_pitch_error_cents")
     numbers = {
-        "tag_accuracy": _get(row, "scores.tag_accuracy"),
-        "scaffold_tag_accuracy": _get(scaffold, "scores.tag_accuracy"),
-        "envelope_correlation": _get(row, "scores.envelope_correlation"),
-        "pitch_error_cents": _get(row, "scores.median_pitch_error_cents"),
-        "min_envelope_correlation": COHERENT_MIN_ENVELOPE_CORRELATION,
+        "tag_accuracy": acc, "scaffold_tag_accuracy": ref, "envelope_correlation": corr,
+        "pitch_error_cents": cents, "min_envelope_correlation": COHERENT_MIN_ENVELOPE_CORRELATION,
         "max_pitch_error_cents": COHERENT_MAX_PITCH_ERROR_CENTS,
-    }
-    acc, ref, corr, cents = (numbers[k] for k in list(numbers)[:4])
+    }  # fmt: skip
     failures = []
     if acc is None or ref is None or acc < ref:
         failures.append("tag accuracy {tag_accuracy:.0%} < scaffold's {scaffold_tag_accuracy:.0%}")

@@ -278,7 +278,6 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
         self.ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None
         self.step = 0
-        self.last_record: dict[str, Any] | None = None  # the last metrics line logged
         self._interrupt_requested = False
         # True while the weights hold part of a step (some optimizers stepped, not all).
         self._mid_update = False
@@ -445,7 +444,6 @@ class Trainer:
         atomic_write_bytes(path, ("".join(f"{line}\n" for line in kept)).encode())
 
     def _log(self, record: dict[str, Any]) -> None:
-        self.last_record = record
         if not self.is_main or self.out_dir is None:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -588,7 +586,7 @@ class Trainer:
     def _progress_bar(self) -> Any:
         """A bar over the steps, or over the seconds of a time-only budget."""
         cfg = self.config
-        by_time = cfg.max_steps is None
+        by_time = cfg.time_only
         return tqdm(
             total=round(cfg.max_minutes * 60) if by_time else cfg.max_steps,  # type: ignore[operator]
             initial=0 if by_time else self.step,
@@ -599,7 +597,7 @@ class Trainer:
         )
 
     def _show_progress(self, bar: Any, started: float, loss: float, lr: float) -> None:
-        if self.config.max_steps is None:
+        if self.config.time_only:
             bar.update(min(bar.total, int(time.monotonic() - started)) - bar.n)
             bar.set_postfix(step=self.step, loss=f"{loss:.4g}", lr=f"{lr:.3g}")
         else:
