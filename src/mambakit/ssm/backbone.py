@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import CausalSelfAttention
-from .layout import decode_layout_, step_linear
+from .layout import FUSED_ATTR, decode_layout_, step_linear
 from .mamba import Mamba
 from .mamba2 import Mamba2
 
@@ -218,7 +218,14 @@ class Backbone(nn.Module):
         return self.norm_f(x)
 
     def step(self, x_t: Tensor, cache: BackboneCache) -> tuple[Tensor, BackboneCache]:
-        """One token ``[B, d_model]`` -> ``[B, d_model]``; updates ``cache`` in place."""
+        """One token ``[B, d_model]`` -> ``[B, d_model]``; updates ``cache`` in place.
+
+        After ``decode_weights_(backbone, ...)`` built a fused C step for this backbone
+        (:mod:`~mambakit.ssm.cpu_decode`), the calls it accepts run as one C call.
+        """
+        fused = self.__dict__.get(FUSED_ATTR)
+        if fused is not None and fused.accepts(x_t, cache.layers):
+            return fused.step(x_t, cache.layers), cache
         for blk, layer_cache in zip(self.layers, cache.layers, strict=True):
             x_t = blk.step(x_t, layer_cache)
         return self.norm_f(x_t), cache

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["DECODE_WEIGHTS", "decode_layout_", "decode_weights_", "step_linear"]
+__all__ = [
+    "DECODE_BACKENDS",
+    "DECODE_WEIGHTS",
+    "decode_layout_",
+    "decode_weights_",
+    "quantize_rows",
+    "step_linear",
+]
 
 
 def decode_layout_(module: nn.Module) -> nn.Module:
@@ -31,11 +41,15 @@ def decode_layout_(module: nn.Module) -> nn.Module:
     return module
 
 
-DECODE_WEIGHTS = ("fp32", "int8")
-_INT8_ATTR = "_decode_int8"
+DECODE_WEIGHTS = ("fp32", "bf16", "int8")
+DECODE_BACKENDS = ("auto", "torch", "c")
+_COPY_ATTR = "_decode_copy"
+FUSED_ATTR = "_fused_decoder"
 # torch's CPU int8 weight-only kernel reads the input dimension in blocks of 16 (other
 # widths crash it, torch 2.13); narrower projections (Mamba-1's dt_proj) stay fp32.
 _INT8_K_MULTIPLE = 16
+_said_fallback: set[str] = set()
+logger = logging.getLogger(__name__)
 
 
 def _int8_supported() -> bool:
@@ -49,49 +63,102 @@ def _int8_supported() -> bool:
     return True
 
 
-def decode_weights_(module: nn.Module, weights: str = "int8") -> nn.Module:
-    """Give every ``nn.Linear`` in ``module`` a weight copy for ``step()``; returns ``module``.
+def quantize_rows(weight: Tensor) -> tuple[Tensor, Tensor]:
+    """Symmetric int8 per output channel: ``weight [out, in] ~ scale[:, None] * q``.
+
+    Returns ``(q [out, in] int8, scale [out] float32)``, ``scale_o = max_i |w_oi| / 127``.
+    """
+    w = weight.detach().float()
+    scales = w.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+    q = torch.round(w / scales[:, None]).clamp_(-127, 127).to(torch.int8).contiguous()
+    return q, scales
+
+
+def decode_weights_(module: nn.Module, weights: str = "int8", backend: str = "auto") -> nn.Module:
+    """Give ``step()`` in ``module`` weight copies in ``weights`` format; returns ``module``.
 
     ``"int8"``: each weight row is quantised symmetrically to int8 with one scale per output
-    channel (``w ~ scale_o * q_oi``, ``scale_o = max_i |w_oi| / 127``), and a step's
-    matrix-vector products run ``torch._weight_int8pack_mm`` on bf16 activations (accumulated
-    in fp32; result cast back to the input dtype). A batch-1 step streams every weight once,
-    so four times fewer weight bytes than fp32 (and a 12-layer d_model 512 backbone's
-    weights, ~20 MB, then fitting in the last-level cache) is what makes decoding faster.
-    Layers whose input width is not a multiple of 16 keep fp32 (the kernel's block size).
-    Outputs differ from fp32 by the quantisation (``tests/ssm`` bounds it). ``"fp32"``
-    removes the copies. ``forward()`` and training always use the fp32 weights; quantise
-    after loading or training (the copies do not follow later weight updates).
+    channel (:func:`quantize_rows`); ``"bf16"``: weights rounded to bf16. A batch-1 step
+    streams every weight once, so two or four times fewer weight bytes than fp32 (a 12-layer
+    d_model 512 backbone's int8 weights, ~20 MB, then fit in the last-level cache) is what
+    makes decoding faster. ``"fp32"`` removes every copy (the exact PyTorch step again).
+    ``forward()`` and training always use the fp32 weights; the copies are a snapshot, so
+    call this again after loading or training.
 
-    Raises ``RuntimeError`` where this torch build or CPU lacks the int8 kernel.
+    ``backend``: ``"c"`` gives every Mamba-2 :class:`~mambakit.ssm.Backbone` in ``module``
+    a fused C step in that format (:mod:`~mambakit.ssm.cpu_decode`: one call per token,
+    fp32 activations; ``"fp32"`` then keeps fp32 weights in it); an error where it cannot
+    be built or the backbone is another kind. ``"auto"`` (default) does so for ``bf16`` and
+    ``int8`` where it can, and otherwise says why once (logging, INFO) and uses ``"torch"``:
+    each ``nn.Linear`` keeps a copy that :func:`step_linear` multiplies with (int8:
+    ``torch._weight_int8pack_mm`` on bf16 activations, for layers whose input width is a
+    multiple of 16; bf16: a bf16 matmul). The torch copies are kept beside a fused step too,
+    for the calls it does not take (see :meth:`~mambakit.ssm.cpu_decode.FusedDecoder.accepts`).
+    Outputs differ from fp32 by the rounding of the weights (``tests/ssm`` bounds it).
+
+    Raises ``RuntimeError`` for ``"int8"`` where this torch build or CPU lacks the int8
+    kernel, and for ``backend="c"`` where the fused step is unavailable.
     """
     if weights not in DECODE_WEIGHTS:
         raise ValueError(f"decode weights must be one of {DECODE_WEIGHTS}, got {weights!r}")
+    if backend not in DECODE_BACKENDS:
+        raise ValueError(f"decode backend must be one of {DECODE_BACKENDS}, got {backend!r}")
     if weights == "int8" and not _int8_supported():
         raise RuntimeError(
             "decode_weights_('int8') needs torch._weight_int8pack_mm on this CPU; use 'fp32'"
         )
     for linear in module.modules():
-        if not isinstance(linear, nn.Linear):
-            continue
-        linear.__dict__.pop(_INT8_ATTR, None)
-        if weights == "fp32" or linear.in_features % _INT8_K_MULTIPLE:
-            continue
-        w = linear.weight.detach().float()
-        scales = w.abs().amax(dim=1).clamp_min(1e-12) / 127.0
-        q = torch.round(w / scales[:, None]).clamp_(-127, 127).to(torch.int8).contiguous()
-        linear.__dict__[_INT8_ATTR] = (q, scales.to(torch.bfloat16))
+        if isinstance(linear, nn.Linear):
+            linear.__dict__.pop(_COPY_ATTR, None)
+            copy = _weight_copy(linear, weights)
+            if copy is not None:
+                linear.__dict__[_COPY_ATTR] = copy
+    _attach_fused_(module, weights, backend)
     return module
 
 
+def _weight_copy(linear: nn.Linear, weights: str) -> tuple[Tensor, Tensor | None] | None:
+    """``(weight copy, int8 scales or None)`` for :func:`step_linear`, ``None``: use fp32."""
+    if weights == "bf16":
+        return linear.weight.detach().to(torch.bfloat16), None
+    if weights == "int8" and linear.in_features % _INT8_K_MULTIPLE == 0:
+        q, scales = quantize_rows(linear.weight)
+        return q, scales.to(torch.bfloat16)
+    return None
+
+
+def _attach_fused_(module: nn.Module, weights: str, backend: str) -> None:
+    """Set (or clear) the fused C step of every Backbone in ``module``."""
+    from . import cpu_decode
+    from .backbone import Backbone
+
+    for backbone in module.modules():
+        if not isinstance(backbone, Backbone):
+            continue
+        backbone.__dict__.pop(FUSED_ATTR, None)
+        if backend == "torch" or (backend == "auto" and weights == "fp32"):
+            continue
+        reason = cpu_decode.unsupported_reason(backbone) or cpu_decode.available()
+        if reason is None:
+            backbone.__dict__[FUSED_ATTR] = cpu_decode.FusedDecoder(backbone, weights)
+        elif backend == "c":
+            raise RuntimeError(f"decode_weights_(backend='c'): {reason}")
+        elif reason not in _said_fallback:
+            _said_fallback.add(reason)
+            logger.info("decode_weights_: %s; step() uses the PyTorch path", reason)
+
+
 def step_linear(linear: nn.Linear, x: Tensor) -> Tensor:
-    """``linear(x)`` for ``step()``: with the int8 copy of :func:`decode_weights_` when set.
+    """``linear(x)`` for ``step()``: with the weight copy of :func:`decode_weights_` when set.
 
     ``x``: ``[B, in_features]`` -> ``[B, out_features]`` in the dtype of ``x``.
     """
-    packed = linear.__dict__.get(_INT8_ATTR)
+    packed = linear.__dict__.get(_COPY_ATTR)
     if packed is None:
         return linear(x)
-    q, scales = packed
-    y = torch._weight_int8pack_mm(x.to(torch.bfloat16), q, scales).to(x.dtype)
+    weight, scales = packed
+    if scales is None:  # bf16
+        y = F.linear(x.to(torch.bfloat16), weight).to(x.dtype)
+    else:
+        y = torch._weight_int8pack_mm(x.to(torch.bfloat16), weight, scales).to(x.dtype)
     return y if linear.bias is None else y + linear.bias

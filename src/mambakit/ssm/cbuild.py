@@ -1,0 +1,91 @@
+"""Build a small C source into a shared library once, cache it by hash, load it with ctypes.
+
+The fused CPU kernels (:mod:`~mambakit.ssm.cpu_decode`) are plain C with no PyTorch
+headers. :func:`load_library` compiles a source with the system C compiler into
+``$XDG_CACHE_HOME/mambakit/kernels`` (``~/.cache`` by default) under a name keyed by the
+hash of the source, the flags, the compiler and the CPU capability torch reports
+(``-march=native`` builds per CPU), and loads it with :mod:`ctypes`, whose foreign calls
+release the GIL. A process builds each source at most once: a failure is remembered, and
+every later call raises the same :class:`KernelBuildError`, whose message says why (no
+compiler, the compiler's error output, a library that does not load), so that callers can
+fall back to PyTorch and report the reason.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+__all__ = ["DEFAULT_FLAGS", "KernelBuildError", "kernel_cache_dir", "load_library"]
+
+# -fopenmp-simd honours `#pragma omp simd` (vectorised reductions) without -ffast-math and
+# without linking an OpenMP runtime.
+DEFAULT_FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-shared", "-fPIC")
+
+_loaded: dict[str, ctypes.CDLL | KernelBuildError] = {}
+
+
+class KernelBuildError(RuntimeError):
+    """A C source could not be compiled or loaded here; the message says why."""
+
+
+def kernel_cache_dir() -> Path:
+    """Where built libraries are kept: ``$XDG_CACHE_HOME/mambakit/kernels``."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "mambakit" / "kernels"
+
+
+def load_library(name: str, source: str, flags: Sequence[str] = DEFAULT_FLAGS) -> ctypes.CDLL:
+    """The library built from C ``source`` with ``flags``, compiled on first use.
+
+    ``name`` prefixes the cached file (``<name>_<hash>.so``). The build writes to a
+    temporary file and renames it into place, so concurrent builders never load a partial
+    library. Raises :class:`KernelBuildError` (every time, once it failed in this process).
+    """
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    machine = torch.backends.cpu.get_cpu_capability()
+    key = hashlib.sha256(f"{source}{list(flags)}{compiler}{machine}".encode()).hexdigest()[:16]
+    memo = _loaded.get(key)
+    if memo is None:
+        try:
+            memo = _build_and_load(name, source, list(flags), compiler, key)
+        except KernelBuildError as e:
+            memo = e
+        _loaded[key] = memo
+    if isinstance(memo, KernelBuildError):
+        raise memo
+    return memo
+
+
+def _build_and_load(
+    name: str, source: str, flags: list[str], compiler: str | None, key: str
+) -> ctypes.CDLL:
+    if compiler is None:
+        raise KernelBuildError(f"{name}: no C compiler (cc/gcc) on PATH")
+    target = kernel_cache_dir() / f"{name}_{key}.so"
+    try:
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+                src = Path(tmp) / f"{name}.c"
+                src.write_text(source)
+                out = Path(tmp) / target.name
+                subprocess.run(
+                    [compiler, *flags, str(src), "-o", str(out), "-lm"],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                os.replace(out, target)
+        return ctypes.CDLL(str(target))
+    except (OSError, subprocess.CalledProcessError) as e:
+        detail = (getattr(e, "stderr", "") or str(e)).strip()[:500]
+        raise KernelBuildError(f"{name}: building the C kernel failed: {detail}") from e
