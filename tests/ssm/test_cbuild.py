@@ -1,0 +1,41 @@
+"""Building, caching and loading C sources (mambakit.ssm.cbuild)."""
+
+import ctypes
+import shutil
+
+import pytest
+
+from mambakit.ssm import cbuild
+
+needs_cc = pytest.mark.skipif(
+    shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler"
+)
+SOURCE = "long add_longs(long a, long b) { return a + b; }\n/* %s */\n"
+
+
+@needs_cc
+def test_builds_once_into_the_cache_and_loads(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    source = SOURCE % tmp_path  # a source no other test built in this process
+    lib = cbuild.load_library("adder", source)
+    lib.add_longs.restype = ctypes.c_long
+    assert lib.add_longs(40, 2) == 42
+    built = list((tmp_path / "mambakit" / "kernels").glob("adder_*.so"))
+    assert len(built) == 1
+    assert cbuild.load_library("adder", source) is lib
+
+
+@needs_cc
+def test_a_compile_error_says_why_every_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    source = f"int broken( {{ /* {tmp_path} */"
+    for _ in range(2):
+        with pytest.raises(cbuild.KernelBuildError, match="broken: building the C kernel failed"):
+            cbuild.load_library("broken", source)
+    assert not list((tmp_path / "mambakit" / "kernels").glob("broken_*.so"))
+
+
+def test_a_missing_compiler_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setenv("CC", str(tmp_path / "no-cc"))
+    with pytest.raises(cbuild.KernelBuildError, match="no-cc"):
+        cbuild.load_library("adder", SOURCE % "missing compiler")
