@@ -151,6 +151,21 @@ def test_step_timing_is_reported_against_its_linear_floor(tiny_result):
     assert "step(): mamba2 Backbone, 1 layers, d_model 32" in bench_ssm.format_ssm_table(result)
 
 
+def test_step_reports_the_fused_c_step_beside_fp32_with_its_error():
+    from mambakit.ssm import cpu_decode
+
+    step = bench_ssm.measure_step(2, 32, mlp_ratio=2.0, steps=3, warmup=1)
+    if step["c_unavailable"] is not None:
+        assert step["step_c_int8_ms"] is None and cpu_decode.available() is not None
+        return
+    assert step["c_fp32_rel_err"] < 1e-5  # same weights, sums in another order
+    for fmt in ("bf16", "int8"):
+        assert step[f"step_c_{fmt}_ms"] > 0
+        assert 0 < step[f"c_{fmt}_rel_err"] < 0.05
+    table = bench_ssm.format_ssm_table({"roofline_gflops": 1.0, "rows": [], "step": [step]})
+    assert "fused C step: fp32" in table
+
+
 def test_quick_mode_skips_only_the_listed_slow_cases(monkeypatch):
     monkeypatch.setattr(bench_ssm, "QUICK_SKIP_ABOVE", 100)  # make L=256 count as "long"
     kw = {**TINY, "impls": ("attention", "mamba"), "seqlens": (256,)}

@@ -29,7 +29,8 @@ the bench times one layer of each implementation and measures its peak memory gr
 Each row also carries the analytic FLOPs of its algorithm (:mod:`mambakit.bench.flops`),
 the achieved GFLOP/s and its fraction of this machine's measured fp32 matmul rate
 (:func:`mambakit.bench.common.measure_matmul_flops`), the roofline of a layer made of
-matmuls. Then ``step()`` decoding (fp32 vs int8 decode weights, interleaved) and, unless
+matmuls. Then ``step()`` decoding (fp32 vs int8 decode weights on the PyTorch path vs the
+fused C step in fp32, bf16 and int8, interleaved) and, unless
 ``end_to_end=False``, what the fast paths buy the pipelines: drums generation and timbre
 transfer with the torch scans vs the C scans, and drums training steps per minute with
 the compile switch off vs on (:func:`measure_inference`, :func:`measure_drums_training`).
@@ -411,35 +412,45 @@ def measure_step(
 ) -> dict[str, Any]:
     """Time one ``Backbone.step`` (batch 1, no grad) of a ``kind`` backbone, in ms.
 
-    Two copies of the same backbone take turns, step by step: fp32 weights (``step_ms``) and
-    int8 decode weights (``step_int8_ms``, :func:`mambakit.ssm.decode_weights_`, where the
-    CPU has the kernel), each with its own cache fed the same inputs; ``int8_rel_err`` is
-    the largest output difference over the run relative to the largest fp32 output.
+    Copies of the same backbone take turns, step by step, each with its own cache fed the
+    same inputs: fp32 weights on the PyTorch path (``step_ms``); int8 decode weights on
+    the PyTorch path (``step_int8_ms``, ``decode_weights_(..., "int8", backend="torch")``,
+    where the CPU has torch's kernel); and, where the fused C step builds
+    (:mod:`mambakit.ssm.cpu_decode`, CPU, Mamba-2 backbones), that step with fp32, bf16 and
+    int8 packed weights (``step_c_<fmt>_ms``; ``c_unavailable`` says why it is absent).
+    ``int8_rel_err`` and ``c_<fmt>_rel_err`` are the largest output difference to the fp32
+    PyTorch step over the run relative to its largest output (the state carried along).
     Also times the fp32 backbone's ``nn.Linear`` layers alone as matrix-vector products
-    (``linear_ms``): at batch 1 a step streams every weight once, so this is the fp32 floor;
-    ``step_ms - linear_ms`` is what the recurrences, norms and per-op overhead add.
-    Medians of ``steps`` calls.
+    (``linear_ms``): at batch 1 a step streams every weight once, so this is the PyTorch
+    fp32 floor; ``step_ms - linear_ms`` is what the recurrences, norms and per-op overhead
+    add. Medians of ``steps`` calls.
     """
     import copy
 
-    from mambakit.ssm import Backbone, decode_weights_
+    from mambakit.ssm import Backbone, cpu_decode, decode_weights_
     from mambakit.ssm.layout import _int8_supported
 
     dev = resolve_device(device)
     model = Backbone(kind, n_layers, d_model, mlp_ratio=mlp_ratio).to(dev).eval()
-    models = {"fp32": model}
+    variants = {"fp32": model}
     if dev.type == "cpu" and _int8_supported():
-        models["int8"] = decode_weights_(copy.deepcopy(model), "int8")
-    caches = {name: m.allocate_cache(1, device=dev) for name, m in models.items()}
+        variants["int8"] = decode_weights_(copy.deepcopy(model), "int8", backend="torch")
+    c_unavailable = "not on CPU" if dev.type != "cpu" else None
+    c_unavailable = c_unavailable or cpu_decode.unsupported_reason(model) or cpu_decode.available()
+    if c_unavailable is None:
+        for fmt in cpu_decode.FORMATS:
+            variants[f"c_{fmt}"] = decode_weights_(copy.deepcopy(model), fmt, backend="c")
+    caches = {name: m.allocate_cache(1, device=dev) for name, m in variants.items()}
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     inputs = [torch.randn(1, m.in_features, device=dev) for m in linears]
-    times: dict[str, list[float]] = {name: [] for name in [*models, "linear"]}
-    worst, scale = 0.0, 0.0
+    times: dict[str, list[float]] = {name: [] for name in [*variants, "linear"]}
+    worst = dict.fromkeys(variants, 0.0)
+    scale = 0.0
     with torch.no_grad():
         for i in range(warmup + steps):
             x_t = torch.randn(1, d_model, device=dev)
             outputs = {}
-            for name, m in models.items():
+            for name, m in variants.items():
                 start = time.perf_counter()
                 outputs[name] = m.step(x_t, caches[name])[0]
                 if dev.type == "cuda":
@@ -453,11 +464,17 @@ def measure_step(
                 torch.cuda.synchronize(dev)
             if i >= warmup:
                 times["linear"].append(time.perf_counter() - start)
-            if "int8" in outputs:
-                worst = max(worst, float((outputs["int8"] - outputs["fp32"]).abs().max()))
-                scale = max(scale, float(outputs["fp32"].abs().max()))
-    int8 = "int8" in models
-    return {
+            scale = max(scale, float(outputs["fp32"].abs().max()))
+            for name, out in outputs.items():
+                worst[name] = max(worst[name], float((out - outputs["fp32"]).abs().max()))
+
+    def median_ms(name: str) -> float | None:
+        return 1e3 * statistics.median(times[name]) if name in variants else None
+
+    def rel_err(name: str) -> float | None:
+        return worst[name] / scale if name in variants and scale else None
+
+    result = {
         "kind": kind,
         "n_layers": n_layers,
         "d_model": d_model,
@@ -465,12 +482,17 @@ def measure_step(
         "batch": 1,
         "params": sum(p.numel() for p in model.parameters()),
         "steps": steps,
-        "step_ms": 1e3 * statistics.median(times["fp32"]),
+        "step_ms": median_ms("fp32"),
         "step_min_ms": 1e3 * min(times["fp32"]),
-        "step_int8_ms": 1e3 * statistics.median(times["int8"]) if int8 else None,
-        "int8_rel_err": worst / scale if int8 and scale else None,
+        "step_int8_ms": median_ms("int8"),
+        "int8_rel_err": rel_err("int8"),
         "linear_ms": 1e3 * statistics.median(times["linear"]),
+        "c_unavailable": c_unavailable,
     }
+    for fmt in cpu_decode.FORMATS:
+        result[f"step_c_{fmt}_ms"] = median_ms(f"c_{fmt}")
+        result[f"c_{fmt}_rel_err"] = rel_err(f"c_{fmt}")
+    return result
 
 
 TABLE_COLUMNS = (
@@ -529,6 +551,15 @@ def format_ssm_table(result: dict[str, Any]) -> str:
                 f"; int8 decode weights: {step['step_int8_ms']:.2f} ms "
                 f"(max output error {step['int8_rel_err']:.1e} of the output scale)"
             )
+        fused = [
+            f"{fmt} {step[f'step_c_{fmt}_ms']:.2f} ms (error {step[f'c_{fmt}_rel_err']:.1e})"
+            for fmt in ("fp32", "bf16", "int8")
+            if step.get(f"step_c_{fmt}_ms") is not None
+        ]
+        if fused:
+            table += "; fused C step: " + ", ".join(fused)
+        elif step.get("c_unavailable"):
+            table += f"; no fused C step ({step['c_unavailable']})"
     return table
 
 

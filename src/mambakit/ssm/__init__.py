@@ -10,12 +10,13 @@ Every layer maps ``[B, L, d_model] -> [B, L, d_model]`` and shares one recurrent
 Pure PyTorch plus two small C scan kernels built on first use (inference on CPU,
 :mod:`mambakit.ssm.cpu_kernel`); ``mamba_ssm`` kernels are used on CUDA when installed (never
 imported here). ``set_compile(False | True | "auto")`` runs the layers through
-``torch.compile``; ``decode_weights_(model, "int8")`` gives ``step()`` int8 weights.
+``torch.compile``; ``decode_weights_(model, "int8" | "bf16")`` gives ``step()`` int8 or bf16
+weights, and Mamba-2 backbones a fused C step (one call per token, :mod:`mambakit.ssm.cpu_decode`).
 """
 
 from .attention import AttentionCache, CausalSelfAttention, apply_rotary
 from .backbone import KINDS, MLP, Backbone, BackboneCache, Bidirectional, count_parameters
-from .layout import DECODE_WEIGHTS, decode_layout_, decode_weights_
+from .layout import DECODE_BACKENDS, DECODE_WEIGHTS, decode_layout_, decode_weights_
 from .mamba import Mamba, MambaCache
 from .mamba2 import GatedRMSNorm, Mamba2, Mamba2Cache
 from .ops import (
@@ -37,6 +38,7 @@ __all__ = [
     "AttentionCache",
     "BACKENDS",
     "COMPILE_MODES",
+    "DECODE_BACKENDS",
     "DECODE_WEIGHTS",
     "Backbone",
     "BackboneCache",
