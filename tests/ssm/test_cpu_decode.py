@@ -2,6 +2,7 @@
 
 import copy
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -144,3 +145,16 @@ def test_fp32_auto_is_the_exact_torch_step():
     decode_weights_(model, "fp32")
     assert model.__dict__.get(FUSED_ATTR) is None
     torch.testing.assert_close(_run(model, xs)[0], reference, rtol=0, atol=0)
+
+
+@needs_kernel
+def test_threads_stepping_their_own_caches_do_not_share_scratch():
+    # wide enough that the C call (the GIL released) dominates each step, so threads overlap
+    torch.manual_seed(0)
+    model = decode_weights_(Backbone("mamba2", 2, 256, mlp_ratio=4.0).eval(), "int8", backend="c")
+    xs = torch.randn(4, STEPS, 1, 256)
+    sequential = [_run(model, x)[0] for x in xs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        threaded = list(pool.map(lambda x: _run(model, x)[0], xs))
+    for a, b in zip(threaded, sequential, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -29,6 +29,7 @@ changing the model.
 from __future__ import annotations
 
 import ctypes
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +166,7 @@ class FusedDecoder:
             _eps(backbone.norm_f), first.norm.eps, norm_f.data_ptr(), self._layers,
         )  # fmt: skip
         self._row_floats = self._lib.mamba2_step_scratch(ctypes.byref(self._model))
-        self._scratch = torch.empty(0)
+        self._local = threading.local()  # scratch per thread: the C call releases the GIL
 
     def _f32(self, t: Tensor) -> Tensor:
         t = t.detach().float().contiguous().clone()
@@ -225,8 +226,9 @@ class FusedDecoder:
         advances every ``Mamba2Cache`` in ``layer_caches`` in place. Check :meth:`accepts`
         first (this method trusts its arguments)."""
         b = x_t.shape[0]
-        if self._scratch.numel() < b * self._row_floats:
-            self._scratch = torch.empty(b * self._row_floats)
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None or scratch.numel() < b * self._row_floats:
+            scratch = self._local.scratch = torch.empty(b * self._row_floats)
         x_t = x_t.detach().contiguous()
         out = torch.empty_like(x_t)
         n = len(layer_caches)
@@ -234,7 +236,7 @@ class FusedDecoder:
         ssm = (ctypes.c_void_p * n)(*(c.ssm_state.data_ptr() for c in layer_caches))
         self._lib.mamba2_backbone_step(
             ctypes.byref(self._model), x_t.data_ptr(), out.data_ptr(), conv, ssm,
-            self._scratch.data_ptr(), b,
+            scratch.data_ptr(), b,
         )  # fmt: skip
         return out
 
