@@ -3,8 +3,8 @@
 The fused CPU kernels (:mod:`~mambakit.ssm.cpu_decode`) are plain C with no PyTorch
 headers. :func:`load_library` compiles a source with the system C compiler into
 ``$XDG_CACHE_HOME/mambakit/kernels`` (``~/.cache`` by default) under a name keyed by the
-hash of the source, the flags, the compiler and the CPU capability torch reports
-(``-march=native`` builds per CPU), and loads it with :mod:`ctypes`, whose foreign calls
+hash of the source, the flags, the compiler and the CPU (``-march=native`` builds per
+CPU), and loads it with :mod:`ctypes`, whose foreign calls
 release the GIL. A process builds each source at most once: a failure is remembered, and
 every later call raises the same :class:`KernelBuildError`, whose message says why (no
 compiler, the compiler's error output, a library that does not load), so that callers can
@@ -13,9 +13,11 @@ fall back to PyTorch and report the reason.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -51,8 +53,7 @@ def load_library(name: str, source: str, flags: Sequence[str] = DEFAULT_FLAGS) -
     library. Raises :class:`KernelBuildError` (every time, once it failed in this process).
     """
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    machine = torch.backends.cpu.get_cpu_capability()
-    key = hashlib.sha256(f"{source}{list(flags)}{compiler}{machine}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{source}{list(flags)}{compiler}{_machine()}".encode()).hexdigest()[:16]
     memo = _loaded.get(key)
     if memo is None:
         try:
@@ -63,6 +64,16 @@ def load_library(name: str, source: str, flags: Sequence[str] = DEFAULT_FLAGS) -
     if isinstance(memo, KernelBuildError):
         raise memo
     return memo
+
+
+def _machine() -> str:
+    """What a ``-march=native`` build depends on: the architecture, torch's view of the
+    vector units and, on Linux, the CPU's feature flags (a cache folder shared between
+    machines must not hand one CPU another's instructions)."""
+    flags = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        flags = next((line for line in cpuinfo if line.startswith("flags")), "")
+    return f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()} {flags}"
 
 
 def _build_and_load(
