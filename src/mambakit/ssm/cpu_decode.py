@@ -100,6 +100,9 @@ def unsupported_reason(backbone: nn.Module) -> str | None:
         return "the fused step needs float32 CPU weights"
     if not all(isinstance(blk.mixer, Mamba2) for blk in backbone.layers):
         return "the fused step runs Mamba2 mixers only"
+    norms = [backbone.norm_f, *(m for blk in backbone.layers for m in (blk.norm, blk.mlp_norm))]
+    if len({_eps(norm) for norm in norms if norm is not None}) != 1:
+        return "the fused step needs one RMSNorm eps for every block norm and the final norm"
     return None
 
 
@@ -175,8 +178,6 @@ class FusedDecoder:
 
     def _pack_block(self, blk: nn.Module, weights: str) -> _Layer:
         mixer = blk.mixer
-        if len({_eps(blk.norm), *([_eps(blk.mlp_norm)] if blk.mlp is not None else [])}) != 1:
-            raise ValueError("the fused step needs one RMSNorm eps for every block norm")
         conv_b = mixer.conv1d.bias
         conv_b = conv_b if conv_b is not None else torch.zeros(mixer.conv_dim)
         mlp = blk.mlp
