@@ -425,54 +425,35 @@ def measure_step(
     fp32 floor; ``step_ms - linear_ms`` is what the recurrences, norms and per-op overhead
     add. Medians of ``steps`` calls.
     """
-    import copy
-
-    from mambakit.ssm import Backbone, cpu_decode, decode_weights_
-    from mambakit.ssm.layout import _int8_supported
+    from mambakit.ssm import Backbone, cpu_decode
 
     dev = resolve_device(device)
     model = Backbone(kind, n_layers, d_model, mlp_ratio=mlp_ratio).to(dev).eval()
-    variants = {"fp32": model}
-    if dev.type == "cpu" and _int8_supported():
-        variants["int8"] = decode_weights_(copy.deepcopy(model), "int8", backend="torch")
-    c_unavailable = "not on CPU" if dev.type != "cpu" else None
-    c_unavailable = c_unavailable or cpu_decode.unsupported_reason(model) or cpu_decode.available()
-    if c_unavailable is None:
-        for fmt in cpu_decode.FORMATS:
-            variants[f"c_{fmt}"] = decode_weights_(copy.deepcopy(model), fmt, backend="c")
-    caches = {name: m.allocate_cache(1, device=dev) for name, m in variants.items()}
-    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    inputs = [torch.randn(1, m.in_features, device=dev) for m in linears]
-    times: dict[str, list[float]] = {name: [] for name in [*variants, "linear"]}
-    worst = dict.fromkeys(variants, 0.0)
+    fns, c_unavailable = _step_variants(model, dev)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    worst = dict.fromkeys(fns, 0.0)
     scale = 0.0
     with torch.no_grad():
         for i in range(warmup + steps):
             x_t = torch.randn(1, d_model, device=dev)
             outputs = {}
-            for name, m in variants.items():
+            for name, fn in fns.items():
                 start = time.perf_counter()
-                outputs[name] = m.step(x_t, caches[name])[0]
+                outputs[name] = fn(x_t)
                 if dev.type == "cuda":
                     torch.cuda.synchronize(dev)
                 if i >= warmup:
                     times[name].append(time.perf_counter() - start)
-            start = time.perf_counter()
-            for m, inp in zip(linears, inputs, strict=True):
-                m(inp)
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            if i >= warmup:
-                times["linear"].append(time.perf_counter() - start)
             scale = max(scale, float(outputs["fp32"].abs().max()))
             for name, out in outputs.items():
-                worst[name] = max(worst[name], float((out - outputs["fp32"]).abs().max()))
+                if out is not None:
+                    worst[name] = max(worst[name], float((out - outputs["fp32"]).abs().max()))
 
     def median_ms(name: str) -> float | None:
-        return 1e3 * statistics.median(times[name]) if name in variants else None
+        return 1e3 * statistics.median(times[name]) if name in fns else None
 
     def rel_err(name: str) -> float | None:
-        return worst[name] / scale if name in variants and scale else None
+        return worst[name] / scale if name in fns and scale else None
 
     result = {
         "kind": kind,
@@ -486,13 +467,50 @@ def measure_step(
         "step_min_ms": 1e3 * min(times["fp32"]),
         "step_int8_ms": median_ms("int8"),
         "int8_rel_err": rel_err("int8"),
-        "linear_ms": 1e3 * statistics.median(times["linear"]),
+        "linear_ms": median_ms("linear"),
         "c_unavailable": c_unavailable,
     }
     for fmt in cpu_decode.FORMATS:
         result[f"step_c_{fmt}_ms"] = median_ms(f"c_{fmt}")
         result[f"c_{fmt}_rel_err"] = rel_err(f"c_{fmt}")
     return result
+
+
+def _step_variants(
+    model: torch.nn.Module, dev: torch.device
+) -> tuple[dict[str, Callable[[torch.Tensor], torch.Tensor | None]], str | None]:
+    """The step functions :func:`measure_step` times (each copy of ``model`` with its own
+    cache) and why the fused C step is absent (``None`` when it is there)."""
+    import copy
+
+    from mambakit.ssm import cpu_decode, decode_weights_
+    from mambakit.ssm.layout import _int8_supported
+
+    variants = {"fp32": model}
+    if dev.type == "cpu" and _int8_supported():
+        variants["int8"] = decode_weights_(copy.deepcopy(model), "int8", backend="torch")
+    c_unavailable = "not on CPU" if dev.type != "cpu" else None
+    c_unavailable = c_unavailable or cpu_decode.unsupported_reason(model) or cpu_decode.available()
+    if c_unavailable is None:
+        for fmt in cpu_decode.FORMATS:
+            variants[f"c_{fmt}"] = decode_weights_(copy.deepcopy(model), fmt, backend="c")
+
+    def stepper(m: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+        cache = m.allocate_cache(1, device=dev)
+        return lambda x_t: m.step(x_t, cache)[0]
+
+    fns: dict[str, Callable[[torch.Tensor], torch.Tensor | None]] = {
+        name: stepper(m) for name, m in variants.items()
+    }
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    inputs = [torch.randn(1, m.in_features, device=dev) for m in linears]
+
+    def linear_floor(x_t: torch.Tensor) -> None:
+        for m, inp in zip(linears, inputs, strict=True):
+            m(inp)
+
+    fns["linear"] = linear_floor
+    return fns, c_unavailable
 
 
 TABLE_COLUMNS = (
