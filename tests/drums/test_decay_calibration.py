@@ -39,7 +39,9 @@ def test_past_the_open_gate_the_stretch_raises_the_sustain_and_keeps_growing_lon
         lengths.append(_t10(s)), sustains.append(s.sustain_level)
         # the level left at the clip's end grows with the stretch, also past the open gate
         assert 0.0 <= s.sustain_level < 1.0
-    tail = [float(render_adsr(stretched_adsr(adsr, k, SR, SR), SR, SR)[-1]) for k in (8, 16, 32, 64)]
+    tail = [
+        float(render_adsr(stretched_adsr(adsr, k, SR, SR), SR, SR)[-1]) for k in (8, 16, 32, 64)
+    ]
     assert lengths == sorted(lengths) and lengths[-1] == pytest.approx(1.0)
     assert sustains[:3] == [0.0, 0.0, 0.0] and np.all(np.diff(sustains[3:]) > 0)
     assert np.all(np.diff(tail) > 0)
