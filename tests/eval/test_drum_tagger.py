@@ -1,14 +1,18 @@
 """The independent tag classifier of ``eval drums``: descriptors, fit, and its accuracy on
 clips it never saw."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
+import torch
 
 from mambakit.drums.procedural import synthesize
 from mambakit.eval.drum_tagger import (
     DrumTagClassifier,
     fit_tag_classifier,
     group_cross_validated_accuracy,
+    kit_cross_validation,
     tag_descriptor,
 )
 
@@ -81,3 +85,31 @@ def test_misuse_is_an_error():
         DrumTagClassifier().predict(np.zeros((1, 3)))
     with pytest.raises(ValueError, match="as many labels"):
         DrumTagClassifier().fit(np.zeros((2, 3)), ["kick"])
+
+
+class _Library:
+    """Stands in for a ``DrumDataset`` read from a ``kit/tag/x.wav`` tree."""
+
+    def __init__(self, root, kits):
+        self.config = SimpleNamespace(sr=SR)
+        self.paths, self.tags, self.audio = [], [], []
+        for kit, seed in kits:
+            clips, tags = _clips(("kick", "closed_hat", "snare"), 3, seed)
+            for i, (clip, tag) in enumerate(zip(clips, tags)):
+                self.paths.append(root / kit / tag / f"{i}.wav")
+                self.tags.append(tag)
+                self.audio.append(torch.from_numpy(clip)[None])
+
+    def __len__(self):
+        return len(self.tags)
+
+    def __getitem__(self, i):
+        return {"audio": self.audio[i]}
+
+
+def test_kit_cross_validation_leaves_out_each_kit_folder(tmp_path):
+    summary = kit_cross_validation(_Library(tmp_path, [("a", 6), ("b", 7)]), tmp_path)
+    assert summary["kits"] == 2 and summary["clips"] == 18 and summary["l2"] == 0.1
+    assert summary["leave_one_kit_out_accuracy"] >= 8 / 9
+    one = kit_cross_validation(_Library(tmp_path / "a", [("", 6)]), tmp_path / "a")
+    assert one["kits"] == 1 and one["leave_one_kit_out_accuracy"] is None

@@ -20,6 +20,7 @@ def _training_summary(run: Path) -> dict[str, float] | None:
 def _eval_drums(args: argparse.Namespace) -> int:
     from mambakit.drums import DrumSynth
     from mambakit.drums.data import load_corpus
+    from mambakit.eval.drum_tagger import kit_cross_validation
     from mambakit.eval.drums import (
         evaluate_synth,
         generation_seconds,
@@ -44,6 +45,7 @@ def _eval_drums(args: argparse.Namespace) -> int:
         "real": str(args.real),
         "heldout": str(args.heldout) if args.heldout else None,
         "training": _training_summary(Path(args.run)),
+        "tag_classifier": kit_cross_validation(real, args.real),
         "speed": {f"pads_{n}_s": generation_seconds(synth, n) for n in (1, 16)}
         if args.speed
         else None,

@@ -30,6 +30,8 @@ nor on the held-out kits.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -168,6 +170,8 @@ def group_cross_validated_accuracy(
     """Leave-one-group-out accuracy (e.g. one kit out at a time): fit on the other
     groups, predict the left-out one; the share of all clips predicted right. How the
     classifier is expected to do on a kit it never saw."""
+    if not len(descriptors) == len(labels) == len(groups):
+        raise ValueError("need one label and one group per descriptor")
     lab, grp = np.asarray(labels), np.asarray(groups)
     hits = 0
     for g in sorted(set(groups)):
@@ -175,3 +179,24 @@ def group_cross_validated_accuracy(
         clf = DrumTagClassifier(l2).fit(descriptors[~out], list(lab[~out]))
         hits += int(np.sum(np.asarray(clf.predict(descriptors[out])) == lab[out]))
     return hits / len(lab)
+
+
+def kit_cross_validation(library: Any, root: str | Path, l2: float = 0.1) -> dict[str, Any]:
+    """Leave-one-kit-out accuracy of the classifier on a ``DrumDataset`` read from
+    ``root``, where a clip's kit is its first folder below ``root`` in a ``kit/tag/x.wav``
+    tree (one kit for a flat ``tag/x.wav`` folder)
+    -> ``{"l2", "clips", "kits", "leave_one_kit_out_accuracy"}`` (None with fewer than two
+    kits). The honest estimate for kits unlike any in the library; held-out kits that
+    share recordings with a training kit score higher."""
+    root = Path(root)
+    kits = [p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 2 else ""
+            for p in library.paths]  # fmt: skip
+    audios = [library[i]["audio"][0] for i in range(len(library))]
+    descriptors = np.stack([tag_descriptor(a, library.config.sr) for a in audios])
+    accuracy = (
+        group_cross_validated_accuracy(descriptors, library.tags, kits, l2)
+        if len(set(kits)) > 1
+        else None
+    )
+    return {"l2": l2, "clips": len(kits), "kits": len(set(kits)),
+            "leave_one_kit_out_accuracy": accuracy}  # fmt: skip
