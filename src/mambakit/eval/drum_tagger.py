@@ -122,8 +122,7 @@ class DrumTagClassifier:
         if len(descriptors) != len(labels) or len(labels) == 0:
             raise ValueError("fit needs as many labels as descriptors, and at least one")
         self.classes = sorted(set(labels))
-        self.mean = descriptors.mean(axis=0)
-        self.std = descriptors.std(axis=0) + 1e-6
+        self.mean, self.std = descriptors.mean(axis=0), descriptors.std(axis=0) + 1e-6
         z = torch.as_tensor(self._design(descriptors))
         y = torch.tensor([self.classes.index(t) for t in labels])
         counts = torch.bincount(y, minlength=len(self.classes)).double()
