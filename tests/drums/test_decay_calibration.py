@@ -130,3 +130,27 @@ def test_the_capped_model_needs_the_sustain_a_longer_decay_alone_does_not_reach(
         for k in (1, 4, 16, 64)
     )
     assert longest < 0.3  # so the old "scale the times" calibration stalled far short of 0.45 s
+
+
+def test_cli_calibrate_rewrites_the_run_defaults_and_reports_each_ratio(tmp_path, capsys):
+    import json
+    import re
+
+    from mambakit.cli import main
+    from mambakit.drums.config import DrumConfig
+    from mambakit.drums.model import DrumDiffusionModel
+    from mambakit.drums.pipeline import DEFAULTS_NAME
+
+    torch.manual_seed(0)
+    DrumDiffusionModel(DrumConfig.tiny().with_(seconds=0.05)).save_pretrained(tmp_path)
+    before = {"midi_note": 36, "adsr": [0.002, 0.01, 0.0, 0.01, 0.0], "decay_10_s": 0.02}
+    (tmp_path / DEFAULTS_NAME).write_text(json.dumps({"kick": before}))
+    assert main(["drums", "calibrate", str(tmp_path), "--iterations", "2", "--seeds", "1"]) == 0
+    after = json.loads((tmp_path / DEFAULTS_NAME).read_text())["kick"]
+    assert TagDefaults(**after).decay_10_s == 0.02 and after["midi_note"] == 36
+    line = (
+        r"kick: decay [\d.]+ s, sustain [\d.]+; rings [\d.]+x the library's 10 % decay of 0.020 s"
+    )
+    assert re.search(line, capsys.readouterr().out)
+    assert main(["drums", "calibrate", str(tmp_path / "nothing")]) != 0
+    assert "nothing has no drum_defaults.json" in capsys.readouterr().err

@@ -325,6 +325,7 @@ def evaluate_synth(
     steps: int | None = None,
     progress: bool = True,
     sheet: str | Path | None = None,
+    cfg: float = 1.0,
 ) -> list[DrumScores]:
     """Score a :class:`~mambakit.drums.DrumSynth`, its scaffold and the request clips
     -> ``[model, scaffold, real]``.
@@ -332,9 +333,10 @@ def evaluate_synth(
     ``reference`` is a ``DrumDataset`` of real clips (the classifier, the diversity, the
     memorisation and the decay-length references); requests come from ``requests_from``
     (clips the model never saw, ideally) or else from ``reference``. At most ``limit``
-    requests, spread over tags. ``real`` holds the measures that apply to the request clips
-    themselves: the classifier's accuracy on them, the comb, and their decay ratio to the
-    reference library.
+    requests, spread over tags; the model samples with ``steps`` denoising steps and
+    guidance scale ``cfg`` (1 = off, as ``generate``). ``real`` holds the measures that
+    apply to the request clips themselves: the classifier's accuracy on them, the comb,
+    and their decay ratio to the reference library.
     """
     sr = synth.sample_rate
     tags = list(synth.tags)
@@ -350,7 +352,7 @@ def evaluate_synth(
         env = _fit_len(req.pitch_env, synth.config.n_samples)
         audio, _ = synth.generate(
             tag=req.tag, note=int(round(req.midi_note)), adsr=req.adsr, pitch_env=env,
-            steps=steps, seed=seed, n=n,
+            steps=steps, cfg=cfg, seed=seed, n=n,
         )  # fmt: skip
         return audio
 
@@ -362,15 +364,15 @@ def evaluate_synth(
         )  # fmt: skip
         return audio
 
-    def tag_only(method: Any) -> TagGenerator:
-        return lambda tag, seed, n: method(tag=tag, steps=steps, seed=seed, n=n)[0]
+    def model_tag_only(tag: str, seed: int, n: int) -> torch.Tensor:
+        return synth.generate(tag=tag, steps=steps, cfg=cfg, seed=seed, n=n)[0]
 
     def scaffold_tag_only(tag: str, seed: int, n: int) -> torch.Tensor:
         return synth.scaffold(tag=tag, seed=seed, n=n)[0]
 
     common = dict(requests=requests, sr=sr, reference=library, progress=progress)
     model_scores, model_audio = score_generator(
-        "model", from_model, generate_tag=tag_only(synth.generate), **common
+        "model", from_model, generate_tag=model_tag_only, **common
     )
     scaffold_scores, scaffold_audio = score_generator(
         "scaffold", from_scaffold, generate_tag=scaffold_tag_only, **common
