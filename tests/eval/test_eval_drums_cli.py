@@ -21,6 +21,9 @@ def test_eval_drums_writes_scores_with_machine_and_training_labels(tmp_path, cap
     assert payload["kind"] == "eval-drums" and payload["heldout"] is None
     assert payload["training"]["steps"] == 2 and payload["training"]["seconds"] > 0
     assert payload["meta"]["machine"]["cpu_cores"] >= 1 and payload["meta"]["date_utc"]
+    assert payload["tag_classifier"] == {  # tag/x.wav folders: one kit, nothing to leave out
+        "l2": 0.1, "clips": 6, "kits": 1, "leave_one_kit_out_accuracy": None
+    }  # fmt: skip
     assert [s["name"] for s in payload["scores"]] == ["model", "scaffold", "real"]
     assert all(s["n"] == 3 for s in payload["scores"])
     model, _, real = payload["scores"]

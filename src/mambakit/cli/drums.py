@@ -88,10 +88,14 @@ def _calibrate(args: argparse.Namespace) -> int:
     if not (args.run / DEFAULTS_NAME).is_file():
         raise FileNotFoundError(f"{args.run} has no {DEFAULTS_NAME}: is it a drum run folder?")
     synth = DrumSynth.from_pretrained(args.run)
-    defaults = calibrate_decay_defaults(synth, iterations=args.iterations)
-    (args.run / DEFAULTS_NAME).write_text(json.dumps(defaults, indent=2))
-    for tag, d in defaults.items():
-        print(f"{tag:>10}: decay {d['adsr'][1]:.3f} s (library 10 % decay {d['decay_10_s']:.3f} s)")
+    result = calibrate_decay_defaults(synth, iterations=args.iterations, seeds=args.seeds)
+    (args.run / DEFAULTS_NAME).write_text(json.dumps(result.defaults, indent=2))
+    for tag, d in result.defaults.items():
+        dec, sus = d["adsr"][1:3]
+        print(
+            f"{tag:>10}: decay {dec:.3f} s, sustain {sus:.2f}; rings {result.ratios[tag]:.2f}x "
+            f"the library's 10 % decay of {d['decay_10_s']:.3f} s"
+        )
     print(f"rewrote {args.run / DEFAULTS_NAME}")
     return 0
 
@@ -161,7 +165,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fit each tag's default envelope so tag-only requests ring as long as the library",
     )
     c.add_argument("run", type=Path, help="run folder (its drum_defaults.json is rewritten)")
-    c.add_argument("--iterations", type=int, default=4, help="updates per tag (default 4)")
+    c.add_argument(
+        "--iterations", type=int, default=8, help="at most this many measurements per tag (8)"
+    )
+    c.add_argument("--seeds", type=int, default=8, help="generations per measurement (8)")
     c.set_defaults(func=_calibrate)
 
     from mambakit.cli import drums_tools

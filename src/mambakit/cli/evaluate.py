@@ -20,6 +20,7 @@ def _training_summary(run: Path) -> dict[str, float] | None:
 def _eval_drums(args: argparse.Namespace) -> int:
     from mambakit.drums import DrumSynth
     from mambakit.drums.data import load_corpus
+    from mambakit.eval.drum_tagger import kit_cross_validation
     from mambakit.eval.drums import (
         evaluate_synth,
         generation_seconds,
@@ -33,8 +34,9 @@ def _eval_drums(args: argparse.Namespace) -> int:
     heldout = load_corpus(args.heldout) if args.heldout else None
     out = Path(args.out or Path(args.run) / "eval")
     scores = evaluate_synth(
-        synth, real, heldout, limit=args.limit, steps=args.steps, sheet=out / "sheet.png"
-    )
+        synth, real, heldout, limit=args.limit, steps=args.steps, sheet=out / "sheet.png",
+        cfg=args.cfg,
+    )  # fmt: skip
     from mambakit.bench.common import result_metadata
 
     extra = {
@@ -43,7 +45,9 @@ def _eval_drums(args: argparse.Namespace) -> int:
         "run": str(args.run),
         "real": str(args.real),
         "heldout": str(args.heldout) if args.heldout else None,
+        "cfg": args.cfg,
         "training": _training_summary(Path(args.run)),
+        "tag_classifier": kit_cross_validation(real, args.real),
         "speed": {f"pads_{n}_s": generation_seconds(synth, n) for n in (1, 16)}
         if args.speed
         else None,
@@ -118,6 +122,7 @@ def register_eval(eval_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--heldout", type=Path, help="clips the model never saw (requests)")
     p.add_argument("--limit", type=int, default=40, help="at most this many requests")
     p.add_argument("--steps", type=int, help="denoising steps")
+    p.add_argument("--cfg", type=float, default=1.0, help="guidance scale (default 1 = off)")
     p.add_argument("--out", type=Path, help="report folder (default RUN/eval)")
     p.add_argument(
         "--speed", action="store_true", help="also time 1 and 16 pads (median of 3, this machine)"

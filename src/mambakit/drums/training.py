@@ -17,7 +17,9 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,14 @@ def decay_matched_adsr(adsr: ADSR, decay_10_s: float, n_samples: int, sr: int) -
     the 10 % point either way). The default envelope of a tag is the median fit reshaped
     to ring exactly as long as the library's median 10 %-decay time.
     """
+    return _scaled(adsr, _matching_scale(adsr, decay_10_s, n_samples, sr))
+
+
+def _matching_scale(adsr: ADSR, decay_10_s: float, n_samples: int, sr: int) -> float:
+    """The factor on decay, hold and release times at which the rendered ``adsr`` first
+    stays under 10 % of its peak from ``decay_10_s`` on (within 1e-2 .. 1e2; a
+    ``decay_10_s`` of the clip length gives the factor at which the curve first stays
+    above 10 % to the end of the clip)."""
 
     def t10(scale: float) -> float:
         curve = render_adsr(_scaled(adsr, scale), n_samples, sr).numpy()
@@ -81,7 +91,29 @@ def decay_matched_adsr(adsr: ADSR, decay_10_s: float, n_samples: int, sr: int) -
     for _ in range(40):  # t10 grows with the scale: bisect it in log space
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if t10(math.exp(mid)) < decay_10_s else (lo, mid)
-    return _scaled(adsr, math.exp(0.5 * (lo + hi)))
+    return math.exp(0.5 * (lo + hi))
+
+
+def stretched_adsr(adsr: ADSR, stretch: float, n_samples: int, sr: int) -> ADSR:
+    """``adsr`` made to ring longer (``stretch`` > 1) or shorter (< 1) by one factor, a
+    control that keeps working past the end of the clip (``n_samples`` at ``sr`` Hz).
+
+    Decay, hold and release times are multiplied by ``stretch`` up to the factor at which
+    the rendered envelope stays above 10 % of its peak to the clip's end (at least 1).
+    Past that point longer times change almost nothing inside the clip, and a model
+    conditioned on them stops ringing longer (the shipped model's cymbal, issue 14), so
+    the rest of the stretch raises the sustain level instead: its distance to full level
+    shrinks by the same factor, ``1 - (1 - sustain) * open / stretch``. The result grows
+    monotonically longer with ``stretch`` and is ``adsr`` itself at ``stretch = 1``.
+    """
+    if stretch <= 0:
+        raise ValueError(f"stretch must be > 0, got {stretch}")
+    clip_s = n_samples / sr
+    open_scale = max(1.0, _matching_scale(adsr, clip_s, n_samples, sr))
+    if stretch <= open_scale:
+        return _scaled(adsr, stretch)
+    lifted = 1.0 - (1.0 - adsr.sustain_level) * open_scale / stretch
+    return replace(_scaled(adsr, open_scale), sustain_level=lifted)
 
 
 def tag_defaults(dataset: DrumDataset) -> dict[str, dict[str, Any]]:
@@ -209,39 +241,106 @@ def train_drums(
     return Trainer(model, loss_fn, train_set, train, out).fit()
 
 
+def solve_stretch(
+    decay_s: Callable[[float], float],
+    target_s: float,
+    iterations: int = 8,
+    tolerance: float = 0.03,
+    max_step: float = 4.0,
+) -> tuple[float, float]:
+    """The stretch at which ``decay_s(stretch)`` (a measured decay time, seconds) comes
+    closest to ``target_s`` -> ``(stretch, decay_s at it)``, the best of at most
+    ``iterations`` measurements.
+
+    The root of ``log(decay_s / target_s)`` in ``log(stretch)``, from stretch 1: secant
+    steps (the first one assumes the decay grows in proportion to the stretch), each at
+    most a factor ``max_step``, until the target is bracketed, then regula falsi with the
+    Illinois correction, which keeps shrinking the bracket even where the measured curve
+    is flat on one side (a model that ignores the control over a range). Assumes the
+    decay grows with the stretch (where the measured curve is flat or falls, the search
+    steps that way by ``max_step``). Stops once the ratio is within ``1 +- tolerance``.
+    """
+    if not target_s > 0:
+        raise ValueError(f"target_s must be > 0 s, got {target_s}")
+    seen: list[tuple[float, float]] = []  # (log stretch, log(decay / target))
+    max_u = math.log(max_step)
+
+    def measure(u: float) -> float:
+        seen.append((u, math.log(max(decay_s(math.exp(u)), 1e-6) / target_s)))
+        return seen[-1][1]
+
+    def done() -> bool:
+        return len(seen) >= iterations or abs(seen[-1][1]) <= math.log1p(tolerance)
+
+    a, fa = 0.0, measure(0.0)
+    if not done():
+        b = -float(np.clip(fa, -max_u, max_u))
+        fb = measure(b)
+        while fa * fb > 0 and not done():  # not bracketed yet: step outward
+            slope = (fb - fa) / (b - a)
+            step = -fb / slope if slope > 0 else -math.copysign(max_u, fb)  # flat: full step
+            a, fa, b = b, fb, b + float(np.clip(step, -max_u, max_u))
+            fb = measure(b)
+        while fa * fb < 0 and not done():  # bracketed: Illinois regula falsi
+            c = b - fb * (b - a) / (fb - fa)
+            fc = measure(c)
+            if fc * fb > 0:  # the same side as b: a stays, with half its weight
+                fa /= 2
+            else:
+                a, fa = b, fb
+            b, fb = c, fc
+    u, f = min(seen, key=lambda p: abs(p[1]))
+    return math.exp(u), target_s * math.exp(f)
+
+
+@dataclass(frozen=True)
+class DecayCalibration:
+    """Result of :func:`calibrate_decay_defaults`: per tag, the JSON-ready default controls
+    (the fields of :class:`~mambakit.drums.pipeline.TagDefaults`, as written to
+    :data:`DEFAULTS_NAME`), and the generated / library 10 %-decay ratio they reach on the
+    calibration seeds (1 = rings as long as the library)."""
+
+    defaults: dict[str, dict[str, Any]]
+    ratios: dict[str, float]
+
+
 def calibrate_decay_defaults(
-    synth: Any, iterations: int = 4, seeds: int = 4, steps: int | None = None
-) -> dict[str, dict[str, Any]]:
+    synth: Any, iterations: int = 8, seeds: int = 8, steps: int | None = None
+) -> DecayCalibration:
     """Per-tag default envelopes under which the model rings as long as the library.
 
     The model shapes its output inside the ADSR gate (a kick's click decays faster than
-    its body), so a default ADSR whose own 10 %-decay time equals the library's
-    (``decay_10_s``, from :func:`tag_defaults`) still gives a shorter sound. Each tag's
-    default decay, hold and release are scaled by one factor, updated ``iterations``
-    times as ``factor *= library / generated`` (the 10 %-decay time of ``seeds`` tag-only
-    generations, median), which converges because the generated time grows with the gate.
-    Returns ``synth.defaults`` rewritten as JSON-ready dicts (see :data:`DEFAULTS_NAME`).
+    its body; the shipped model's cymbal stops growing once the gate stays open for the
+    whole clip), so a default ADSR whose own 10 %-decay time equals the library's
+    (``decay_10_s``, from :func:`tag_defaults`) still gives a shorter sound. So the model
+    itself is measured: each tag's default is :func:`stretched_adsr` by the factor that
+    :func:`solve_stretch` finds in at most ``iterations`` rounds, where each round is the
+    median 10 %-decay time of ``seeds`` tag-only generations (fixed seeds, so the curve
+    it solves on does not jitter between rounds).
     """
-    from dataclasses import asdict, replace
-
-    from mambakit.eval.features import decay_time_s
-
-    out = {}
+    n, sr = synth.config.n_samples, synth.sample_rate
+    defaults, ratios = {}, {}
     for tag, default in sorted(synth.defaults.items()):
         base = ADSR.from_vector(default.adsr)
-        scale = 1.0
-        for _ in range(iterations):
-            audio, sr = synth.generate(tag=tag, adsr=_scaled(base, scale), steps=steps,
-                                       seed=30_000, n=seeds)  # fmt: skip
-            made = float(np.median([decay_time_s(clip[0].numpy(), sr) for clip in audio]))
-            if made <= 0:
-                break
-            scale *= float(np.clip(default.decay_10_s / made, 0.25, 4.0))
-        calibrated = replace(
-            default, adsr=tuple(float(v) for v in _scaled(base, scale).to_vector())
-        )
-        out[tag] = asdict(calibrated) | {"adsr": list(calibrated.adsr)}
-    return out
+        measure = partial(_generated_decay_s, synth, tag, base, seeds=seeds, steps=steps)
+        stretch, made = solve_stretch(measure, default.decay_10_s, iterations)
+        adsr = stretched_adsr(base, stretch, n, sr)
+        calibrated = replace(default, adsr=tuple(float(v) for v in adsr.to_vector()))
+        defaults[tag] = asdict(calibrated) | {"adsr": list(calibrated.adsr)}
+        ratios[tag] = made / default.decay_10_s
+    return DecayCalibration(defaults, ratios)
+
+
+def _generated_decay_s(
+    synth: Any, tag: str, base: ADSR, stretch: float, seeds: int, steps: int | None
+) -> float:
+    """Median 10 %-decay time (s) of ``seeds`` tag-only generations (seeds 30000, ...)
+    under ``base`` stretched by ``stretch`` (:func:`stretched_adsr`)."""
+    from mambakit.eval.features import decay_time_s
+
+    adsr = stretched_adsr(base, stretch, synth.config.n_samples, synth.sample_rate)
+    audio, sr = synth.generate(tag=tag, adsr=adsr, steps=steps, seed=30_000, n=seeds)
+    return float(np.median([decay_time_s(clip[0].numpy(), sr) for clip in audio]))
 
 
 def _scaled(adsr: ADSR, scale: float) -> ADSR:

@@ -8,10 +8,15 @@ are scored with the same metrics:
 - pitch error in cents for tonal requests (median of absolute errors),
 - correlation of the generated amplitude envelope with the requested ADSR,
   and the attack / decay errors of an ADSR fitted to the output,
-- tag accuracy by a nearest-centroid classifier fitted on the real clips,
+- tag accuracy by an independent classifier fitted on the real clips
+  (:class:`~mambakit.eval.drum_tagger.DrumTagClassifier`: spectro-temporal descriptors,
+  class-balanced logistic regression); its accuracy on the request clips themselves is
+  the ceiling a model can reach, reported in the ``real`` column,
 - diversity for fixed controls (several seeds) relative to the real clips of that tag,
 - memorisation: distance of each output to its nearest training clip, relative to
-  the typical nearest-neighbour distance inside the training set (near 0 = a copy),
+  the typical nearest-neighbour distance inside the training set (near 0 = a copy);
+  both in the space of standardised :func:`~mambakit.eval.features.clip_embedding`
+  descriptors of the real clips,
 - the patch-rate comb (:func:`~mambakit.eval.features.comb_level_db`: lines at multiples
   of 44100 / 64 Hz over the local spectrum, 0 dB for real one-shots), per tag,
 - decay length: for tag-only requests (the tag's default controls, several seeds), the
@@ -20,7 +25,8 @@ are scored with the same metrics:
   as long as the library.
 
 A third column, ``real``, scores the request clips themselves where the measure applies
-(the comb, and the decay ratio of held-out clips to the reference library).
+(the classifier's accuracy, the comb, and the decay ratio of held-out clips to the
+reference library).
 """
 
 from __future__ import annotations
@@ -44,12 +50,8 @@ from mambakit.eval.adherence import (
     pairwise_diversity,
     pitch_error_cents,
 )
-from mambakit.eval.features import (
-    NearestCentroidClassifier,
-    clip_embedding,
-    comb_level_db,
-    decay_time_s,
-)
+from mambakit.eval.drum_tagger import DrumTagClassifier, fit_tag_classifier, tag_descriptor
+from mambakit.eval.features import clip_embedding, comb_level_db, decay_time_s
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,29 @@ class DrumScores:
     per_tag_comb_db: dict[str, float] = field(default_factory=dict)
     per_tag_decay_ratio: dict[str, float] = field(default_factory=dict)
     per_tag_diversity_ratio: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DrumReference:
+    """What the real (training) library gives every score: the tag classifier, the
+    standardisation of :func:`clip_embedding` descriptors (the space of the diversity and
+    memorisation measures), the library's descriptors in that space ``[N, D]``, its
+    within-tag diversity and its median 10 %-decay time per tag (seconds)."""
+
+    tagger: DrumTagClassifier
+    mean: np.ndarray
+    std: np.ndarray
+    library: np.ndarray
+    diversity: dict[str, float]
+    decay_s: dict[str, float]
+
+    def space(self, embeddings: np.ndarray) -> np.ndarray:
+        """:func:`clip_embedding` descriptors ``[N, D]`` standardised like the library's."""
+        return (np.atleast_2d(embeddings) - self.mean) / self.std
+
+    def predict_tags(self, audios: Sequence[np.ndarray], sr: int) -> list[str]:
+        """The classifier's tag for each clip ``[T]``."""
+        return self.tagger.predict(np.stack([tag_descriptor(a, sr) for a in audios]))
 
 
 Generator = Callable[[DrumRequest, int, int], torch.Tensor]
@@ -148,27 +173,20 @@ def score_generator(
     generate: Generator,
     requests: Sequence[DrumRequest],
     sr: int,
-    classifier: NearestCentroidClassifier,
-    train_embeddings: np.ndarray,
-    real_diversity: dict[str, float],
+    reference: DrumReference,
     diversity_seeds: int = 4,
     progress: bool = True,
     generate_tag: TagGenerator | None = None,
-    real_decay_s: dict[str, float] | None = None,
 ) -> tuple[DrumScores, list[np.ndarray]]:
-    """Generate every request once (seed = its index) and score the outputs; with
-    ``generate_tag`` and ``real_decay_s`` also the per-tag decay ratio of tag-only requests."""
-    cents, corr, att, dec, hits, embeds, audios, combs = [], [], [], [], [], [], [], []
-    per_tag: dict[str, list[bool]] = {}
+    """Generate every request once (seed = its index) and score the outputs against the
+    ``reference`` library; with ``generate_tag`` also the per-tag decay ratio of tag-only
+    requests."""
+    cents, corr, att, dec, embeds, audios, combs = [], [], [], [], [], [], []
     for i, req in enumerate(tqdm(requests, desc=f"eval {name}", disable=not progress)):
         audio = generate(req, i, 1)[0, 0].detach().cpu().numpy().astype(np.float64)
         audios.append(audio)
         combs.append(comb_level_db(audio, sr))
-        emb = clip_embedding(audio, sr)
-        embeds.append(emb)
-        predicted = classifier.predict(emb[None])[0]
-        hits.append(predicted == req.tag)
-        per_tag.setdefault(req.tag, []).append(predicted == req.tag)
+        embeds.append(clip_embedding(audio, sr))
         corr.append(envelope_correlation(audio, sr, req.adsr))
         errors = envelope_errors(audio, sr, req.adsr)
         att.append(abs(errors.attack_error_s) * 1000)
@@ -176,27 +194,21 @@ def score_generator(
         if req.tonal:
             c = pitch_error_cents(audio, sr, req.midi_note)
             cents.append(abs(c) if not math.isnan(c) else 1200.0)  # unpitched output: an octave off
+    tags = [req.tag for req in requests]
+    hits = [p == t for p, t in zip(reference.predict_tags(audios, sr), tags)]
 
     # Diversity: several seeds for the first request of each tag.
     diversity: dict[str, float] = {}
     for req in requests:
-        if req.tag in diversity or real_diversity.get(req.tag, 0) <= 0:
+        if req.tag in diversity or reference.diversity.get(req.tag, 0) <= 0:
             continue
         batch = generate(req, 10_000, diversity_seeds)
         e = np.stack([clip_embedding(a[0].cpu().numpy(), sr) for a in batch])
-        spread = pairwise_diversity(classifier_space(classifier, e))
-        diversity[req.tag] = spread / real_diversity[req.tag]
-    decays = (
-        decay_ratios(generate_tag, real_decay_s, sr)
-        if generate_tag is not None and real_decay_s
-        else {}
-    )
+        diversity[req.tag] = pairwise_diversity(reference.space(e)) / reference.diversity[req.tag]
+    decays = decay_ratios(generate_tag, reference.decay_s, sr) if generate_tag is not None else {}
 
-    train_nn = _leave_one_out_nn(classifier_space(classifier, train_embeddings))
-    gen_nn = nearest_neighbour_distances(
-        classifier_space(classifier, np.stack(embeds)),
-        classifier_space(classifier, train_embeddings),
-    )
+    train_nn = _leave_one_out_nn(reference.library)
+    gen_nn = nearest_neighbour_distances(reference.space(np.stack(embeds)), reference.library)
     scores = DrumScores(
         name=name,
         n=len(requests),
@@ -209,17 +221,17 @@ def score_generator(
         memorisation_ratio=float(np.median(gen_nn) / max(np.median(train_nn), 1e-9)),
         comb_db=float(np.nanmedian(combs)) if not np.all(np.isnan(combs)) else math.nan,
         decay_ratio_worst=worst_ratio(decays),
-        per_tag_accuracy={t: float(np.mean(v)) for t, v in sorted(per_tag.items())},
-        per_tag_comb_db=median_by_tag(combs, [r.tag for r in requests]),
+        per_tag_accuracy=accuracy_by_tag(hits, tags),
+        per_tag_comb_db=median_by_tag(combs, tags),
         per_tag_decay_ratio=decays,
         per_tag_diversity_ratio=dict(sorted(diversity.items())),
     )
     return scores, audios
 
 
-def classifier_space(classifier: NearestCentroidClassifier, embeddings: np.ndarray) -> np.ndarray:
-    """Descriptors standardised the way the classifier sees them."""
-    return (np.atleast_2d(embeddings) - classifier.mean) / classifier.std
+def accuracy_by_tag(hits: Sequence[bool], tags: Sequence[str]) -> dict[str, float]:
+    """Share of ``hits`` per tag (tags in sorted order)."""
+    return {t: float(np.mean([h for h, u in zip(hits, tags) if u == t])) for t in sorted(set(tags))}
 
 
 def _leave_one_out_nn(z: np.ndarray) -> np.ndarray:
@@ -228,16 +240,20 @@ def _leave_one_out_nn(z: np.ndarray) -> np.ndarray:
     return d.min(axis=1)
 
 
-def fit_reference(
-    audios: Sequence[np.ndarray], labels: Sequence[str], sr: int
-) -> tuple[NearestCentroidClassifier, np.ndarray, dict[str, float]]:
-    """Classifier, descriptors and per-tag diversity of the real (training) clips."""
+def fit_reference(audios: Sequence[np.ndarray], labels: Sequence[str], sr: int) -> DrumReference:
+    """The :class:`DrumReference` of real (training) clips ``[T]`` with their tags."""
     emb = np.stack([clip_embedding(a, sr) for a in audios])
-    clf = NearestCentroidClassifier().fit(emb, list(labels))
-    z = classifier_space(clf, emb)
+    mean, std = emb.mean(axis=0), emb.std(axis=0) + 1e-6
+    z = (emb - mean) / std
     lab = np.array(labels)
-    diversity = {t: pairwise_diversity(z[lab == t]) for t in sorted(set(labels))}
-    return clf, emb, diversity
+    return DrumReference(
+        tagger=fit_tag_classifier(audios, labels, sr),
+        mean=mean,
+        std=std,
+        library=z,
+        diversity={t: pairwise_diversity(z[lab == t]) for t in sorted(set(labels))},
+        decay_s=median_by_tag([decay_time_s(a, sr) for a in audios], labels),
+    )
 
 
 def scores_markdown(scores: Sequence[DrumScores]) -> str:
@@ -309,6 +325,7 @@ def evaluate_synth(
     steps: int | None = None,
     progress: bool = True,
     sheet: str | Path | None = None,
+    cfg: float = 1.0,
 ) -> list[DrumScores]:
     """Score a :class:`~mambakit.drums.DrumSynth`, its scaffold and the request clips
     -> ``[model, scaffold, real]``.
@@ -316,25 +333,26 @@ def evaluate_synth(
     ``reference`` is a ``DrumDataset`` of real clips (the classifier, the diversity, the
     memorisation and the decay-length references); requests come from ``requests_from``
     (clips the model never saw, ideally) or else from ``reference``. At most ``limit``
-    requests, spread over tags. ``real`` holds the measures that apply to the request clips
-    themselves: the comb, and their decay ratio to the reference library.
+    requests, spread over tags; the model samples with ``steps`` denoising steps and
+    guidance scale ``cfg`` (1 = off, as ``generate``). ``real`` holds the measures that
+    apply to the request clips themselves: the classifier's accuracy on them, the comb,
+    and their decay ratio to the reference library.
     """
     sr = synth.sample_rate
     tags = list(synth.tags)
     audios = [reference[i]["audio"][0].numpy() for i in range(len(reference))]
     labels = [reference.tags[i] for i in range(len(reference))]
-    clf, train_emb, diversity = fit_reference(audios, labels, sr)
+    library = fit_reference(audios, labels, sr)
     source = requests_from if requests_from is not None else reference
     order = _interleave_by_tag([source.tags[i] for i in range(len(source))])
     picked = order[:limit] if limit else order
     requests = [requests_from_dataset(_Subset(source, [i]), tags)[0] for i in picked]
-    real_decay = median_by_tag([decay_time_s(a, sr) for a in audios], labels)
 
     def from_model(req: DrumRequest, seed: int, n: int) -> torch.Tensor:
         env = _fit_len(req.pitch_env, synth.config.n_samples)
         audio, _ = synth.generate(
             tag=req.tag, note=int(round(req.midi_note)), adsr=req.adsr, pitch_env=env,
-            steps=steps, seed=seed, n=n,
+            steps=steps, cfg=cfg, seed=seed, n=n,
         )  # fmt: skip
         return audio
 
@@ -346,23 +364,20 @@ def evaluate_synth(
         )  # fmt: skip
         return audio
 
-    def tag_only(method: Any) -> TagGenerator:
-        return lambda tag, seed, n: method(tag=tag, steps=steps, seed=seed, n=n)[0]
+    def model_tag_only(tag: str, seed: int, n: int) -> torch.Tensor:
+        return synth.generate(tag=tag, steps=steps, cfg=cfg, seed=seed, n=n)[0]
 
     def scaffold_tag_only(tag: str, seed: int, n: int) -> torch.Tensor:
         return synth.scaffold(tag=tag, seed=seed, n=n)[0]
 
-    common = dict(
-        requests=requests, sr=sr, classifier=clf, train_embeddings=train_emb,
-        real_diversity=diversity, progress=progress, real_decay_s=real_decay,
-    )  # fmt: skip
+    common = dict(requests=requests, sr=sr, reference=library, progress=progress)
     model_scores, model_audio = score_generator(
-        "model", from_model, generate_tag=tag_only(synth.generate), **common
+        "model", from_model, generate_tag=model_tag_only, **common
     )
     scaffold_scores, scaffold_audio = score_generator(
         "scaffold", from_scaffold, generate_tag=scaffold_tag_only, **common
     )
-    real_scores = score_real(source, picked, sr, real_decay, clf)
+    real_scores = score_real(source, picked, sr, library)
     if sheet is not None:
         first = {}
         for k, req in enumerate(requests):
@@ -380,26 +395,23 @@ def score_real(
     source: Any,
     picked: Sequence[int],
     sr: int,
-    library_decay_s: dict[str, float],
-    classifier: NearestCentroidClassifier,
+    reference: DrumReference,
 ) -> DrumScores:
     """The measures that apply to real clips: the classifier's accuracy on the request
     clips (the ceiling for a model), their comb per tag, and their median 10 %-decay time
-    over the library's (``library_decay_s``, seconds)."""
+    over the ``reference`` library's."""
     clips = [source[i]["audio"][0].numpy() for i in picked]
     tags = [source.tags[i] for i in picked]
-    predicted = classifier.predict(np.stack([clip_embedding(a, sr) for a in clips]))
-    hits = [p == t for p, t in zip(predicted, tags)]
+    hits = [p == t for p, t in zip(reference.predict_tags(clips, sr), tags)]
     combs = [comb_level_db(a, sr) for a in clips]
     times = median_by_tag([decay_time_s(a, sr) for a in clips], tags)
-    ratios = {t: v / library_decay_s[t] for t, v in times.items() if library_decay_s.get(t, 0) > 0}
+    library_s = reference.decay_s
+    ratios = {t: v / library_s[t] for t, v in times.items() if library_s.get(t, 0) > 0}
     return DrumScores(
         name="real",
         n=len(clips),
         tag_accuracy=float(np.mean(hits)) if hits else math.nan,
-        per_tag_accuracy={
-            t: float(np.mean([h for h, u in zip(hits, tags) if u == t])) for t in sorted(set(tags))
-        },
+        per_tag_accuracy=accuracy_by_tag(hits, tags),
         comb_db=float(np.nanmedian(combs)) if clips else math.nan,
         decay_ratio_worst=worst_ratio(ratios),
         per_tag_comb_db=median_by_tag(combs, tags),
