@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from mambakit.bench.common import measure_peak_memory, result_metadata, write_json
+from mambakit.results import CellFormat, metrics_table
 
 VARIANTS: dict[str, dict[str, bool]] = {
     "full": {},
@@ -298,7 +299,12 @@ def run_ablations(
 
 # ------------------------------------------------------------------- reporting
 
-_ROWS: list[tuple[str, str, str]] = [
+
+def _milliseconds(seconds: float) -> str:
+    return f"{1000 * seconds:.0f}"
+
+
+_ROWS: list[tuple[str, str, CellFormat]] = [
     # (label, path into a column's dict, format)
     ("training steps", "steps", "{:.0f}"),
     ("seconds per step", "seconds_per_step", "{:.3f}"),
@@ -312,45 +318,12 @@ _ROWS: list[tuple[str, str, str]] = [
     ("diversity vs real (same tag)", "scores.diversity_ratio", "{:.2f}"),
     ("nearest-train distance vs train NN", "scores.memorisation_ratio", "{:.2f}"),
     ("median peak (dBFS)", "profile.median_peak_db", "{:.1f}"),
-    ("median energy centroid (ms)", "profile.median_energy_centroid_s", "ms"),
+    ("median energy centroid (ms)", "profile.median_energy_centroid_s", _milliseconds),
     ("percussive share", "profile.percussive_rate", "{:.0%}"),
     ("fundamental fraction (tonal)", "profile.fundamental_fraction", "{:.3f}"),
     ("harmonic fraction (tonal)", "profile.harmonic_fraction", "{:.3f}"),
     ("spectrum distance to data (dB)", "profile.spectrum_distance_db", "{:.1f}"),
 ]
-
-
-def lookup(row: dict[str, Any], path: str) -> Any:
-    """``row["a"]["b"]`` for ``path = "a.b"``; ``None`` where any key is missing."""
-    value: Any = row
-    for key in path.split("."):
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
-    return value
-
-
-def format_value(value: Any, fmt: str) -> str:
-    """One table cell: ``-`` for missing, ``n/a`` for NaN, ``ms`` formats seconds as ms."""
-    if value is None:
-        return "-"
-    if isinstance(value, float) and math.isnan(value):
-        return "n/a"
-    if fmt == "ms":
-        return f"{1000 * value:.0f}"
-    return fmt.format(value)
-
-
-def metrics_table(columns: Sequence[tuple[str, dict[str, Any]]], rows=_ROWS) -> str:
-    """A Markdown table with one column per ``(name, dict)`` and one row per metric."""
-    lines = [
-        "| metric | " + " | ".join(name for name, _ in columns) + " |",
-        "|---|" + "---:|" * len(columns),
-    ]
-    for label, path, fmt in rows:
-        cells = [format_value(lookup(col, path), fmt) for _, col in columns]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def ablations_markdown(result: dict[str, Any]) -> str:
@@ -371,7 +344,7 @@ def ablations_markdown(result: dict[str, Any]) -> str:
     return (
         f"Each variant trained for {budget} (batch {cfg['batch_size']}, preset "
         f"{cfg['preset']}, {cfg['n_train_clips']} clips); `data` is the real clips.\n\n"
-        + metrics_table(columns)
+        + metrics_table(columns, _ROWS, align="l" + "r" * len(columns))
     )
 
 

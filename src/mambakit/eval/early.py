@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from mambakit.bench.common import write_json
-from mambakit.eval.ablations import DrumStudy, format_value, lookup
+from mambakit.eval.ablations import DrumStudy
+from mambakit.results import lookup, markdown_table
 
 DEFAULT_BATCHES = (1, 2, 5, 10, 50, 200)
 RESULT_KIND = "early-training"
@@ -96,22 +97,18 @@ def run_early_training(
 def early_markdown(result: dict[str, Any]) -> str:
     """One row per batch count (plus the scaffold alone), one column per metric."""
     cfg = result["config"]
-    columns = [("training loss (last 20 %)", "train_tail.loss", "{:.3f}"), *PLOTTED]
-    lines = [
-        f"Batches of {cfg['batch_size']} clips, preset {cfg['preset']}, "
-        f"{cfg['n_train_clips']} training clips; one fresh run per row.",
-        "",
-        "| batches | " + " | ".join(label for label, _, _ in columns) + " |",
-        "|---:|" + "---:|" * len(columns),
-    ]
+    metrics = [("training loss (last 20 %)", "train_tail.loss", "{:.3f}"), *PLOTTED]
     named = [(str(r["batches"]), r) for r in result["rows"]]
     if "scaffold" in result:
         named.append(("scaffold alone", result["scaffold"]))
     named.append(("data", result["data"]))
-    for name, row in named:
-        cells = [format_value(lookup(row, path), fmt) for _, path, fmt in columns]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    rows = [{"batches": name} | {p: lookup(row, p) for _, p, _ in metrics} for name, row in named]
+    columns = [("batches", "batches"), *((path, label, fmt) for label, path, fmt in metrics)]
+    return (
+        f"Batches of {cfg['batch_size']} clips, preset {cfg['preset']}, "
+        f"{cfg['n_train_clips']} training clips; one fresh run per row.\n\n"
+        + markdown_table(rows, columns, align="r" * len(columns))
+    )
 
 
 def draw_early(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:

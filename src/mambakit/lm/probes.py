@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mambakit.results import markdown_table
 from mambakit.utils import resolve_device
 
 from .model import MusicLM, MusicLMConfig, count_parameters, preset
@@ -245,6 +246,13 @@ def run_probe(
     }
 
 
+PROBE_COLUMNS = [
+    ("backbone", "backbone"), ("n_parameters", "params", "{:,}"), ("steps", "steps"),
+    ("loss_local", "local loss", "{:.3f}"), ("loss_recall", "recall loss", "{:.3f}"),
+    ("final_train_loss", "last train loss", "{:.3f}"),
+]  # fmt: skip
+
+
 def probe_markdown(report: dict) -> str:
     """The probe report as a Markdown table (losses in nats)."""
     ref = report["reference"]
@@ -254,14 +262,8 @@ def probe_markdown(report: dict) -> str:
         f"{ref['local_entropy_rate']:.3f}, recall 0 (no memory: "
         f"{ref['recall_without_memory']:.3f}).",
         "",
-        "| backbone | params | steps | local loss | recall loss | last train loss |",
-        "|---|---:|---:|---:|---:|---:|",
+        markdown_table(report["results"], PROBE_COLUMNS, align="lrrrrr"),
     ]
-    for r in report["results"]:
-        lines.append(
-            f"| {r['backbone']} | {r['n_parameters']:,} | {r['steps']} | {r['loss_local']:.3f} "
-            f"| {r['loss_recall']:.3f} | {r['final_train_loss']:.3f} |"
-        )
     return "\n".join(lines)
 
 
