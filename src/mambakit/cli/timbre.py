@@ -11,7 +11,7 @@ import json
 import warnings
 from pathlib import Path
 
-from mambakit.cli.common import add_device_argument, add_json_argument
+from mambakit.cli.common import add_device_argument, add_json_argument, print_result
 from mambakit.utils import parse_int_list
 
 DEFAULT_BENCH_JSON = "out/bench/timbre.json"
@@ -189,7 +189,6 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from mambakit.bench.common import write_json
     from mambakit.bench.timbre import run_timbre_bench, timbre_bench_markdown
 
     presets = [p.strip() for p in args.presets.split(",") if p.strip()] if args.presets else None
@@ -201,9 +200,7 @@ def _bench(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         device=args.device,
     )
-    print(timbre_bench_markdown(result))
-    print(f"\nsaved {write_json(args.json, result)}")
-    return 0
+    return print_result(timbre_bench_markdown(result), result, args.json)
 
 
 def setup_bench(parser: argparse.ArgumentParser) -> None:

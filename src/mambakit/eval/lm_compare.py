@@ -394,13 +394,13 @@ def lm_compare_markdown(result: dict[str, Any]) -> str:
         lines += ["", "**Codec tokens**: not measured (no token store given)."]
     probes = result.get("probes") or {}
     if probes.get("summary"):
-        corpus, ref = probes["corpus"], probes.get("reference") or {}
+        from mambakit.lm.probes import probe_floors, probe_setup
+
+        floors = probe_floors(probes.get("reference") or {})
         lines += [
             "",
-            f"**Synthetic probes** (gap {corpus['gap']}, vocab {corpus['vocab_size']}, motif "
-            f"{corpus['motif_len']}): held-out loss in nats; floors: local "
-            f"{ref.get('local_entropy_rate', math.nan):.3f}, recall 0 (no memory: "
-            f"{ref.get('recall_without_memory', math.nan):.3f}).",
+            f"**Synthetic probes** ({probe_setup(probes['corpus'])}): held-out loss in nats; "
+            f"floors: {floors}.",
             "",
             markdown_table(probes["summary"], PROBE_COLUMNS, align="lrrrr"),
         ]

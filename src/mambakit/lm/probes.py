@@ -253,18 +253,25 @@ PROBE_COLUMNS = [
 ]  # fmt: skip
 
 
+def probe_setup(corpus: dict) -> str:
+    """``"gap G, vocab V, motif M"``: the probe corpus, as the tables' headings name it."""
+    return f"gap {corpus['gap']}, vocab {corpus['vocab_size']}, motif {corpus['motif_len']}"
+
+
+def probe_floors(reference: dict) -> str:
+    """The losses (nats) a perfect model reaches: the local entropy rate, and 0 for recall
+    (``log V`` without memory of the motif); ``nan`` where the report lacks them."""
+    local = reference.get("local_entropy_rate", math.nan)
+    no_memory = reference.get("recall_without_memory", math.nan)
+    return f"local {local:.3f}, recall 0 (no memory: {no_memory:.3f})"
+
+
 def probe_markdown(report: dict) -> str:
     """The probe report as a Markdown table (losses in nats)."""
-    ref = report["reference"]
-    lines = [
-        f"Probe: gap {report['corpus']['gap']}, vocab {report['corpus']['vocab_size']}, "
-        f"motif {report['corpus']['motif_len']}. Floors: local "
-        f"{ref['local_entropy_rate']:.3f}, recall 0 (no memory: "
-        f"{ref['recall_without_memory']:.3f}).",
-        "",
-        markdown_table(report["results"], PROBE_COLUMNS, align="lrrrrr"),
-    ]
-    return "\n".join(lines)
+    return (
+        f"Probe: {probe_setup(report['corpus'])}. Floors: {probe_floors(report['reference'])}.\n\n"
+        + markdown_table(report["results"], PROBE_COLUMNS, align="lrrrrr")
+    )
 
 
 def save_probe(report: dict, path: str | Path) -> Path:
