@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from mambakit.dsp import AudioError, load_audio, peak_normalize, resample, save_audio, to_mono
 from mambakit.soundfont import find_fluidsynth, render_note
-from mambakit.utils import note_name
+from mambakit.utils import note_name, read_document
 
 __all__ = [
     "NoteRecord",
@@ -89,12 +89,7 @@ def read_nsynth(
     """
     root = Path(root)
     index = root / EXAMPLES_NAME
-    if not index.is_file():
-        raise FileNotFoundError(f"{index}: no {EXAMPLES_NAME} (not an NSynth-layout folder)")
-    try:
-        entries = json.loads(index.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{index}: not valid JSON ({e})") from e
+    entries = read_document(index, f"{index}: no {EXAMPLES_NAME} (not an NSynth-layout folder)")
     records, missing = [], []
     for note_str, entry in sorted(entries.items()):
         try:
