@@ -177,11 +177,8 @@ def _train(args: argparse.Namespace) -> int:
         label_smoothing=args.label_smoothing,
         train_config=config,
     )
-    print(
-        f"{args.backbone}/{args.preset}: {count_parameters(model):,} parameters; "
-        f"{summary.steps} steps, final loss {summary.final_loss:.4f} ({summary.stopped_by}); "
-        f"run in {args.out}"
-    )
+    params = f"{args.backbone}/{args.preset}, {count_parameters(model):,} parameters"
+    print(f"{params}: {summary.describe(args.out)}")
     return 0
 
 

@@ -97,10 +97,7 @@ def _train_scaffold(args: argparse.Namespace) -> int:
         reconstruction_ratio=args.reconstruction_ratio, segment_seconds=args.segment_seconds
     )
     summary = train_scaffold(args.data, args.out, args.preset, train, pairs)
-    print(
-        f"trained {summary.steps} steps in {summary.seconds:.0f} s "
-        f"(final loss {summary.final_loss:.4f}); the run is in {args.out}"
-    )
+    print(summary.describe(args.out))
     return 0
 
 
@@ -125,10 +122,7 @@ def _train(args: argparse.Namespace) -> int:
         bidirectional=True if args.bidirectional else None,
     )  # fmt: skip
     summary = train_timbre(args.data, args.out, train, args.preset, options)
-    print(
-        f"trained {summary.steps} steps in {summary.seconds:.0f} s "
-        f"(final loss {summary.final_loss:.4f}); the run is in {args.out}"
-    )
+    print(summary.describe(args.out))
     return 0
 
 

@@ -171,6 +171,13 @@ class PairedNotes(Dataset):
         self.instruments = sorted(self.by_instrument)
         self._audio: dict[int, Tensor] = {}
 
+    @classmethod
+    def from_source(cls, source: str | os.PathLike[str] | PairedNotes, **options) -> PairedNotes:
+        """``source`` as it is when it is already a :class:`PairedNotes` (built by the caller),
+        else ``cls(source, **options)`` from an NSynth-layout folder; what the training
+        entry points accept as their data."""
+        return source if isinstance(source, PairedNotes) else cls(source, **options)
+
     def __len__(self) -> int:
         return len(self.records)
 

@@ -206,16 +206,10 @@ def train_timbre(
     if opt.bidirectional is not None:
         config = config.with_(bidirectional=opt.bidirectional)
     segment_seconds = opt.segment_seconds or config.segment_seconds
-    if isinstance(data_dir, PairedNotes):
-        dataset = data_dir
-    else:
-        dataset = PairedNotes(
-            data_dir,
-            sample_rate=config.sample_rate,
-            segment_seconds=segment_seconds,
-            objective=opt.objective,
-            reconstruction_ratio=opt.reconstruction_ratio,
-        )
+    dataset = PairedNotes.from_source(
+        data_dir, sample_rate=config.sample_rate, segment_seconds=segment_seconds,
+        objective=opt.objective, reconstruction_ratio=opt.reconstruction_ratio,
+    )  # fmt: skip
     torch.manual_seed(train.seed)
     width = opt.disc_width if opt.disc_width is not None else DISC_WIDTH.get(preset_name, 1 / 4)
     generator = TimbreUNet(config).gradient_checkpointing_(opt.gradient_checkpointing)
