@@ -325,43 +325,28 @@ def drum_machine_tab(page: Page) -> None:
             None,  # the analysis belongs to the previous pad's take
         ]
 
-    @_page_errors
-    def generate(
-        kit,
-        pad_name,
-        files,
-        session_models,
-        init_path,
-        *values,
-        progress=gr.Progress(),  # noqa: B008
-    ):
-        files = page.files(files)
+    def render_pad(kit, pad_name, session_models, init_path, values, n, progress):
+        """The pad as edited and its ``n`` takes by this session's drum model."""
         pad = current_pad(kit, pad_name, values)
-        kit["pads"][pad_name] = pad
         init = h.check_upload(init_path, "input sample") if init_path else None
-        progress(0.1, desc=f"generating {pad_name}")
-        audio, sr = h.generate_pad(page.models.of("drums", session_models), pad, 1, init)
+        what = pad_name if n == 1 else f"{n} variations of {pad_name}"
+        progress(0.1, desc=f"generating {what}")
+        return pad, *h.generate_pad(page.models.of("drums", session_models), pad, n, init)
+
+    @_page_errors
+    def generate(kit, pad_name, files, models, init_path, *values, progress=gr.Progress()):  # noqa: B008
+        files = page.files(files)
+        pad, audio, sr = render_pad(kit, pad_name, models, init_path, values, 1, progress)
+        kit["pads"][pad_name] = pad
         kit["audio"][pad_name], kit["sr"] = audio[0], sr
         path = h.write_wav(files, pad_name, audio[0], sr)
         _, env, _ = h.requested_curves(pad, sr, audio.shape[-1] / sr)
         return kit, files, str(path), analysis_figure(audio[0], sr, env)
 
     @_page_errors
-    def variations(
-        kit,
-        pad_name,
-        files,
-        session_models,
-        init_path,
-        n,
-        *values,
-        progress=gr.Progress(),  # noqa: B008
-    ):
+    def variations(kit, pad_name, files, models, init_path, n, *values, progress=gr.Progress()):  # noqa: B008
         files = page.files(files)
-        pad = current_pad(kit, pad_name, values)
-        init = h.check_upload(init_path, "input sample") if init_path else None
-        progress(0.1, desc=f"generating {int(n)} variations of {pad_name}")
-        audio, sr = h.generate_pad(page.models.of("drums", session_models), pad, int(n), init)
+        _, audio, sr = render_pad(kit, pad_name, models, init_path, values, int(n), progress)
         paths = [
             str(h.write_wav(files, f"{pad_name}-var{i + 1}", a, sr)) for i, a in enumerate(audio)
         ]
