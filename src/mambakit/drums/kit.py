@@ -70,6 +70,9 @@ class KitPad:
 
 
 _TIME_FIELDS = ("attack", "decay", "release", "pitch_decay")
+#: The fields that shape a pad's sound over time (the ADSR and the pitch drop), which the
+#: UI's editable pad carries under the same names.
+SHAPE_FIELDS = ("attack", "decay", "sustain", "release", "pitch_drop", "pitch_decay")
 
 
 # How each optional pad field is read from YAML (times with units, notes by name or number).
