@@ -84,6 +84,32 @@ def as_config(preset: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class StudySettings:
+    """How every run of a drum study (ablations, early training) is trained and scored.
+
+    Attributes:
+        preset: a preset name or a ``DrumConfig`` the runs start from.
+        heldout: a folder of one-shots or a ``DrumDataset`` the requests come from
+            (``None``: the training data).
+        batch_size, lr, seed: the training settings of each run.
+        limit: requests per evaluation; ``gen_steps``: denoising steps (``None``: the
+            config's).
+        device: ``None`` = CPU; ``cache_dir``: where loaded corpora are cached.
+    """
+
+    preset: Any = "tiny"
+    heldout: Any = None
+    batch_size: int = 8
+    lr: float = 2e-3
+    limit: int | None = 24
+    gen_steps: int | None = None
+    seed: int = 0
+    device: str | None = None
+    cache_dir: str | os.PathLike[str] | None = None
+    progress: bool = True
+
+
+@dataclass(frozen=True)
 class DrumStudy:
     """What every run of a drum study (ablations, early training) shares: the training
     clips, the held-out requests, the base config, the training settings and the evaluation
@@ -103,38 +129,45 @@ class DrumStudy:
     progress: bool
 
     @classmethod
-    def prepare(
-        cls,
-        data: Any,
-        heldout: Any,
-        preset: Any,
-        *,
-        cache_dir: Any = None,
-        progress: bool = True,
-        **settings: Any,
-    ) -> DrumStudy:
-        """Load ``data`` and ``heldout`` (folders or datasets; the requests come from
-        ``heldout`` when given, else from ``data``) and profile the real clips."""
+    def prepare(cls, data: Any, settings: StudySettings) -> DrumStudy:
+        """Load ``data`` and ``settings.heldout`` (folders or datasets; the requests come
+        from ``heldout`` when given, else from ``data``) and profile the real clips."""
         from mambakit.eval.profiles import profile_dataset, tonal_tags
 
-        train_set = as_dataset(data, cache_dir, progress)
-        base = as_config(preset)
+        s = settings
+        train_set = as_dataset(data, s.cache_dir, s.progress)
+        base = as_config(s.preset)
         tonal = tonal_tags(train_set)
         return cls(
             train_set=train_set,
-            requests=as_dataset(heldout, cache_dir, progress),
+            requests=as_dataset(s.heldout, s.cache_dir, s.progress),
             base=base,
             tonal=tonal,
             data_profile=profile_dataset(train_set, base.n_samples, base.sample_rate, tonal),
-            progress=progress,
-            **settings,
+            batch_size=s.batch_size, lr=s.lr, seed=s.seed, device=s.device, limit=s.limit,
+            gen_steps=s.gen_steps, progress=s.progress,
+        )  # fmt: skip
+
+    @classmethod
+    def start(
+        cls, kind: str, data: Any, settings: StudySettings, out_dir: Any, command: str | None
+    ) -> tuple[DrumStudy, dict[str, Any], Path]:
+        """What every study does first: create ``out_dir``, :meth:`prepare` the study and
+        its :meth:`new_result`; returns ``(study, result, out_dir as a Path)``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        study = cls.prepare(data, settings)
+        return (
+            study,
+            study.new_result(kind, command, (settings.preset, data, settings.heldout)),
+            out,
         )
 
     def new_result(
-        self, kind: str, command: str | None, sources: tuple[Any, Any, Any], **config: Any
+        self, kind: str, command: str | None, sources: tuple[Any, Any, Any]
     ) -> dict[str, Any]:
         """A study's result before its runs: ``kind``, ``meta``, the settings under
-        ``config`` (with the study's own ``config`` items), the real clips' profile.
+        ``config`` (a study adds its own items there), the real clips' profile.
         ``sources``: the ``(preset, data, heldout)`` the study was prepared from."""
         preset, data, heldout = sources
 
@@ -156,7 +189,7 @@ class DrumStudy:
         return {
             "kind": kind,
             "meta": result_metadata(command, self.device),
-            "config": {**settings, **config},
+            "config": settings,
             "data": {"profile": asdict(self.data_profile)},
         }
 
@@ -231,30 +264,20 @@ class DrumStudy:
 def run_ablations(
     data: Any,
     out_dir: str | os.PathLike[str] = "out/ablations",
+    settings: StudySettings = StudySettings(),  # noqa: B008  (frozen: safe as a default)
     *,
     minutes: float | None = None,
     steps: int | None = None,
     variants: Sequence[str] = tuple(VARIANTS),
-    preset: Any = "tiny",
-    heldout: Any = None,
-    batch_size: int = 8,
-    lr: float = 2e-3,
-    limit: int | None = 24,
-    gen_steps: int | None = None,
-    seed: int = 0,
-    device: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    progress: bool = True,
     command: str | None = None,
 ) -> dict[str, Any]:
     """Train every variant at the same budget, evaluate and profile it; save and return
     the result (``OUT/ablations.json``, ``ablations.md``, ``figure4.png``, runs in ``OUT/runs``).
 
-    ``data`` / ``heldout``: folders of one-shots or ``DrumDataset`` s (the requests come from
-    ``heldout`` when given, else from ``data``); ``minutes`` / ``steps``: the budget of each
-    variant (whichever ends first); ``preset``: a preset name or a ``DrumConfig`` that the
-    switches of :data:`VARIANTS` are applied to; ``limit``: requests per evaluation;
-    ``gen_steps``: denoising steps (default: the config's).
+    ``data``: a folder of one-shots or a ``DrumDataset``; ``settings``: the preset (that the
+    switches of :data:`VARIANTS` are applied to), held-out requests, training and scoring
+    (:class:`StudySettings`); ``minutes`` / ``steps``: the budget of each variant
+    (whichever ends first).
 
     Returns ``{"kind": "ablations", "meta", "config", "variants": [...], "scaffold", "data"}``;
     each variant has ``name, switches, steps, seconds, seconds_per_step, final_loss,
@@ -266,16 +289,10 @@ def run_ablations(
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    study = DrumStudy.prepare(
-        data, heldout, preset, cache_dir=cache_dir, progress=progress, batch_size=batch_size,
-        lr=lr, seed=seed, device=device, limit=limit, gen_steps=gen_steps,
-    )  # fmt: skip
-    result = study.new_result(
-        RESULT_KIND, command, (preset, data, heldout), budget_minutes=minutes,
-        budget_steps=steps, clip_seconds=study.base.seconds,
-    )  # fmt: skip
+    study, result, out = DrumStudy.start(RESULT_KIND, data, settings, out_dir, command)
+    result["config"].update(
+        budget_minutes=minutes, budget_steps=steps, clip_seconds=study.base.seconds
+    )
     result["variants"] = []
     # One untimed step first, so one-time costs (lazy imports, allocator arenas, thread
     # pools) are not charged to the time and memory of the first variant.
@@ -283,7 +300,7 @@ def run_ablations(
     replace(study, progress=False).train(warmup_dir, study.base, minutes=None, steps=1)
     shutil.rmtree(warmup_dir, ignore_errors=True)
     for name in variants:
-        if progress:
+        if settings.progress:
             print(f"ablations: training {name} ...", flush=True)
         row = {"name": name, "switches": VARIANTS[name]}
         config = study.base.with_(**VARIANTS[name])

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from mambakit.bench.common import write_json
-from mambakit.eval.ablations import DrumStudy
+from mambakit.eval.ablations import DrumStudy, StudySettings
 from mambakit.results import lookup, markdown_table
 
 DEFAULT_BATCHES = (1, 2, 5, 10, 50, 200)
@@ -47,26 +47,18 @@ PLOTTED: list[tuple[str, str, str]] = [
 def run_early_training(
     data: Any,
     out_dir: str | os.PathLike[str] = "out/early",
+    settings: StudySettings = StudySettings(batch_size=2),  # noqa: B008  (frozen: safe)
     *,
     batches: Sequence[int] = DEFAULT_BATCHES,
-    batch_size: int = 2,
-    preset: Any = "tiny",
-    heldout: Any = None,
-    lr: float = 2e-3,
-    limit: int | None = 24,
-    gen_steps: int | None = None,
-    seed: int = 0,
-    device: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    progress: bool = True,
     command: str | None = None,
 ) -> dict[str, Any]:
-    """Train for each count of ``batches`` (of ``batch_size`` clips), evaluate, save and
-    return the result (``OUT/early.json``, ``early.md``, ``early.png``; runs in ``OUT/runs``).
+    """Train for each count of ``batches`` (of ``settings.batch_size`` clips), evaluate,
+    save and return the result (``OUT/early.json``, ``early.md``, ``early.png``; runs in
+    ``OUT/runs``).
 
-    ``data`` / ``heldout``: folders of one-shots or ``DrumDataset`` s; ``preset``: a preset
-    name or a ``DrumConfig``; ``limit``: requests per evaluation; ``gen_steps``: denoising
-    steps (default: the config's).
+    ``data``: a folder of one-shots or a ``DrumDataset``; ``settings``: the preset,
+    held-out requests, training and scoring (:class:`~mambakit.eval.ablations.StudySettings`;
+    batches of 2 clips by default).
 
     Returns ``{"kind": "early-training", "meta", "config", "rows": [...], "scaffold", "data"}``;
     each row has ``batches``, ``steps, seconds, final_loss, train_tail, peak_memory_mb``,
@@ -75,17 +67,12 @@ def run_early_training(
     counts = sorted({int(k) for k in batches})
     if not counts or counts[0] < 1:
         raise ValueError(f"batches must be positive counts, got {list(batches)}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    study = DrumStudy.prepare(
-        data, heldout, preset, cache_dir=cache_dir, progress=progress, batch_size=batch_size,
-        lr=lr, seed=seed, device=device, limit=limit, gen_steps=gen_steps,
-    )  # fmt: skip
-    result = study.new_result(RESULT_KIND, command, (preset, data, heldout), batches=counts)
+    study, result, out = DrumStudy.start(RESULT_KIND, data, settings, out_dir, command)
+    result["config"]["batches"] = counts
     result["rows"] = []
     for k in counts:
-        if progress:
-            print(f"early-training: {k} batch(es) of {batch_size} ...", flush=True)
+        if settings.progress:
+            print(f"early-training: {k} batch(es) of {study.batch_size} ...", flush=True)
         run_dir = out / "runs" / f"batches_{k}"
         result["rows"].append(study.run({"batches": k}, result, run_dir, study.base, steps=k))
         write_json(out / "early.json", result)  # keep what is done if interrupted
