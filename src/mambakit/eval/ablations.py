@@ -393,7 +393,7 @@ def draw_ablations(result: dict[str, Any], path: str | os.PathLike[str]) -> Path
     x = np.arange(len(named))
     pitch_bars = (("fundamental_fraction", "fundamental"), ("harmonic_fraction", "harmonics 1-16"))
     for offset, (key, label) in zip(offsets, pitch_bars):
-        values = [_number(p.get(key)) for _, p in named]
+        values = [number_or_nan(p.get(key)) for _, p in named]
         ax_pitch.bar(x + offset, np.nan_to_num(values), width, label=label)
         for xi, value in zip(x, values):
             if math.isnan(value):  # a missing bar would read as zero
@@ -413,14 +413,19 @@ def draw_ablations(result: dict[str, Any], path: str | os.PathLike[str]) -> Path
     ax_cost.set_xticks(x, [v["name"] for v in variants])
     ax_cost.set(title=f"training cost relative to {ref['name'] if ref else '-'}", ylabel="x")
     ax_cost.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
+    """Write a study's matplotlib figure to ``path`` (folders created); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return path
 
 
-def _number(value: Any) -> float:
-    """``value`` as a float, NaN where it is missing (``None``)."""
+def number_or_nan(value: Any) -> float:
+    """``value`` as a float, NaN where it is missing (``None``), for plotting."""
     return math.nan if value is None else float(value)
 
 

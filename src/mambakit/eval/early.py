@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from mambakit.bench.common import write_json
-from mambakit.eval.ablations import DrumStudy, StudySettings
+from mambakit.eval.ablations import DrumStudy, StudySettings, number_or_nan, save_figure
 from mambakit.results import lookup, markdown_table
 
 DEFAULT_BATCHES = (1, 2, 5, 10, 50, 200)
@@ -115,10 +115,10 @@ def draw_early(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
         ("data", result.get("data"), ":"),
     )
     for ax, (label, key, _) in zip(axes, panels):
-        y = [_float(lookup(r, key)) for r in rows]
+        y = [number_or_nan(lookup(r, key)) for r in rows]
         ax.plot(x, y, marker="o", label="model")
         for name, source, ls in references:
-            ref = _float(lookup(source or {}, key))
+            ref = number_or_nan(lookup(source or {}, key))
             if not math.isnan(ref):
                 ax.axhline(ref, color="gray", ls=ls, lw=1.2, label=name)
         ax.set_xscale("log")
@@ -134,11 +134,4 @@ def draw_early(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
         ax.set_axis_off()
     spare = axes[len(panels)] if len(axes) > len(panels) else axes[0]
     spare.legend(legend.values(), legend.keys(), loc="center", fontsize=9)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
-
-
-def _float(value: Any) -> float:
-    return math.nan if value is None else float(value)
+    return save_figure(fig, path)
