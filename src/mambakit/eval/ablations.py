@@ -321,8 +321,8 @@ def _milliseconds(seconds: float) -> str:
     return f"{1000 * seconds:.0f}"
 
 
-_ROWS: list[tuple[str, str, CellFormat]] = [
-    # (label, path into a column's dict, format)
+#: Every number a drum study reports, in table order: (label, path into a run's record, format).
+STUDY_METRICS: list[tuple[str, str, CellFormat]] = [
     ("training steps", "steps", "{:.0f}"),
     ("seconds per step", "seconds_per_step", "{:.3f}"),
     ("peak training memory (MiB)", "peak_memory_mb", "{:.0f}"),
@@ -361,7 +361,7 @@ def ablations_markdown(result: dict[str, Any]) -> str:
     return (
         f"Each variant trained for {budget} (batch {cfg['batch_size']}, preset "
         f"{cfg['preset']}, {cfg['n_train_clips']} clips); `data` is the real clips.\n\n"
-        + metrics_table(columns, _ROWS, align="l" + "r" * len(columns))
+        + metrics_table(columns, STUDY_METRICS, align="l" + "r" * len(columns))
     )
 
 

@@ -24,24 +24,25 @@ from typing import Any
 import numpy as np
 
 from mambakit.bench.common import write_json
-from mambakit.eval.ablations import DrumStudy, StudySettings, number_or_nan, save_figure
+from mambakit.eval.ablations import (
+    STUDY_METRICS,
+    DrumStudy,
+    StudySettings,
+    number_or_nan,
+    save_figure,
+)
 from mambakit.results import lookup, markdown_table
 
 DEFAULT_BATCHES = (1, 2, 5, 10, 50, 200)
 RESULT_KIND = "early-training"
 
-# (label, path into a row, format): the metrics tabulated and plotted against batches
-PLOTTED: list[tuple[str, str, str]] = [
-    ("tag accuracy", "scores.tag_accuracy", "{:.1%}"),
-    ("median pitch error (cents, tonal)", "scores.median_pitch_error_cents", "{:.1f}"),
-    ("envelope correlation", "scores.envelope_correlation", "{:.3f}"),
-    ("diversity vs real (same tag)", "scores.diversity_ratio", "{:.2f}"),
-    ("nearest-train distance vs train NN", "scores.memorisation_ratio", "{:.2f}"),
-    ("median peak (dBFS)", "profile.median_peak_db", "{:.1f}"),
-    ("percussive share", "profile.percussive_rate", "{:.0%}"),
-    ("fundamental fraction (tonal)", "profile.fundamental_fraction", "{:.3f}"),
-    ("spectrum distance to data (dB)", "profile.spectrum_distance_db", "{:.1f}"),
-]
+_PLOTTED_PATHS = {
+    "scores.tag_accuracy", "scores.median_pitch_error_cents", "scores.envelope_correlation",
+    "scores.diversity_ratio", "scores.memorisation_ratio", "profile.median_peak_db",
+    "profile.percussive_rate", "profile.fundamental_fraction", "profile.spectrum_distance_db",
+}  # fmt: skip
+#: The study metrics tabulated and plotted against batches (besides the training loss).
+PLOTTED = [metric for metric in STUDY_METRICS if metric[1] in _PLOTTED_PATHS]
 
 
 def run_early_training(
@@ -84,7 +85,7 @@ def run_early_training(
 def early_markdown(result: dict[str, Any]) -> str:
     """One row per batch count (plus the scaffold alone), one column per metric."""
     cfg = result["config"]
-    metrics = [("training loss (last 20 %)", "train_tail.loss", "{:.3f}"), *PLOTTED]
+    metrics = [m for m in STUDY_METRICS if m[1] == "train_tail.loss"] + PLOTTED
     named = [(str(r["batches"]), r) for r in result["rows"]]
     if "scaffold" in result:
         named.append(("scaffold alone", result["scaffold"]))
