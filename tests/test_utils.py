@@ -2,7 +2,7 @@
 
 import pytest
 
-from mambakit.utils import parse_int_list, parse_seconds
+from mambakit.utils import parse_int_list, parse_seconds, read_document
 
 
 def test_parse_int_list_reads_lists_ranges_and_steps():
@@ -20,3 +20,18 @@ def test_parse_seconds_reads_units_and_refuses_a_negative_duration():
         parse_seconds("-5ms")
     with pytest.raises(ValueError, match="not a duration: 'soon'"):
         parse_seconds("soon")
+
+
+def test_read_document_names_the_file_in_each_failure(tmp_path):
+    import yaml
+
+    path = tmp_path / "spec.yaml"
+    with pytest.raises(FileNotFoundError, match="no spec here"):
+        read_document(path, "no spec here")
+    path.write_text("[1, 2")
+    with pytest.raises(ValueError, match=r"spec\.yaml: not valid JSON \("):
+        read_document(path, "-")
+    with pytest.raises(KeyError, match=r"spec\.yaml: not valid YAML \("):
+        read_document(path, "-", yaml.safe_load, "YAML", (OSError, KeyError))
+    path.write_text("pads: [a]")
+    assert read_document(path, "-", yaml.safe_load, "YAML") == {"pads": ["a"]}

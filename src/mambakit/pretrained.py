@@ -21,6 +21,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 
 from mambakit import __version__
+from mambakit.utils import read_document
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -155,13 +156,11 @@ class PretrainedMixin:
     @classmethod
     def read_checkpoint_config(cls, directory: str | os.PathLike[str]) -> dict[str, Any]:
         directory = resolve_pretrained_path(directory)
-        cfg_path = directory / CONFIG_NAME
-        if not cfg_path.is_file():
-            raise CheckpointError(f"{directory}: no {CONFIG_NAME} (not a mambakit checkpoint)")
-        try:
-            meta = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{cfg_path}: not valid JSON ({e})") from e
+        meta = read_document(
+            directory / CONFIG_NAME,
+            f"{directory}: no {CONFIG_NAME} (not a mambakit checkpoint)",
+            error_types=(CheckpointError, CheckpointError),
+        )
         found = meta.get("model_type")
         if found != cls.model_type:
             raise CheckpointError(

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,9 +70,20 @@ class Meta:
         )
 
 
-def _format_cell(value: Any) -> str:
+#: How a column formats its cells: a ``str.format`` template (``"{:.3f}"``) or a callable.
+CellFormat = str | Callable[[Any], str]
+
+
+def format_cell(value: Any, fmt: CellFormat | None = None) -> str:
+    """One table cell: ``-`` for a missing value, ``n/a`` for NaN, else ``value`` by ``fmt``
+    (a template or a callable) or, without one, by a general rule: floats to 3 significant
+    digits below 1, 2 decimals below 100, none above; anything else as ``str``."""
     if value is None:
         return "-"
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
+    if fmt is not None:
+        return fmt(value) if callable(fmt) else fmt.format(value)
     if isinstance(value, float):
         if value == 0:
             return "0"
@@ -83,9 +95,51 @@ def _format_cell(value: Any) -> str:
     return str(value)
 
 
-def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
-    """A Markdown table of ``rows``; ``columns`` are ``(key, header)`` pairs, ``None`` -> ``-``."""
-    header = "| " + " | ".join(h for _, h in columns) + " |"
-    rule = "|" + "|".join("---" for _ in columns) + "|"
-    body = ["| " + " | ".join(_format_cell(r.get(k)) for k, _ in columns) + " |" for r in rows]
+def lookup(record: Mapping[str, Any], path: str) -> Any:
+    """``record["a"]["b"]`` for ``path = "a.b"``; ``None`` where any key is missing."""
+    value: Any = record
+    for key in path.split("."):
+        if not isinstance(value, Mapping) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def markdown_table(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[tuple[str, str] | tuple[str, str, CellFormat]],
+    align: str = "",
+) -> str:
+    """A Markdown table of ``rows``, one line per row.
+
+    ``columns``: ``(key, header)`` or ``(key, header, fmt)``; a cell is
+    ``format_cell(row.get(key), fmt)``. ``align``: a letter per column, ``"l"`` (the
+    default for columns it does not reach) or ``"r"`` (right-aligned: ``---:``), e.g.
+    ``"l" + "r" * 5`` for a name followed by numbers.
+    """
+    header = "| " + " | ".join(c[1] for c in columns) + " |"
+    rule = "|" + "".join(
+        "---:|" if align[i : i + 1] == "r" else "---|" for i in range(len(columns))
+    )
+    body = [
+        "| " + " | ".join(format_cell(r.get(c[0]), *c[2:]) for c in columns) + " |" for r in rows
+    ]
     return "\n".join([header, rule, *body])
+
+
+def metrics_table(
+    columns: Sequence[tuple[str, Mapping[str, Any]]],
+    metrics: Sequence[tuple[str, str, CellFormat]],
+    corner: str = "metric",
+    align: str = "",
+) -> str:
+    """The transposed table: one column per ``(name, record)``, one row per
+    ``(label, path, fmt)`` metric, each cell the record's value at ``path`` (see
+    :func:`lookup`) formatted by ``fmt``; ``corner`` heads the label column."""
+    keys = [f"c{i}" for i in range(len(columns))]
+    rows = [
+        {corner: label}
+        | {k: format_cell(lookup(record, path), fmt) for k, (_, record) in zip(keys, columns)}
+        for label, path, fmt in metrics
+    ]
+    return markdown_table(rows, [(corner, corner), *zip(keys, (n for n, _ in columns))], align)

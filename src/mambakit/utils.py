@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -102,3 +106,22 @@ def parse_int_list(text: str) -> tuple[int, ...]:
                 f"expected integers like 0,24,40 or a range like 48-72:2, got {text!r}"
             ) from e
     return tuple(values)
+
+
+def read_document(
+    path: Path,
+    missing: str,
+    parse: Callable[[str], Any] = json.loads,
+    language: str = "JSON",
+    error_types: tuple[type[Exception], type[Exception]] = (FileNotFoundError, ValueError),
+) -> Any:
+    """The parsed text of ``path`` (JSON by default; ``parse=yaml.safe_load`` for YAML), every
+    failure naming the file: no file raises ``error_types[0](missing)``, text ``parse``
+    rejects raises ``error_types[1]("PATH: not valid LANGUAGE (why)")``."""
+    if not path.is_file():
+        raise error_types[0](missing)
+    text = path.read_text()
+    try:
+        return parse(text)
+    except Exception as e:  # each parser has its own error types (json's, yaml's)
+        raise error_types[1](f"{path}: not valid {language} ({e})") from e

@@ -263,3 +263,13 @@ def test_cli_ui_binds_to_loopback_by_default():
         None,
         None,
     )
+
+
+def test_the_editable_pads_round_trip_the_bundled_kit():
+    from dataclasses import asdict
+
+    from mambakit.drums.kit import default_kit_path, load_kit_yaml
+
+    kit = load_kit_yaml(default_kit_path())[: h.N_PADS]
+    back = [pad.to_kit_pad() for pad in h.default_pads()]
+    assert [asdict(p) for p in back] == [asdict(p) for p in kit]

@@ -109,3 +109,16 @@ def test_mrstft_loss_zero_on_equal_and_gradient_flows():
     assert value > 0 and torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="equal lengths"):
         MultiResolutionSTFTLoss(fft_sizes=(64, 128), hop_sizes=(16,))
+
+
+def test_mel_loss_takes_the_spectrogram_options_and_refuses_unknown_ones():
+    audio = torch.randn(1, 1, 2048)
+    loss = MelLoss(SR, n_fft=256, hop_length=64, n_mels=20)
+    mel = mel_spectrogram(audio, SR, n_fft=256, hop_length=64, n_mels=20)
+    assert float(loss(audio, torch.zeros_like(audio))) == pytest.approx(
+        float((mel - math.log(1e-5)).abs().mean()), rel=1e-6
+    )
+    with pytest.raises(TypeError, match="n_bins"):
+        MelLoss(SR, n_bins=20)
+    with pytest.raises(TypeError, match="log-mel"):
+        MelLoss(SR, log=False)

@@ -57,21 +57,18 @@ def results_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ablation_result(tiny_corpus, tiny_config, results_dir):
-    from mambakit.eval.ablations import run_ablations
+    from mambakit.eval.ablations import StudySettings, run_ablations
 
     with one_torch_thread():
-        return run_ablations(
-            tiny_corpus, results_dir / "ablations", steps=2, preset=tiny_config, batch_size=2,
-            limit=3, gen_steps=2, progress=False,
-        )  # fmt: skip
+        settings = StudySettings(tiny_config, batch_size=2, limit=3, gen_steps=2, progress=False)
+        return run_ablations(tiny_corpus, results_dir / "ablations", settings, steps=2)
 
 
 @pytest.fixture(scope="session")
 def early_result(tiny_corpus, tiny_config, results_dir):
+    from mambakit.eval.ablations import StudySettings
     from mambakit.eval.early import run_early_training
 
     with one_torch_thread():
-        return run_early_training(
-            tiny_corpus, results_dir / "early", batches=(2, 1), preset=tiny_config, limit=3,
-            gen_steps=2, progress=False,
-        )  # fmt: skip
+        settings = StudySettings(tiny_config, batch_size=2, limit=3, gen_steps=2, progress=False)
+        return run_early_training(tiny_corpus, results_dir / "early", settings, batches=(2, 1))

@@ -91,8 +91,8 @@ def test_cli_report_and_eval_wiring(tmp_path, monkeypatch, capsys, early_result)
 
     seen = {}
 
-    def fake_early(data, out, **kwargs):
-        seen.update(kwargs, data=data, out=out)
+    def fake_early(data, out, settings, **kwargs):
+        seen.update(kwargs, data=data, out=out, batch_size=settings.batch_size)
         return early_result
 
     monkeypatch.setattr("mambakit.eval.early.run_early_training", fake_early)

@@ -9,7 +9,7 @@ from mambakit.timbre.losses import (
     generator_adversarial_loss,
 )
 from mambakit.timbre.model import TimbreConfig, TimbreUNet
-from mambakit.timbre.training import TimbreGAN, make_loss
+from mambakit.timbre.training import make_loss, timbre_gan
 
 
 def test_discriminator_output_shapes():
@@ -56,17 +56,27 @@ def test_gradient_reaches_the_generator_from_every_term(term):
 
 def test_disc_stage_updates_only_the_discriminator_and_gen_stage_both_sides():
     torch.manual_seed(0)
-    model = TimbreGAN(TimbreUNet(TimbreConfig.tiny()), TimbreDiscriminator(width=1 / 16))
+    model = timbre_gan(TimbreUNet(TimbreConfig.tiny()), TimbreDiscriminator(width=1 / 16))
     batch = {k: torch.randn(2, 1, 1024) * 0.3 for k in ("content", "style", "target")}
     loss_fn = make_loss("transfer", 16000)
     loss, logs = loss_fn(model, batch, "disc")
     loss.backward()
-    assert all(p.grad is None for p in model.generator.parameters())
-    assert any(p.grad is not None for p in model.discriminator.parameters())
+    assert all(p.grad is None for p in model["generator"].parameters())
+    assert any(p.grad is not None for p in model["discriminator"].parameters())
     model.zero_grad(set_to_none=True)
     loss, logs = loss_fn(model, batch, "gen")
     loss.backward()
     assert set(logs) == {"g_mel", "g_stft", "g_adv", "g_fm"}
     expected = 45 * logs["g_mel"] + 10 * logs["g_stft"] + logs["g_adv"] + 2 * logs["g_fm"]
     assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
-    assert any(p.grad is not None for p in model.generator.parameters())
+    assert any(p.grad is not None for p in model["generator"].parameters())
+
+
+def test_the_trained_module_keeps_the_parameter_names_older_runs_saved():
+    # trainer_state.pt of runs trained with the former TimbreGAN wrapper holds
+    # "generator.*" and "discriminator.*": they must load into timbre_gan's module as they are
+    gen, disc = TimbreUNet(TimbreConfig.tiny()), TimbreDiscriminator(width=1 / 16)
+    model = timbre_gan(gen, disc)
+    expected = {f"generator.{k}" for k in gen.state_dict()}
+    expected |= {f"discriminator.{k}" for k in disc.state_dict()}
+    assert set(model.state_dict()) == expected

@@ -52,6 +52,8 @@ def test_loss_decreases_and_checkpoint_loads(tmp_path):
         f.write('{"step": 70, "ti')  # a line cut by a kill
     assert last_logged(tmp_path) == records[-1]
     assert last_logged(tmp_path / "no-run") is None
+    assert summary.describe("runs/toy").endswith("stopped by max_steps); the run is in runs/toy")
+    assert summary.describe("r").startswith(f"trained 60 steps in {summary.seconds:.0f} s")
 
 
 def test_cosine_with_warmup_known_values():

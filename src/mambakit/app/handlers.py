@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mambakit.drums.kit import KitPad, default_kit_path, load_kit_yaml, write_kit
+from mambakit.drums.kit import SHAPE_FIELDS, KitPad, default_kit_path, load_kit_yaml, write_kit
 from mambakit.dsp import ADSR, AudioError, load_audio, render_adsr, resample, save_audio, to_mono
 from mambakit.utils import note_name, parse_note
 
@@ -273,18 +273,9 @@ class PadParams:
         return midi
 
     def to_kit_pad(self) -> KitPad:
+        shape = {field: getattr(self, field) for field in SHAPE_FIELDS}
         return KitPad(
-            name=self.name,
-            tag=self.tag,
-            note=self.midi(),
-            attack=self.attack,
-            decay=self.decay,
-            sustain=self.sustain,
-            release=self.release,
-            pitch_drop=self.pitch_drop,
-            pitch_decay=self.pitch_decay,
-            seed=int(self.seed),
-            text=self.text or None,
+            self.name, self.tag, self.midi(), **shape, seed=int(self.seed), text=self.text or None
         )
 
 
@@ -293,17 +284,12 @@ def default_pads() -> list[PadParams]:
     pads = load_kit_yaml(default_kit_path())[:N_PADS]
     return [
         PadParams(
-            name=p.name,
-            tag=p.tag,
+            p.name,
+            p.tag,
             note=note_name(p.note),
-            attack=p.attack,
-            decay=p.decay,
-            sustain=p.sustain,
-            release=p.release,
-            pitch_drop=p.pitch_drop,
-            pitch_decay=p.pitch_decay,
             seed=p.seed,
-        )
+            **{field: getattr(p, field) for field in SHAPE_FIELDS},
+        )  # fmt: skip
         for p in pads
     ]
 

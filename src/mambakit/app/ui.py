@@ -21,6 +21,7 @@ import functools
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,23 @@ class Page:
 
         button.click(load, [box, self.model_state], [self.model_state, status])
 
+    def render_on_click(
+        self, button: Any, kind: str, render: Callable, inputs: list, audio: Any, name: str
+    ) -> None:
+        """Wire ``button`` to ``render(model, *values) -> (audio [C, T], sr)``, called with
+        this session's ``kind`` model and the values of ``inputs``; the result is written
+        to the session's folder as ``name.wav`` and shown in ``audio``."""
+        gr = self.gr
+
+        @_page_errors
+        def on_click(files, session_models, *values, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+            files = self.files(files)
+            out, sr = render(self.models.of(kind, session_models), *values)
+            return files, str(h.write_wav(files, name, out, sr))
+
+        outputs = [self.files_state, audio]
+        button.click(on_click, [self.files_state, self.model_state, *inputs], outputs)
+
 
 def build_app(
     drums: str | None = None,
@@ -307,43 +325,28 @@ def drum_machine_tab(page: Page) -> None:
             None,  # the analysis belongs to the previous pad's take
         ]
 
-    @_page_errors
-    def generate(
-        kit,
-        pad_name,
-        files,
-        session_models,
-        init_path,
-        *values,
-        progress=gr.Progress(),  # noqa: B008
-    ):
-        files = page.files(files)
+    def render_pad(kit, pad_name, session_models, init_path, values, n, progress):
+        """The pad as edited and its ``n`` takes by this session's drum model."""
         pad = current_pad(kit, pad_name, values)
-        kit["pads"][pad_name] = pad
         init = h.check_upload(init_path, "input sample") if init_path else None
-        progress(0.1, desc=f"generating {pad_name}")
-        audio, sr = h.generate_pad(page.models.of("drums", session_models), pad, 1, init)
+        what = pad_name if n == 1 else f"{n} variations of {pad_name}"
+        progress(0.1, desc=f"generating {what}")
+        return pad, *h.generate_pad(page.models.of("drums", session_models), pad, n, init)
+
+    @_page_errors
+    def generate(kit, pad_name, files, models, init_path, *values, progress=gr.Progress()):  # noqa: B008
+        files = page.files(files)
+        pad, audio, sr = render_pad(kit, pad_name, models, init_path, values, 1, progress)
+        kit["pads"][pad_name] = pad
         kit["audio"][pad_name], kit["sr"] = audio[0], sr
         path = h.write_wav(files, pad_name, audio[0], sr)
         _, env, _ = h.requested_curves(pad, sr, audio.shape[-1] / sr)
         return kit, files, str(path), analysis_figure(audio[0], sr, env)
 
     @_page_errors
-    def variations(
-        kit,
-        pad_name,
-        files,
-        session_models,
-        init_path,
-        n,
-        *values,
-        progress=gr.Progress(),  # noqa: B008
-    ):
+    def variations(kit, pad_name, files, models, init_path, n, *values, progress=gr.Progress()):  # noqa: B008
         files = page.files(files)
-        pad = current_pad(kit, pad_name, values)
-        init = h.check_upload(init_path, "input sample") if init_path else None
-        progress(0.1, desc=f"generating {int(n)} variations of {pad_name}")
-        audio, sr = h.generate_pad(page.models.of("drums", session_models), pad, int(n), init)
+        _, audio, sr = render_pad(kit, pad_name, models, init_path, values, int(n), progress)
         paths = [
             str(h.write_wav(files, f"{pad_name}-var{i + 1}", a, sr)) for i, a in enumerate(audio)
         ]
@@ -453,28 +456,13 @@ def timbre_tab(page: Page) -> None:
     transfer_button = gr.Button("Transfer", variant="primary", elem_id="transfer")
     transfer_audio = gr.Audio(label="result", type="filepath", elem_id="timbre-audio")
 
-    @_page_errors
-    def transfer(
-        files,
-        session_models,
-        content_path,
-        style_path,
-        strength_value,
-        *alpha_values,
-        progress=gr.Progress(track_tqdm=True),  # noqa: B008
-    ):
-        files = page.files(files)
-        model = page.models.of("timbre", session_models)
+    def transfer(model, content_path, style_path, strength_value, *alpha_values):
         c_audio = h.check_upload(content_path, "content")
         s_audio = h.check_upload(style_path, "style") if style_path else None
-        out, sr = h.transfer_timbre(model, c_audio, s_audio, alpha_values, strength_value)
-        return files, str(h.write_wav(files, "timbre", out, sr))
+        return h.transfer_timbre(model, c_audio, s_audio, alpha_values, strength_value)
 
-    transfer_button.click(
-        transfer,
-        [page.files_state, page.model_state, content, style, strength, *alphas],
-        [page.files_state, transfer_audio],
-    )
+    inputs = [content, style, strength, *alphas]
+    page.render_on_click(transfer_button, "timbre", transfer, inputs, transfer_audio, "timbre")
 
 
 def continue_music_tab(page: Page) -> None:
@@ -492,30 +480,12 @@ def continue_music_tab(page: Page) -> None:
     continue_button = gr.Button("Continue", variant="primary", elem_id="continue")
     lm_audio = gr.Audio(label="continuation", type="filepath", elem_id="lm-audio")
 
-    @_page_errors
-    def continue_fn(
-        files,
-        session_models,
-        prompt_path,
-        secs,
-        temp,
-        k,
-        seed_value,
-        progress=gr.Progress(track_tqdm=True),  # noqa: B008
-    ):
-        files = page.files(files)
-        model = page.models.of("lm", session_models)
+    def continuation(model, prompt_path, secs, temp, k, seed_value):
         clip = h.check_upload(prompt_path, "prompt") if prompt_path else None
-        out, sr = h.continue_music(
-            model, clip, float(secs), float(temp), int(k), int(seed_value or 0)
-        )
-        return files, str(h.write_wav(files, "continuation", out, sr))
+        return h.continue_music(model, clip, float(secs), float(temp), int(k), int(seed_value or 0))
 
-    continue_button.click(
-        continue_fn,
-        [page.files_state, page.model_state, prompt, seconds, temperature, top_k, lm_seed],
-        [page.files_state, lm_audio],
-    )
+    inputs = [prompt, seconds, temperature, top_k, lm_seed]
+    page.render_on_click(continue_button, "lm", continuation, inputs, lm_audio, "continuation")
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

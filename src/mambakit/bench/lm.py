@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from mambakit.bench.common import time_callable
 from mambakit.lm.model import MusicLM, preset
+from mambakit.results import markdown_table
 from mambakit.ssm import count_parameters
 from mambakit.utils import resolve_device
 
@@ -108,26 +109,31 @@ def run_lm_bench(
     }
 
 
+BENCH_COLUMNS = [
+    ("backbone", "backbone"), ("n_parameters", "params", "{:,}"),
+    ("context_seconds", "context (s)", "{:g}"), ("context_steps", "steps"),
+    ("prefill_s", "prefill (s)", "{:.2f}"), ("step_ms", "step (ms)", "{:.2f}"),
+    ("tokens_per_s", "tokens/s", "{:.0f}"), ("cache_mb", "cache (MiB)", "{:.2f}"),
+]  # fmt: skip
+
+
 def lm_bench_markdown(report: dict[str, Any]) -> str:
     """The bench rows as Markdown, plus each backbone's step-time growth (longest/shortest)."""
     lines = [
         f"LM decode on {report['device']} ({report['threads']} threads), preset "
         f"{report['scale']}, batch {report['batch_size']}",
         "",
-        "| backbone | params | context (s) | steps | prefill (s) | step (ms) | tokens/s "
-        "| cache (MiB) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        markdown_table(report["rows"], BENCH_COLUMNS, align="l" + "r" * 7),
+        "",
     ]
-    for r in report["rows"]:
-        lines.append(
-            f"| {r['backbone']} | {r['n_parameters']:,} | {r['context_seconds']:g} "
-            f"| {r['context_steps']} | {r['prefill_s']:.2f} | {r['step_ms']:.2f} "
-            f"| {r['tokens_per_s']:.0f} | {r['cache_mb']:.2f} |"
-        )
-    lines += ["", "| backbone | step time longest / shortest context |", "|---|---:|"]
+    growth = []
     for backbone in dict.fromkeys(r["backbone"] for r in report["rows"]):
         rows = [r for r in report["rows"] if r["backbone"] == backbone]
         lo = min(rows, key=lambda r: r["context_seconds"])
         hi = max(rows, key=lambda r: r["context_seconds"])
-        lines.append(f"| {backbone} | {hi['step_ms'] / lo['step_ms']:.2f}x |")
-    return "\n".join(lines)
+        growth.append({"backbone": backbone, "growth": hi["step_ms"] / lo["step_ms"]})
+    columns = [
+        ("backbone", "backbone"),
+        ("growth", "step time longest / shortest context", "{:.2f}x"),
+    ]
+    return "\n".join([*lines, markdown_table(growth, columns, align="lr")])

@@ -11,7 +11,7 @@ import argparse
 import importlib
 from collections.abc import Callable
 
-from mambakit.cli.common import UserError, add_device_argument, add_json_argument
+from mambakit.cli.common import UserError, add_device_argument, add_json_argument, print_result
 
 SetupFn = Callable[[argparse.ArgumentParser], None]
 
@@ -104,15 +104,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _bench_drums(args: argparse.Namespace) -> int:
-    from mambakit.bench.common import write_json
     from mambakit.bench.drums import drums_bench_markdown, run_drums_bench
 
     result = run_drums_bench(
         seconds=0.25 if args.quick else args.seconds, large_state_backward=args.all
     )
-    print(drums_bench_markdown(result))
-    print(f"\nsaved {write_json(args.json, result)}")
-    return 0
+    return print_result(drums_bench_markdown(result), result, args.json)
 
 
 def setup_drums(parser: argparse.ArgumentParser) -> None:

@@ -10,7 +10,9 @@ mistake, and :func:`mambakit.cli.main` prints ``mambakit: error: <message>`` and
 from __future__ import annotations
 
 import argparse
+import os
 import re
+from typing import Any
 
 USAGE_ERROR = 2
 
@@ -36,6 +38,17 @@ def add_json_argument(parser: argparse.ArgumentParser, default: str) -> None:
         "--json", default=default, metavar="PATH",
         help=f"where to save the results (default: {default})",
     )  # fmt: skip
+
+
+def print_result(markdown: str, payload: Any, json_path: str | os.PathLike[str] | None) -> int:
+    """How a command reports a result: its Markdown on stdout, then its JSON written to
+    ``json_path`` (when given; folders created) and where it went. Returns exit status 0."""
+    from mambakit.bench.common import write_json
+
+    print(markdown)
+    if json_path:
+        print(f"\nsaved {write_json(json_path, payload)}")
+    return 0
 
 
 def join_negative_values(argv: list[str]) -> list[str]:

@@ -22,10 +22,7 @@ def _train(args: argparse.Namespace) -> int:
         args.data, args.out, train, preset=args.preset, tags_csv=args.tags_csv,
         workers=args.workers, init_from=args.init,
     )  # fmt: skip
-    print(
-        f"trained {summary.steps} steps in {summary.seconds:.0f} s "
-        f"(final loss {summary.final_loss:.4f}); the run is in {args.out}"
-    )
+    print(summary.describe(args.out))
     return 0
 
 

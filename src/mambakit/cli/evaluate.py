@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from mambakit.cli.common import add_device_argument
 
@@ -71,11 +72,10 @@ def _eval_ablations(args: argparse.Namespace) -> int:
 
     if args.budget_minutes is None and args.budget_steps is None:
         raise ValueError("give --budget-minutes M (or --budget-steps N, or both)")
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     result = run_ablations(
-        args.data, args.out, minutes=args.budget_minutes, steps=args.budget_steps,
-        variants=[v.strip() for v in args.variants.split(",") if v.strip()],
-        preset=args.preset, heldout=args.heldout, batch_size=args.batch_size,
-        limit=args.limit, gen_steps=args.gen_steps, seed=args.seed, device=args.device,
+        args.data, args.out, _study_settings(args), minutes=args.budget_minutes,
+        steps=args.budget_steps, variants=variants,
     )  # fmt: skip
     print(ablations_markdown(result) + "\n")
     _verdicts(no_sine_claim(result), no_adsr_claim(result), full_res_claim(result))
@@ -88,15 +88,21 @@ def _eval_early(args: argparse.Namespace) -> int:
     from mambakit.eval.early import DEFAULT_BATCHES, early_markdown, run_early_training
 
     batches = DEFAULT_BATCHES if args.batches is None else [int(b) for b in args.batches.split(",")]
-    result = run_early_training(
-        args.data, args.out, batches=batches,
-        batch_size=args.batch_size, preset=args.preset, heldout=args.heldout,
-        limit=args.limit, gen_steps=args.gen_steps, seed=args.seed, device=args.device,
-    )  # fmt: skip
+    result = run_early_training(args.data, args.out, _study_settings(args), batches=batches)
     print(early_markdown(result) + "\n")
     _verdicts(first_batch_claim(result), coherent_claim(result))
     print(f"\nsaved {args.out}/early.json, early.md, early.png")
     return 0
+
+
+def _study_settings(args: argparse.Namespace) -> Any:
+    """The :class:`~mambakit.eval.ablations.StudySettings` of the options of :func:`_add_common`."""
+    from mambakit.eval.ablations import StudySettings
+
+    return StudySettings(
+        preset=args.preset, heldout=args.heldout, batch_size=args.batch_size, limit=args.limit,
+        gen_steps=args.gen_steps, seed=args.seed, device=args.device,
+    )  # fmt: skip
 
 
 def _add_common(p: argparse.ArgumentParser, batch_size: int) -> None:

@@ -9,10 +9,8 @@ exit code.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-from mambakit.cli.common import add_device_argument
+from mambakit.cli.common import add_device_argument, print_result
 
 BACKBONES = ("transformer", "mamba", "mamba2", "hybrid")
 
@@ -179,11 +177,8 @@ def _train(args: argparse.Namespace) -> int:
         label_smoothing=args.label_smoothing,
         train_config=config,
     )
-    print(
-        f"{args.backbone}/{args.preset}: {count_parameters(model):,} parameters; "
-        f"{summary.steps} steps, final loss {summary.final_loss:.4f} ({summary.stopped_by}); "
-        f"run in {args.out}"
-    )
+    params = f"{args.backbone}/{args.preset}, {count_parameters(model):,} parameters"
+    print(f"{params}: {summary.describe(args.out)}")
     return 0
 
 
@@ -198,9 +193,7 @@ def _eval(args: argparse.Namespace) -> int:
         max_windows=args.max_windows,
         device=args.device,
     )
-    print(runs_markdown(results))
-    _write_json(args.json, results)
-    return 0
+    return print_result(runs_markdown(results), results, args.json)
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -230,15 +223,13 @@ def _probe(args: argparse.Namespace) -> int:
     from mambakit.lm.probes import probe_markdown, run_probe
 
     report = run_probe(
-        [b.strip() for b in args.backbones.split(",") if b.strip()],
+        _names(args.backbones),
         steps=args.steps,
         gap=args.gap,
         scale=args.preset,
         seed=args.seed,
     )
-    print(probe_markdown(report))
-    _write_json(args.json, report)
-    return 0
+    return print_result(probe_markdown(report), report, args.json)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -246,7 +237,7 @@ def _bench(args: argparse.Namespace) -> int:
     from mambakit.bench.lm import lm_bench_markdown, run_lm_bench
 
     report = run_lm_bench(
-        [b.strip() for b in args.backbones.split(",") if b.strip()],
+        _names(args.backbones),
         context_seconds=[float(s) for s in args.contexts.split(",")],
         scale=args.preset,
         n_steps=args.steps,
@@ -254,9 +245,7 @@ def _bench(args: argparse.Namespace) -> int:
         device=args.device,
     )
     report["meta"] = result_metadata(device=args.device)  # machine, command, commit, date
-    print(lm_bench_markdown(report))
-    _write_json(args.json, report)
-    return 0
+    return print_result(lm_bench_markdown(report), report, args.json)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -279,10 +268,3 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
-
-
-def _write_json(path: str | None, data: object) -> None:
-    if path:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(data, indent=2))
-        print(f"wrote {path}")

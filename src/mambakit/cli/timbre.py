@@ -11,7 +11,7 @@ import json
 import warnings
 from pathlib import Path
 
-from mambakit.cli.common import add_device_argument, add_json_argument
+from mambakit.cli.common import add_device_argument, add_json_argument, print_result
 from mambakit.utils import parse_int_list
 
 DEFAULT_BENCH_JSON = "out/bench/timbre.json"
@@ -97,10 +97,7 @@ def _train_scaffold(args: argparse.Namespace) -> int:
         reconstruction_ratio=args.reconstruction_ratio, segment_seconds=args.segment_seconds
     )
     summary = train_scaffold(args.data, args.out, args.preset, train, pairs)
-    print(
-        f"trained {summary.steps} steps in {summary.seconds:.0f} s "
-        f"(final loss {summary.final_loss:.4f}); the run is in {args.out}"
-    )
+    print(summary.describe(args.out))
     return 0
 
 
@@ -125,10 +122,7 @@ def _train(args: argparse.Namespace) -> int:
         bidirectional=True if args.bidirectional else None,
     )  # fmt: skip
     summary = train_timbre(args.data, args.out, train, args.preset, options)
-    print(
-        f"trained {summary.steps} steps in {summary.seconds:.0f} s "
-        f"(final loss {summary.final_loss:.4f}); the run is in {args.out}"
-    )
+    print(summary.describe(args.out))
     return 0
 
 
@@ -189,7 +183,6 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from mambakit.bench.common import write_json
     from mambakit.bench.timbre import run_timbre_bench, timbre_bench_markdown
 
     presets = [p.strip() for p in args.presets.split(",") if p.strip()] if args.presets else None
@@ -201,9 +194,7 @@ def _bench(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         device=args.device,
     )
-    print(timbre_bench_markdown(result))
-    print(f"\nsaved {write_json(args.json, result)}")
-    return 0
+    return print_result(timbre_bench_markdown(result), result, args.json)
 
 
 def setup_bench(parser: argparse.ArgumentParser) -> None:

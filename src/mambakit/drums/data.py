@@ -281,19 +281,13 @@ class DrumDataset(Dataset):
 
 
 def load_corpus(
-    directory: str | Path,
-    tags_csv: str | Path | None = None,
-    config: DrumCorpusConfig | None = None,
-    cache_dir: str | Path | None = None,
-    workers: int | None = None,
-    default_tag: str | None = None,
-    progress: bool = True,
+    directory: str | Path, config: DrumCorpusConfig | None = None, **scan_options: Any
 ) -> DrumDataset:
-    """:func:`scan_folder` then :class:`DrumDataset` (the report is in ``dataset.report``)."""
+    """:func:`scan_folder` then :class:`DrumDataset` (the report is in ``dataset.report``);
+    ``scan_options``: the scan's ``tags_csv``, ``cache_dir``, ``workers``, ``default_tag``,
+    ``progress``."""
     cfg = config or DrumCorpusConfig()
-    items, report = scan_folder(
-        directory, tags_csv, cfg, cache_dir, workers, default_tag, progress=progress
-    )
+    items, report = scan_folder(directory, config=cfg, **scan_options)
     ds = DrumDataset(items, cfg)
     ds.report = report  # type: ignore[attr-defined]
     return ds

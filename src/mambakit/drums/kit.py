@@ -20,7 +20,7 @@ import soundfile as sf
 import yaml
 
 from mambakit.drums.tags import TAGS
-from mambakit.utils import parse_note, parse_seconds
+from mambakit.utils import parse_note, parse_seconds, read_document
 
 #: General MIDI percussion keys (channel 10) used when a pad does not name one.
 GM_KEYS: dict[str, int] = {
@@ -70,6 +70,9 @@ class KitPad:
 
 
 _TIME_FIELDS = ("attack", "decay", "release", "pitch_decay")
+#: The fields that shape a pad's sound over time (the ADSR and the pitch drop), which the
+#: UI's editable pad carries under the same names.
+SHAPE_FIELDS = ("attack", "decay", "sustain", "release", "pitch_drop", "pitch_decay")
 
 
 # How each optional pad field is read from YAML (times with units, notes by name or number).
@@ -108,12 +111,7 @@ def load_kit_yaml(path: str | Path) -> list[KitPad]:
     Times accept ``"2ms"``/``"0.3s"``/numbers (seconds); notes accept ``"C1"`` or MIDI numbers.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"kit spec {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    data = read_document(path, f"kit spec {path} does not exist", yaml.safe_load, "YAML")
     pads = data.get("pads") if isinstance(data, dict) else data
     if not isinstance(pads, list) or not pads:
         raise ValueError(f"{path}: expected a non-empty list of pads (or a 'pads:' list)")

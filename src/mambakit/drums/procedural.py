@@ -134,6 +134,8 @@ _VOICES = {
     "perc": _perc,
     "fx": _fx,
 }
+#: What :func:`write_corpus` writes by default: every voice but the miscellany (perc, fx).
+KIT_TAGS: tuple[str, ...] = tuple(tag for tag in _VOICES if tag not in ("perc", "fx"))
 
 
 def synthesize(
@@ -156,16 +158,7 @@ def write_corpus(
     n_per_tag: int = 20,
     seed: int = 0,
     sr: int = 44100,
-    tags: tuple[str, ...] = (
-        "kick",
-        "snare",
-        "clap",
-        "closed_hat",
-        "open_hat",
-        "tom",
-        "rim",
-        "cymbal",
-    ),
+    tags: tuple[str, ...] = KIT_TAGS,
     seconds: float = 1.0,
 ) -> list[Path]:
     """Write ``n_per_tag`` 16-bit WAVs per tag as ``directory/<tag>/<tag>_NNN.wav``.

@@ -217,7 +217,7 @@ def train_drums(
         data
         if isinstance(data, DrumDataset)
         else load_corpus(
-            data, tags_csv, cache_dir=cache_dir, workers=workers, progress=train.progress
+            data, tags_csv=tags_csv, cache_dir=cache_dir, workers=workers, progress=train.progress
         )
     )
     if len(dataset) == 0:

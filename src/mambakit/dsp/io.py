@@ -25,6 +25,7 @@ __all__ = [
     "detect_onset",
     "trim_to_onset",
     "fit_length",
+    "as_mono_numpy",
 ]
 
 
@@ -164,7 +165,9 @@ def loudness_normalize(audio: torch.Tensor, sr: int, target_db: float = -20.0) -
     return audio * (10 ** (target_db / 20) / rms)
 
 
-def _as_mono_numpy(audio: torch.Tensor | np.ndarray) -> np.ndarray:
+def as_mono_numpy(audio: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Any ``[T]``, ``[C, T]`` or ``[1, C, T]`` signal as a float64 mono ``[T]`` array (for
+    NumPy analyses: onsets here, every feature of :mod:`mambakit.eval`)."""
     x = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
     x = x.astype(np.float64)
     while x.ndim > 1:
@@ -185,7 +188,7 @@ def detect_onset(
     the next 0.25 ms reaches the same threshold (a frame start alone would be up to
     ``frame_ms`` early).
     """
-    x = _as_mono_numpy(audio)
+    x = as_mono_numpy(audio)
     hop = max(1, int(sr * frame_ms / 1000))
     n = len(x) // hop
     if n == 0:

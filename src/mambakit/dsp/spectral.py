@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -119,21 +121,18 @@ class MultiResolutionSTFTLoss(nn.Module):
 
 
 class MelLoss(nn.Module):
-    """L1 distance between log-mel spectrograms (HiFi-GAN's mel loss, differentiable)."""
+    """L1 distance between log-mel spectrograms (HiFi-GAN's mel loss, differentiable).
 
-    def __init__(
-        self,
-        sr: int,
-        n_fft: int = 1024,
-        hop_length: int = 256,
-        n_mels: int = 80,
-        f_min: float = 0.0,
-        f_max: float | None = None,
-    ) -> None:
+    ``options``: those of :func:`mel_spectrogram` (``n_fft``, ``hop_length``, ``n_mels``,
+    ``f_min``, ``f_max``; its defaults); the log-mel is always used.
+    """
+
+    def __init__(self, sr: int, **options: Any) -> None:
         super().__init__()
-        self.kwargs = dict(
-            sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, f_min=f_min, f_max=f_max
-        )
+        if "log" in options:
+            raise TypeError("MelLoss always compares log-mel spectrograms (no 'log' option)")
+        inspect.signature(mel_spectrogram).bind(None, sr, **options)  # a bad name fails here
+        self.kwargs = {"sr": sr, **options}
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return (

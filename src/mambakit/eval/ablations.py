@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from mambakit.bench.common import measure_peak_memory, result_metadata, write_json
+from mambakit.results import CellFormat, metrics_table
 
 VARIANTS: dict[str, dict[str, bool]] = {
     "full": {},
@@ -83,6 +84,32 @@ def as_config(preset: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class StudySettings:
+    """How every run of a drum study (ablations, early training) is trained and scored.
+
+    Attributes:
+        preset: a preset name or a ``DrumConfig`` the runs start from.
+        heldout: a folder of one-shots or a ``DrumDataset`` the requests come from
+            (``None``: the training data).
+        batch_size, lr, seed: the training settings of each run.
+        limit: requests per evaluation; ``gen_steps``: denoising steps (``None``: the
+            config's).
+        device: ``None`` = CPU; ``cache_dir``: where loaded corpora are cached.
+    """
+
+    preset: Any = "tiny"
+    heldout: Any = None
+    batch_size: int = 8
+    lr: float = 2e-3
+    limit: int | None = 24
+    gen_steps: int | None = None
+    seed: int = 0
+    device: str | None = None
+    cache_dir: str | os.PathLike[str] | None = None
+    progress: bool = True
+
+
+@dataclass(frozen=True)
 class DrumStudy:
     """What every run of a drum study (ablations, early training) shares: the training
     clips, the held-out requests, the base config, the training settings and the evaluation
@@ -102,38 +129,45 @@ class DrumStudy:
     progress: bool
 
     @classmethod
-    def prepare(
-        cls,
-        data: Any,
-        heldout: Any,
-        preset: Any,
-        *,
-        cache_dir: Any = None,
-        progress: bool = True,
-        **settings: Any,
-    ) -> DrumStudy:
-        """Load ``data`` and ``heldout`` (folders or datasets; the requests come from
-        ``heldout`` when given, else from ``data``) and profile the real clips."""
+    def prepare(cls, data: Any, settings: StudySettings) -> DrumStudy:
+        """Load ``data`` and ``settings.heldout`` (folders or datasets; the requests come
+        from ``heldout`` when given, else from ``data``) and profile the real clips."""
         from mambakit.eval.profiles import profile_dataset, tonal_tags
 
-        train_set = as_dataset(data, cache_dir, progress)
-        base = as_config(preset)
+        s = settings
+        train_set = as_dataset(data, s.cache_dir, s.progress)
+        base = as_config(s.preset)
         tonal = tonal_tags(train_set)
         return cls(
             train_set=train_set,
-            requests=as_dataset(heldout, cache_dir, progress),
+            requests=as_dataset(s.heldout, s.cache_dir, s.progress),
             base=base,
             tonal=tonal,
             data_profile=profile_dataset(train_set, base.n_samples, base.sample_rate, tonal),
-            progress=progress,
-            **settings,
+            batch_size=s.batch_size, lr=s.lr, seed=s.seed, device=s.device, limit=s.limit,
+            gen_steps=s.gen_steps, progress=s.progress,
+        )  # fmt: skip
+
+    @classmethod
+    def start(
+        cls, kind: str, data: Any, settings: StudySettings, out_dir: Any, command: str | None
+    ) -> tuple[DrumStudy, dict[str, Any], Path]:
+        """What every study does first: create ``out_dir``, :meth:`prepare` the study and
+        its :meth:`new_result`; returns ``(study, result, out_dir as a Path)``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        study = cls.prepare(data, settings)
+        return (
+            study,
+            study.new_result(kind, command, (settings.preset, data, settings.heldout)),
+            out,
         )
 
     def new_result(
-        self, kind: str, command: str | None, sources: tuple[Any, Any, Any], **config: Any
+        self, kind: str, command: str | None, sources: tuple[Any, Any, Any]
     ) -> dict[str, Any]:
         """A study's result before its runs: ``kind``, ``meta``, the settings under
-        ``config`` (with the study's own ``config`` items), the real clips' profile.
+        ``config`` (a study adds its own items there), the real clips' profile.
         ``sources``: the ``(preset, data, heldout)`` the study was prepared from."""
         preset, data, heldout = sources
 
@@ -155,7 +189,7 @@ class DrumStudy:
         return {
             "kind": kind,
             "meta": result_metadata(command, self.device),
-            "config": {**settings, **config},
+            "config": settings,
             "data": {"profile": asdict(self.data_profile)},
         }
 
@@ -230,30 +264,20 @@ class DrumStudy:
 def run_ablations(
     data: Any,
     out_dir: str | os.PathLike[str] = "out/ablations",
+    settings: StudySettings = StudySettings(),  # noqa: B008  (frozen: safe as a default)
     *,
     minutes: float | None = None,
     steps: int | None = None,
     variants: Sequence[str] = tuple(VARIANTS),
-    preset: Any = "tiny",
-    heldout: Any = None,
-    batch_size: int = 8,
-    lr: float = 2e-3,
-    limit: int | None = 24,
-    gen_steps: int | None = None,
-    seed: int = 0,
-    device: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    progress: bool = True,
     command: str | None = None,
 ) -> dict[str, Any]:
     """Train every variant at the same budget, evaluate and profile it; save and return
     the result (``OUT/ablations.json``, ``ablations.md``, ``figure4.png``, runs in ``OUT/runs``).
 
-    ``data`` / ``heldout``: folders of one-shots or ``DrumDataset`` s (the requests come from
-    ``heldout`` when given, else from ``data``); ``minutes`` / ``steps``: the budget of each
-    variant (whichever ends first); ``preset``: a preset name or a ``DrumConfig`` that the
-    switches of :data:`VARIANTS` are applied to; ``limit``: requests per evaluation;
-    ``gen_steps``: denoising steps (default: the config's).
+    ``data``: a folder of one-shots or a ``DrumDataset``; ``settings``: the preset (that the
+    switches of :data:`VARIANTS` are applied to), held-out requests, training and scoring
+    (:class:`StudySettings`); ``minutes`` / ``steps``: the budget of each variant
+    (whichever ends first).
 
     Returns ``{"kind": "ablations", "meta", "config", "variants": [...], "scaffold", "data"}``;
     each variant has ``name, switches, steps, seconds, seconds_per_step, final_loss,
@@ -265,16 +289,10 @@ def run_ablations(
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    study = DrumStudy.prepare(
-        data, heldout, preset, cache_dir=cache_dir, progress=progress, batch_size=batch_size,
-        lr=lr, seed=seed, device=device, limit=limit, gen_steps=gen_steps,
-    )  # fmt: skip
-    result = study.new_result(
-        RESULT_KIND, command, (preset, data, heldout), budget_minutes=minutes,
-        budget_steps=steps, clip_seconds=study.base.seconds,
-    )  # fmt: skip
+    study, result, out = DrumStudy.start(RESULT_KIND, data, settings, out_dir, command)
+    result["config"].update(
+        budget_minutes=minutes, budget_steps=steps, clip_seconds=study.base.seconds
+    )
     result["variants"] = []
     # One untimed step first, so one-time costs (lazy imports, allocator arenas, thread
     # pools) are not charged to the time and memory of the first variant.
@@ -282,7 +300,7 @@ def run_ablations(
     replace(study, progress=False).train(warmup_dir, study.base, minutes=None, steps=1)
     shutil.rmtree(warmup_dir, ignore_errors=True)
     for name in variants:
-        if progress:
+        if settings.progress:
             print(f"ablations: training {name} ...", flush=True)
         row = {"name": name, "switches": VARIANTS[name]}
         config = study.base.with_(**VARIANTS[name])
@@ -298,8 +316,13 @@ def run_ablations(
 
 # ------------------------------------------------------------------- reporting
 
-_ROWS: list[tuple[str, str, str]] = [
-    # (label, path into a column's dict, format)
+
+def _milliseconds(seconds: float) -> str:
+    return f"{1000 * seconds:.0f}"
+
+
+#: Every number a drum study reports, in table order: (label, path into a run's record, format).
+STUDY_METRICS: list[tuple[str, str, CellFormat]] = [
     ("training steps", "steps", "{:.0f}"),
     ("seconds per step", "seconds_per_step", "{:.3f}"),
     ("peak training memory (MiB)", "peak_memory_mb", "{:.0f}"),
@@ -312,45 +335,12 @@ _ROWS: list[tuple[str, str, str]] = [
     ("diversity vs real (same tag)", "scores.diversity_ratio", "{:.2f}"),
     ("nearest-train distance vs train NN", "scores.memorisation_ratio", "{:.2f}"),
     ("median peak (dBFS)", "profile.median_peak_db", "{:.1f}"),
-    ("median energy centroid (ms)", "profile.median_energy_centroid_s", "ms"),
+    ("median energy centroid (ms)", "profile.median_energy_centroid_s", _milliseconds),
     ("percussive share", "profile.percussive_rate", "{:.0%}"),
     ("fundamental fraction (tonal)", "profile.fundamental_fraction", "{:.3f}"),
     ("harmonic fraction (tonal)", "profile.harmonic_fraction", "{:.3f}"),
     ("spectrum distance to data (dB)", "profile.spectrum_distance_db", "{:.1f}"),
 ]
-
-
-def lookup(row: dict[str, Any], path: str) -> Any:
-    """``row["a"]["b"]`` for ``path = "a.b"``; ``None`` where any key is missing."""
-    value: Any = row
-    for key in path.split("."):
-        if not isinstance(value, dict) or key not in value:
-            return None
-        value = value[key]
-    return value
-
-
-def format_value(value: Any, fmt: str) -> str:
-    """One table cell: ``-`` for missing, ``n/a`` for NaN, ``ms`` formats seconds as ms."""
-    if value is None:
-        return "-"
-    if isinstance(value, float) and math.isnan(value):
-        return "n/a"
-    if fmt == "ms":
-        return f"{1000 * value:.0f}"
-    return fmt.format(value)
-
-
-def metrics_table(columns: Sequence[tuple[str, dict[str, Any]]], rows=_ROWS) -> str:
-    """A Markdown table with one column per ``(name, dict)`` and one row per metric."""
-    lines = [
-        "| metric | " + " | ".join(name for name, _ in columns) + " |",
-        "|---|" + "---:|" * len(columns),
-    ]
-    for label, path, fmt in rows:
-        cells = [format_value(lookup(col, path), fmt) for _, col in columns]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def ablations_markdown(result: dict[str, Any]) -> str:
@@ -371,7 +361,7 @@ def ablations_markdown(result: dict[str, Any]) -> str:
     return (
         f"Each variant trained for {budget} (batch {cfg['batch_size']}, preset "
         f"{cfg['preset']}, {cfg['n_train_clips']} clips); `data` is the real clips.\n\n"
-        + metrics_table(columns)
+        + metrics_table(columns, STUDY_METRICS, align="l" + "r" * len(columns))
     )
 
 
@@ -403,7 +393,7 @@ def draw_ablations(result: dict[str, Any], path: str | os.PathLike[str]) -> Path
     x = np.arange(len(named))
     pitch_bars = (("fundamental_fraction", "fundamental"), ("harmonic_fraction", "harmonics 1-16"))
     for offset, (key, label) in zip(offsets, pitch_bars):
-        values = [_number(p.get(key)) for _, p in named]
+        values = [number_or_nan(p.get(key)) for _, p in named]
         ax_pitch.bar(x + offset, np.nan_to_num(values), width, label=label)
         for xi, value in zip(x, values):
             if math.isnan(value):  # a missing bar would read as zero
@@ -423,14 +413,19 @@ def draw_ablations(result: dict[str, Any], path: str | os.PathLike[str]) -> Path
     ax_cost.set_xticks(x, [v["name"] for v in variants])
     ax_cost.set(title=f"training cost relative to {ref['name'] if ref else '-'}", ylabel="x")
     ax_cost.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
+    """Write a study's matplotlib figure to ``path`` (folders created); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return path
 
 
-def _number(value: Any) -> float:
-    """``value`` as a float, NaN where it is missing (``None``)."""
+def number_or_nan(value: Any) -> float:
+    """``value`` as a float, NaN where it is missing (``None``), for plotting."""
     return math.nan if value is None else float(value)
 
 

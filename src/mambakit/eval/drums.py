@@ -52,6 +52,7 @@ from mambakit.eval.adherence import (
 )
 from mambakit.eval.drum_tagger import DrumTagClassifier, fit_tag_classifier, tag_descriptor
 from mambakit.eval.features import clip_embedding, comb_level_db, decay_time_s
+from mambakit.results import markdown_table, metrics_table
 
 
 @dataclass(frozen=True)
@@ -268,16 +269,7 @@ def scores_markdown(scores: Sequence[DrumScores]) -> str:
         ("comb at 689 Hz multiples (dB, median)", "comb_db", "{:+.1f}"),
         ("decay ratio vs library, worst tag", "decay_ratio_worst", "{:.2f}"),
     ]
-    head = "| metric | " + " | ".join(s.name for s in scores) + " |"
-    sep = "|---|" + "---|" * len(scores)
-    lines = [head, sep]
-    for label, key, fmt in rows:
-        cells = []
-        for s in scores:
-            v = getattr(s, key)
-            cells.append("n/a" if isinstance(v, float) and math.isnan(v) else fmt.format(v))
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return metrics_table([(s.name, asdict(s)) for s in scores], rows)
 
 
 def per_tag_markdown(scores: Sequence[DrumScores]) -> str:
@@ -293,15 +285,14 @@ def per_tag_markdown(scores: Sequence[DrumScores]) -> str:
     if not used:
         return ""
     tags = sorted({t for s, (_, key, _) in used for t in getattr(s, key)})
-    head = "| tag | " + " | ".join(f"{s.name} {label}" for s, (label, _, _) in used) + " |"
-    lines = [head, "|---|" + "---|" * len(used)]
-    for tag in tags:
-        cells = []
-        for s, (_, key, fmt) in used:
-            v = getattr(s, key).get(tag, math.nan)
-            cells.append("n/a" if math.isnan(v) else fmt.format(v))
-        lines.append(f"| {tag} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    keys = [f"c{i}" for i in range(len(used))]
+    table = [
+        {"tag": tag}
+        | {k: getattr(s, key).get(tag, math.nan) for k, (s, (_, key, _)) in zip(keys, used)}
+        for tag in tags
+    ]
+    header = [(k, f"{s.name} {label}", fmt) for k, (s, (label, _, fmt)) in zip(keys, used)]
+    return markdown_table(table, [("tag", "tag"), *header])
 
 
 def save_report(scores: Sequence[DrumScores], out_dir: Path, extra: dict | None = None) -> Path:

@@ -24,48 +24,42 @@ from typing import Any
 import numpy as np
 
 from mambakit.bench.common import write_json
-from mambakit.eval.ablations import DrumStudy, format_value, lookup
+from mambakit.eval.ablations import (
+    STUDY_METRICS,
+    DrumStudy,
+    StudySettings,
+    number_or_nan,
+    save_figure,
+)
+from mambakit.results import lookup, markdown_table
 
 DEFAULT_BATCHES = (1, 2, 5, 10, 50, 200)
 RESULT_KIND = "early-training"
 
-# (label, path into a row, format): the metrics tabulated and plotted against batches
-PLOTTED: list[tuple[str, str, str]] = [
-    ("tag accuracy", "scores.tag_accuracy", "{:.1%}"),
-    ("median pitch error (cents, tonal)", "scores.median_pitch_error_cents", "{:.1f}"),
-    ("envelope correlation", "scores.envelope_correlation", "{:.3f}"),
-    ("diversity vs real (same tag)", "scores.diversity_ratio", "{:.2f}"),
-    ("nearest-train distance vs train NN", "scores.memorisation_ratio", "{:.2f}"),
-    ("median peak (dBFS)", "profile.median_peak_db", "{:.1f}"),
-    ("percussive share", "profile.percussive_rate", "{:.0%}"),
-    ("fundamental fraction (tonal)", "profile.fundamental_fraction", "{:.3f}"),
-    ("spectrum distance to data (dB)", "profile.spectrum_distance_db", "{:.1f}"),
-]
+_PLOTTED_PATHS = {
+    "scores.tag_accuracy", "scores.median_pitch_error_cents", "scores.envelope_correlation",
+    "scores.diversity_ratio", "scores.memorisation_ratio", "profile.median_peak_db",
+    "profile.percussive_rate", "profile.fundamental_fraction", "profile.spectrum_distance_db",
+}  # fmt: skip
+#: The study metrics tabulated and plotted against batches (besides the training loss).
+PLOTTED = [metric for metric in STUDY_METRICS if metric[1] in _PLOTTED_PATHS]
 
 
 def run_early_training(
     data: Any,
     out_dir: str | os.PathLike[str] = "out/early",
+    settings: StudySettings = StudySettings(batch_size=2),  # noqa: B008  (frozen: safe)
     *,
     batches: Sequence[int] = DEFAULT_BATCHES,
-    batch_size: int = 2,
-    preset: Any = "tiny",
-    heldout: Any = None,
-    lr: float = 2e-3,
-    limit: int | None = 24,
-    gen_steps: int | None = None,
-    seed: int = 0,
-    device: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    progress: bool = True,
     command: str | None = None,
 ) -> dict[str, Any]:
-    """Train for each count of ``batches`` (of ``batch_size`` clips), evaluate, save and
-    return the result (``OUT/early.json``, ``early.md``, ``early.png``; runs in ``OUT/runs``).
+    """Train for each count of ``batches`` (of ``settings.batch_size`` clips), evaluate,
+    save and return the result (``OUT/early.json``, ``early.md``, ``early.png``; runs in
+    ``OUT/runs``).
 
-    ``data`` / ``heldout``: folders of one-shots or ``DrumDataset`` s; ``preset``: a preset
-    name or a ``DrumConfig``; ``limit``: requests per evaluation; ``gen_steps``: denoising
-    steps (default: the config's).
+    ``data``: a folder of one-shots or a ``DrumDataset``; ``settings``: the preset,
+    held-out requests, training and scoring (:class:`~mambakit.eval.ablations.StudySettings`;
+    batches of 2 clips by default).
 
     Returns ``{"kind": "early-training", "meta", "config", "rows": [...], "scaffold", "data"}``;
     each row has ``batches``, ``steps, seconds, final_loss, train_tail, peak_memory_mb``,
@@ -74,17 +68,12 @@ def run_early_training(
     counts = sorted({int(k) for k in batches})
     if not counts or counts[0] < 1:
         raise ValueError(f"batches must be positive counts, got {list(batches)}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    study = DrumStudy.prepare(
-        data, heldout, preset, cache_dir=cache_dir, progress=progress, batch_size=batch_size,
-        lr=lr, seed=seed, device=device, limit=limit, gen_steps=gen_steps,
-    )  # fmt: skip
-    result = study.new_result(RESULT_KIND, command, (preset, data, heldout), batches=counts)
+    study, result, out = DrumStudy.start(RESULT_KIND, data, settings, out_dir, command)
+    result["config"]["batches"] = counts
     result["rows"] = []
     for k in counts:
-        if progress:
-            print(f"early-training: {k} batch(es) of {batch_size} ...", flush=True)
+        if settings.progress:
+            print(f"early-training: {k} batch(es) of {study.batch_size} ...", flush=True)
         run_dir = out / "runs" / f"batches_{k}"
         result["rows"].append(study.run({"batches": k}, result, run_dir, study.base, steps=k))
         write_json(out / "early.json", result)  # keep what is done if interrupted
@@ -96,22 +85,18 @@ def run_early_training(
 def early_markdown(result: dict[str, Any]) -> str:
     """One row per batch count (plus the scaffold alone), one column per metric."""
     cfg = result["config"]
-    columns = [("training loss (last 20 %)", "train_tail.loss", "{:.3f}"), *PLOTTED]
-    lines = [
-        f"Batches of {cfg['batch_size']} clips, preset {cfg['preset']}, "
-        f"{cfg['n_train_clips']} training clips; one fresh run per row.",
-        "",
-        "| batches | " + " | ".join(label for label, _, _ in columns) + " |",
-        "|---:|" + "---:|" * len(columns),
-    ]
+    metrics = [m for m in STUDY_METRICS if m[1] == "train_tail.loss"] + PLOTTED
     named = [(str(r["batches"]), r) for r in result["rows"]]
     if "scaffold" in result:
         named.append(("scaffold alone", result["scaffold"]))
     named.append(("data", result["data"]))
-    for name, row in named:
-        cells = [format_value(lookup(row, path), fmt) for _, path, fmt in columns]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    rows = [{"batches": name} | {p: lookup(row, p) for _, p, _ in metrics} for name, row in named]
+    columns = [("batches", "batches"), *((path, label, fmt) for label, path, fmt in metrics)]
+    return (
+        f"Batches of {cfg['batch_size']} clips, preset {cfg['preset']}, "
+        f"{cfg['n_train_clips']} training clips; one fresh run per row.\n\n"
+        + markdown_table(rows, columns, align="r" * len(columns))
+    )
 
 
 def draw_early(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
@@ -131,10 +116,10 @@ def draw_early(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
         ("data", result.get("data"), ":"),
     )
     for ax, (label, key, _) in zip(axes, panels):
-        y = [_float(lookup(r, key)) for r in rows]
+        y = [number_or_nan(lookup(r, key)) for r in rows]
         ax.plot(x, y, marker="o", label="model")
         for name, source, ls in references:
-            ref = _float(lookup(source or {}, key))
+            ref = number_or_nan(lookup(source or {}, key))
             if not math.isnan(ref):
                 ax.axhline(ref, color="gray", ls=ls, lw=1.2, label=name)
         ax.set_xscale("log")
@@ -150,11 +135,4 @@ def draw_early(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
         ax.set_axis_off()
     spare = axes[len(panels)] if len(axes) > len(panels) else axes[0]
     spare.legend(legend.values(), legend.keys(), loc="center", fontsize=9)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
-
-
-def _float(value: Any) -> float:
-    return math.nan if value is None else float(value)
+    return save_figure(fig, path)

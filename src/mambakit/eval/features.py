@@ -10,15 +10,7 @@ import numpy as np
 import torch
 
 from mambakit.dsp import mel_spectrogram
-
-
-def as_mono_numpy(audio: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Any ``[T]``, ``[C, T]`` or ``[1, C, T]`` signal as a float64 mono ``[T]`` array."""
-    x = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
-    x = x.astype(np.float64)
-    while x.ndim > 1:
-        x = x.mean(axis=0)
-    return x
+from mambakit.dsp.io import as_mono_numpy
 
 
 def log_mel_frames(

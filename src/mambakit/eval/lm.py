@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from mambakit.lm.model import MusicLM, count_parameters
 from mambakit.lm.store import TokenStore
+from mambakit.results import markdown_table
 
 __all__ = ["evaluate_model", "evaluate_run", "evaluate_runs", "runs_markdown"]
 
@@ -153,25 +154,31 @@ def evaluate_runs(runs: list[str | Path], **kwargs: Any) -> list[dict[str, Any]]
     return [evaluate_run(run, **kwargs) for run in runs]
 
 
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:.2f}%"
+
+
+RUN_COLUMNS = [
+    ("run", "run"), ("n_parameters", "params", "{:,}"), ("loss", "loss", "{:.3f}"),
+    ("perplexity", "ppl", "{:.1f}"), ("top1", "top-1", _percent), ("top5", "top-5", _percent),
+]  # fmt: skip
+
+
+def _codebook_cell(scores: dict[str, float]) -> str:
+    return f"{scores['loss']:.3f} / {_percent(scores['top1'])} / {_percent(scores['top5'])}"
+
+
 def runs_markdown(results: list[dict[str, Any]]) -> str:
     """Side-by-side Markdown: a summary row per run, then per-codebook loss / top-1 / top-5."""
     names = [Path(r["run"]).name + f" ({r['backbone']})" for r in results]
-    lines = [
-        "| run | params | loss | ppl | top-1 | top-5 |",
-        "|---|---:|---:|---:|---:|---:|",
+    summary = markdown_table(
+        [{**r, "run": name} for name, r in zip(names, results, strict=True)],
+        RUN_COLUMNS, align="lrrrrr",
+    )  # fmt: skip
+    keys = [f"r{i}" for i in range(len(results))]
+    per_codebook = [
+        {"codebook": k} | {key: r["per_codebook"][k] for key, r in zip(keys, results)}
+        for k in range(len(results[0]["per_codebook"]))
     ]
-    for name, r in zip(names, results, strict=True):
-        lines.append(
-            f"| {name} | {r['n_parameters']:,} | {r['loss']:.3f} | {r['perplexity']:.1f} "
-            f"| {100 * r['top1']:.2f}% | {100 * r['top5']:.2f}% |"
-        )
-    lines += ["", "| codebook | " + " | ".join(f"{n} loss / top-1 / top-5" for n in names) + " |"]
-    lines.append("|---" * (len(names) + 1) + "|")
-    for k in range(len(results[0]["per_codebook"])):
-        cells = [
-            f"{r['per_codebook'][k]['loss']:.3f} / {100 * r['per_codebook'][k]['top1']:.2f}% / "
-            f"{100 * r['per_codebook'][k]['top5']:.2f}%"
-            for r in results
-        ]
-        lines.append(f"| {k} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    columns = [(key, f"{n} loss / top-1 / top-5", _codebook_cell) for key, n in zip(keys, names)]
+    return summary + "\n\n" + markdown_table(per_codebook, [("codebook", "codebook"), *columns])

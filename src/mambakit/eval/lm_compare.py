@@ -36,7 +36,7 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mambakit.bench.common import result_metadata, write_json
+from mambakit.results import markdown_table
 from mambakit.utils import resolve_device
 
 RESULT_KIND = "lm-compare"
@@ -331,6 +332,33 @@ def format_spread(summary: dict[str, Any] | None, spec: str = ".3f", scale: floa
     return f"{mean:{spec}} ± {std:{spec}} [{lo:{spec}}, {hi:{spec}}]"
 
 
+def _spread_of(spec: str, scale: float = 1.0) -> Callable[[dict[str, Any]], str]:
+    return lambda summary: format_spread(summary, spec, scale)
+
+
+CODEC_COLUMNS = [
+    ("backbone", "backbone"), ("n_parameters", "params", "{:,}"), ("loss", "loss", format_spread),
+    ("perplexity", "perplexity", _spread_of(".1f")), ("top1", "top-1 (%)", _spread_of(".2f", 100)),
+    ("top5", "top-5 (%)", _spread_of(".2f", 100)),
+]  # fmt: skip
+PROBE_COLUMNS = [
+    ("backbone", "backbone"), ("n_parameters", "params", "{:,}"),
+    ("loss", "mean loss", format_spread), ("loss_local", "local loss", format_spread),
+    ("loss_recall", "recall loss", format_spread),
+]  # fmt: skip
+
+
+def _per_codebook_table(summary: list[dict[str, Any]]) -> str:
+    """One row per codebook, one column of held-out loss per backbone."""
+    keys = [f"b{i}" for i in range(len(summary))]
+    rows = [
+        {"codebook": k} | {key: r["per_codebook"][k]["loss"] for key, r in zip(keys, summary)}
+        for k in range(len(summary[0]["per_codebook"]))
+    ]
+    columns = [(key, f"{r['backbone']} loss", format_spread) for key, r in zip(keys, summary)]
+    return markdown_table(rows, [("codebook", "codebook"), *columns], align="l" + "r" * len(keys))
+
+
 def lm_compare_markdown(result: dict[str, Any]) -> str:
     """The comparison as Markdown: codec-token metrics (when measured), per codebook, and
     the probes; each cell ``mean ± std [min, max]`` over seeds."""
@@ -358,40 +386,22 @@ def lm_compare_markdown(result: dict[str, Any]) -> str:
             f"{config['batch_size']}, lr {config['lr']:g}; cross-entropy in nats, no label "
             "smoothing.",
             "",
-            "| backbone | params | loss | perplexity | top-1 (%) | top-5 (%) |",
-            "|---|---:|---:|---:|---:|---:|",
+            markdown_table(codec["summary"], CODEC_COLUMNS, align="lrrrrr"),
+            "",
+            _per_codebook_table(codec["summary"]),
         ]
-        for r in codec["summary"]:
-            lines.append(
-                f"| {r['backbone']} | {r['n_parameters']:,} | {format_spread(r['loss'])} "
-                f"| {format_spread(r['perplexity'], '.1f')} "
-                f"| {format_spread(r['top1'], '.2f', 100)} "
-                f"| {format_spread(r['top5'], '.2f', 100)} |"
-            )
-        names = [r["backbone"] for r in codec["summary"]]
-        lines += ["", "| codebook | " + " | ".join(f"{n} loss" for n in names) + " |"]
-        lines.append("|---" + "|---:" * len(names) + "|")
-        for k in range(len(codec["summary"][0]["per_codebook"])):
-            cells = [format_spread(r["per_codebook"][k]["loss"]) for r in codec["summary"]]
-            lines.append(f"| {k} | " + " | ".join(cells) + " |")
     else:
         lines += ["", "**Codec tokens**: not measured (no token store given)."]
     probes = result.get("probes") or {}
     if probes.get("summary"):
-        corpus, ref = probes["corpus"], probes.get("reference") or {}
+        from mambakit.lm.probes import probe_floors, probe_setup
+
+        floors = probe_floors(probes.get("reference") or {})
         lines += [
             "",
-            f"**Synthetic probes** (gap {corpus['gap']}, vocab {corpus['vocab_size']}, motif "
-            f"{corpus['motif_len']}): held-out loss in nats; floors: local "
-            f"{ref.get('local_entropy_rate', math.nan):.3f}, recall 0 (no memory: "
-            f"{ref.get('recall_without_memory', math.nan):.3f}).",
+            f"**Synthetic probes** ({probe_setup(probes['corpus'])}): held-out loss in nats; "
+            f"floors: {floors}.",
             "",
-            "| backbone | params | mean loss | local loss | recall loss |",
-            "|---|---:|---:|---:|---:|",
+            markdown_table(probes["summary"], PROBE_COLUMNS, align="lrrrr"),
         ]
-        for r in probes["summary"]:
-            lines.append(
-                f"| {r['backbone']} | {r['n_parameters']:,} | {format_spread(r['loss'])} "
-                f"| {format_spread(r['loss_local'])} | {format_spread(r['loss_recall'])} |"
-            )
     return "\n".join(lines)

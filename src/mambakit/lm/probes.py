@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mambakit.results import markdown_table
 from mambakit.utils import resolve_device
 
 from .model import MusicLM, MusicLMConfig, count_parameters, preset
@@ -245,24 +246,32 @@ def run_probe(
     }
 
 
+PROBE_COLUMNS = [
+    ("backbone", "backbone"), ("n_parameters", "params", "{:,}"), ("steps", "steps"),
+    ("loss_local", "local loss", "{:.3f}"), ("loss_recall", "recall loss", "{:.3f}"),
+    ("final_train_loss", "last train loss", "{:.3f}"),
+]  # fmt: skip
+
+
+def probe_setup(corpus: dict) -> str:
+    """``"gap G, vocab V, motif M"``: the probe corpus, as the tables' headings name it."""
+    return f"gap {corpus['gap']}, vocab {corpus['vocab_size']}, motif {corpus['motif_len']}"
+
+
+def probe_floors(reference: dict) -> str:
+    """The losses (nats) a perfect model reaches: the local entropy rate, and 0 for recall
+    (``log V`` without memory of the motif); ``nan`` where the report lacks them."""
+    local = reference.get("local_entropy_rate", math.nan)
+    no_memory = reference.get("recall_without_memory", math.nan)
+    return f"local {local:.3f}, recall 0 (no memory: {no_memory:.3f})"
+
+
 def probe_markdown(report: dict) -> str:
     """The probe report as a Markdown table (losses in nats)."""
-    ref = report["reference"]
-    lines = [
-        f"Probe: gap {report['corpus']['gap']}, vocab {report['corpus']['vocab_size']}, "
-        f"motif {report['corpus']['motif_len']}. Floors: local "
-        f"{ref['local_entropy_rate']:.3f}, recall 0 (no memory: "
-        f"{ref['recall_without_memory']:.3f}).",
-        "",
-        "| backbone | params | steps | local loss | recall loss | last train loss |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in report["results"]:
-        lines.append(
-            f"| {r['backbone']} | {r['n_parameters']:,} | {r['steps']} | {r['loss_local']:.3f} "
-            f"| {r['loss_recall']:.3f} | {r['final_train_loss']:.3f} |"
-        )
-    return "\n".join(lines)
+    return (
+        f"Probe: {probe_setup(report['corpus'])}. Floors: {probe_floors(report['reference'])}.\n\n"
+        + markdown_table(report["results"], PROBE_COLUMNS, align="lrrrrr")
+    )
 
 
 def save_probe(report: dict, path: str | Path) -> Path:

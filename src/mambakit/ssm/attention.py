@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .layout import decode_layout_
+from .mixer import RecurrentMixer
 
 __all__ = ["CausalSelfAttention", "AttentionCache", "apply_rotary"]
 
@@ -42,7 +43,7 @@ def apply_rotary(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
     return out.to(x.dtype)
 
 
-class CausalSelfAttention(nn.Module):
+class CausalSelfAttention(RecurrentMixer):
     """Causal multi-head self-attention (PyTorch SDPA), optional rotary positions, KV cache.
 
     Args:
@@ -76,16 +77,8 @@ class CausalSelfAttention(nn.Module):
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
         decode_layout_(self)
 
-    def allocate_cache(
-        self,
-        batch_size: int,
-        max_seqlen: int | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> AttentionCache:
+    def _new_cache(self, batch_size: int, max_seqlen: int | None, device, dtype) -> AttentionCache:
         """Empty KV cache; preallocated to ``max_seqlen`` tokens if given, else grown on demand."""
-        device = device if device is not None else self.qkv.weight.device
-        dtype = dtype or self.qkv.weight.dtype
         shape = (batch_size, self.n_heads, max_seqlen or 0, self.head_dim)
         return AttentionCache(
             k=torch.zeros(shape, device=device, dtype=dtype),

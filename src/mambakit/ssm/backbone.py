@@ -14,6 +14,7 @@ from .attention import CausalSelfAttention
 from .layout import FUSED_ATTR, decode_layout_, step_linear
 from .mamba import Mamba
 from .mamba2 import Mamba2
+from .mixer import RecurrentMixer
 
 __all__ = ["Backbone", "BackboneCache", "Bidirectional", "MLP", "count_parameters", "KINDS"]
 
@@ -94,7 +95,7 @@ class BackboneCache:
     layers: list[Any] = field(default_factory=list)
 
 
-class Backbone(nn.Module):
+class Backbone(RecurrentMixer):
     """Stack of pre-norm residual blocks (RMSNorm) with an optional MLP and a final RMSNorm.
 
     Kinds:
@@ -198,13 +199,7 @@ class Backbone(nn.Module):
             return "attention" if i % attn_every == attn_every - 1 else mamba_kind
         return kind
 
-    def allocate_cache(
-        self,
-        batch_size: int,
-        max_seqlen: int | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> BackboneCache:
+    def _new_cache(self, batch_size: int, max_seqlen: int | None, device, dtype) -> BackboneCache:
         """One cache per layer (see each mixer's ``allocate_cache``)."""
         return BackboneCache(
             [blk.mixer.allocate_cache(batch_size, max_seqlen, device, dtype) for blk in self.layers]

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .layout import decode_layout_, step_linear
+from .mixer import RecurrentMixer, conv_ssm_cache, dt_bias_init
 from .ops import _update_conv_state, causal_conv1d, causal_conv1d_step, selective_scan
 
 __all__ = ["Mamba", "MambaCache"]
@@ -29,7 +30,7 @@ class MambaCache:
     ssm_state: Tensor
 
 
-class Mamba(nn.Module):
+class Mamba(RecurrentMixer):
     """Mamba-1 block: in_proj -> causal conv + SiLU -> selective scan -> ``* silu(z)`` -> out_proj.
 
     The selective SSM (Algorithm 2 of the paper): ``x_proj`` maps each step to
@@ -72,35 +73,19 @@ class Mamba(nn.Module):
         )
         self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
-        # dt_proj bias = softplus^{-1}(dt) with dt log-uniform in [dt_min, dt_max].
-        dt = torch.exp(
-            torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
-        )
         with torch.no_grad():
-            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+            self.dt_proj.bias.copy_(dt_bias_init(self.d_inner, dt_min, dt_max))
         A = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)
         self.A_log = nn.Parameter(torch.log(A))  # [d_inner, d_state]
         self.D = nn.Parameter(torch.ones(self.d_inner))
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
         decode_layout_(self)
 
-    def allocate_cache(
-        self,
-        batch_size: int,
-        max_seqlen: int | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> MambaCache:
+    def _new_cache(self, batch_size: int, max_seqlen: int | None, device, dtype) -> MambaCache:
         """Zero state for ``batch_size`` sequences (``max_seqlen`` is unused: the state is O(1))."""
-        device = device if device is not None else self.in_proj.weight.device
-        dtype = dtype or self.in_proj.weight.dtype
-        return MambaCache(
-            conv_state=torch.zeros(
-                batch_size, self.d_inner, self.d_conv - 1, device=device, dtype=dtype
-            ),
-            ssm_state=torch.zeros(
-                batch_size, self.d_inner, self.d_state, device=device, dtype=torch.float32
-            ),
+        shape = (self.d_inner, self.d_state)
+        return conv_ssm_cache(
+            MambaCache, batch_size, self.d_inner, self.d_conv, shape, device, dtype
         )
 
     def _ssm_params(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -10,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .layout import decode_layout_, step_linear
+from .mixer import RecurrentMixer, conv_ssm_cache, dt_bias_init
 from .ops import (
     _update_conv_state,
     causal_conv1d,
@@ -59,7 +59,7 @@ class GatedRMSNorm(nn.Module):
         return (gated.reshape(shape) * self.weight).to(z.dtype)
 
 
-class Mamba2(nn.Module):
+class Mamba2(RecurrentMixer):
     """Mamba-2 mixer: in_proj -> causal conv + SiLU -> SSD scan -> gated RMSNorm -> out_proj.
 
     ``in_proj`` produces ``[z, x, B, C, dt]``; the convolution runs over ``(x, B, C)``. Each of
@@ -131,39 +131,18 @@ class Mamba2(nn.Module):
         self.conv1d = nn.Conv1d(
             self.conv_dim, self.conv_dim, d_conv, groups=self.conv_dim, bias=conv_bias
         )
-        # dt initialised log-uniform in [dt_min, dt_max]; dt_bias = softplus^{-1}(dt).
-        dt = torch.exp(
-            torch.rand(self.n_heads) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
-        )
-        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
+        self.dt_bias = nn.Parameter(dt_bias_init(self.n_heads, dt_min, dt_max))
         self.A_log = nn.Parameter(torch.log(torch.empty(self.n_heads).uniform_(*A_init_range)))
         self.D = nn.Parameter(torch.ones(self.n_heads))
         self.norm = GatedRMSNorm(self.d_inner, group_size=self.d_inner // ngroups)
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
         decode_layout_(self)
 
-    def allocate_cache(
-        self,
-        batch_size: int,
-        max_seqlen: int | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> Mamba2Cache:
+    def _new_cache(self, batch_size: int, max_seqlen: int | None, device, dtype) -> Mamba2Cache:
         """Zero state for ``batch_size`` sequences (``max_seqlen`` is unused: the state is O(1))."""
-        device = device if device is not None else self.in_proj.weight.device
-        dtype = dtype or self.in_proj.weight.dtype
-        return Mamba2Cache(
-            conv_state=torch.zeros(
-                batch_size, self.conv_dim, self.d_conv - 1, device=device, dtype=dtype
-            ),
-            ssm_state=torch.zeros(
-                batch_size,
-                self.n_heads,
-                self.headdim,
-                self.d_state,
-                device=device,
-                dtype=torch.float32,
-            ),
+        shape = (self.n_heads, self.headdim, self.d_state)
+        return conv_ssm_cache(
+            Mamba2Cache, batch_size, self.conv_dim, self.d_conv, shape, device, dtype
         )
 
     def _split(self, zxbcdt: Tensor) -> tuple[Tensor, Tensor, Tensor]:

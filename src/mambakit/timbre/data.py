@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from mambakit.dsp import AudioError, load_audio, peak_normalize, resample, save_audio, to_mono
 from mambakit.soundfont import find_fluidsynth, render_note
-from mambakit.utils import note_name
+from mambakit.utils import note_name, read_document
 
 __all__ = [
     "NoteRecord",
@@ -89,12 +89,7 @@ def read_nsynth(
     """
     root = Path(root)
     index = root / EXAMPLES_NAME
-    if not index.is_file():
-        raise FileNotFoundError(f"{index}: no {EXAMPLES_NAME} (not an NSynth-layout folder)")
-    try:
-        entries = json.loads(index.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{index}: not valid JSON ({e})") from e
+    entries = read_document(index, f"{index}: no {EXAMPLES_NAME} (not an NSynth-layout folder)")
     records, missing = [], []
     for note_str, entry in sorted(entries.items()):
         try:
@@ -175,6 +170,13 @@ class PairedNotes(Dataset):
             self.by_instrument[r.instrument_str][r.pitch].append(i)
         self.instruments = sorted(self.by_instrument)
         self._audio: dict[int, Tensor] = {}
+
+    @classmethod
+    def from_source(cls, source: str | os.PathLike[str] | PairedNotes, **options) -> PairedNotes:
+        """``source`` as it is when it is already a :class:`PairedNotes` (built by the caller),
+        else ``cls(source, **options)`` from an NSynth-layout folder; what the training
+        entry points accept as their data."""
+        return source if isinstance(source, PairedNotes) else cls(source, **options)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -30,6 +30,19 @@ def _scaled(width: float, channels: int) -> int:
     return max(4, int(round(channels * width)))
 
 
+def _conv_stack(convs: nn.ModuleList, out: nn.Module, x: Tensor) -> DiscOutput:
+    """HiFi-GAN's discriminator body: each conv then leaky ReLU (slope 0.1), then the output
+    conv; returns the flattened scores and every layer's activations (for the feature
+    matching loss)."""
+    features = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), 0.1)
+        features.append(x)
+    x = out(x)
+    features.append(x)
+    return x.flatten(1), features
+
+
 class PeriodDiscriminator(nn.Module):
     """Folds ``[B, 1, T]`` into ``[B, 1, T/p, p]`` (right-padded by reflection) and applies
     2-D convs with ``(k, 1)`` kernels, so each column sees samples exactly ``p`` apart."""
@@ -52,14 +65,8 @@ class PeriodDiscriminator(nn.Module):
         if pad:
             # reflection needs pad < t; fall back to zeros for very short inputs
             audio = F.pad(audio, (0, pad), mode="reflect" if pad < t else "constant")
-        x = audio.view(b, c, -1, self.period)  # (B, 1, T/p, p)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            features.append(x)
-        x = self.out(x)
-        features.append(x)
-        return x.flatten(1), features
+        folded = audio.view(b, c, -1, self.period)  # (B, 1, T/p, p)
+        return _conv_stack(self.convs, self.out, folded)
 
 
 class ScaleDiscriminator(nn.Module):
@@ -84,13 +91,7 @@ class ScaleDiscriminator(nn.Module):
         self.out = norm(nn.Conv1d(c[5], 1, 3, padding=1))
 
     def forward(self, audio: Tensor) -> DiscOutput:
-        x, features = audio, []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), 0.1)
-            features.append(x)
-        x = self.out(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _conv_stack(self.convs, self.out, audio)
 
 
 def _groups(c_in: int, c_out: int, wanted: int) -> int:

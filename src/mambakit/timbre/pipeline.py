@@ -53,6 +53,8 @@ from mambakit.utils import resolve_device
 __all__ = ["TimbreTransfer", "ScaffoldTransfer", "TransferReport", "AudioInput", "DEFAULT_MODEL"]
 
 AudioInput = str | os.PathLike[str] | Tensor | np.ndarray
+#: AdaIN strengths (skip_1..skip_4, bottleneck), one for all, or None for the default.
+Alpha = float | tuple[float, ...] | None
 # The packaged model ``from_pretrained()`` loads when no run is named.
 DEFAULT_MODEL = "gm-timbre"
 ENGINES = {"timbre": "unet", "timbre-scaffold": "scaffold"}
@@ -392,7 +394,7 @@ class TimbreTransfer:
         self,
         content: AudioInput,
         style: AudioInput | None,
-        alpha: float | tuple[float, ...] | None = None,
+        alpha: Alpha = None,
         sr: int | None = None,
         style_sr: int | None = None,
     ) -> tuple[Tensor, int]:
@@ -413,14 +415,11 @@ class TimbreTransfer:
         """
         report = TransferReport()
         x, peak = self.prepare(content, sr, "content", report)
-        started = time.perf_counter()
-        stats = None
+        y = None
         if style is not None:
             y, _ = self.prepare(style, style_sr if style_sr is not None else sr, "style", report)
-            with torch.no_grad():
-                stats = self.model.style_statistics(y)
-        self.model.resolve_alpha(alpha)  # validate before the work
-        out, report.chunks = self.render(x, stats, alpha)
+        started = time.perf_counter()
+        out = self._render_transfer(x, y, alpha, report)
         report.processing_seconds = time.perf_counter() - started
         out_peak = float(out.abs().max())
         if out_peak > 0:
@@ -428,6 +427,17 @@ class TimbreTransfer:
         report.seconds = out.shape[-1] / self.sample_rate
         self.last_report = report
         return out.cpu(), self.sample_rate
+
+    def _render_transfer(self, x: Tensor, y: Tensor | None, alpha: Alpha, report) -> Tensor:
+        """The engine's (timed) work on the prepared content ``x`` and style ``y`` ``[1, 1, T]``
+        (here: the style's AdaIN statistics, then the chunked U-Net); sets ``report.chunks``."""
+        stats = None
+        if y is not None:
+            with torch.no_grad():
+                stats = self.model.style_statistics(y)
+        self.model.resolve_alpha(alpha)  # validate before the work
+        out, report.chunks = self.render(x, stats, alpha)
+        return out
 
 
 class ScaffoldTransfer(TimbreTransfer):
@@ -494,23 +504,10 @@ class ScaffoldTransfer(TimbreTransfer):
         return value
 
     @torch.no_grad()
-    def transfer(
-        self,
-        content: AudioInput,
-        style: AudioInput | None,
-        alpha: float | tuple[float, ...] | None = None,
-        sr: int | None = None,
-        style_sr: int | None = None,
-    ) -> tuple[Tensor, int]:
-        """As :meth:`TimbreTransfer.transfer`; ``alpha`` is the style strength (default 1)
-        and ``style=None`` renders the content with its own embedding."""
+    def _render_transfer(self, x: Tensor, y: Tensor | None, alpha: Alpha, report) -> Tensor:
+        """``alpha`` is the style strength (default 1); without a style (``y`` None) the
+        content is rendered with its own embedding."""
         strength = self.resolve_alpha(alpha)
-        report = TransferReport()
-        x, peak = self.prepare(content, sr, "content", report)
-        y = None
-        if style is not None:
-            y, _ = self.prepare(style, style_sr if style_sr is not None else sr, "style", report)
-        started = time.perf_counter()
         model = self.model
         contours = model.contours(x)
         message = voiced_share_warning(
@@ -518,16 +515,10 @@ class ScaffoldTransfer(TimbreTransfer):
         )
         if message is not None:
             report.warnings.append(message)
-            warnings.warn(message, stacklevel=2)
+            warnings.warn(message, stacklevel=3)  # the caller of transfer()
         s_style = model.style(y if y is not None else x)
         s_content = model.style(x) if y is not None and strength < 1.0 else None
         out = model.render(contours, model.blend(s_content, s_style, strength), x.shape[-1],
                            self.chunk_frames)  # fmt: skip
         report.chunks = -(-contours.f0_hz.shape[1] // self.chunk_frames)
-        report.processing_seconds = time.perf_counter() - started
-        out_peak = float(out.abs().max())
-        if out_peak > 0:
-            out = out * (peak / out_peak)
-        report.seconds = out.shape[-1] / self.sample_rate
-        self.last_report = report
-        return out.cpu(), self.sample_rate
+        return out

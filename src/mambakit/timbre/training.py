@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import save
 from torch import Tensor, nn
 
-from mambakit.pretrained import PretrainedMixin, atomic_write_bytes
+from mambakit.pretrained import atomic_write_bytes
 from mambakit.timbre.data import PairedNotes
 from mambakit.timbre.discriminators import TimbreDiscriminator
 from mambakit.timbre.losses import (
@@ -42,7 +42,14 @@ from mambakit.timbre.losses import (
 from mambakit.timbre.model import TimbreConfig, TimbreUNet
 from mambakit.train import FitSummary, TrainConfig, Trainer
 
-__all__ = ["TimbreGAN", "make_loss", "reconstruction_loss", "train_timbre", "DISC_WIDTH"]
+__all__ = [
+    "timbre_gan",
+    "save_timbre_gan",
+    "make_loss",
+    "reconstruction_loss",
+    "train_timbre",
+    "DISC_WIDTH",
+]
 
 DISC_NAME = "discriminator.safetensors"
 TRAIN_INFO_NAME = "timbre_train.json"
@@ -50,34 +57,26 @@ TRAIN_INFO_NAME = "timbre_train.json"
 DISC_WIDTH = {"tiny": 1 / 16, "small": 1 / 4, "base": 1.0}
 
 
-class TimbreGAN(nn.Module, PretrainedMixin):
-    """Generator + discriminator in one module, as the Trainer wants one model.
+def timbre_gan(generator: TimbreUNet, discriminator: TimbreDiscriminator) -> nn.ModuleDict:
+    """The module the Trainer trains: ``{"generator": ..., "discriminator": ...}``.
 
-    ``save_pretrained(dir)`` writes the *generator* as a regular ``TimbreUNet`` checkpoint
-    (so ``TimbreUNet.from_pretrained(run)`` works) and the discriminator weights beside it
-    in ``discriminator.safetensors`` (for fine-tuning; the trainer's own resume state holds
-    both anyway).
+    A plain ``ModuleDict``: the Trainer trains any ``nn.Module`` and :func:`save_timbre_gan`
+    writes its export. Its parameter names (``generator.*``, ``discriminator.*``) are those
+    of the former ``TimbreGAN`` wrapper, so the ``trainer_state.pt`` of older runs resumes.
     """
+    return nn.ModuleDict({"generator": generator, "discriminator": discriminator})
 
-    config_class = TimbreConfig
-    model_type = "timbre"
 
-    def __init__(self, generator: TimbreUNet, discriminator: TimbreDiscriminator) -> None:
-        super().__init__()
-        self.generator = generator
-        self.discriminator = discriminator
-        self.config = generator.config
-
-    def forward(self, *args: Any, **kwargs: Any) -> Tensor:
-        return self.generator(*args, **kwargs)
-
-    def save_pretrained(self, directory: str | os.PathLike[str], extra: dict | None = None) -> Path:
-        path = self.generator.save_pretrained(directory, extra=extra)
-        state = {
-            k: v.detach().contiguous().cpu() for k, v in self.discriminator.state_dict().items()
-        }
-        atomic_write_bytes(path / DISC_NAME, save(state))
-        return path
+def save_timbre_gan(model: nn.Module, directory: Path, extra: dict[str, Any]) -> None:
+    """The Trainer's ``save_fn`` for :func:`timbre_gan`: the *generator* as a regular
+    ``TimbreUNet`` checkpoint (so ``TimbreUNet.from_pretrained(run)`` works) and the
+    discriminator weights beside it in ``discriminator.safetensors`` (for fine-tuning; the
+    trainer's own resume state holds both anyway)."""
+    path = model["generator"].save_pretrained(directory, extra=extra)
+    state = {
+        k: v.detach().contiguous().cpu() for k, v in model["discriminator"].state_dict().items()
+    }
+    atomic_write_bytes(path / DISC_NAME, save(state))
 
 
 def make_loss(
@@ -86,29 +85,31 @@ def make_loss(
     weights: LossWeights = DEFAULT_WEIGHTS,
     adversarial: bool = True,
 ):
-    """``loss_fn(model: TimbreGAN, batch, stage)`` for the two-stage Trainer (stages
+    """``loss_fn(model, batch, stage)`` for the two-stage Trainer, ``model`` a
+    :func:`timbre_gan` (stages
     ``"disc"`` and ``"gen"``); with ``adversarial=False`` only ``"gen"`` is used and its loss
     is ``45 L_mel + 10 L_STFT`` (no discriminator is run)."""
     if objective not in ("transfer", "reconstruction"):
         raise ValueError(f"objective must be 'transfer' or 'reconstruction', got {objective!r}")
     gen_loss = GeneratorLoss(sample_rate, weights)
 
-    def generate(model: TimbreGAN, batch: dict[str, Tensor]) -> Tensor:
+    def generate(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         if objective == "reconstruction":
-            return model.generator(batch["content"])
-        return model.generator(batch["content"], batch["style"])
+            return model["generator"](batch["content"])
+        return model["generator"](batch["content"], batch["style"])
 
-    def loss_fn(model: TimbreGAN, batch: dict[str, Tensor], stage: str):
+    def loss_fn(model: nn.Module, batch: dict[str, Tensor], stage: str):
         target = batch["content"] if objective == "reconstruction" else batch["target"]
         if stage == "disc":
             with torch.no_grad():
                 fake = generate(model, batch)
-            loss = discriminator_loss(model.discriminator(target), model.discriminator(fake))
+            disc = model["discriminator"]
+            loss = discriminator_loss(disc(target), disc(fake))
             return loss, {"d_loss": loss.item()}
         pred = generate(model, batch)
         fake = real = None  # without discriminators: the mel + STFT terms alone
         if adversarial:
-            fake, real = model.discriminator(pred), model.discriminator(target)
+            fake, real = model["discriminator"](pred), model["discriminator"](target)
         loss, terms = gen_loss(pred, target, fake=fake, real=real)
         return loss, {f"g_{k}": v.item() for k, v in terms.items()}
 
@@ -205,20 +206,14 @@ def train_timbre(
     if opt.bidirectional is not None:
         config = config.with_(bidirectional=opt.bidirectional)
     segment_seconds = opt.segment_seconds or config.segment_seconds
-    if isinstance(data_dir, PairedNotes):
-        dataset = data_dir
-    else:
-        dataset = PairedNotes(
-            data_dir,
-            sample_rate=config.sample_rate,
-            segment_seconds=segment_seconds,
-            objective=opt.objective,
-            reconstruction_ratio=opt.reconstruction_ratio,
-        )
+    dataset = PairedNotes.from_source(
+        data_dir, sample_rate=config.sample_rate, segment_seconds=segment_seconds,
+        objective=opt.objective, reconstruction_ratio=opt.reconstruction_ratio,
+    )  # fmt: skip
     torch.manual_seed(train.seed)
     width = opt.disc_width if opt.disc_width is not None else DISC_WIDTH.get(preset_name, 1 / 4)
     generator = TimbreUNet(config).gradient_checkpointing_(opt.gradient_checkpointing)
-    model = TimbreGAN(generator, TimbreDiscriminator(width=width))
+    model = timbre_gan(generator, TimbreDiscriminator(width=width))
     loss_fn = make_loss(opt.objective, config.sample_rate, opt.weights, opt.adversarial)
     train = replace(train, batch_size=min(train.batch_size, len(dataset)))
     out = Path(out_dir)
@@ -248,9 +243,10 @@ def train_timbre(
         train,
         out,
         optimizers=(
-            {"disc": model.discriminator, "gen": model.generator}
+            {"disc": model["discriminator"], "gen": generator}
             if opt.adversarial
-            else {"gen": model.generator}
+            else {"gen": generator}
         ),
+        save_fn=save_timbre_gan,
     )
     return trainer.fit()

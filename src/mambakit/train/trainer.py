@@ -85,6 +85,13 @@ class FitSummary:
     seconds: float
     stopped_by: str
 
+    def describe(self, run_dir: str | os.PathLike[str]) -> str:
+        """One line for a terminal: steps, time, final loss, why it stopped, where the run is."""
+        return (
+            f"trained {self.steps} steps in {self.seconds:.0f} s (final loss "
+            f"{self.final_loss:.4f}, stopped by {self.stopped_by}); the run is in {run_dir}"
+        )
+
 
 def last_logged(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The last complete line of ``run_dir/metrics.jsonl`` (``step``, ``time`` in seconds,
