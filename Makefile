@@ -30,7 +30,7 @@ bench: setup
 	$(BIN)/mambakit bench ssm --json out/bench/ssm.json
 	$(BIN)/mambakit bench drums --json out/bench/drums.json
 	$(BIN)/mambakit bench timbre --json out/bench/timbre.json
-	$(BIN)/mambakit bench lm --json out/bench/lm.json
+	$(BIN)/mambakit bench lm --weights fp32,bf16,int8 --json out/bench/lm.json
 	$(BIN)/mambakit bench lm --batch 8 --json out/bench/lm_b8.json
 
 MINUTES ?= 1

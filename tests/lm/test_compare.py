@@ -128,3 +128,33 @@ def test_bench_lm_is_lm_bench_with_a_batch(tmp_path, capsys, one_thread):
     report = json.loads(path.read_text())
     assert report["batch_size"] == 3 and "meta" in report
     assert report["rows"][0]["tokens_per_s"] > 0
+
+
+def test_bench_lm_times_each_decode_weight_format_on_the_same_context(
+    tmp_path, capsys, one_thread
+):
+    path = tmp_path / "lm.json"
+    argv = ["bench", "lm", "--backbones", "mamba2", "--preset", "tiny", "--contexts", "0.01,0.02",
+            "--steps", "2", "--weights", "fp32,bf16", "--json", str(path)]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    rows = json.loads(path.read_text())["rows"]
+    assert [(r["context_seconds"], r["weights"]) for r in rows] == [
+        (0.01, "fp32"), (0.01, "bf16"), (0.02, "fp32"), (0.02, "bf16"),
+    ]  # fmt: skip
+    assert rows[0]["context_steps"] == rows[1]["context_steps"]  # one context, both formats
+    assert all(r["tokens_per_s"] > 0 for r in rows)
+    assert "| mamba2 | bf16 |" in out  # the growth table keeps the formats apart
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["bench", "lm", "--weights", "fp16"], ["bench", "lm", "--weights", ","],
+     ["lm", "generate", "run", "--decode-weights", "fp32,int8"]],
+)  # fmt: skip
+def test_unknown_decode_weight_formats_are_user_errors(argv, capsys, monkeypatch):
+    from mambakit.lm import generate
+
+    monkeypatch.setattr(generate.MusicGenerator, "from_pretrained", lambda *a, **k: None)
+    assert main(argv) == 2
+    assert "give one" in capsys.readouterr().err

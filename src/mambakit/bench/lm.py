@@ -5,10 +5,14 @@ the model prefills a random context once and then decodes ``n_steps`` single ste
 caches. Reported per step: wall time (median over steps), tokens/s (``n_streams`` tokens per
 step, e.g. 9 for DAC with the delay pattern) and the bytes held by the recurrent caches. For
 Mamba layers the step time and cache are constant in the context; attention grows linearly.
+Each decode-weight format asked for (``weights``: fp32, bf16, int8; see
+:func:`mambakit.ssm.decode_weights_`) is a copy of the same model, timed right after the
+fp32 one on the same context.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any
 
@@ -18,7 +22,7 @@ from tqdm.auto import tqdm
 from mambakit.bench.common import time_callable
 from mambakit.lm.model import MusicLM, preset
 from mambakit.results import markdown_table
-from mambakit.ssm import count_parameters
+from mambakit.ssm import count_parameters, decode_weights_
 from mambakit.utils import resolve_device
 
 __all__ = ["cache_nbytes", "lm_bench_markdown", "run_lm_bench"]
@@ -66,8 +70,10 @@ def run_lm_bench(
     batch_size: int = 1,
     device: str | torch.device | None = None,
     seed: int = 0,
+    weights: tuple[str, ...] | list[str] = ("fp32",),
 ) -> dict[str, Any]:
-    """Decode-step time, tokens/s and cache bytes per backbone and context length.
+    """Decode-step time, tokens/s and cache bytes per backbone, context length and
+    decode-weight format.
 
     ``context_seconds`` are converted to frames at ``frame_rate`` (DAC: 44100 / 512 Hz);
     with the delay pattern the sequence holds ``frames + K - 1`` steps.
@@ -78,6 +84,10 @@ def run_lm_bench(
         torch.manual_seed(seed)
         config = preset(backbone, scale, n_codebooks=n_codebooks, codebook_size=codebook_size)
         model = MusicLM(config).to(device).eval()
+        models = {
+            fmt: model if fmt == "fp32" else decode_weights_(copy.deepcopy(model), fmt)
+            for fmt in weights
+        }
         pattern = model.pattern
         for seconds in context_seconds:
             frames = max(1, round(seconds * frame_rate))
@@ -85,20 +95,22 @@ def run_lm_bench(
                 0, codebook_size, (batch_size, n_codebooks, frames), device=device
             )
             tokens = pattern.build(codes)
-            cache = model.allocate_cache(batch_size, tokens.shape[-1] + n_steps + 2, device)
-            prefill_s, step_s = decode_timings(model, tokens, cache, n_steps, device)
-            rows.append(
-                {
-                    "backbone": backbone,
-                    "n_parameters": count_parameters(model),
-                    "context_seconds": seconds,
-                    "context_steps": tokens.shape[-1],
-                    "prefill_s": prefill_s,
-                    "step_ms": 1000 * step_s,
-                    "tokens_per_s": batch_size * pattern.n_streams / step_s,
-                    "cache_mb": cache_nbytes(cache) / 2**20,
-                }
-            )
+            for fmt, m in models.items():
+                cache = m.allocate_cache(batch_size, tokens.shape[-1] + n_steps + 2, device)
+                prefill_s, step_s = decode_timings(m, tokens, cache, n_steps, device)
+                rows.append(
+                    {
+                        "backbone": backbone,
+                        "weights": fmt,
+                        "n_parameters": count_parameters(model),
+                        "context_seconds": seconds,
+                        "context_steps": tokens.shape[-1],
+                        "prefill_s": prefill_s,
+                        "step_ms": 1000 * step_s,
+                        "tokens_per_s": batch_size * pattern.n_streams / step_s,
+                        "cache_mb": cache_nbytes(cache) / 2**20,
+                    }
+                )
     return {
         "device": str(device),
         "scale": scale,
@@ -110,7 +122,7 @@ def run_lm_bench(
 
 
 BENCH_COLUMNS = [
-    ("backbone", "backbone"), ("n_parameters", "params", "{:,}"),
+    ("backbone", "backbone"), ("weights", "weights"), ("n_parameters", "params", "{:,}"),
     ("context_seconds", "context (s)", "{:g}"), ("context_steps", "steps"),
     ("prefill_s", "prefill (s)", "{:.2f}"), ("step_ms", "step (ms)", "{:.2f}"),
     ("tokens_per_s", "tokens/s", "{:.0f}"), ("cache_mb", "cache (MiB)", "{:.2f}"),
@@ -123,17 +135,25 @@ def lm_bench_markdown(report: dict[str, Any]) -> str:
         f"LM decode on {report['device']} ({report['threads']} threads), preset "
         f"{report['scale']}, batch {report['batch_size']}",
         "",
-        markdown_table(report["rows"], BENCH_COLUMNS, align="l" + "r" * 7),
+        markdown_table(report["rows"], BENCH_COLUMNS, align="ll" + "r" * 7),
         "",
     ]
     growth = []
-    for backbone in dict.fromkeys(r["backbone"] for r in report["rows"]):
-        rows = [r for r in report["rows"] if r["backbone"] == backbone]
+    for backbone, fmt in dict.fromkeys(
+        (r["backbone"], r.get("weights", "fp32")) for r in report["rows"]
+    ):
+        rows = [
+            r for r in report["rows"]
+            if r["backbone"] == backbone and r.get("weights", "fp32") == fmt
+        ]  # fmt: skip
         lo = min(rows, key=lambda r: r["context_seconds"])
         hi = max(rows, key=lambda r: r["context_seconds"])
-        growth.append({"backbone": backbone, "growth": hi["step_ms"] / lo["step_ms"]})
+        growth.append(
+            {"backbone": backbone, "weights": fmt, "growth": hi["step_ms"] / lo["step_ms"]}
+        )
     columns = [
         ("backbone", "backbone"),
+        ("weights", "weights"),
         ("growth", "step time longest / shortest context", "{:.2f}x"),
     ]
-    return "\n".join([*lines, markdown_table(growth, columns, align="lr")])
+    return "\n".join([*lines, markdown_table(growth, columns, align="llr")])
