@@ -485,13 +485,11 @@ def continue_music(
         raise UIError("temperature must be in (0, 5]")
     if not 0 <= top_k <= MAX_TOP_K:
         raise UIError(f"top-k must be 0 (off) .. {MAX_TOP_K}")
+    from mambakit.lm.generate import Sampling
+
     audio, sr = prompt if prompt is not None else (None, None)
+    sampling = Sampling(float(temperature), int(top_k) or None, seed=int(seed))
     out = model.generate(
-        prompt=audio,
-        prompt_sample_rate=sr,
-        seconds=float(seconds),
-        temperature=float(temperature),
-        top_k=int(top_k) or None,
-        seed=int(seed),
+        prompt=audio, prompt_sample_rate=sr, seconds=float(seconds), sampling=sampling
     )
     return out[0, 0].float().cpu().numpy(), int(model.sample_rate)

@@ -198,7 +198,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     from mambakit.dsp import load_audio, save_audio
-    from mambakit.lm.generate import MusicGenerator
+    from mambakit.lm.generate import MusicGenerator, Sampling
 
     generator = MusicGenerator.from_pretrained(args.run, codec=args.codec, device=args.device)
     prompt, prompt_sr = None, None
@@ -209,10 +209,7 @@ def _generate(args: argparse.Namespace) -> int:
         prompt_sample_rate=prompt_sr,
         prompt_seconds=args.prompt_seconds,
         seconds=args.seconds,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        seed=args.seed,
+        sampling=Sampling(args.temperature, args.top_k, args.top_p, args.seed),
     )
     save_audio(args.output, audio[0].cpu(), generator.sample_rate)
     print(f"wrote {args.output} ({audio.shape[-1] / generator.sample_rate:.1f} s)")
