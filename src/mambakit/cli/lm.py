@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import argparse
 
-from mambakit.cli.common import add_device_argument, print_result
+from mambakit.cli.common import (
+    add_device_argument,
+    add_train_arguments,
+    print_result,
+    train_fields,
+)
 
 BACKBONES = ("transformer", "mamba", "mamba2", "hybrid")
 
@@ -35,16 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", choices=("tiny", "small", "base"), default="small")
     p.add_argument("--pattern", choices=("delay", "parallel", "flat"), default="delay")
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--steps", type=int, default=10_000)
-    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget")
+    add_train_arguments(p, "budget (default: 10000 steps)", steps=10_000, resume=False)
     p.add_argument("--seq-len", type=int, default=512, help="frames per training crop")
-    p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--label-smoothing", type=float, default=0.0, help="training objective only")
-    p.add_argument("--seed", type=int, default=0)
-    add_device_argument(p)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="per-codebook loss / ppl / top-k of runs, side by side")
@@ -158,15 +159,9 @@ def _train(args: argparse.Namespace) -> int:
     from mambakit.train import TrainConfig
 
     config = TrainConfig(
-        lr=args.lr,
-        warmup_steps=args.warmup,
-        max_steps=args.steps,
-        max_minutes=args.minutes,
-        batch_size=args.batch_size,
-        grad_accum=args.grad_accum,
-        seed=args.seed,
-        device=args.device,
-    )
+        lr=args.lr, warmup_steps=args.warmup, max_steps=args.steps, max_minutes=args.minutes,
+        grad_accum=args.grad_accum, **train_fields(args),
+    )  # fmt: skip
     model, summary = train_lm(
         args.tokens,
         args.out,

@@ -11,7 +11,13 @@ import json
 import warnings
 from pathlib import Path
 
-from mambakit.cli.common import add_device_argument, add_json_argument, print_result
+from mambakit.cli.common import (
+    add_device_argument,
+    add_json_argument,
+    add_train_arguments,
+    print_result,
+    train_fields,
+)
 from mambakit.utils import parse_int_list
 
 DEFAULT_BENCH_JSON = "out/bench/timbre.json"
@@ -87,11 +93,8 @@ def _train_scaffold(args: argparse.Namespace) -> int:
         DEFAULT_TRAIN,
         max_steps=args.steps if args.steps is not None else DEFAULT_TRAIN.max_steps,
         max_minutes=args.minutes,
-        batch_size=args.batch_size,
         lr=args.lr if args.lr is not None else DEFAULT_TRAIN.lr,
-        seed=args.seed,
-        resume=args.resume,
-        device=args.device,
+        **train_fields(args),
     )
     pairs = ScaffoldData(
         reconstruction_ratio=args.reconstruction_ratio, segment_seconds=args.segment_seconds
@@ -111,10 +114,7 @@ def _train(args: argparse.Namespace) -> int:
         args.lr = 2e-4
     if args.steps is None and args.minutes is None:
         args.minutes = 10.0
-    train = timbre_train_config(
-        args.steps, args.minutes, batch_size=args.batch_size, lr=args.lr, device=args.device,
-        seed=args.seed, resume=args.resume,
-    )  # fmt: skip
+    train = timbre_train_config(args.steps, args.minutes, lr=args.lr, **train_fields(args))
     options = UNetTraining(
         objective=args.objective, reconstruction_ratio=args.reconstruction_ratio,
         segment_seconds=args.segment_seconds, adversarial=not args.no_gan,
@@ -258,10 +258,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--preset", default="small", choices=("tiny", "small", "base"))
     p.add_argument("--bidirectional", action="store_true", help="bidirectional Mamba blocks")
-    budget = p.add_argument_group("budget (unet default: 10 minutes; scaffold: 1500 steps)")
-    budget.add_argument("--minutes", type=float, help="wall-clock budget")
-    budget.add_argument("--steps", type=int, help="optimizer steps (the cosine's length)")
-    p.add_argument("--batch-size", type=int, default=8)
+    add_train_arguments(
+        p, "budget (unet default: 10 minutes; scaffold: 1500 steps)",
+        steps_help="optimizer steps (the cosine's length)",
+    )  # fmt: skip
     p.add_argument(
         "--segment-seconds", type=float, help="training crop length (default: the preset's 2.1 s)"
     )
@@ -274,9 +274,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--gradient-checkpointing", action="store_true",
         help="recompute the Mamba blocks in backward: about half the memory, ~20%% slower",
     )  # fmt: skip
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    add_device_argument(p)
-    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_train)
 
     d = sub.add_parser("dataset-from-sf2", help="render a SoundFont into an NSynth-layout set")

@@ -1,0 +1,27 @@
+"""The shared CLI arguments: one declaration of how a train command is budgeted."""
+
+import argparse
+
+from mambakit.cli.common import add_train_arguments, train_fields
+from mambakit.train import TrainConfig
+
+
+def _parse(argv: list[str], **kwargs) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser, "budget", **kwargs)
+    return parser.parse_args(argv)
+
+
+def test_train_arguments_round_trip_into_a_train_config():
+    args = _parse(["--minutes", "2.5", "--batch-size", "4", "--seed", "7", "--resume"])
+    assert (args.steps, args.minutes) == (None, 2.5)
+    fields = train_fields(args)
+    assert fields == {"batch_size": 4, "seed": 7, "device": None, "resume": True}
+    config = TrainConfig.from_budget(args.steps, args.minutes, **fields)
+    assert (config.max_minutes, config.batch_size, config.seed, config.resume) == (2.5, 4, 7, True)
+
+
+def test_without_resume_the_train_config_keeps_its_own_default():
+    args = _parse(["--device", "cpu"], steps=10_000, resume=False)
+    assert args.steps == 10_000 and not hasattr(args, "resume")
+    assert train_fields(args) == {"batch_size": 8, "seed": 0, "device": "cpu"}
