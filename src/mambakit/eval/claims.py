@@ -273,56 +273,84 @@ def logcascade_memory_claim(result: dict[str, Any] | None) -> Evidence:
 # ------------------------------------------------------------------ early training (seed 001)
 
 
-def usable_failures(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The numbers of the "usable" tests of a row, and a clause for each failed test (an
-    empty list: usable)."""
-    peak = _get(row, "profile.median_peak_db")
-    corr = _get(row, "scores.envelope_correlation")
-    perc = _get(row, "profile.percussive_rate")
-    cents = _get(row, "scores.median_pitch_error_cents")
-    numbers = {
-        "peak_db": peak, "envelope_correlation": corr, "percussive": perc,
-        "pitch_error_cents": cents, "min_peak_db": USABLE_MIN_PEAK_DB,
-        "min_envelope_correlation": USABLE_MIN_ENVELOPE_CORRELATION,
-        "min_percussive": USABLE_MIN_PERCUSSIVE_RATE,
-        "max_pitch_error_cents": USABLE_MAX_PITCH_ERROR_CENTS,
-    }  # fmt: skip
+@dataclass(frozen=True)
+class _Bound:
+    """One threshold test of a row: the number at ``path`` (``name`` in the evidence) must
+    be at least (``floor``) or at most ``limit`` (``limit_name``); ``clause`` words a
+    failure. A missing number fails a floor and passes a ceiling (a clip without a pitch
+    has no pitch error)."""
+
+    name: str
+    path: str
+    floor: bool
+    limit_name: str
+    limit: float
+    clause: str
+
+    def failed(self, value: float | None) -> bool:
+        if self.floor:
+            return value is None or value < self.limit
+        return value is not None and value > self.limit
+
+
+def _envelope_bound(limit: float) -> _Bound:
+    clause = "envelope correlation {envelope_correlation:.2f} < {min_envelope_correlation}"
+    return _Bound("envelope_correlation", "scores.envelope_correlation", True,
+                  "min_envelope_correlation", limit, clause)  # fmt: skip
+
+
+def _pitch_bound(limit: float) -> _Bound:
+    clause = "pitch error {pitch_error_cents:.0f} > {max_pitch_error_cents:g} cents"
+    return _Bound("pitch_error_cents", "scores.median_pitch_error_cents", False,
+                  "max_pitch_error_cents", limit, clause)  # fmt: skip
+
+
+USABLE_BOUNDS = (
+    _Bound("peak_db", "profile.median_peak_db", True, "min_peak_db", USABLE_MIN_PEAK_DB,
+           "median peak {peak_db:.0f} dBFS < {min_peak_db:g}"),
+    _envelope_bound(USABLE_MIN_ENVELOPE_CORRELATION),
+    _Bound("percussive", "profile.percussive_rate", True, "min_percussive",
+           USABLE_MIN_PERCUSSIVE_RATE, "percussive share {percussive:.0%} < {min_percussive:.0%}"),
+    _pitch_bound(USABLE_MAX_PITCH_ERROR_CENTS),
+)  # fmt: skip
+COHERENT_BOUNDS = (
+    _envelope_bound(COHERENT_MIN_ENVELOPE_CORRELATION),
+    _pitch_bound(COHERENT_MAX_PITCH_ERROR_CENTS),
+)
+
+
+def _bound_failures(
+    row: dict[str, Any], bounds: Iterable[_Bound]
+) -> tuple[dict[str, Any], list[str]]:
+    """The numbers each of ``bounds`` tests (and its limit), and the clause of each failure."""
+    numbers: dict[str, Any] = {}
     failures = []
-    if peak is None or peak < USABLE_MIN_PEAK_DB:
-        failures.append("median peak {peak_db:.0f} dBFS < {min_peak_db:g}")
-    if corr is None or corr < USABLE_MIN_ENVELOPE_CORRELATION:
-        failures.append(
-            "envelope correlation {envelope_correlation:.2f} < {min_envelope_correlation}"
-        )
-    if perc is None or perc < USABLE_MIN_PERCUSSIVE_RATE:
-        failures.append("percussive share {percussive:.0%} < {min_percussive:.0%}")
-    if cents is not None and cents > USABLE_MAX_PITCH_ERROR_CENTS:
-        failures.append("pitch error {pitch_error_cents:.0f} > {max_pitch_error_cents:g} cents")
+    for bound in bounds:
+        value = _get(row, bound.path)
+        numbers.update({bound.name: value, bound.limit_name: bound.limit})
+        if bound.failed(value):
+            failures.append(bound.clause)
     return numbers, failures
+
+
+def usable_failures(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The numbers of the "usable" tests (:data:`USABLE_BOUNDS`) of a row, and a clause for
+    each failed test (an empty list: usable)."""
+    return _bound_failures(row, USABLE_BOUNDS)
 
 
 def coherent_failures(
     row: dict[str, Any], scaffold: dict[str, Any] | None
 ) -> tuple[dict[str, Any], list[str]]:
     """The numbers of the "coherent" tests of a row, and a clause for each failed test (an
-    empty list: coherent)."""
+    empty list: coherent): tag accuracy at least the scaffold's, then
+    :data:`COHERENT_BOUNDS`."""
     acc, ref = _get(row, "scores.tag_accuracy"), _get(scaffold, "scores.tag_accuracy")
-    corr = _get(row, "scores.envelope_correlation")
-    cents = _get(row, "scores.median_pitch_error_cents")
-    numbers = {
-        "tag_accuracy": acc, "scaffold_tag_accuracy": ref, "envelope_correlation": corr,
-        "pitch_error_cents": cents, "min_envelope_correlation": COHERENT_MIN_ENVELOPE_CORRELATION,
-        "max_pitch_error_cents": COHERENT_MAX_PITCH_ERROR_CENTS,
-    }  # fmt: skip
-    failures = []
+    numbers, failures = _bound_failures(row, COHERENT_BOUNDS)
+    numbers.update({"tag_accuracy": acc, "scaffold_tag_accuracy": ref})
     if acc is None or ref is None or acc < ref:
-        failures.append("tag accuracy {tag_accuracy:.0%} < scaffold's {scaffold_tag_accuracy:.0%}")
-    if corr is None or corr < COHERENT_MIN_ENVELOPE_CORRELATION:
-        failures.append(
-            "envelope correlation {envelope_correlation:.2f} < {min_envelope_correlation}"
-        )
-    if cents is not None and cents > COHERENT_MAX_PITCH_ERROR_CENTS:
-        failures.append("pitch error {pitch_error_cents:.0f} > {max_pitch_error_cents:g} cents")
+        tag_clause = "tag accuracy {tag_accuracy:.0%} < scaffold's {scaffold_tag_accuracy:.0%}"
+        failures.insert(0, tag_clause)
     return numbers, failures
 
 
