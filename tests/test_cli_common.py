@@ -2,7 +2,9 @@
 
 import argparse
 
-from mambakit.cli.common import add_train_arguments, train_fields
+import pytest
+
+from mambakit.cli.common import add_train_arguments, same_named, train_fields
 from mambakit.train import TrainConfig
 
 
@@ -25,3 +27,10 @@ def test_without_resume_the_train_config_keeps_its_own_default():
     args = _parse(["--device", "cpu"], steps=10_000, resume=False)
     assert args.steps == 10_000 and not hasattr(args, "resume")
     assert train_fields(args) == {"batch_size": 8, "seed": 0, "device": "cpu"}
+
+
+def test_same_named_passes_options_through_and_names_a_missing_one():
+    args = argparse.Namespace(seed=3, steps=None, out="run")
+    assert same_named(args, "seed", "steps") == {"seed": 3, "steps": None}
+    with pytest.raises(AttributeError, match="cfg"):
+        same_named(args, "cfg")

@@ -71,6 +71,13 @@ def train_fields(args: argparse.Namespace) -> dict[str, Any]:
     return fields
 
 
+def same_named(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The options ``names`` of a command line as keyword arguments of the same names:
+    ``api(**same_named(args, "seed", "steps"))`` says that these options pass through to
+    the API unchanged (an option that is parsed or renamed on the way is written out)."""
+    return {name: getattr(args, name) for name in names}
+
+
 def print_result(markdown: str, payload: Any, json_path: str | os.PathLike[str] | None) -> int:
     """How a command reports a result: its Markdown on stdout, then its JSON written to
     ``json_path`` (when given; folders created) and where it went. Returns exit status 0."""

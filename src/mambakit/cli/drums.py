@@ -6,7 +6,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mambakit.cli.common import add_device_argument, add_train_arguments, train_fields
+from mambakit.cli.common import (
+    add_device_argument,
+    add_train_arguments,
+    same_named,
+    train_fields,
+)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -48,19 +53,9 @@ def _generate(args: argparse.Namespace) -> int:
         audio, sr = load_audio(args.init)
         init = resample(to_mono(audio), sr, synth.sample_rate)[0]
     audio, sr = synth.generate(
-        tag=tag,
-        note=args.note,
-        adsr=adsr,
-        pitch_env=pitch_env,
-        text=args.text,
-        init_audio=init,
-        strength=args.strength,
-        steps=args.steps,
-        cfg=args.cfg,
-        seed=args.seed,
-        n=args.n,
-        variation=args.variation,
-    )
+        tag=tag, adsr=adsr, pitch_env=pitch_env, init_audio=init,
+        **same_named(args, "note", "text", "strength", "steps", "cfg", "seed", "n", "variation"),
+    )  # fmt: skip
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     label = (args.tag or "text").replace(" ", "_")

@@ -14,6 +14,7 @@ from mambakit.cli.common import (
     add_device_argument,
     add_train_arguments,
     print_result,
+    same_named,
     train_fields,
 )
 
@@ -180,14 +181,8 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from mambakit.eval.lm import evaluate_runs, runs_markdown
 
-    results = evaluate_runs(
-        args.runs,
-        tokens=args.tokens,
-        split=args.split,
-        seq_len=args.seq_len,
-        max_windows=args.max_windows,
-        device=args.device,
-    )
+    options = same_named(args, "tokens", "split", "seq_len", "max_windows", "device")
+    results = evaluate_runs(args.runs, **options)
     return print_result(runs_markdown(results), results, args.json)
 
 
@@ -244,12 +239,11 @@ def _compare(args: argparse.Namespace) -> int:
     from mambakit.eval.claims import hybrid_claim
     from mambakit.eval.lm_compare import lm_compare_markdown, run_lm_compare
 
+    passed = ("steps", "preset", "seq_len", "batch_size", "lr", "warmup", "split", "max_windows",
+              "probe_gap", "device")  # fmt: skip
     result = run_lm_compare(
-        args.tokens, args.out, steps=args.steps, minutes=args.budget_minutes,
-        backbones=_names(args.backbones), preset=args.preset,
-        seeds=[int(s) for s in _names(args.seeds)], seq_len=args.seq_len,
-        batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, split=args.split,
-        max_windows=args.max_windows, probe_gap=args.probe_gap, device=args.device,
+        args.tokens, args.out, minutes=args.budget_minutes, backbones=_names(args.backbones),
+        seeds=[int(s) for s in _names(args.seeds)], **same_named(args, *passed),
     )  # fmt: skip
     print(lm_compare_markdown(result) + "\n")
     verdict = hybrid_claim(result)

@@ -16,6 +16,7 @@ from mambakit.cli.common import (
     add_json_argument,
     add_train_arguments,
     print_result,
+    same_named,
     train_fields,
 )
 from mambakit.utils import parse_int_list
@@ -186,14 +187,8 @@ def _bench(args: argparse.Namespace) -> int:
     from mambakit.bench.timbre import run_timbre_bench, timbre_bench_markdown
 
     presets = [p.strip() for p in args.presets.split(",") if p.strip()] if args.presets else None
-    result = run_timbre_bench(
-        quick=args.quick,
-        presets=presets,
-        clip_seconds=args.clip_seconds,
-        transfer_seconds=args.transfer_seconds,
-        repeats=args.repeats,
-        device=args.device,
-    )
+    passed = ("quick", "clip_seconds", "transfer_seconds", "repeats", "device")
+    result = run_timbre_bench(presets=presets, **same_named(args, *passed))
     return print_result(timbre_bench_markdown(result), result, args.json)
 
 
