@@ -34,3 +34,14 @@ def test_same_named_passes_options_through_and_names_a_missing_one():
     assert same_named(args, "seed", "steps") == {"seed": 3, "steps": None}
     with pytest.raises(AttributeError, match="cfg"):
         same_named(args, "cfg")
+
+
+def test_a_malformed_list_option_is_a_usage_error_naming_it(capsys):
+    from mambakit.cli import build_parser, main
+
+    args = ["drums", "dataset-from-sf2", "font.sf2", "--out", "o", "--kits", "0,8"]
+    assert build_parser().parse_args(args).kits == (0, 8)
+    with pytest.raises(SystemExit) as exc:
+        main(["timbre", "dataset-from-sf2", "font.sf2", "--out", "o", "--pitches", "48-x"])
+    assert exc.value.code == 2
+    assert "argument --pitches: expected integers like 0,24,40" in capsys.readouterr().err

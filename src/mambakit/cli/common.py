@@ -71,6 +71,18 @@ def train_fields(args: argparse.Namespace) -> dict[str, Any]:
     return fields
 
 
+def int_list(text: str) -> tuple[int, ...]:
+    """``type=`` of a list option (``"0,24,40"``, ``"48-72:2"``, as
+    :func:`mambakit.utils.parse_int_list`): a malformed list is a usage error naming the
+    option, before any work starts."""
+    from mambakit.utils import parse_int_list
+
+    try:
+        return parse_int_list(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def same_named(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     """The options ``names`` of a command line as keyword arguments of the same names:
     ``api(**same_named(args, "seed", "steps"))`` says that these options pass through to

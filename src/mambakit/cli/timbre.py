@@ -15,11 +15,11 @@ from mambakit.cli.common import (
     add_device_argument,
     add_json_argument,
     add_train_arguments,
+    int_list,
     print_result,
     same_named,
     train_fields,
 )
-from mambakit.utils import parse_int_list
 
 DEFAULT_BENCH_JSON = "out/bench/timbre.json"
 
@@ -130,15 +130,8 @@ def _train(args: argparse.Namespace) -> int:
 def _dataset_from_sf2(args: argparse.Namespace) -> int:
     from mambakit.timbre.data import render_sf2_dataset
 
-    out = render_sf2_dataset(
-        args.font,
-        args.out,
-        programs=parse_int_list(args.programs),
-        pitches=parse_int_list(args.pitches),
-        velocities=parse_int_list(args.velocities),
-        seconds=args.seconds,
-        sample_rate=args.sample_rate,
-    )
+    passed = ("programs", "pitches", "velocities", "seconds", "sample_rate")
+    out = render_sf2_dataset(args.font, args.out, **same_named(args, *passed))
     count = len(json.loads((out / "examples.json").read_text()))
     print(f"wrote {count} notes to {out} (NSynth layout: examples.json + audio/)")
     return 0
@@ -150,7 +143,7 @@ def _procedural(args: argparse.Namespace) -> int:
     out = make_procedural_instruments(
         args.out,
         n_instruments=args.instruments,
-        pitches=parse_int_list(args.pitches),
+        pitches=args.pitches,
         seconds=args.seconds,
     )
     print(f"wrote {args.instruments} procedural instruments to {out}")
@@ -274,9 +267,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d = sub.add_parser("dataset-from-sf2", help="render a SoundFont into an NSynth-layout set")
     d.add_argument("font", type=Path, help="SoundFont (.sf2)")
     d.add_argument("--out", type=Path, required=True, help="folder to write")
-    d.add_argument("--programs", default="0,24,40,56,65,73", help="GM programs, e.g. 0,24,40")
-    d.add_argument("--pitches", default="48-72:2", help="MIDI pitches, e.g. 48-72:2 or 60,64")
-    d.add_argument("--velocities", default="100", help="MIDI velocities, e.g. 75,100,127")
+    d.add_argument("--programs", type=int_list, default="0,24,40,56,65,73",
+                   help="GM programs, e.g. 0,24,40")  # fmt: skip
+    d.add_argument("--pitches", type=int_list, default="48-72:2",
+                   help="MIDI pitches, e.g. 48-72:2 or 60,64")  # fmt: skip
+    d.add_argument("--velocities", type=int_list, default="100",
+                   help="MIDI velocities, e.g. 75,100,127")  # fmt: skip
     d.add_argument("--seconds", type=float, default=4.0, help="note length kept")
     d.add_argument("--sample-rate", type=int, default=16000)
     d.set_defaults(func=_dataset_from_sf2)
@@ -284,7 +280,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = sub.add_parser("dataset-procedural", help="write a small set of procedural instruments")
     g.add_argument("--out", type=Path, required=True)
     g.add_argument("--instruments", type=int, default=6)
-    g.add_argument("--pitches", default="48-72:3")
+    g.add_argument("--pitches", type=int_list, default="48-72:3")
     g.add_argument("--seconds", type=float, default=3.0)
     g.set_defaults(func=_procedural)
 
