@@ -103,7 +103,7 @@ def draw_sheet(pads, audios, sr: int, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     from mambakit.app.plots import draw_spectrogram
-    from mambakit.dsp import ADSR, hilbert_envelope, render_adsr
+    from mambakit.dsp import hilbert_envelope, render_adsr
 
     fig, axes = plt.subplots(len(pads), 3, figsize=(13, 2.0 * len(pads)), squeeze=False)
     for row, (pad, audio) in zip(axes, zip(pads, audios)):
@@ -113,7 +113,7 @@ def draw_sheet(pads, audios, sr: int, path: Path) -> Path:
         draw_spectrogram(row[1], audio, sr)
         row[1].set_ylim(0, 16000)
         env = hilbert_envelope(audio, sr)
-        req = render_adsr(ADSR(pad.attack, pad.decay, pad.sustain, pad.release), len(audio), sr)
+        req = render_adsr(pad.adsr(), len(audio), sr)
         row[2].plot(t, env / max(env.max(), 1e-9), label="generated", lw=0.8)
         row[2].plot(t, req.numpy(), label="requested", lw=0.8, ls="--")
     axes[0][0].set_title("waveform")

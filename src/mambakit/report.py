@@ -37,6 +37,17 @@ class ResultSource:
     former_titles: tuple[str, ...] = ()  # what the report called it before (for carry-over)
 
 
+def _bench_source(
+    key: str, title: str, bench: str, options: str = "", json_name: str = "", pattern: str = ""
+) -> ResultSource:
+    """A ``mambakit bench BENCH`` result, made by ``make bench`` and saved as
+    ``out/bench/<json_name>`` (default ``<bench>.json``; ``pattern``: the glob, default that
+    file), so a bench's file name and its command are written once."""
+    json_name = json_name or f"{bench}.json"
+    command = f"make bench (mambakit bench {bench}{options} --json out/bench/{json_name})"
+    return ResultSource(key, title, pattern or f"bench/{json_name}", None, command)
+
+
 SOURCES: tuple[ResultSource, ...] = (
     ResultSource(
         "eval_drums", "Drum runs: control adherence on held-out clips", "**/eval_drums.json",
@@ -50,31 +61,19 @@ SOURCES: tuple[ResultSource, ...] = (
         "early", "Quality from the first batches", "early/*.json", "early-training",
         "mambakit eval early-training DATA --out out/early",
     ),
-    ResultSource(
-        "bench_ssm", "SSM layers: speed and memory", "bench/ssm.json", None,
-        "make bench (mambakit bench ssm --json out/bench/ssm.json)",
-    ),
-    ResultSource(
-        "bench_drums", "Drum model: LogCascade cost", "bench/drums.json", None,
-        "make bench (mambakit bench drums --json out/bench/drums.json)",
-    ),
-    ResultSource(
-        "bench_lm", "Music LM: decoding speed and cache", "bench/lm.json", None,
-        "make bench (mambakit bench lm --json out/bench/lm.json)",
-    ),
-    ResultSource(
-        "bench_lm_batch", "Music LM: decoding speed at a larger batch", "bench/lm_b*.json", None,
-        "make bench (mambakit bench lm --batch 8 --json out/bench/lm_b8.json)",
+    _bench_source("bench_ssm", "SSM layers: speed and memory", "ssm"),
+    _bench_source("bench_drums", "Drum model: LogCascade cost", "drums"),
+    _bench_source("bench_lm", "Music LM: decoding speed and cache", "lm"),
+    _bench_source(
+        "bench_lm_batch", "Music LM: decoding speed at a larger batch", "lm", " --batch 8",
+        json_name="lm_b8.json", pattern="bench/lm_b*.json",
     ),
     ResultSource(
         "lm_compare", "Music LM: backbones at matched parameters and equal steps",
         "lm-compare*/*.json", "lm-compare",
         "mambakit eval lm-compare TOKENS --budget-minutes M --out out/lm-compare", every=True,
     ),
-    ResultSource(
-        "bench_timbre", "Timbre transfer: size, memory and speed", "bench/timbre.json", None,
-        "make bench (mambakit bench timbre --json out/bench/timbre.json)",
-    ),
+    _bench_source("bench_timbre", "Timbre transfer: size, memory and speed", "timbre"),
     ResultSource(
         "eval_timbre", "Timbre transfer: runs side by side on held-out pairs",
         "timbre*/*.json", "timbre-eval",

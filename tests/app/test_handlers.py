@@ -252,6 +252,23 @@ def test_continue_music_bounds_requests():
         h.continue_music(object(), None, 5.0, 1.0, 10**6)
 
 
+def test_continue_music_passes_the_page_options_as_one_sampling():
+    from mambakit.lm.generate import Sampling
+
+    class Recorder:
+        sample_rate = 100
+
+        def generate(self, **kwargs):
+            self.kwargs = kwargs
+            return torch.zeros(1, 1, 5)
+
+    model = Recorder()
+    audio, sr = h.continue_music(model, None, 2.0, 0.8, 0, seed=4)
+    assert (audio.shape, sr) == ((5,), 100)
+    assert model.kwargs["sampling"] == Sampling(0.8, top_k=None, seed=4)  # top-k 0 = off
+    assert model.kwargs["seconds"] == 2.0 and model.kwargs["prompt"] is None
+
+
 def test_cli_ui_binds_to_loopback_by_default():
     from mambakit.cli import build_parser
 

@@ -88,3 +88,15 @@ def test_bad_configs_are_rejected_with_reason():
         mamba2_flops(8, 4, **TINY_MAMBA2, scan="parallel")
     with pytest.raises(ValueError, match="seqlen must be >= 1"):
         attention_flops(0, 4)
+
+
+def test_defaults_are_the_layers_own_and_unknown_names_fail():
+    from mambakit.ssm import Mamba2
+
+    layer = Mamba2(64)
+    explicit = mamba2_flops(32, 64, d_state=layer.d_state, headdim=layer.headdim,
+                            ngroups=layer.ngroups, expand=2, d_conv=4, chunk_size=64)  # fmt: skip
+    assert mamba2_flops(32, 64) == explicit
+    assert mamba_flops(32, 64) == mamba_flops(32, 64, d_state=16, d_conv=4, expand=2)
+    with pytest.raises(TypeError, match=r"unknown hyperparameter\(s\) \['dt_rank'\]"):
+        mamba2_flops(32, 64, dt_rank=4)

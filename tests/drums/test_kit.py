@@ -84,3 +84,17 @@ def test_parse_sfz_groups_and_comments(tmp_path):
 def test_pitch_env_decays_from_drop():
     env = KitPad("k", "kick", pitch_drop=12, pitch_decay=0.01).pitch_env(1000, 1000)
     assert env[0] == pytest.approx(12) and env[10] == pytest.approx(12 / np.e, rel=1e-5)
+
+
+def test_kit_pad_shape_is_keyword_only_and_gives_the_adsr():
+    import dataclasses
+
+    from mambakit.dsp import ADSR
+
+    pad = KitPad("tom", "tom", 45, 3, attack=0.01, sustain=0.5)
+    assert (pad.note, pad.seed, pad.key) == (45, 3, 45)  # key: the tag's GM key
+    assert pad.adsr() == ADSR(0.01, 0.2, 0.5, 0.05)
+    with pytest.raises(TypeError):
+        KitPad("k", "kick", 36, 0, None, None, 0.01)  # a shape field given by position
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        pad.decay = 1.0

@@ -78,6 +78,10 @@ def test_full_res_needs_twice_the_time_and_the_memory():
     assert (verdict.numbers["time_ratio"], verdict.numbers["memory_ratio"]) == (8.0, 9.0)
     fast = variant("full_res", seconds_per_step=8.0, memory=150.0)
     assert full_res_claim(ablations(full, fast)).verdict == FAILS
+    unmeasured_full = variant("full", seconds_per_step=0.0, memory=100.0)
+    zero = full_res_claim(ablations(unmeasured_full, costly))
+    assert zero.verdict == UNMEASURED
+    assert zero.numbers == {"lacking": "full's time or memory measured as zero"}
     unmeasured = variant("full_res", seconds_per_step=8.0, memory=None)
     assert full_res_claim(ablations(full, unmeasured)).verdict == UNMEASURED
 

@@ -218,3 +218,13 @@ def test_a_per_result_source_keeps_the_sections_of_results_not_read_again(tmp_pa
     assert text.count("## Drum runs: control adherence on held-out clips") == 2
     assert f"Source: `{second}`." in text and f"Source: `{first}`." in text
     assert text.count("Carried over from the previous report") == 1
+
+
+def test_every_bench_source_finds_the_file_its_command_writes():
+    import fnmatch
+
+    benches = [s for s in SOURCES if s.command.startswith("make bench")]
+    assert len(benches) == 5
+    for source in benches:
+        written = source.command.split("--json out/")[1].rstrip(")")
+        assert fnmatch.fnmatch(written, source.pattern), source.key

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mambakit.lm.generate import generate_uncached, sample_logits
+from mambakit.lm.generate import GREEDY, Sampling, generate_uncached, sample_logits
 from mambakit.lm.model import MusicLM, preset
 from mambakit.ssm import KINDS
 
@@ -22,12 +22,12 @@ def _model(kind: str, pattern: str = "delay") -> MusicLM:
 @pytest.mark.parametrize("kind", KINDS)
 def test_cached_greedy_equals_uncached_from_scratch_and_continuation(kind: str) -> None:
     model = _model(kind)
-    cached = model.generate(n_frames=6, temperature=0.0, batch_size=2)
+    cached = model.generate(n_frames=6, sampling=GREEDY, batch_size=2)
     assert cached.shape == (2, 3, 6)
     assert torch.equal(cached, generate_uncached(model, n_frames=6, batch_size=2))
 
     prompt = torch.randint(0, 16, (2, 3, 5))
-    cached = model.generate(prompt, n_frames=6, temperature=0.0)
+    cached = model.generate(prompt, n_frames=6, sampling=GREEDY)
     assert torch.equal(cached[:, :, :5], prompt)
     assert torch.equal(cached, generate_uncached(model, prompt, n_frames=6))
 
@@ -37,7 +37,7 @@ def test_cached_equals_uncached_for_other_patterns(pattern: str) -> None:
     model = _model("hybrid", pattern)
     prompt = torch.randint(0, 16, (1, 3, 2))
     assert torch.equal(
-        model.generate(prompt, n_frames=4, temperature=0.0),
+        model.generate(prompt, n_frames=4, sampling=GREEDY),
         generate_uncached(model, prompt, n_frames=4),
     )
 
@@ -45,8 +45,9 @@ def test_cached_equals_uncached_for_other_patterns(pattern: str) -> None:
 def test_sampling_is_seeded_and_streams_every_frame_once() -> None:
     model = _model("mamba2")
     chunks: list[torch.Tensor] = []
-    codes = model.generate(n_frames=7, temperature=1.0, top_k=5, seed=3, stream=chunks.append)
-    again = model.generate(n_frames=7, temperature=1.0, top_k=5, seed=3)
+    sampling = Sampling(1.0, top_k=5, seed=3)
+    codes = model.generate(n_frames=7, sampling=sampling, stream=chunks.append)
+    again = model.generate(n_frames=7, sampling=sampling)
     assert torch.equal(codes, again)
     assert torch.equal(torch.cat(chunks, dim=-1), codes)
     assert codes.min() >= 0 and codes.max() < 16  # PAD (16) never comes out as a code
@@ -76,7 +77,7 @@ def test_music_generator_streams_audio_of_the_requested_length(tiny_dac) -> None
         prompt_sample_rate=16000,
         prompt_seconds=0.05,
         seconds=0.02,
-        seed=0,
+        sampling=Sampling(seed=0),
         stream=pieces.append,
         stream_seconds=0.004,
     )

@@ -138,3 +138,18 @@ def test_backbone_layer_kinds_and_parameter_count():
     assert count_parameters(with_mlp) > count_parameters(without)
     with pytest.raises(ValueError, match="kind must be one of"):
         Backbone("rnn", 2, D_MODEL)
+
+
+def test_backbone_from_config_reads_fields_by_name_and_overrides_win():
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(
+        backbone="hybrid", n_layers=4, d_model=D_MODEL, attn_every=2, n_heads=4, mlp_ratio=0,
+        d_state=8, headdim=16, mamba_kind="mamba2", codebook_size=1024,  # not Backbone's
+    )  # fmt: skip
+    bb = Backbone.from_config(config, kind=config.backbone)
+    assert bb.layer_kinds == ["mamba2", "attention"] * 2
+    assert bb.layers[0].mixer.d_state == 8 and bb.layers[1].mixer.n_heads == 4
+    assert len(Backbone.from_config(config, kind="mamba", n_layers=2).layers) == 2
+    with pytest.raises(TypeError, match="kind"):
+        Backbone.from_config(config)  # the config names no kind

@@ -34,7 +34,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from mambakit.drums.kit import SHAPE_FIELDS, KitPad, default_kit_path, load_kit_yaml, write_kit
+from mambakit.drums.kit import (
+    SHAPE_FIELDS,
+    KitPad,
+    PadShape,
+    default_kit_path,
+    load_kit_yaml,
+    write_kit,
+)
 from mambakit.dsp import ADSR, AudioError, load_audio, render_adsr, resample, save_audio, to_mono
 from mambakit.utils import note_name, parse_note
 
@@ -236,20 +243,15 @@ def check_upload(
 
 
 @dataclass(frozen=True)
-class PadParams:
-    """The controls of one pad as the page shows them (times in seconds, drop in
-    semitones, ``note`` a name like ``"C1"`` or a MIDI number as text)."""
+class PadParams(PadShape):
+    """The controls of one pad as the page shows them: its :class:`PadShape` (times in
+    seconds, drop in semitones) and ``note`` a name like ``"C1"`` or a MIDI number as
+    text."""
 
     name: str = "pad"
     tag: str = "kick"
     text: str = ""
     note: str = "C1"
-    attack: float = 0.002
-    decay: float = 0.2
-    sustain: float = 0.0
-    release: float = 0.05
-    pitch_drop: float = 0.0
-    pitch_decay: float = 0.05
     steps: int = 0  # 0 = the model's default
     cfg: float = 1.0
     seed: int = 0
@@ -261,7 +263,7 @@ class PadParams:
                 raise UIError(f"pad {self.name}: {field} must be between 0 and 5 s")
         if not 0.0 <= self.sustain <= 1.0:
             raise UIError(f"pad {self.name}: sustain must be between 0 and 1")
-        return ADSR(self.attack, self.decay, self.sustain, self.release)
+        return super().adsr()
 
     def midi(self) -> int:
         try:
@@ -485,13 +487,11 @@ def continue_music(
         raise UIError("temperature must be in (0, 5]")
     if not 0 <= top_k <= MAX_TOP_K:
         raise UIError(f"top-k must be 0 (off) .. {MAX_TOP_K}")
+    from mambakit.lm.generate import Sampling
+
     audio, sr = prompt if prompt is not None else (None, None)
+    sampling = Sampling(float(temperature), int(top_k) or None, seed=int(seed))
     out = model.generate(
-        prompt=audio,
-        prompt_sample_rate=sr,
-        seconds=float(seconds),
-        temperature=float(temperature),
-        top_k=int(top_k) or None,
-        seed=int(seed),
+        prompt=audio, prompt_sample_rate=sr, seconds=float(seconds), sampling=sampling
     )
     return out[0, 0].float().cpu().numpy(), int(model.sample_rate)

@@ -13,12 +13,18 @@ Conventions (used by every function here):
   ``forward+backward = 3 x forward`` (:func:`training_flops`).
 
 Each function returns a dict of named terms plus ``"total"``, so a table can show where
-the work goes.
+the work goes. A hyperparameter not given is the layer's own default (read from
+:class:`~mambakit.ssm.Mamba2` / :class:`~mambakit.ssm.Mamba`), so a count is of the layer
+as it is built.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+from typing import Any
+
+from mambakit.ssm import Mamba, Mamba2
 
 
 def _check_positive(**values: int) -> None:
@@ -27,19 +33,26 @@ def _check_positive(**values: int) -> None:
             raise ValueError(f"{name} must be >= 1, got {value}")
 
 
+def _hyperparameters(layer: type, counted: tuple[str, ...], given: dict[str, Any]) -> list[Any]:
+    """The values of ``counted`` for ``layer``: ``given`` over the layer constructor's
+    defaults; a name the count does not use is an error (not silently ignored)."""
+    unknown = set(given) - set(counted)
+    if unknown:
+        raise TypeError(f"{layer.__name__} FLOPs: unknown hyperparameter(s) {sorted(unknown)}")
+    defaults = inspect.signature(layer.__init__).parameters
+    return [given.get(name, defaults[name].default) for name in counted]
+
+
+def _with_total(terms: dict[str, float]) -> dict[str, float]:
+    return {**terms, "total": sum(terms.values())}
+
+
 def mamba2_flops(
-    seqlen: int,
-    d_model: int,
-    *,
-    d_state: int = 64,
-    headdim: int = 64,
-    ngroups: int = 1,
-    expand: int = 2,
-    d_conv: int = 4,
-    chunk_size: int = 64,
-    scan: str = "chunked",
+    seqlen: int, d_model: int, *, scan: str = "chunked", **hyperparameters: int
 ) -> dict[str, float]:
-    """FLOPs of one Mamba-2 (SSD) layer on ``[1, seqlen, d_model]``.
+    """FLOPs of one Mamba-2 (SSD) layer on ``[1, seqlen, d_model]``; ``hyperparameters``:
+    ``d_state``, ``headdim``, ``ngroups``, ``expand``, ``d_conv``, ``chunk_size`` (default:
+    :class:`~mambakit.ssm.Mamba2`'s).
 
     With ``D = expand * d_model`` inner channels, ``H = D / headdim`` heads of width
     ``P = headdim``, state size ``N``, ``G`` groups and chunk length ``Q``:
@@ -59,6 +72,10 @@ def mamba2_flops(
     - ``skip``: the ``D x_t`` term, ``2 L D``;
     - ``out_proj``: ``2 L D d_model``.
     """
+    counted = ("d_state", "headdim", "ngroups", "expand", "d_conv", "chunk_size")
+    d_state, headdim, ngroups, expand, d_conv, chunk_size = _hyperparameters(
+        Mamba2, counted, hyperparameters
+    )
     _check_positive(
         seqlen=seqlen, d_model=d_model, d_state=d_state, headdim=headdim, chunk_size=chunk_size
     )
@@ -74,27 +91,19 @@ def mamba2_flops(
         scan_flops = 5 * L * H * P * N
     else:
         raise ValueError(f"scan must be 'chunked' or 'recurrent', got {scan!r}")
-    terms = {
+    return _with_total({
         "in_proj": 2.0 * L * d_model * (2 * d_inner + 2 * G * N + H),
         "conv": 2.0 * L * (d_inner + 2 * G * N) * d_conv,
         "scan": float(scan_flops),
         "skip": 2.0 * L * d_inner,
         "out_proj": 2.0 * L * d_inner * d_model,
-    }
-    terms["total"] = sum(terms.values())
-    return terms
+    })  # fmt: skip
 
 
-def mamba_flops(
-    seqlen: int,
-    d_model: int,
-    *,
-    d_state: int = 16,
-    d_conv: int = 4,
-    expand: int = 2,
-    dt_rank: int | str = "auto",
-) -> dict[str, float]:
-    """FLOPs of one Mamba-1 (selective scan) layer on ``[1, seqlen, d_model]``.
+def mamba_flops(seqlen: int, d_model: int, **hyperparameters: int | str) -> dict[str, float]:
+    """FLOPs of one Mamba-1 (selective scan) layer on ``[1, seqlen, d_model]``;
+    ``hyperparameters``: ``d_state``, ``d_conv``, ``expand``, ``dt_rank`` (default:
+    :class:`~mambakit.ssm.Mamba`'s).
 
     With ``D = expand * d_model`` channels, state size ``N`` and ``R = dt_rank``
     (``"auto"``: ``ceil(d_model / 16)``, as in Gu & Dao 2023):
@@ -109,11 +118,13 @@ def mamba_flops(
     The same count is used for the parallel and the sequential implementation: they do the
     same algorithmic work.
     """
+    counted = ("d_state", "d_conv", "expand", "dt_rank")
+    d_state, d_conv, expand, dt_rank = _hyperparameters(Mamba, counted, hyperparameters)
     _check_positive(seqlen=seqlen, d_model=d_model, d_state=d_state)
     d_inner = expand * d_model
     rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
     L, D, N, R = seqlen, d_inner, d_state, rank
-    terms = {
+    return _with_total({
         "in_proj": 2.0 * L * d_model * 2 * D,
         "conv": 2.0 * L * D * d_conv,
         "x_proj": 2.0 * L * D * (R + 2 * N),
@@ -121,9 +132,7 @@ def mamba_flops(
         "scan": 7.0 * L * D * N,
         "skip": 2.0 * L * D,
         "out_proj": 2.0 * L * D * d_model,
-    }
-    terms["total"] = sum(terms.values())
-    return terms
+    })  # fmt: skip
 
 
 def attention_flops(seqlen: int, d_model: int) -> dict[str, float]:
@@ -136,14 +145,12 @@ def attention_flops(seqlen: int, d_model: int) -> dict[str, float]:
     _check_positive(seqlen=seqlen, d_model=d_model)
     L, d = seqlen, d_model
     pairs = L * (L + 1) / 2
-    terms = {
+    return _with_total({
         "qkv": 2.0 * L * d * 3 * d,
         "scores": 2.0 * pairs * d,
         "values": 2.0 * pairs * d,
         "out_proj": 2.0 * L * d * d,
-    }
-    terms["total"] = sum(terms.values())
-    return terms
+    })  # fmt: skip
 
 
 def training_flops(forward_flops: float, *, backward: bool) -> float:

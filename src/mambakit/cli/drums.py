@@ -6,7 +6,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mambakit.cli.common import add_device_argument
+from mambakit.cli.common import (
+    add_device_argument,
+    add_train_arguments,
+    same_named,
+    train_fields,
+)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -14,10 +19,7 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.steps is None and args.minutes is None:
         args.minutes = 10.0
-    train = drums_train_config(
-        args.steps, args.minutes, resume=args.resume, batch_size=args.batch_size,
-        device=args.device, seed=args.seed,
-    )  # fmt: skip
+    train = drums_train_config(args.steps, args.minutes, **train_fields(args))
     summary = train_drums(
         args.data, args.out, train, preset=args.preset, tags_csv=args.tags_csv,
         workers=args.workers, init_from=args.init,
@@ -51,19 +53,9 @@ def _generate(args: argparse.Namespace) -> int:
         audio, sr = load_audio(args.init)
         init = resample(to_mono(audio), sr, synth.sample_rate)[0]
     audio, sr = synth.generate(
-        tag=tag,
-        note=args.note,
-        adsr=adsr,
-        pitch_env=pitch_env,
-        text=args.text,
-        init_audio=init,
-        strength=args.strength,
-        steps=args.steps,
-        cfg=args.cfg,
-        seed=args.seed,
-        n=args.n,
-        variation=args.variation,
-    )
+        tag=tag, adsr=adsr, pitch_env=pitch_env, init_audio=init,
+        **same_named(args, "note", "text", "strength", "steps", "cfg", "seed", "n", "variation"),
+    )  # fmt: skip
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     label = (args.tag or "text").replace(" ", "_")
@@ -116,15 +108,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--init", help="fine-tune this run or packaged model (e.g. gm-drums) instead of a new one"
     )
-    budget = p.add_argument_group("budget (default: 10 minutes)")
-    budget.add_argument("--minutes", type=float, help="wall-clock budget")
-    budget.add_argument("--steps", type=int, help="optimizer steps")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    add_train_arguments(p, "budget (default: 10 minutes)")
     p.add_argument("--tags-csv", type=Path, help="CSV of path,tag overriding names")
     p.add_argument("--workers", type=int, help="feature-extraction processes")
-    add_device_argument(p)
-    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_train)
 
     g = sub.add_parser("generate", help="generate one-shots from controls")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from mambakit.cli.common import UserError
+from mambakit.cli.common import UserError, int_list, same_named
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -162,15 +162,8 @@ def add_render(sub: Any, make_synth: Callable[[Path | None], Any]) -> argparse.A
 
 def _dataset_from_sf2(args: argparse.Namespace) -> int:
     from mambakit.drums.soundfont import render_gm_drums
-    from mambakit.utils import parse_int_list
 
-    out = render_gm_drums(
-        args.font,
-        args.out,
-        kits=parse_int_list(args.kits),
-        notes=parse_int_list(args.notes),
-        velocities=parse_int_list(args.velocities),
-    )
+    out = render_gm_drums(args.font, args.out, **same_named(args, "kits", "notes", "velocities"))
     files = sorted(out.rglob("*.wav"))
     tags = sorted({f.parent.name for f in files})
     print(f"wrote {len(files)} one-shots ({', '.join(tags)}) to {out}")
@@ -188,10 +181,12 @@ def add_dataset_from_sf2(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="folder to write (kit/tag/*.wav)")
     p.add_argument(
         "--kits",
+        type=int_list,
         default=",".join(str(k) for k in GM_DRUM_KITS),
         help="bank-128 programs (0 standard, 8 room, 16 power, 24 electronic, 25 tr808, ...)",
     )
-    p.add_argument("--notes", default="35-81", help="GM percussion keys, e.g. 35-81 or 36,38,42")
-    p.add_argument("--velocities", default="70,100,127", help="MIDI velocities")
+    p.add_argument("--notes", type=int_list, default="35-81",
+                   help="GM percussion keys, e.g. 35-81 or 36,38,42")  # fmt: skip
+    p.add_argument("--velocities", type=int_list, default="70,100,127", help="MIDI velocities")
     p.set_defaults(func=_dataset_from_sf2)
     return p

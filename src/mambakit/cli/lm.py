@@ -10,7 +10,14 @@ from __future__ import annotations
 
 import argparse
 
-from mambakit.cli.common import UserError, add_device_argument, print_result
+from mambakit.cli.common import (
+    UserError,
+    add_device_argument,
+    add_train_arguments,
+    print_result,
+    same_named,
+    train_fields,
+)
 
 BACKBONES = ("transformer", "mamba", "mamba2", "hybrid")
 
@@ -35,16 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", choices=("tiny", "small", "base"), default="small")
     p.add_argument("--pattern", choices=("delay", "parallel", "flat"), default="delay")
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--steps", type=int, default=10_000)
-    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget")
+    add_train_arguments(p, "budget (default: 10000 steps)", steps=10_000, resume=False)
     p.add_argument("--seq-len", type=int, default=512, help="frames per training crop")
-    p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--label-smoothing", type=float, default=0.0, help="training objective only")
-    p.add_argument("--seed", type=int, default=0)
-    add_device_argument(p)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="per-codebook loss / ppl / top-k of runs, side by side")
@@ -167,15 +170,9 @@ def _train(args: argparse.Namespace) -> int:
     from mambakit.train import TrainConfig
 
     config = TrainConfig(
-        lr=args.lr,
-        warmup_steps=args.warmup,
-        max_steps=args.steps,
-        max_minutes=args.minutes,
-        batch_size=args.batch_size,
-        grad_accum=args.grad_accum,
-        seed=args.seed,
-        device=args.device,
-    )
+        lr=args.lr, warmup_steps=args.warmup, max_steps=args.steps, max_minutes=args.minutes,
+        grad_accum=args.grad_accum, **train_fields(args),
+    )  # fmt: skip
     model, summary = train_lm(
         args.tokens,
         args.out,
@@ -194,20 +191,14 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from mambakit.eval.lm import evaluate_runs, runs_markdown
 
-    results = evaluate_runs(
-        args.runs,
-        tokens=args.tokens,
-        split=args.split,
-        seq_len=args.seq_len,
-        max_windows=args.max_windows,
-        device=args.device,
-    )
+    options = same_named(args, "tokens", "split", "seq_len", "max_windows", "device")
+    results = evaluate_runs(args.runs, **options)
     return print_result(runs_markdown(results), results, args.json)
 
 
 def _generate(args: argparse.Namespace) -> int:
     from mambakit.dsp import load_audio, save_audio
-    from mambakit.lm.generate import MusicGenerator
+    from mambakit.lm.generate import MusicGenerator, Sampling
 
     generator = MusicGenerator.from_pretrained(args.run, codec=args.codec, device=args.device)
     if args.decode_weights != "fp32":
@@ -226,10 +217,7 @@ def _generate(args: argparse.Namespace) -> int:
         prompt_sample_rate=prompt_sr,
         prompt_seconds=args.prompt_seconds,
         seconds=args.seconds,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        seed=args.seed,
+        sampling=Sampling(args.temperature, args.top_k, args.top_p, args.seed),
     )
     save_audio(args.output, audio[0].cpu(), generator.sample_rate)
     print(f"wrote {args.output} ({audio.shape[-1] / generator.sample_rate:.1f} s)")
@@ -282,12 +270,11 @@ def _compare(args: argparse.Namespace) -> int:
     from mambakit.eval.claims import hybrid_claim
     from mambakit.eval.lm_compare import lm_compare_markdown, run_lm_compare
 
+    passed = ("steps", "preset", "seq_len", "batch_size", "lr", "warmup", "split", "max_windows",
+              "probe_gap", "device")  # fmt: skip
     result = run_lm_compare(
-        args.tokens, args.out, steps=args.steps, minutes=args.budget_minutes,
-        backbones=_names(args.backbones), preset=args.preset,
-        seeds=[int(s) for s in _names(args.seeds)], seq_len=args.seq_len,
-        batch_size=args.batch_size, lr=args.lr, warmup=args.warmup, split=args.split,
-        max_windows=args.max_windows, probe_gap=args.probe_gap, device=args.device,
+        args.tokens, args.out, minutes=args.budget_minutes, backbones=_names(args.backbones),
+        seeds=[int(s) for s in _names(args.seeds)], **same_named(args, *passed),
     )  # fmt: skip
     print(lm_compare_markdown(result) + "\n")
     verdict = hybrid_claim(result)

@@ -11,8 +11,15 @@ import json
 import warnings
 from pathlib import Path
 
-from mambakit.cli.common import add_device_argument, add_json_argument, print_result
-from mambakit.utils import parse_int_list
+from mambakit.cli.common import (
+    add_device_argument,
+    add_json_argument,
+    add_train_arguments,
+    int_list,
+    print_result,
+    same_named,
+    train_fields,
+)
 
 DEFAULT_BENCH_JSON = "out/bench/timbre.json"
 
@@ -87,11 +94,8 @@ def _train_scaffold(args: argparse.Namespace) -> int:
         DEFAULT_TRAIN,
         max_steps=args.steps if args.steps is not None else DEFAULT_TRAIN.max_steps,
         max_minutes=args.minutes,
-        batch_size=args.batch_size,
         lr=args.lr if args.lr is not None else DEFAULT_TRAIN.lr,
-        seed=args.seed,
-        resume=args.resume,
-        device=args.device,
+        **train_fields(args),
     )
     pairs = ScaffoldData(
         reconstruction_ratio=args.reconstruction_ratio, segment_seconds=args.segment_seconds
@@ -111,10 +115,7 @@ def _train(args: argparse.Namespace) -> int:
         args.lr = 2e-4
     if args.steps is None and args.minutes is None:
         args.minutes = 10.0
-    train = timbre_train_config(
-        args.steps, args.minutes, batch_size=args.batch_size, lr=args.lr, device=args.device,
-        seed=args.seed, resume=args.resume,
-    )  # fmt: skip
+    train = timbre_train_config(args.steps, args.minutes, lr=args.lr, **train_fields(args))
     options = UNetTraining(
         objective=args.objective, reconstruction_ratio=args.reconstruction_ratio,
         segment_seconds=args.segment_seconds, adversarial=not args.no_gan,
@@ -129,15 +130,8 @@ def _train(args: argparse.Namespace) -> int:
 def _dataset_from_sf2(args: argparse.Namespace) -> int:
     from mambakit.timbre.data import render_sf2_dataset
 
-    out = render_sf2_dataset(
-        args.font,
-        args.out,
-        programs=parse_int_list(args.programs),
-        pitches=parse_int_list(args.pitches),
-        velocities=parse_int_list(args.velocities),
-        seconds=args.seconds,
-        sample_rate=args.sample_rate,
-    )
+    passed = ("programs", "pitches", "velocities", "seconds", "sample_rate")
+    out = render_sf2_dataset(args.font, args.out, **same_named(args, *passed))
     count = len(json.loads((out / "examples.json").read_text()))
     print(f"wrote {count} notes to {out} (NSynth layout: examples.json + audio/)")
     return 0
@@ -149,7 +143,7 @@ def _procedural(args: argparse.Namespace) -> int:
     out = make_procedural_instruments(
         args.out,
         n_instruments=args.instruments,
-        pitches=parse_int_list(args.pitches),
+        pitches=args.pitches,
         seconds=args.seconds,
     )
     print(f"wrote {args.instruments} procedural instruments to {out}")
@@ -186,14 +180,8 @@ def _bench(args: argparse.Namespace) -> int:
     from mambakit.bench.timbre import run_timbre_bench, timbre_bench_markdown
 
     presets = [p.strip() for p in args.presets.split(",") if p.strip()] if args.presets else None
-    result = run_timbre_bench(
-        quick=args.quick,
-        presets=presets,
-        clip_seconds=args.clip_seconds,
-        transfer_seconds=args.transfer_seconds,
-        repeats=args.repeats,
-        device=args.device,
-    )
+    passed = ("quick", "clip_seconds", "transfer_seconds", "repeats", "device")
+    result = run_timbre_bench(presets=presets, **same_named(args, *passed))
     return print_result(timbre_bench_markdown(result), result, args.json)
 
 
@@ -258,10 +246,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--preset", default="small", choices=("tiny", "small", "base"))
     p.add_argument("--bidirectional", action="store_true", help="bidirectional Mamba blocks")
-    budget = p.add_argument_group("budget (unet default: 10 minutes; scaffold: 1500 steps)")
-    budget.add_argument("--minutes", type=float, help="wall-clock budget")
-    budget.add_argument("--steps", type=int, help="optimizer steps (the cosine's length)")
-    p.add_argument("--batch-size", type=int, default=8)
+    add_train_arguments(
+        p, "budget (unet default: 10 minutes; scaffold: 1500 steps)",
+        steps_help="optimizer steps (the cosine's length)",
+    )  # fmt: skip
     p.add_argument(
         "--segment-seconds", type=float, help="training crop length (default: the preset's 2.1 s)"
     )
@@ -274,17 +262,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--gradient-checkpointing", action="store_true",
         help="recompute the Mamba blocks in backward: about half the memory, ~20%% slower",
     )  # fmt: skip
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    add_device_argument(p)
-    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_train)
 
     d = sub.add_parser("dataset-from-sf2", help="render a SoundFont into an NSynth-layout set")
     d.add_argument("font", type=Path, help="SoundFont (.sf2)")
     d.add_argument("--out", type=Path, required=True, help="folder to write")
-    d.add_argument("--programs", default="0,24,40,56,65,73", help="GM programs, e.g. 0,24,40")
-    d.add_argument("--pitches", default="48-72:2", help="MIDI pitches, e.g. 48-72:2 or 60,64")
-    d.add_argument("--velocities", default="100", help="MIDI velocities, e.g. 75,100,127")
+    d.add_argument("--programs", type=int_list, default="0,24,40,56,65,73",
+                   help="GM programs, e.g. 0,24,40")  # fmt: skip
+    d.add_argument("--pitches", type=int_list, default="48-72:2",
+                   help="MIDI pitches, e.g. 48-72:2 or 60,64")  # fmt: skip
+    d.add_argument("--velocities", type=int_list, default="100",
+                   help="MIDI velocities, e.g. 75,100,127")  # fmt: skip
     d.add_argument("--seconds", type=float, default=4.0, help="note length kept")
     d.add_argument("--sample-rate", type=int, default=16000)
     d.set_defaults(func=_dataset_from_sf2)
@@ -292,7 +280,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = sub.add_parser("dataset-procedural", help="write a small set of procedural instruments")
     g.add_argument("--out", type=Path, required=True)
     g.add_argument("--instruments", type=int, default=6)
-    g.add_argument("--pitches", default="48-72:3")
+    g.add_argument("--pitches", type=int_list, default="48-72:3")
     g.add_argument("--seconds", type=float, default=3.0)
     g.set_defaults(func=_procedural)
 

@@ -37,31 +37,26 @@ GM_KEYS: dict[str, int] = {
 }
 
 
-@dataclass
-class KitPad:
-    """One pad of a kit: what to generate and where it sits on the MIDI keyboard.
+@dataclass(frozen=True, kw_only=True)
+class PadShape:
+    """How a pad's sound is shaped over time, shared by :class:`KitPad` and the UI's
+    editable pad: the ADSR (``attack``, ``decay``, ``release`` in seconds, ``sustain`` a
+    level in 0..1) and the pitch drop (the pitch envelope starts ``pitch_drop`` semitones
+    above the root and decays to it with time constant ``pitch_decay`` seconds).
+    Keyword-only, so a subclass's own fields keep their positions."""
 
-    Times are in seconds, ``note`` a MIDI number (C4 = 60), ``pitch_drop`` in semitones
-    (the pitch envelope starts ``pitch_drop`` above the root and decays to it with time
-    constant ``pitch_decay``), ``key`` the MIDI key the sampler maps the pad to.
-    """
-
-    name: str
-    tag: str
-    note: int = 36
     attack: float = 0.002
     decay: float = 0.2
     sustain: float = 0.0
     release: float = 0.05
     pitch_drop: float = 0.0
     pitch_decay: float = 0.05
-    seed: int = 0
-    key: int | None = None
-    text: str | None = None
 
-    def __post_init__(self) -> None:
-        if self.key is None:
-            self.key = GM_KEYS.get(self.tag, 56)
+    def adsr(self) -> Any:
+        """The requested envelope as a :class:`mambakit.dsp.ADSR`."""
+        from mambakit.dsp import ADSR
+
+        return ADSR(self.attack, self.decay, self.sustain, self.release)
 
     def pitch_env(self, n_samples: int, sr: int) -> np.ndarray:
         """Pitch envelope [T] in semitones above the root: ``drop * exp(-t / pitch_decay)``."""
@@ -69,9 +64,26 @@ class KitPad:
         return (self.pitch_drop * np.exp(-t / max(self.pitch_decay, 1e-6))).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class KitPad(PadShape):
+    """One pad of a kit: what to generate (its :class:`PadShape` fields, keyword-only) and
+    where it sits on the MIDI keyboard: ``note`` a MIDI number (C4 = 60), ``key`` the MIDI
+    key the sampler maps the pad to (default: the tag's General MIDI key)."""
+
+    name: str
+    tag: str
+    note: int = 36
+    seed: int = 0
+    key: int | None = None
+    text: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.key is None:
+            object.__setattr__(self, "key", GM_KEYS.get(self.tag, 56))
+
+
 _TIME_FIELDS = ("attack", "decay", "release", "pitch_decay")
-#: The fields that shape a pad's sound over time (the ADSR and the pitch drop), which the
-#: UI's editable pad carries under the same names.
+#: The fields of :class:`PadShape`.
 SHAPE_FIELDS = ("attack", "decay", "sustain", "release", "pitch_drop", "pitch_decay")
 
 
@@ -132,22 +144,11 @@ def generate_kit(synth: Any, pads: Sequence[KitPad]) -> list[np.ndarray]:
     """Render every pad with a ``DrumSynth``-like object; returns float32 arrays [T].
 
     ``synth.generate(tag=, note=, adsr=, pitch_env=, seed=, n=1)`` must return
-    ``(audio [1, 1, T], sr)``; the ADSR is built from the pad with ``mambakit.dsp.ADSR``
-    when available (attack_s, decay_s, sustain_level, release_s), else passed as a dict.
+    ``(audio [1, 1, T], sr)``; the ADSR is the pad's (:meth:`PadShape.adsr`).
     """
-    try:
-        from mambakit.dsp import ADSR  # type: ignore[attr-defined]
-    except ImportError:  # dsp layer not importable: pass a plain mapping
-        ADSR = None  # noqa: N806
     out: list[np.ndarray] = []
     for pad in pads:
-        params = dict(
-            attack_s=pad.attack,
-            decay_s=pad.decay,
-            sustain_level=pad.sustain,
-            release_s=pad.release,
-        )
-        adsr = ADSR(**params) if ADSR is not None else params
+        adsr = pad.adsr()
         # One second of pitch envelope; the synth resamples/crops it to its own length.
         sr = int(getattr(synth, "sample_rate", 44100))
         env = pad.pitch_env(sr, sr)

@@ -142,9 +142,12 @@ def _decide(ok: bool) -> str:
 # ------------------------------------------------------------------ ablations (seed 001)
 
 
+Pair = tuple[float, float]  # (full's, the ablated variant's) value of one key
+
+
 def _paired(
     result: dict[str, Any] | None, ablated: str, keys: tuple[str, ...]
-) -> tuple[list[tuple[float, float]], str | None]:
+) -> tuple[list[Pair], str | None]:
     """``(full's, ablated's)`` value of each key, and what is lacking (``None``: nothing):
     the result, a run, or some numbers."""
     if result is None:
@@ -163,69 +166,89 @@ def _paired(
     return pairs, ("missing or n/a: " + ", ".join(gaps)) if gaps else None  # type: ignore[return-value]
 
 
+# A judge of an ablation: the (full's, ablated's) pair of each key -> (holds?, numbers,
+# wording), or a string saying what is lacking.
+_Judge = Callable[..., tuple[bool, dict[str, Any], tuple[str, ...]] | str]
+
+
+def _ablation_evidence(
+    result: dict[str, Any] | None, claim: str, ablated: str, keys: tuple[str, ...], judge: _Judge
+) -> Evidence:
+    """``claim`` about variant ``ablated`` vs ``full``: unmeasured when the result, a run or
+    a number is lacking (:func:`_paired`), else as ``judge`` decides on the pairs of
+    ``keys``."""
+    values, lacking = _paired(result, ablated, keys)
+    judged = lacking or judge(*values)
+    if isinstance(judged, str):
+        return _unmeasured(claim, ABLATIONS_COMMAND, judged)
+    ok, numbers, wording = judged
+    return Evidence(claim, _decide(ok), ABLATIONS_COMMAND, numbers, wording)
+
+
 def no_sine_claim(result: dict[str, Any] | None) -> Evidence:
     """Holds iff ``no_sine`` ends training at a lower loss than ``full`` yet keeps less power
     at the requested fundamental and has no smaller pitch error."""
-    claim = "Removing the sine anchors hurts the fundamental despite a lower training loss"
+
+    def judge(loss: Pair, fundamental: Pair, cents: Pair) -> tuple[bool, dict, tuple]:
+        (loss_f, loss_n), (fund_f, fund_n), (cents_f, cents_n) = loss, fundamental, cents
+        loss_lower = loss_n < loss_f
+        numbers = {
+            "loss": loss_n, "loss_full": loss_f, "lower": "lower" if loss_lower else "not lower",
+            "fundamental": fund_n, "fundamental_full": fund_f,
+            "pitch_error_cents": cents_n, "pitch_error_cents_full": cents_f,
+        }  # fmt: skip
+        wording = (
+            "training loss {loss:.3f} vs full {loss_full:.3f} ({lower}); ",
+            "fundamental fraction {fundamental:.3f} vs {fundamental_full:.3f}; ",
+            "median pitch error {pitch_error_cents:.0f} vs {pitch_error_cents_full:.0f} cents",
+        )
+        return loss_lower and fund_n < fund_f and cents_n >= cents_f, numbers, wording
+
     keys = ("train_tail.loss", "profile.fundamental_fraction", "scores.median_pitch_error_cents")
-    values, lacking = _paired(result, "no_sine", keys)
-    if lacking:
-        return _unmeasured(claim, ABLATIONS_COMMAND, lacking)
-    (loss_f, loss_n), (fund_f, fund_n), (cents_f, cents_n) = values
-    loss_lower = loss_n < loss_f
-    numbers = {
-        "loss": loss_n, "loss_full": loss_f, "lower": "lower" if loss_lower else "not lower",
-        "fundamental": fund_n, "fundamental_full": fund_f,
-        "pitch_error_cents": cents_n, "pitch_error_cents_full": cents_f,
-    }  # fmt: skip
-    wording = (
-        "training loss {loss:.3f} vs full {loss_full:.3f} ({lower}); ",
-        "fundamental fraction {fundamental:.3f} vs {fundamental_full:.3f}; ",
-        "median pitch error {pitch_error_cents:.0f} vs {pitch_error_cents_full:.0f} cents",
-    )
-    ok = loss_lower and fund_n < fund_f and cents_n >= cents_f
-    return Evidence(claim, _decide(ok), ABLATIONS_COMMAND, numbers, wording)
+    claim = "Removing the sine anchors hurts the fundamental despite a lower training loss"
+    return _ablation_evidence(result, claim, "no_sine", keys, judge)
 
 
 def no_adsr_claim(result: dict[str, Any] | None) -> Evidence:
     """Holds iff ``no_adsr`` gives fewer percussive clips than ``full`` and a later energy
     centroid (its energy sits later in the clip: sustained)."""
+
+    def judge(percussive: Pair, centroid: Pair) -> tuple[bool, dict, tuple]:
+        (perc_f, perc_n), (cent_f, cent_n) = percussive, centroid
+        numbers = {
+            "percussive": perc_n, "percussive_full": perc_f,
+            "centroid_ms": 1000 * cent_n, "centroid_ms_full": 1000 * cent_f,
+        }  # fmt: skip
+        wording = (
+            "percussive share {percussive:.0%} vs full {percussive_full:.0%}; ",
+            "energy centroid {centroid_ms:.0f} ms vs {centroid_ms_full:.0f} ms",
+        )
+        return perc_n < perc_f and cent_n > cent_f, numbers, wording
+
     claim = "Removing the ADSR conditioning gives sustained instead of percussive sounds"
     keys = ("profile.percussive_rate", "profile.median_energy_centroid_s")
-    values, lacking = _paired(result, "no_adsr", keys)
-    if lacking:
-        return _unmeasured(claim, ABLATIONS_COMMAND, lacking)
-    (perc_f, perc_n), (cent_f, cent_n) = values
-    numbers = {
-        "percussive": perc_n, "percussive_full": perc_f,
-        "centroid_ms": 1000 * cent_n, "centroid_ms_full": 1000 * cent_f,
-    }  # fmt: skip
-    wording = (
-        "percussive share {percussive:.0%} vs full {percussive_full:.0%}; ",
-        "energy centroid {centroid_ms:.0f} ms vs {centroid_ms_full:.0f} ms",
-    )
-    ok = perc_n < perc_f and cent_n > cent_f
-    return Evidence(claim, _decide(ok), ABLATIONS_COMMAND, numbers, wording)
+    return _ablation_evidence(result, claim, "no_adsr", keys, judge)
 
 
 def full_res_claim(result: dict[str, Any] | None) -> Evidence:
     """Holds iff training ``full_res`` costs at least :data:`FAR_MORE` times ``full``'s
     time per step *and* peak memory."""
+
+    def judge(seconds: Pair, memory: Pair) -> tuple[bool, dict, tuple] | str:
+        (time_f, time_r), (mem_f, mem_r) = seconds, memory
+        if time_f <= 0 or mem_f <= 0:
+            return "full's time or memory measured as zero"
+        numbers = {"time_ratio": time_r / time_f, "memory_ratio": mem_r / mem_f, "rule": FAR_MORE}
+        wording = (
+            "time per step {time_ratio:.1f}x, peak training memory {memory_ratio:.1f}x full's "
+            "(rule: both >= {rule:g}x)",
+        )
+        ok = numbers["time_ratio"] >= FAR_MORE and numbers["memory_ratio"] >= FAR_MORE
+        return ok, numbers, wording
+
     claim = "Full resolution (no band downsampling) costs far more time per step and memory"
     keys = ("seconds_per_step", "peak_memory_mb")
-    values, lacking = _paired(result, "full_res", keys)
-    if lacking:
-        return _unmeasured(claim, ABLATIONS_COMMAND, lacking)
-    (time_f, time_r), (mem_f, mem_r) = values
-    if time_f <= 0 or mem_f <= 0:
-        return _unmeasured(claim, ABLATIONS_COMMAND, "full's time or memory measured as zero")
-    numbers = {"time_ratio": time_r / time_f, "memory_ratio": mem_r / mem_f, "rule": FAR_MORE}
-    wording = (
-        "time per step {time_ratio:.1f}x, peak training memory {memory_ratio:.1f}x full's "
-        "(rule: both >= {rule:g}x)",
-    )
-    ok = numbers["time_ratio"] >= FAR_MORE and numbers["memory_ratio"] >= FAR_MORE
-    return Evidence(claim, _decide(ok), ABLATIONS_COMMAND, numbers, wording)
+    return _ablation_evidence(result, claim, "full_res", keys, judge)
 
 
 def logcascade_memory_claim(result: dict[str, Any] | None) -> Evidence:
@@ -250,56 +273,84 @@ def logcascade_memory_claim(result: dict[str, Any] | None) -> Evidence:
 # ------------------------------------------------------------------ early training (seed 001)
 
 
-def usable_failures(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The numbers of the "usable" tests of a row, and a clause for each failed test (an
-    empty list: usable)."""
-    peak = _get(row, "profile.median_peak_db")
-    corr = _get(row, "scores.envelope_correlation")
-    perc = _get(row, "profile.percussive_rate")
-    cents = _get(row, "scores.median_pitch_error_cents")
-    numbers = {
-        "peak_db": peak, "envelope_correlation": corr, "percussive": perc,
-        "pitch_error_cents": cents, "min_peak_db": USABLE_MIN_PEAK_DB,
-        "min_envelope_correlation": USABLE_MIN_ENVELOPE_CORRELATION,
-        "min_percussive": USABLE_MIN_PERCUSSIVE_RATE,
-        "max_pitch_error_cents": USABLE_MAX_PITCH_ERROR_CENTS,
-    }  # fmt: skip
+@dataclass(frozen=True)
+class _Bound:
+    """One threshold test of a row: the number at ``path`` (``name`` in the evidence) must
+    be at least (``floor``) or at most ``limit`` (``limit_name``); ``clause`` words a
+    failure. A missing number fails a floor and passes a ceiling (a clip without a pitch
+    has no pitch error)."""
+
+    name: str
+    path: str
+    floor: bool
+    limit_name: str
+    limit: float
+    clause: str
+
+    def failed(self, value: float | None) -> bool:
+        if self.floor:
+            return value is None or value < self.limit
+        return value is not None and value > self.limit
+
+
+def _envelope_bound(limit: float) -> _Bound:
+    clause = "envelope correlation {envelope_correlation:.2f} < {min_envelope_correlation}"
+    return _Bound("envelope_correlation", "scores.envelope_correlation", True,
+                  "min_envelope_correlation", limit, clause)  # fmt: skip
+
+
+def _pitch_bound(limit: float) -> _Bound:
+    clause = "pitch error {pitch_error_cents:.0f} > {max_pitch_error_cents:g} cents"
+    return _Bound("pitch_error_cents", "scores.median_pitch_error_cents", False,
+                  "max_pitch_error_cents", limit, clause)  # fmt: skip
+
+
+USABLE_BOUNDS = (
+    _Bound("peak_db", "profile.median_peak_db", True, "min_peak_db", USABLE_MIN_PEAK_DB,
+           "median peak {peak_db:.0f} dBFS < {min_peak_db:g}"),
+    _envelope_bound(USABLE_MIN_ENVELOPE_CORRELATION),
+    _Bound("percussive", "profile.percussive_rate", True, "min_percussive",
+           USABLE_MIN_PERCUSSIVE_RATE, "percussive share {percussive:.0%} < {min_percussive:.0%}"),
+    _pitch_bound(USABLE_MAX_PITCH_ERROR_CENTS),
+)  # fmt: skip
+COHERENT_BOUNDS = (
+    _envelope_bound(COHERENT_MIN_ENVELOPE_CORRELATION),
+    _pitch_bound(COHERENT_MAX_PITCH_ERROR_CENTS),
+)
+
+
+def _bound_failures(
+    row: dict[str, Any], bounds: Iterable[_Bound]
+) -> tuple[dict[str, Any], list[str]]:
+    """The numbers each of ``bounds`` tests (and its limit), and the clause of each failure."""
+    numbers: dict[str, Any] = {}
     failures = []
-    if peak is None or peak < USABLE_MIN_PEAK_DB:
-        failures.append("median peak {peak_db:.0f} dBFS < {min_peak_db:g}")
-    if corr is None or corr < USABLE_MIN_ENVELOPE_CORRELATION:
-        failures.append(
-            "envelope correlation {envelope_correlation:.2f} < {min_envelope_correlation}"
-        )
-    if perc is None or perc < USABLE_MIN_PERCUSSIVE_RATE:
-        failures.append("percussive share {percussive:.0%} < {min_percussive:.0%}")
-    if cents is not None and cents > USABLE_MAX_PITCH_ERROR_CENTS:
-        failures.append("pitch error {pitch_error_cents:.0f} > {max_pitch_error_cents:g} cents")
+    for bound in bounds:
+        value = _get(row, bound.path)
+        numbers.update({bound.name: value, bound.limit_name: bound.limit})
+        if bound.failed(value):
+            failures.append(bound.clause)
     return numbers, failures
+
+
+def usable_failures(row: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The numbers of the "usable" tests (:data:`USABLE_BOUNDS`) of a row, and a clause for
+    each failed test (an empty list: usable)."""
+    return _bound_failures(row, USABLE_BOUNDS)
 
 
 def coherent_failures(
     row: dict[str, Any], scaffold: dict[str, Any] | None
 ) -> tuple[dict[str, Any], list[str]]:
     """The numbers of the "coherent" tests of a row, and a clause for each failed test (an
-    empty list: coherent)."""
+    empty list: coherent): tag accuracy at least the scaffold's, then
+    :data:`COHERENT_BOUNDS`."""
     acc, ref = _get(row, "scores.tag_accuracy"), _get(scaffold, "scores.tag_accuracy")
-    corr = _get(row, "scores.envelope_correlation")
-    cents = _get(row, "scores.median_pitch_error_cents")
-    numbers = {
-        "tag_accuracy": acc, "scaffold_tag_accuracy": ref, "envelope_correlation": corr,
-        "pitch_error_cents": cents, "min_envelope_correlation": COHERENT_MIN_ENVELOPE_CORRELATION,
-        "max_pitch_error_cents": COHERENT_MAX_PITCH_ERROR_CENTS,
-    }  # fmt: skip
-    failures = []
+    numbers, failures = _bound_failures(row, COHERENT_BOUNDS)
+    numbers.update({"tag_accuracy": acc, "scaffold_tag_accuracy": ref})
     if acc is None or ref is None or acc < ref:
-        failures.append("tag accuracy {tag_accuracy:.0%} < scaffold's {scaffold_tag_accuracy:.0%}")
-    if corr is None or corr < COHERENT_MIN_ENVELOPE_CORRELATION:
-        failures.append(
-            "envelope correlation {envelope_correlation:.2f} < {min_envelope_correlation}"
-        )
-    if cents is not None and cents > COHERENT_MAX_PITCH_ERROR_CENTS:
-        failures.append("pitch error {pitch_error_cents:.0f} > {max_pitch_error_cents:g} cents")
+        tag_clause = "tag accuracy {tag_accuracy:.0%} < scaffold's {scaffold_tag_accuracy:.0%}"
+        failures.insert(0, tag_clause)
     return numbers, failures
 
 

@@ -9,6 +9,7 @@ seed re-ran the whole sequence for every token). Positions whose token is alread
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,7 +17,7 @@ from torch import Tensor
 
 from .model import MusicLM
 
-__all__ = ["generate", "generate_uncached", "sample_logits"]
+__all__ = ["GREEDY", "Sampling", "generate", "generate_uncached", "sample_logits"]
 
 
 def sample_logits(
@@ -49,6 +50,34 @@ def sample_logits(
     probs = logits.softmax(dim=-1).flatten(0, -2)
     ids = torch.multinomial(probs, 1, generator=generator)
     return ids.view(logits.shape[:-1])
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How every generated token is drawn: the one set of sampling options of
+    :func:`generate`, :func:`generate_uncached` and :meth:`MusicGenerator.generate`.
+
+    ``temperature``, ``top_k``, ``top_p``: as in :func:`sample_logits` (``temperature=0``:
+    greedy). ``seed`` seeds a private ``torch.Generator`` (the global RNG is untouched);
+    ``None`` draws from the global RNG.
+    """
+
+    temperature: float = 1.0
+    top_k: int | None = 250
+    top_p: float | None = None
+    seed: int | None = None
+
+    def generator(self, device: Any) -> torch.Generator | None:
+        """The private generator of ``seed`` on ``device`` (``None`` without a seed)."""
+        return None if self.seed is None else torch.Generator(device=device).manual_seed(self.seed)
+
+    def sample(self, logits: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Ids drawn from ``logits [..., V]`` -> ``[...]`` with these options."""
+        return sample_logits(logits, self.temperature, self.top_k, self.top_p, generator)
+
+
+#: Greedy decoding (argmax at every step), the reference's default.
+GREEDY = Sampling(temperature=0.0, top_k=None)
 
 
 def _plan(
@@ -91,10 +120,7 @@ def generate(
     model: MusicLM,
     prompt_codes: Tensor | None = None,
     n_frames: int = 86,
-    temperature: float = 1.0,
-    top_k: int | None = 250,
-    top_p: float | None = None,
-    seed: int | None = None,
+    sampling: Sampling = Sampling(),  # noqa: B008  (frozen: safe as a default)
     batch_size: int = 1,
     stream: Callable[[Tensor], None] | None = None,
 ) -> Tensor:
@@ -105,8 +131,7 @@ def generate(
         prompt_codes: ``[B, K, T_prompt]`` codes to continue, or ``None`` to start from the
             trained start state.
         n_frames: frames to generate after the prompt.
-        temperature, top_k, top_p: sampling (``temperature=0``: greedy).
-        seed: seeds a private ``torch.Generator`` (the global RNG is untouched).
+        sampling: how each token is drawn (:class:`Sampling`; :data:`GREEDY`: argmax).
         batch_size: number of sequences when there is no prompt.
         stream: called with every newly completed frame block ``codes [B, K, n]`` as soon as
             all its codebooks are known (with the delay pattern, frame ``t`` completes at step
@@ -119,9 +144,7 @@ def generate(
     tokens, known, first = _plan(model, prompt_codes, n_frames, batch_size, device)
     B, _, S = tokens.shape
     pattern = model.pattern
-    generator = None
-    if seed is not None:
-        generator = torch.Generator(device=device).manual_seed(seed)
+    generator = sampling.generator(device)
     n_prompt = pattern.n_frames(S) - n_frames
     emitted = n_prompt  # frames already handed to `stream` (the prompt is not re-emitted)
 
@@ -130,9 +153,7 @@ def generate(
     cache = model.allocate_cache(B, max_seqlen=S + 1, device=device)
     logits = model.prefill(tokens[:, :, :first], cache)
     for s in range(first, S):
-        sampled = sample_logits(
-            _mask_logits(model, logits, s), temperature, top_k, top_p, generator
-        )
+        sampled = sampling.sample(_mask_logits(model, logits, s), generator)
         tokens[:, :, s] = torch.where(known[:, :, s], tokens[:, :, s], sampled)
         if stream is not None:
             done = _frames_complete(pattern.name, pattern.n_codebooks, s + 1)
@@ -170,10 +191,7 @@ def generate_uncached(
     model: MusicLM,
     prompt_codes: Tensor | None = None,
     n_frames: int = 86,
-    temperature: float = 0.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    seed: int | None = None,
+    sampling: Sampling = GREEDY,
     batch_size: int = 1,
 ) -> Tensor:
     """Reference for :func:`generate`: re-runs the full sequence for every step (quadratic;
@@ -181,13 +199,11 @@ def generate_uncached(
     device = model.start.device
     tokens, known, first = _plan(model, prompt_codes, n_frames, batch_size, device)
     S = tokens.shape[-1]
-    generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    generator = sampling.generator(device)
     for s in range(first, S):
         # model(tokens[:, :, :s+1]) predicts step s from tokens[:, :, :s] (teacher forcing)
         logits = model(tokens[:, :, : s + 1])[:, :, -1]
-        sampled = sample_logits(
-            _mask_logits(model, logits, s), temperature, top_k, top_p, generator
-        )
+        sampled = sampling.sample(_mask_logits(model, logits, s), generator)
         tokens[:, :, s] = torch.where(known[:, :, s], tokens[:, :, s], sampled)
     return model.pattern.revert(tokens)
 
@@ -255,17 +271,15 @@ class MusicGenerator:
         prompt_sample_rate: int | None = None,
         prompt_seconds: float | None = None,
         seconds: float = 10.0,
-        temperature: float = 1.0,
-        top_k: int | None = 250,
-        top_p: float | None = None,
-        seed: int | None = None,
+        sampling: Sampling = Sampling(),  # noqa: B008  (frozen: safe as a default)
         batch_size: int = 1,
         stream: Callable[[Tensor], None] | None = None,
         stream_seconds: float = 1.0,
         context_frames: int = 16,
         include_prompt: bool = False,
     ) -> Tensor:
-        """``seconds`` of new audio ``[B, 1, T]`` (after the prompt, or from scratch)."""
+        """``seconds`` of new audio ``[B, 1, T]`` (after the prompt, or from scratch), its
+        tokens drawn as ``sampling`` says."""
         prompt_codes = None
         if prompt is not None:
             prompt_codes = self.encode_prompt(
@@ -282,15 +296,7 @@ class MusicGenerator:
                 prompt_codes,
             )
         codes = generate(
-            self.model,
-            prompt_codes,
-            n_frames,
-            temperature,
-            top_k,
-            top_p,
-            seed,
-            batch_size=batch_size,
-            stream=on_frames,
+            self.model, prompt_codes, n_frames, sampling, batch_size=batch_size, stream=on_frames
         )
         if on_frames is not None:
             on_frames.flush()

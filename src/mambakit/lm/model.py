@@ -50,7 +50,8 @@ class MusicLMConfig:
         backbone: ``"transformer"``, ``"mamba"`` (Mamba-1), ``"mamba2"`` or ``"hybrid"``.
         mamba_kind: the SSM of the hybrid (``"mamba"`` as in Jamba, or ``"mamba2"``).
         n_layers, d_model, n_heads, attn_every, d_state, mlp_ratio, expand, headdim:
-            passed to :class:`mambakit.ssm.Backbone`; ``attn_every=4`` is 1 attention : 3 SSM.
+            passed to :class:`mambakit.ssm.Backbone` by name (``Backbone.from_config``);
+            ``attn_every=4`` is 1 attention : 3 SSM.
         max_seqlen: longest sequence (in pattern steps) the KV caches are allocated for when
             no length is given.
         frame_rate: codec frames per second (metadata, for the seconds <-> frames of the CLI).
@@ -101,18 +102,7 @@ class MusicLM(PretrainedMixin, nn.Module):
             nn.Embedding(self.pattern.input_vocab_size, d) for _ in range(n_streams)
         )
         self.start = nn.Parameter(torch.zeros(d))
-        self.backbone = Backbone(
-            config.backbone,
-            n_layers=config.n_layers,
-            d_model=d,
-            attn_every=config.attn_every,
-            n_heads=config.n_heads,
-            mlp_ratio=config.mlp_ratio,
-            d_state=config.d_state,
-            headdim=config.headdim,
-            expand=config.expand,
-            mamba_kind=config.mamba_kind,
-        )
+        self.backbone = Backbone.from_config(config, kind=config.backbone)
         # One head per stream; no logit for PAD, so it can never be predicted or sampled.
         self.heads = nn.ModuleList(
             nn.Linear(d, self.pattern.n_codes, bias=False) for _ in range(n_streams)

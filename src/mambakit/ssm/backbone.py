@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -190,6 +191,16 @@ class Backbone(RecurrentMixer):
         )
         self.norm_f = nn.RMSNorm(d_model, eps=norm_eps)
         decode_layout_(self)
+
+    @classmethod
+    def from_config(cls, config: Any, **overrides: Any) -> Backbone:
+        """A backbone whose arguments are read from ``config``'s attributes of the same name
+        (``n_layers``, ``d_model``, ``d_state``, ...), so a model config that holds the
+        backbone's fields is passed whole; ``overrides`` (at least ``kind`` when ``config``
+        has no such attribute) win over the config's values."""
+        names = inspect.signature(cls.__init__).parameters.keys() - {"self"}
+        kwargs = {name: getattr(config, name) for name in names if hasattr(config, name)}
+        return cls(**{**kwargs, **overrides})
 
     @staticmethod
     def _layer_kind(i: int, kind: str, attn_every: int, mamba_kind: str) -> str:
