@@ -38,6 +38,12 @@ from mambakit.dsp.contours import (
     spectral_envelope,
 )
 from mambakit.dsp.harmonic import HarmonicNoiseSynth, SynthState, nyquist_mask
+from mambakit.dsp.note_envelope import (
+    apply_note_curve,
+    note_frames,
+    note_onsets,
+    style_note_curve,
+)
 from mambakit.pretrained import PretrainedMixin
 from mambakit.ssm import Backbone, BackboneCache
 
@@ -82,6 +88,11 @@ class ScaffoldConfig:
         d_state, headdim, mlp_ratio: passed to the Mamba-2 :class:`~mambakit.ssm.Backbone`.
         f_min, f_max: f0 search range in Hz.
         envelope_points: grid of the style's spectral envelope (0 .. sr / 2).
+        note_curve_seconds: length of the style's note curve (loudness vs time since
+            onset, :func:`mambakit.dsp.note_envelope.style_note_curve`).
+        note_envelope: shape each content note's loudness by the style's note curve
+            (:func:`mambakit.dsp.note_envelope.apply_note_curve`); ``False`` keeps the
+            content's loudness curve.
         segment_seconds: training crop length (inference takes any length).
     """
 
@@ -102,6 +113,8 @@ class ScaffoldConfig:
     f_min: float = 50.0
     f_max: float = 2000.0
     envelope_points: int = 128
+    note_curve_seconds: float = 4.0
+    note_envelope: bool = True
     segment_seconds: float = 1.5
 
     @classmethod
@@ -129,6 +142,8 @@ class Contours:
         f0_hz: fundamental (unvoiced frames hold the nearest voiced value).
         voiced: 1.0 where periodic, else 0.0.
         loudness_db: A-weighted loudness.
+        since_onset: frames since the onset of the note holding the frame (int64).
+        note_peak_db: that note's peak loudness.
         voiced_share: ``[B]`` share of the loud frames (within 40 dB of the loudest) that
             are voiced; below :data:`MIN_VOICED_SHARE` the content is not one pitch line.
     """
@@ -136,16 +151,14 @@ class Contours:
     f0_hz: Tensor
     voiced: Tensor
     loudness_db: Tensor
+    since_onset: Tensor
+    note_peak_db: Tensor
     voiced_share: Tensor
 
     def frames(self, start: int, stop: int) -> Contours:
         """Frames ``start .. stop`` of every curve."""
-        return Contours(
-            self.f0_hz[:, start:stop],
-            self.voiced[:, start:stop],
-            self.loudness_db[:, start:stop],
-            self.voiced_share,
-        )
+        curves = (self.f0_hz, self.voiced, self.loudness_db, self.since_onset, self.note_peak_db)
+        return Contours(*(x[:, start:stop] for x in curves), self.voiced_share)
 
 
 @dataclass(frozen=True)
@@ -157,12 +170,15 @@ class StyleCode:
         harmonic: ``[B, G]`` log harmonic envelope over frequency (measured, max 0).
         smooth: ``[B, G]`` log smoothed average spectrum (measured, max 0).
         partials: ``[B, K]`` log amplitude per harmonic number (measured, max 0).
+        note_curve: ``[B, N]`` loudness (dB, max 0) against frames since the note's onset
+            (measured, :func:`mambakit.dsp.note_envelope.style_note_curve`).
     """
 
     embedding: Tensor
     harmonic: Tensor
     smooth: Tensor
     partials: Tensor
+    note_curve: Tensor
 
     def blend(self, other: StyleCode, alpha: float) -> StyleCode:
         """``alpha self + (1 - alpha) other``, every field (log curves in the log domain)."""
@@ -172,6 +188,7 @@ class StyleCode:
             mix(self.harmonic, other.harmonic),
             mix(self.smooth, other.smooth),
             mix(self.partials, other.partials),
+            mix(self.note_curve, other.note_curve),
         )
 
 
@@ -224,43 +241,48 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
 
     # ------------------------------------------------------------------ analysis
     def contours(self, audio: Tensor) -> Contours:
-        """f0, voicing and loudness of ``audio`` ``[B, 1, T]`` (no gradient; NumPy YIN)."""
+        """f0, voicing, loudness and note positions of ``audio`` ``[B, 1, T]`` (no
+        gradient; NumPy YIN, :func:`mambakit.dsp.note_envelope.note_onsets`)."""
         c = self.config
-        f0s, voiced, loud, shares = [], [], [], []
+        curves: list[tuple[Tensor, ...]] = []
+        shares = []
         for clip in audio.detach().float().cpu()[:, 0]:
             pitch = f0_contour(clip, c.sample_rate, c.hop, c.f_min, c.f_max)
             level, _ = frame_spectra(clip, c.hop, c.n_fft, 1, c.sample_rate)
             is_loud = level >= level.max() - 40.0
             shares.append(float(pitch.voiced[is_loud].float().mean()) if is_loud.any() else 0.0)
-            f0s.append(pitch.f0_hz)
-            voiced.append(pitch.voiced.float())
-            loud.append(level)
+            onsets = note_onsets(level, pitch.f0_hz, pitch.voiced, c.sample_rate / c.hop)
+            since, peak = note_frames(level, onsets)
+            curves.append((pitch.f0_hz, pitch.voiced.float(), level, since, peak))
         device = audio.device
-        return Contours(
-            torch.stack(f0s).to(device),
-            torch.stack(voiced).to(device),
-            torch.stack(loud).to(device),
-            torch.tensor(shares, device=device),
-        )
+        stacked = (torch.stack(x).to(device) for x in zip(*curves))
+        return Contours(*stacked, torch.tensor(shares, device=device))
 
-    def embed(self, audio: Tensor) -> Tensor:
-        """Timbre embedding ``[B, E]`` of clips ``[B, 1, T]`` of any length: the encoder's
-        frames averaged over the loud ones (within 40 dB of the clip's loudest frame)."""
+    def _frames(self, audio: Tensor) -> tuple[Tensor, Tensor]:
+        """Loudness ``[B, F]`` (dB) and log-mel ``[B, F, n_mels]`` of clips ``[B, 1, T]``
+        on the control frames (``hop``)."""
         c = self.config
-        mels, louds = [], []
-        for clip in audio.detach().float().cpu()[:, 0]:
-            level, mel = frame_spectra(clip, c.hop * 2, c.n_fft, c.n_mels, c.sample_rate)
-            mels.append(mel)
-            louds.append(level)
-        mel = torch.stack(mels).to(audio.device)  # [B, F_s, n_mels]
-        level = torch.stack(louds).to(audio.device)  # [B, F_s]
+        pairs = [
+            frame_spectra(clip, c.hop, c.n_fft, c.n_mels, c.sample_rate)
+            for clip in audio.detach().float().cpu()[:, 0]
+        ]
+        level, mel = (torch.stack(x).to(audio.device) for x in zip(*pairs))
+        return level, mel
+
+    def embed(self, audio: Tensor, frames: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Timbre embedding ``[B, E]`` of clips ``[B, 1, T]`` of any length: the encoder
+        over every second control frame's log-mel, averaged over the loud frames (within
+        40 dB of the clip's loudest). ``frames``: :meth:`_frames` of ``audio``, if known."""
+        level, mel = frames if frames is not None else self._frames(audio)
+        level, mel = level[:, ::2], mel[:, ::2]  # [B, F_s], [B, F_s, n_mels]
         mask = (level >= level.amax(dim=1, keepdim=True) - 40.0).float()[..., None]
         h = self.enc_out(self.encoder(self.enc_in((mel + 5.0) / 5.0)))  # [B, F_s, E]
         return (h * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
 
     def style(self, audio: Tensor) -> StyleCode:
         """The :class:`StyleCode` of clips ``[B, 1, T]`` of any length: the learned
-        embedding and the measured spectral envelope (:func:`mambakit.dsp.spectral_envelope`)."""
+        embedding, the measured spectral envelope (:func:`mambakit.dsp.spectral_envelope`)
+        and the measured note curve."""
         c = self.config
         curves = [
             spectral_envelope(
@@ -268,12 +290,26 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
             )
             for clip in audio.detach().float().cpu()[:, 0]
         ]
+        frames = self._frames(audio)
+        n_curve = max(1, int(round(c.note_curve_seconds * c.sample_rate / c.hop)))
+        note_curve = torch.stack([style_note_curve(x.cpu(), n_curve) for x in frames[0]])
         device = audio.device
         return StyleCode(
-            self.embed(audio),
+            self.embed(audio, frames),
             torch.stack([e.harmonic for e in curves]).to(device),
             torch.stack([e.smooth for e in curves]).to(device),
             torch.stack([e.partials for e in curves]).to(device),
+            note_curve.to(device),
+        )
+
+    def level_db(self, contours: Contours, style: StyleCode) -> Tensor:
+        """The output's loudness before the decoder's correction, ``[B, F]`` dB: the
+        content's notes shaped by the style's note curve (``config.note_envelope``), else
+        the content's own loudness."""
+        if not self.config.note_envelope:
+            return contours.loudness_db
+        return apply_note_curve(
+            contours.loudness_db, contours.since_onset, contours.note_peak_db, style.note_curve
         )
 
     # ------------------------------------------------------------------ decoding
@@ -304,16 +340,16 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
             style.smooth, self.noise_band_hz.expand(b, -1), c.sample_rate
         )[:, None].expand(-1, f, -1)  # [B, F, M]
         pitch = torch.where(f0 > 0, 12 * torch.log2(f0.clamp_min(1.0) / 440.0) + 69, 0.0)
+        loudness = self.level_db(contours, style)  # [B, F]
         feats = torch.stack(
-            [(pitch - 60.0) / 24.0, contours.voiced, (contours.loudness_db + 40.0) / 40.0],
-            dim=-1,
+            [(pitch - 60.0) / 24.0, contours.voiced, (loudness + 40.0) / 40.0], dim=-1
         )  # [B, F, 3]
         e = style.embedding[:, None].expand(-1, f, -1)
         priors = [(p + 8.0) / 8.0 for p in (by_freq, by_number, prior_n)]
         x = torch.cat([feats, e, *priors], dim=-1)
         out = self.dec_out(self.decoder(self.dec_in(x), cache))  # [B, F, 1 + K + M]
         gain, dist, noise = torch.split(out, [1, c.n_harmonics, c.n_noise_bands], dim=-1)
-        level = torch.pow(10.0, contours.loudness_db[..., None] / 20.0)
+        level = torch.pow(10.0, loudness[..., None] / 20.0)
         mask = nyquist_mask(f0, c.n_harmonics, c.sample_rate)
         dist = torch.softmax((prior_h + dist).masked_fill(mask == 0, -1e4), dim=-1) * mask
         amplitudes = _exp_gain(gain, 0.0) * level * dist
