@@ -143,8 +143,8 @@ def harmonic_synth(
             s_prev, s_k = torch.sin((k - 1) * theta), torch.sin(k * theta)
         else:
             s_prev, s_k = s_k, two_cos * s_k - s_prev
-        acc_left = acc_left + left[..., k - 1, None] * s_k
-        acc_right = acc_right + right[..., k - 1, None] * s_k
+        acc_left = torch.addcmul(acc_left, left[..., k - 1, None], s_k)
+        acc_right = torch.addcmul(acc_right, right[..., k - 1, None], s_k)
     w = torch.arange(hop, device=amplitudes.device, dtype=torch.float32) / hop  # [hop]
     audio = acc_left + (acc_right - acc_left) * w
     return audio.reshape(b, (f - 1) * hop), end_phase

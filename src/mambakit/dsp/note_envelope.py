@@ -51,8 +51,8 @@ def note_onsets(
 
     A frame is an onset where the line starts sounding (within :data:`SOUNDING_DB` of the
     clip's loudest, after a frame that was not; frame 0 if sounding), where its loudness
-    rises by :data:`RISE_DB` within :data:`RISE_FRAMES` frames (a re-articulated note; the
-    first frame of the rise), or where the voiced pitch steps by :data:`PITCH_STEP`
+    lies :data:`RISE_DB` above the quietest of the :data:`RISE_FRAMES` frames before it (a
+    re-articulated note; the first frame of such a run), or where the voiced pitch steps by :data:`PITCH_STEP`
     semitones and holds the new value two frames later (legato). Onsets closer than
     :data:`MIN_NOTE_SECONDS` to the previous one are dropped.
     """
@@ -62,7 +62,9 @@ def note_onsets(
         return torch.zeros(0, dtype=torch.bool)
     sounding = level >= level.max() - SOUNDING_DB
     starts = sounding & ~np.concatenate([[False], sounding[:-1]])
-    back = np.concatenate([np.full(RISE_FRAMES, np.inf), level[:-RISE_FRAMES]])[:n]
+    # the quietest of the RISE_FRAMES frames before each frame
+    before = np.concatenate([np.full(RISE_FRAMES, np.inf), level[:-1]])
+    back = np.lib.stride_tricks.sliding_window_view(before, RISE_FRAMES).min(axis=1)[:n]
     rising = (level - back >= RISE_DB) & sounding
     rise_start = rising & ~np.concatenate([[False], rising[:-1]])
     pitch = 12 * np.log2(np.maximum(f0_hz.double().numpy(), 1e-3))

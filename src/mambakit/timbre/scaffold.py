@@ -65,6 +65,8 @@ MIN_VOICED_SHARE = 0.5
 # FluidR3 notes: 14 %, a clarinet; the chords tried: < 0.1 %): below this share of
 # harmonics 1..12's energy it is not one note.
 MIN_LOW_HARMONIC_SHARE = 0.05
+# low_harmonic_share reads every this many control frames.
+LOW_HARMONIC_HOPS = 4
 NOT_MONOPHONIC = (
     "content does not look monophonic and pitched: {why}; the scaffold engine follows a "
     "single pitch line, so chords, drums or noise come out as one wandering tone"
@@ -93,6 +95,9 @@ class ScaffoldConfig:
         note_envelope: shape each content note's loudness by the style's note curve
             (:func:`mambakit.dsp.note_envelope.apply_note_curve`); ``False`` keeps the
             content's loudness curve.
+        note_inputs: the decoder also reads the content note's pitch relative to the style
+            note's (how far the style's measured spectrum must be carried) and the time
+            since the note's onset (how far into its decay it is).
         segment_seconds: training crop length (inference takes any length).
     """
 
@@ -115,6 +120,7 @@ class ScaffoldConfig:
     envelope_points: int = 128
     note_curve_seconds: float = 4.0
     note_envelope: bool = True
+    note_inputs: bool = True
     segment_seconds: float = 1.5
 
     @classmethod
@@ -172,6 +178,7 @@ class StyleCode:
         partials: ``[B, K]`` log amplitude per harmonic number (measured, max 0).
         note_curve: ``[B, N]`` loudness (dB, max 0) against frames since the note's onset
             (measured, :func:`mambakit.dsp.note_envelope.style_note_curve`).
+        pitch_hz: ``[B]`` the style's median f0 (0 if unpitched).
     """
 
     embedding: Tensor
@@ -179,6 +186,7 @@ class StyleCode:
     smooth: Tensor
     partials: Tensor
     note_curve: Tensor
+    pitch_hz: Tensor
 
     def blend(self, other: StyleCode, alpha: float) -> StyleCode:
         """``alpha self + (1 - alpha) other``, every field (log curves in the log domain)."""
@@ -189,6 +197,7 @@ class StyleCode:
             mix(self.smooth, other.smooth),
             mix(self.partials, other.partials),
             mix(self.note_curve, other.note_curve),
+            mix(self.pitch_hz, other.pitch_hz),
         )
 
 
@@ -217,8 +226,9 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
             headdim=min(c.headdim, 2 * c.enc_d_model), **backbone,
         )  # fmt: skip
         self.enc_out = nn.Linear(c.enc_d_model, c.embed_dim)
+        n_feats = 5 if c.note_inputs else 3
         self.dec_in = nn.Linear(
-            3 + c.embed_dim + 2 * c.n_harmonics + c.n_noise_bands, c.dec_d_model
+            n_feats + c.embed_dim + 2 * c.n_harmonics + c.n_noise_bands, c.dec_d_model
         )
         self.decoder = Backbone(
             n_layers=c.dec_layers, d_model=c.dec_d_model,
@@ -300,6 +310,7 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
             torch.stack([e.smooth for e in curves]).to(device),
             torch.stack([e.partials for e in curves]).to(device),
             note_curve.to(device),
+            torch.tensor([e.f0_hz for e in curves], device=device),
         )
 
     def level_db(self, contours: Contours, style: StyleCode) -> Tensor:
@@ -341,9 +352,15 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
         )[:, None].expand(-1, f, -1)  # [B, F, M]
         pitch = torch.where(f0 > 0, 12 * torch.log2(f0.clamp_min(1.0) / 440.0) + 69, 0.0)
         loudness = self.level_db(contours, style)  # [B, F]
-        feats = torch.stack(
-            [(pitch - 60.0) / 24.0, contours.voiced, (loudness + 40.0) / 40.0], dim=-1
-        )  # [B, F, 3]
+        feats = [(pitch - 60.0) / 24.0, contours.voiced, (loudness + 40.0) / 40.0]
+        if c.note_inputs:
+            style_pitch = 12 * torch.log2(style.pitch_hz.clamp_min(1.0) / 440.0) + 69  # [B]
+            interval = torch.where(
+                (f0 > 0) & (style.pitch_hz[:, None] > 0), pitch - style_pitch[:, None], 0.0
+            )
+            seconds = contours.since_onset.to(f0.dtype) * (c.hop / c.sample_rate)
+            feats += [interval / 12.0, torch.log1p(seconds / 0.1) / 3.0]
+        feats = torch.stack(feats, dim=-1)  # [B, F, 3 or 5]
         e = style.embedding[:, None].expand(-1, f, -1)
         priors = [(p + 8.0) / 8.0 for p in (by_freq, by_number, prior_n)]
         x = torch.cat([feats, e, *priors], dim=-1)
@@ -438,7 +455,9 @@ def low_harmonic_share(audio: Tensor, config: ScaffoldConfig) -> float:
     """Share of the energy of harmonics 1..12 in harmonics 1..3, for mono ``audio`` ``[T]``
     (from :func:`mambakit.dsp.spectral_envelope`'s per-harmonic amplitudes); 1 when the
     clip has no pitch (that case is :data:`MIN_VOICED_SHARE`'s)."""
-    env = spectral_envelope(audio, config.sample_rate, config.hop, max_harmonics=12)
+    # every LOW_HARMONIC_HOPS-th control frame: a share over the whole clip needs no more
+    hop = LOW_HARMONIC_HOPS * config.hop
+    env = spectral_envelope(audio, config.sample_rate, hop, max_harmonics=12)
     if env.f0_hz <= 0:
         return 1.0
     below = torch.arange(1, 13) * env.f0_hz < config.sample_rate / 2
