@@ -52,8 +52,8 @@ def note_onsets(
     A frame is an onset where the line starts sounding (within :data:`SOUNDING_DB` of the
     clip's loudest, after a frame that was not; frame 0 if sounding), where its loudness
     lies :data:`RISE_DB` above the quietest of the :data:`RISE_FRAMES` frames before it (a
-    re-articulated note; the first frame of such a run), or where the voiced pitch steps by :data:`PITCH_STEP`
-    semitones and holds the new value two frames later (legato). Onsets closer than
+    re-articulated note; the first frame of such a run), or where the voiced pitch steps
+    by :data:`PITCH_STEP` semitones and holds the new value two frames later (legato). Onsets closer than
     :data:`MIN_NOTE_SECONDS` to the previous one are dropped.
     """
     level = loudness_db.double().numpy()
