@@ -53,8 +53,8 @@ def note_onsets(
     clip's loudest, after a frame that was not; frame 0 if sounding), where its loudness
     lies :data:`RISE_DB` above the quietest of the :data:`RISE_FRAMES` frames before it (a
     re-articulated note; the first frame of such a run), or where the voiced pitch steps
-    by :data:`PITCH_STEP` semitones and holds the new value two frames later (legato). Onsets closer than
-    :data:`MIN_NOTE_SECONDS` to the previous one are dropped.
+    by :data:`PITCH_STEP` semitones and holds the new value two frames later (legato).
+    Onsets closer than :data:`MIN_NOTE_SECONDS` to the previous one are dropped.
     """
     level = loudness_db.double().numpy()
     n = len(level)
