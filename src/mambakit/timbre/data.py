@@ -26,6 +26,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -175,6 +176,12 @@ class PairedNotes(Dataset):
             self.by_instrument[r.instrument_str][r.pitch].append(i)
         self.instruments = sorted(self.by_instrument)
         self._audio: dict[int, Tensor] = {}
+
+    @classmethod
+    def of(cls, data: str | os.PathLike[str] | PairedNotes, **kwargs: Any) -> PairedNotes:
+        """``data`` itself when it is a :class:`PairedNotes` (``kwargs`` unused), else the
+        set read from that folder with ``kwargs``: what a trainer taking either needs."""
+        return data if isinstance(data, PairedNotes) else cls(data, **kwargs)
 
     def __len__(self) -> int:
         return len(self.records)

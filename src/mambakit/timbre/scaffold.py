@@ -8,15 +8,21 @@ Per frame ``i`` (at sample ``i * hop``)::
 
     e     = mean_{loud frames t} W_e Mamba2_enc(log-mel(style))_t         timbre, [E]
     e     = alpha e_style + (1 - alpha) e_content                          the blend
-    h_i   = Mamba2_dec(W_in [pitch_i, voiced_i, loudness_i, e])            causal, [D]
-    A_i   = 10^((L_i + 40 tanh(g_i / 20)) / 20)                            overall amplitude
+    L'_i  = min(P_j + S(i - o_j), L_i + 20)                                note envelope
+    h_i   = Mamba2_dec(W_in [pitch_i, voiced_i, L'_i, d_i, t_i, e])       causal, [D]
+    A_i   = 10^((L'_i + 40 tanh(g_i / 20)) / 20)                           overall amplitude
     c_i   = softmax(w_i) over harmonics below Nyquist                      distribution, [K]
-    H_i   = 10^((L_i - 30 + 40 tanh(n_i / 20)) / 20)                       noise bands, [M]
+    H_i   = 10^((L'_i - 25 + 40 tanh(n_i / 20)) / 20)                      noise bands, [M]
 
-with ``L_i`` the content's A-weighted loudness in dB, so that the loudness curve is kept
-by formula and the network learns the gain relative to it, the spectral shape and the
-noise. The decoder is causal: a long content clip runs in pieces of frames with its Mamba
-state carried (:meth:`ScaffoldTimbre.render`), identical to one pass.
+with ``L_i`` the content's A-weighted loudness in dB, ``o_j`` and ``P_j`` the onset and
+peak loudness of the content note holding frame ``i`` and ``S`` the style note's measured
+loudness against the time since its onset (:mod:`mambakit.dsp.note_envelope`): the
+content decides when notes start, end and how loud they peak, the style how they decay,
+by formula; ``d_i`` is the note's interval to the style note (semitones / 12) and ``t_i``
+its time since onset (``config.note_inputs``). The network learns the gain relative to
+``L'``, the spectral shape and the noise. The decoder is causal: a long content clip runs
+in pieces of frames with its Mamba state carried (:meth:`ScaffoldTimbre.render`),
+identical to one pass.
 
 Shapes: audio ``[B, 1, T]`` float32 at ``config.sample_rate``; frames ``F = ceil(T / hop) + 1``.
 """
@@ -338,7 +344,9 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
         decoder renders (each view alone is right for some instruments and wrong for
         others); the decoder sees all three and adds corrections::
 
-            c_k = softmax_k(P_k + w_k),   H_m = exp(Q_m) 10^((L - 25 + 40 tanh(n_m / 20)) / 20)
+            c_k = softmax_k(P_k + w_k),   H_m = exp(Q_m) 10^((L' - 25 + 40 tanh(n_m / 20)) / 20)
+
+        with ``L'`` the note-shaped loudness (:meth:`level_db`).
         """
         c = self.config
         f0 = contours.f0_hz

@@ -98,16 +98,13 @@ def train_scaffold(
     preset = config if isinstance(config, str) else "custom"
     config = ScaffoldConfig.preset(config) if isinstance(config, str) else config
     segment = pairs.segment_seconds or config.segment_seconds
-    if isinstance(data, PairedNotes):
-        dataset = data
-    else:
-        dataset = PairedNotes(
-            data,
-            sample_rate=config.sample_rate,
-            segment_seconds=segment,
-            max_start_seconds=pairs.max_start_seconds,
-            reconstruction_ratio=pairs.reconstruction_ratio,
-        )
+    dataset = PairedNotes.of(
+        data,
+        sample_rate=config.sample_rate,
+        segment_seconds=segment,
+        max_start_seconds=pairs.max_start_seconds,
+        reconstruction_ratio=pairs.reconstruction_ratio,
+    )
     torch.manual_seed(train.seed)
     model = ScaffoldTimbre(config)
     out = Path(out_dir)
