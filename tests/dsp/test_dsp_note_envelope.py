@@ -45,12 +45,13 @@ def test_onsets_closer_than_the_minimum_note_are_dropped():
     assert torch.nonzero(note_onsets(level, f0, voiced, RATE)).flatten().tolist() == [5]
 
 
-def test_note_frames_count_from_each_onset_and_hold_its_peak():
-    level = torch.tensor([-30.0, -10.0, -12.0, -40.0, -5.0, -9.0])
-    onsets = torch.tensor([False, True, False, False, True, False])
+def test_note_frames_count_from_each_onset_and_hold_its_peak_so_far():
+    level = torch.tensor([-30.0, -10.0, -12.0, -40.0, -5.0, -9.0, -2.0, -20.0])
+    onsets = torch.tensor([False, True, False, False, True, False, False, True])
     since, peak = note_frames(level, onsets)
-    assert since.tolist() == [0, 0, 1, 2, 0, 1]
-    assert peak.tolist() == [-30.0, -10.0, -10.0, -10.0, -5.0, -5.0]
+    assert since.tolist() == [0, 0, 1, 2, 0, 1, 2, 0]
+    # a quieter note after a loud one starts from its own level (the running max resets)
+    assert peak.tolist() == [-30.0, -10.0, -10.0, -10.0, -5.0, -5.0, -2.0, -20.0]
 
 
 def test_style_curve_starts_at_the_onset_peaks_at_zero_and_extends_its_decay():

@@ -165,3 +165,22 @@ def test_embedding_separates_instruments_after_short_training(four_instruments, 
     after = _separation(ScaffoldTimbre.from_pretrained(tmp_path / "run"), data)
     # two notes of one instrument are nearer than notes of two, and more so than at init
     assert after > 1.25 and after > before + 0.25
+
+
+def test_a_pluck_style_makes_a_sustained_content_decay(tiny):
+    content = _note(220, 2.0, decay=0.0)  # a held note
+    pluck = _note(330, 1.0, decay=4.0)  # -35 dB a second
+    x, y = content[None, None], pluck[None, None]
+    contours, style = tiny.contours(x), tiny.style(y)
+    shaped = tiny.level_db(contours, style)[0]
+    rate = tiny.config.sample_rate / tiny.config.hop
+    early, late = shaped[int(0.2 * rate)], shaped[int(1.2 * rate)]
+    assert float(early - late) == pytest.approx(35.0, abs=4.0)
+    held = tiny.config.with_(note_envelope=False)
+    kept = ScaffoldTimbre(held).level_db(contours, style)[0]
+    torch.testing.assert_close(kept, contours.loudness_db[0])
+    # and the rendered audio decays with it (the untrained decoder's gain is near 0 dB)
+    with torch.no_grad():
+        out = tiny(x, y)[0, 0]
+    first, second = out[3200:8000].pow(2).mean(), out[19200:24000].pow(2).mean()
+    assert float(10 * torch.log10(first / second)) > 25.0

@@ -10,7 +10,7 @@ dB (:func:`mambakit.dsp.loudness_db`)::
     L_out(i)    = min(P_j + S(i - o_j), L_content(i) + R)  frame i of content note j
 
 with ``o_j`` the onset of the content note holding frame ``i``, ``P_j`` that note's peak
-loudness, and ``R`` (:data:`RELEASE_HEADROOM_DB`) how far the output may stay above the
+loudness up to frame ``i``, and ``R`` (:data:`RELEASE_HEADROOM_DB`) how far the output may stay above the
 content: a content note that ends (its loudness falls) ends the output note too, a
 sustained style under a decaying content keeps up to ``R`` dB more than the content.
 """
@@ -89,8 +89,9 @@ def note_onsets(
 
 def note_frames(loudness_db: Tensor, onsets: Tensor) -> tuple[Tensor, Tensor]:
     """Per frame ``[F]``: frames since the onset of the note holding it (``int64``; frames
-    before the first onset count from frame 0) and that note's peak loudness (dB; the
-    maximum of ``loudness_db`` from its onset to the next)."""
+    before the first onset count from frame 0) and that note's peak loudness so far (dB;
+    the running maximum of ``loudness_db`` since the onset: causal, so appending audio
+    changes nothing before it)."""
     n = len(loudness_db)
     idx = torch.arange(n)
     marks = onsets.clone()
@@ -98,9 +99,11 @@ def note_frames(loudness_db: Tensor, onsets: Tensor) -> tuple[Tensor, Tensor]:
         marks[0] = True
     start = torch.cummax(torch.where(marks, idx, torch.zeros_like(idx)), dim=0).values
     note_id = torch.cumsum(marks.long(), dim=0) - 1  # [F]
-    peaks = torch.full((int(note_id.max()) + 1 if n else 0,), -torch.inf, dtype=loudness_db.dtype)
-    peaks = peaks.scatter_reduce(0, note_id, loudness_db, reduce="amax")
-    return idx - start, peaks[note_id]
+    # one running maximum over all notes, each note lifted above every earlier one
+    level = loudness_db.double().clamp(-1e3, 1e3)
+    lift = note_id.double() * 1e4
+    peak = torch.cummax(level + lift, dim=0).values - lift
+    return idx - start, peak.to(loudness_db.dtype)
 
 
 def style_note_curve(loudness_db: Tensor, frames: int) -> Tensor:
