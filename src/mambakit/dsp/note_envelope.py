@@ -10,9 +10,10 @@ dB (:func:`mambakit.dsp.loudness_db`)::
     L_out(i)    = min(P_j + S(i - o_j), L_content(i) + R)  frame i of content note j
 
 with ``o_j`` the onset of the content note holding frame ``i``, ``P_j`` that note's peak
-loudness up to frame ``i``, and ``R`` (:data:`RELEASE_HEADROOM_DB`) how far the output may stay above the
-content: a content note that ends (its loudness falls) ends the output note too, a
-sustained style under a decaying content keeps up to ``R`` dB more than the content.
+loudness up to frame ``i``, and ``R`` (:data:`RELEASE_HEADROOM_DB`) how far the output
+may stay above the content: a content note that ends (its loudness falls) ends the output
+note too, a sustained style under a decaying content keeps up to ``R`` dB more than the
+content.
 """
 
 from __future__ import annotations
