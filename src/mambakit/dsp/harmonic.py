@@ -37,7 +37,6 @@ __all__ = [
     "SynthState",
     "HarmonicNoiseSynth",
     "harmonic_synth",
-    "harmonic_synth_ref",
     "filtered_noise",
     "noise_fir",
     "nyquist_mask",
@@ -103,6 +102,7 @@ def harmonic_synth(
     sample_rate: int,
     hop: int,
     phase: Tensor | None = None,
+    method: str = "recurrence",
 ) -> tuple[Tensor, Tensor]:
     """Sum of harmonic sines from frame controls.
 
@@ -112,6 +112,9 @@ def harmonic_synth(
         sample_rate: Hz.
         hop: samples between frames.
         phase: ``[B]`` phase in cycles at frame 0 (default 0).
+        method: ``"recurrence"`` (:func:`_sines_by_recurrence`) or ``"sin"`` (one ``sin``
+            per harmonic and sample, :func:`_sines_ref`: the reference the first is tested
+            against; the same result up to float32 rounding).
 
     Returns:
         ``(audio [B, (F - 1) * hop], phase [B])``: the phase (cycles, in [0, 1)) at frame
@@ -121,20 +124,29 @@ def harmonic_synth(
     ``f0_j`` to ``f0_{j+1}``, so harmonic ``k`` is kept there only if
     ``k max(f0_j, f0_{j+1}) < sr / 2``: no partial ever reaches Nyquist. Amplitudes are
     interpolated linearly as ``(1 - w) a_j + w a_{j+1}``, so the sum is
-    ``(1 - w) sum_k a_jk s_k + w sum_k a_(j+1)k s_k``.
-
-    The sines come from one ``sin`` and one ``cos`` per sample by the Chebyshev recurrence
-    ``s_k = 2 cos(theta) s_(k-1) - s_(k-2)`` (``s_k = sin(k theta)``), two multiply-adds
-    per harmonic instead of a ``sin``; restarted from exact values every
-    :data:`RECURRENCE_RESTART` harmonics, which bounds its float32 rounding error
-    (:func:`harmonic_synth_ref` is the one-``sin``-per-harmonic twin).
+    ``(1 - w) sum_k a_jk sin(k theta) + w sum_k a_(j+1)k sin(k theta)``.
     """
+    sums = {"recurrence": _sines_by_recurrence, "sin": _sines_ref}
+    if method not in sums:
+        raise ValueError(f"unknown method {method!r}; choose from {sorted(sums)}")
     b, f, _ = amplitudes.shape
     if f < 2:
         phase = f0_hz.new_zeros(b, dtype=torch.float64) if phase is None else phase
         return amplitudes.new_zeros(b, 0), phase
     theta, end_phase = _phase_cycles(f0_hz, sample_rate, hop, phase)  # [B, F-1, hop]
     left, right = _segment_amplitudes(amplitudes, f0_hz, sample_rate)  # [B, F-1, K']
+    x_left, x_right = sums[method](theta, left, right)  # [B, F-1, hop] each
+    w = torch.arange(hop, device=amplitudes.device, dtype=torch.float32) / hop  # [hop]
+    audio = x_left + (x_right - x_left) * w
+    return audio.reshape(b, (f - 1) * hop), end_phase
+
+
+def _sines_by_recurrence(theta: Tensor, left: Tensor, right: Tensor) -> tuple[Tensor, Tensor]:
+    """``sum_k a_k sin(k theta)`` for the left and right amplitudes ``[B, F-1, K']`` of
+    each segment, ``theta`` ``[B, F-1, hop]``: the sines by the Chebyshev recurrence
+    ``s_k = 2 cos(theta) s_(k-1) - s_(k-2)``, two multiply-adds per harmonic instead of a
+    ``sin``, restarted from exact values every :data:`RECURRENCE_RESTART` harmonics, which
+    bounds its float32 rounding error."""
     two_cos = 2 * torch.cos(theta)
     acc_left = acc_right = theta.new_zeros(())
     s_prev = s_k = theta  # placeholders, set at k = 1
@@ -145,33 +157,17 @@ def harmonic_synth(
             s_prev, s_k = s_k, two_cos * s_k - s_prev
         acc_left = torch.addcmul(acc_left, left[..., k - 1, None], s_k)
         acc_right = torch.addcmul(acc_right, right[..., k - 1, None], s_k)
-    w = torch.arange(hop, device=amplitudes.device, dtype=torch.float32) / hop  # [hop]
-    audio = acc_left + (acc_right - acc_left) * w
-    return audio.reshape(b, (f - 1) * hop), end_phase
+    return acc_left, acc_right
 
 
-def harmonic_synth_ref(
-    amplitudes: Tensor,
-    f0_hz: Tensor,
-    sample_rate: int,
-    hop: int,
-    phase: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
-    """:func:`harmonic_synth` with one ``sin`` per harmonic and sample: the reference twin
-    its tests compare against (same arguments, same result up to float32 rounding)."""
-    b, f, _ = amplitudes.shape
-    if f < 2:
-        phase = f0_hz.new_zeros(b, dtype=torch.float64) if phase is None else phase
-        return amplitudes.new_zeros(b, 0), phase
-    theta, end_phase = _phase_cycles(f0_hz, sample_rate, hop, phase)  # [B, F-1, hop]
-    left, right = _segment_amplitudes(amplitudes, f0_hz, sample_rate)  # [B, F-1, K']
+def _sines_ref(theta: Tensor, left: Tensor, right: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`_sines_by_recurrence` with one ``sin`` per harmonic and sample."""
     harmonics = torch.arange(1, left.shape[-1] + 1, device=theta.device, dtype=theta.dtype)
     sines = torch.sin(theta[..., None] * harmonics)  # [B, F-1, hop, K']
-    w = torch.arange(hop, device=amplitudes.device, dtype=torch.float32) / hop  # [hop]
-    x_left = torch.einsum("bjik,bjk->bji", sines, left)
-    x_right = torch.einsum("bjik,bjk->bji", sines, right)
-    audio = x_left + (x_right - x_left) * w
-    return audio.reshape(b, (f - 1) * hop), end_phase
+    return (
+        torch.einsum("bjik,bjk->bji", sines, left),
+        torch.einsum("bjik,bjk->bji", sines, right),
+    )
 
 
 def noise_fir(magnitudes: Tensor) -> Tensor:

@@ -44,9 +44,7 @@ RELEASE_HEADROOM_DB = 20.0
 CURVE_FLOOR_DB = -80.0
 
 
-def note_onsets(
-    loudness_db: Tensor, f0_hz: Tensor, voiced: Tensor, frame_rate: float
-) -> Tensor:
+def note_onsets(loudness_db: Tensor, f0_hz: Tensor, voiced: Tensor, frame_rate: float) -> Tensor:
     """Onset frames of a monophonic line, ``[F]`` bool, from its per-frame loudness (dB),
     f0 (Hz) and voicing (all ``[F]``).
 
