@@ -96,7 +96,9 @@ def _train_scaffold(args: argparse.Namespace) -> int:
     pairs = ScaffoldData(
         reconstruction_ratio=args.reconstruction_ratio, segment_seconds=args.segment_seconds
     )
-    summary = train_scaffold(args.data, args.out, args.preset, train, pairs)
+    summary = train_scaffold(
+        args.data, args.out, args.preset, train, pairs, spectrum_weight=args.spectrum_weight
+    )
     print(
         f"trained {summary.steps} steps in {summary.seconds:.0f} s "
         f"(final loss {summary.final_loss:.4f}); the run is in {args.out}"
@@ -283,6 +285,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--gradient-checkpointing", action="store_true",
         help="recompute the Mamba blocks in backward: about half the memory, ~20%% slower",
     )  # fmt: skip
+    p.add_argument("--spectrum-weight", type=float, default=0.0,
+                   help="scaffold: weight of the long-term (time-averaged) log-mel spectrum "
+                   "loss term (default 0: off)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     add_device_argument(p)
     p.add_argument("--seed", type=int, default=0)

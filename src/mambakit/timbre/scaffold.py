@@ -310,9 +310,7 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
         n_curve = max(1, int(round(c.note_curve_seconds * c.sample_rate / c.hop)))
         # the last frames' windows reach past the clip's end: they would fake a fast decay
         inside = max(1, frames[0].shape[1] - c.n_fft // (2 * c.hop))
-        note_curve = torch.stack(
-            [style_note_curve(x[:inside].cpu(), n_curve) for x in frames[0]]
-        )
+        note_curve = torch.stack([style_note_curve(x[:inside].cpu(), n_curve) for x in frames[0]])
         device = audio.device
         return StyleCode(
             self.embed(audio, frames),
