@@ -184,3 +184,24 @@ def test_a_pluck_style_makes_a_sustained_content_decay(tiny):
         out = tiny(x, y)[0, 0]
     first, second = out[3200:8000].pow(2).mean(), out[19200:24000].pow(2).mean()
     assert float(10 * torch.log10(first / second)) > 25.0
+
+
+def test_spectrum_term_sees_the_long_term_spectrum_only():
+    from mambakit.dsp import MelLoss, MultiResolutionSTFTLoss
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(2, 1, 8000, generator=g) * 0.1
+    pred = torch.randn(2, 1, 8000, generator=g) * 0.1
+    plain, terms = ScaffoldLoss(SR)(pred, target)
+    stft = MultiResolutionSTFTLoss(fft_sizes=(2048, 1024, 512, 256, 128))(pred, target)
+    mel = MelLoss(SR, n_fft=1024, hop_length=256, n_mels=80)(pred, target)
+    torch.testing.assert_close(plain, stft + mel)  # weight 0: the loss as before
+    assert "spectrum" not in terms
+    weighted = ScaffoldLoss(SR, spectrum_weight=2.0)
+    # white noise of one level has one long-term spectrum, whatever the samples
+    total, terms = weighted(pred, target)
+    assert terms["spectrum"] < 0.3 * terms["mel"]
+    torch.testing.assert_close(total, plain + 2.0 * terms["spectrum"])
+    # a 6 dB quieter copy moves it by ln 2 in every band
+    _, quieter = weighted(0.5 * target, target)
+    assert quieter["spectrum"] == pytest.approx(np.log(2.0), rel=0.02)
