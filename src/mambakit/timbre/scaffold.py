@@ -300,13 +300,15 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
         embedding, the measured spectral envelope (:func:`mambakit.dsp.spectral_envelope`)
         and the measured note curve."""
         c = self.config
+        frames = self._frames(audio)
+        levels = frames[0].cpu() if c.n_fft == 1024 else [None] * audio.shape[0]
         curves = [
             spectral_envelope(
-                clip, c.sample_rate, c.hop, c.envelope_points, max_harmonics=c.n_harmonics
+                clip, c.sample_rate, c.hop, c.envelope_points, max_harmonics=c.n_harmonics,
+                level=level,
             )
-            for clip in audio.detach().float().cpu()[:, 0]
-        ]
-        frames = self._frames(audio)
+            for clip, level in zip(audio.detach().float().cpu()[:, 0], levels)
+        ]  # fmt: skip
         n_curve = max(1, int(round(c.note_curve_seconds * c.sample_rate / c.hop)))
         # the last frames' windows reach past the clip's end: they would fake a fast decay
         inside = max(1, frames[0].shape[1] - c.n_fft // (2 * c.hop))
