@@ -206,3 +206,14 @@ def test_spectrum_term_sees_the_long_term_spectrum_only():
     # a 6 dB quieter copy moves it by ln 2 in every band
     _, quieter = weighted(0.5 * target, target)
     assert quieter["spectrum"] == pytest.approx(np.log(2.0), rel=0.02)
+
+
+def test_low_harmonic_share_reuses_the_contours_to_the_same_answer(tiny):
+    from mambakit.timbre.scaffold import low_harmonic_share
+
+    note = _note(196, 1.5, harmonics=(0.2, 0.2, 0.2, 1.0, 1.0, 1.0))
+    contours = tiny.contours(note[None, None])
+    alone = low_harmonic_share(note, tiny.config)
+    reused = low_harmonic_share(note, tiny.config, contours)
+    assert alone == pytest.approx(3 * 0.2**2 / (3 * 0.2**2 + 3), abs=0.02)  # energy share
+    assert reused == pytest.approx(alone, abs=0.01)

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from mambakit.dsp.contours import (
+    PitchContour,
     SpectralEnvelope,
     f0_contour,
     frame_count,
@@ -463,13 +464,24 @@ def voiced_share_warning(share: float, low_harmonic_share: float = 1.0) -> str |
     return None
 
 
-def low_harmonic_share(audio: Tensor, config: ScaffoldConfig) -> float:
+def low_harmonic_share(
+    audio: Tensor, config: ScaffoldConfig, contours: Contours | None = None
+) -> float:
     """Share of the energy of harmonics 1..12 in harmonics 1..3, for mono ``audio`` ``[T]``
     (from :func:`mambakit.dsp.spectral_envelope`'s per-harmonic amplitudes); 1 when the
-    clip has no pitch (that case is :data:`MIN_VOICED_SHARE`'s)."""
+    clip has no pitch (that case is :data:`MIN_VOICED_SHARE`'s). ``contours``: the clip's
+    :meth:`ScaffoldTimbre.contours` (batch of one), whose f0 and loudness it then reuses."""
     # every LOW_HARMONIC_HOPS-th control frame: a share over the whole clip needs no more
     hop = LOW_HARMONIC_HOPS * config.hop
-    env = spectral_envelope(audio, config.sample_rate, hop, max_harmonics=12)
+    pitch = level = None
+    if contours is not None:
+        every = slice(None, None, LOW_HARMONIC_HOPS)
+        f0, voiced = contours.f0_hz[0, every].cpu(), contours.voiced[0, every].cpu() > 0
+        pitch = PitchContour(f0, voiced, torch.zeros_like(f0))  # aperiodicity: unused
+        level = contours.loudness_db[0, every].cpu()
+    env = spectral_envelope(
+        audio, config.sample_rate, hop, max_harmonics=12, pitch=pitch, level=level
+    )
     if env.f0_hz <= 0:
         return 1.0
     below = torch.arange(1, 13) * env.f0_hz < config.sample_rate / 2
