@@ -119,3 +119,27 @@ def test_gradient_reaches_amplitudes_and_noise():
     audio, _ = synth(amps, torch.full((1, 6), 330.0), noise)
     audio.pow(2).sum().backward()
     assert amps.grad.abs().sum() > 0 and noise.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("f0_range", [(40.0, 120.0), (100.0, 2000.0)])
+def test_recurrence_synth_matches_its_sin_twin(f0_range):
+    g = torch.Generator().manual_seed(0)
+    frames = 40
+    lo, hi = math.log(f0_range[0]), math.log(f0_range[1])
+    f0 = torch.exp(torch.rand(2, frames, generator=g) * (hi - lo) + lo)
+    amps = torch.rand(2, frames, 64, generator=g, requires_grad=True)
+    phase = torch.tensor([0.25, 0.7], dtype=torch.float64)
+    fast, end_fast = harmonic_synth(amps, f0, SR, HOP, phase)
+    ref, end_ref = harmonic_synth(amps, f0, SR, HOP, phase, method="sin")
+    # 64 sines of amplitude <= 1: their sum reaches tens; rounding stays near 1e-5 of it
+    torch.testing.assert_close(fast, ref, atol=2e-3, rtol=0)
+    assert torch.equal(end_fast, end_ref)
+    weights = torch.randn(fast.shape, generator=g)
+    (grad_fast,) = torch.autograd.grad((fast * weights).sum(), amps)
+    (grad_ref,) = torch.autograd.grad((ref * weights).sum(), amps)
+    torch.testing.assert_close(grad_fast, grad_ref, atol=2e-3, rtol=1e-4)
+
+
+def test_unknown_sine_method_is_refused():
+    with pytest.raises(ValueError, match="unknown method 'fft'"):
+        harmonic_synth(torch.ones(1, 3, 2), torch.full((1, 3), 100.0), SR, HOP, method="fft")

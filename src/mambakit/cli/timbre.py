@@ -100,7 +100,9 @@ def _train_scaffold(args: argparse.Namespace) -> int:
     pairs = ScaffoldData(
         reconstruction_ratio=args.reconstruction_ratio, segment_seconds=args.segment_seconds
     )
-    summary = train_scaffold(args.data, args.out, args.preset, train, pairs)
+    summary = train_scaffold(
+        args.data, args.out, args.preset, train, pairs, spectrum_weight=args.spectrum_weight
+    )
     print(summary.describe(args.out))
     return 0
 
@@ -262,6 +264,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--gradient-checkpointing", action="store_true",
         help="recompute the Mamba blocks in backward: about half the memory, ~20%% slower",
     )  # fmt: skip
+    p.add_argument("--spectrum-weight", type=float, default=0.0,
+                   help="scaffold: weight of the long-term (time-averaged) log-mel spectrum "
+                   "loss term (default 0: off)")  # fmt: skip
     p.set_defaults(func=_train)
 
     d = sub.add_parser("dataset-from-sf2", help="render a SoundFont into an NSynth-layout set")

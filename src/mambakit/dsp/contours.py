@@ -251,15 +251,20 @@ def spectral_envelope(
     n_points: int = 128,
     n_fft: int = 2048,
     max_harmonics: int = 64,
+    pitch: PitchContour | None = None,
+    level: Tensor | None = None,
 ) -> SpectralEnvelope:
     """The style clip's :class:`SpectralEnvelope`: over the frames within 30 dB of its
     loudest (and voiced, when any are), the mean log peak magnitude near each harmonic
     ``k f0`` (+-2 bins of an ``n_fft`` Hann STFT, f0 of the frame) and the mean magnitude
     spectrum. A source-filter view: the harmonic curve read at another pitch's harmonics
-    is a first guess of that note's harmonic amplitudes on the same instrument."""
+    is a first guess of that note's harmonic amplitudes on the same instrument.
+
+    ``pitch`` (:func:`f0_contour`) and ``level`` (:func:`loudness_db`, 1024-point window)
+    of the clip at this ``hop``, when the caller has them, spare computing them again."""
     x = _flat(audio)
-    pitch = f0_contour(x, sr, hop)
-    level, _ = frame_spectra(x, hop, 1024, 1, sr)
+    pitch = f0_contour(x, sr, hop) if pitch is None else pitch
+    level = frame_spectra(x, hop, 1024, 1, sr)[0] if level is None else level
     n_frames = len(level)
     padded = torch.nn.functional.pad(x, (n_fft // 2, n_fft // 2 + hop))
     loud = level >= level.max() - 30.0

@@ -30,6 +30,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+# The sine recurrence restarts from exact sin() values every this many harmonics.
+RECURRENCE_RESTART = 16
+
 __all__ = [
     "SynthState",
     "HarmonicNoiseSynth",
@@ -61,12 +64,45 @@ def nyquist_mask(f0_hz: Tensor, n_harmonics: int, sample_rate: int) -> Tensor:
     return ((freqs < sample_rate / 2) & (f0_hz[..., None] > 0)).to(f0_hz.dtype)
 
 
+def _phase_cycles(
+    f0_hz: Tensor, sample_rate: int, hop: int, phase: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """Oscillator phase per sample ``theta [B, F-1, hop]`` (radians in [0, 2 pi), float32)
+    and the phase at frame ``F - 1`` ``[B]`` (cycles, float64) of frame f0s ``[B, F]``."""
+    b, f = f0_hz.shape
+    if phase is None:
+        phase = f0_hz.new_zeros(b, dtype=torch.float64)
+    f0 = f0_hz.detach().double()
+    f0_n = upsample_frames(f0[..., None], hop)[..., 0]  # [B, N]
+    # phase in float64: a float32 running sum over minutes of audio would drift audibly
+    steps = f0_n / sample_rate
+    cycles = phase[:, None].double() + torch.cumsum(steps, dim=1) - steps  # phi(n), [B, N]
+    end_phase = torch.remainder(phase.double() + steps.sum(dim=1), 1.0)
+    theta = (2 * math.pi * torch.remainder(cycles, 1.0)).float()  # [B, N] in [0, 2 pi)
+    return theta.reshape(b, f - 1, hop), end_phase
+
+
+def _segment_amplitudes(
+    amplitudes: Tensor, f0_hz: Tensor, sample_rate: int
+) -> tuple[Tensor, Tensor]:
+    """Amplitudes at the left and right frame of each segment, ``[B, F-1, K']`` each, zero
+    for harmonics at or above Nyquist anywhere in the segment; ``K'`` is the highest
+    harmonic some segment keeps (high notes need few of the ``K``)."""
+    k = amplitudes.shape[-1]
+    f0 = f0_hz.detach().float()
+    mask = nyquist_mask(torch.maximum(f0[:, :-1], f0[:, 1:]), k, sample_rate)
+    live = int(mask.flatten(0, 1).any(dim=0).nonzero().max()) + 1 if mask.any() else 1
+    mask = mask[..., :live]
+    return amplitudes[:, :-1, :live] * mask, amplitudes[:, 1:, :live] * mask
+
+
 def harmonic_synth(
     amplitudes: Tensor,
     f0_hz: Tensor,
     sample_rate: int,
     hop: int,
     phase: Tensor | None = None,
+    method: str = "recurrence",
 ) -> tuple[Tensor, Tensor]:
     """Sum of harmonic sines from frame controls.
 
@@ -76,6 +112,9 @@ def harmonic_synth(
         sample_rate: Hz.
         hop: samples between frames.
         phase: ``[B]`` phase in cycles at frame 0 (default 0).
+        method: ``"recurrence"`` (:func:`_sines_by_recurrence`) or ``"sin"`` (one ``sin``
+            per harmonic and sample, :func:`_sines_ref`: the reference the first is tested
+            against; the same result up to float32 rounding).
 
     Returns:
         ``(audio [B, (F - 1) * hop], phase [B])``: the phase (cycles, in [0, 1)) at frame
@@ -84,35 +123,51 @@ def harmonic_synth(
     Band limit: in the segment between frames ``j`` and ``j + 1`` f0 moves linearly from
     ``f0_j`` to ``f0_{j+1}``, so harmonic ``k`` is kept there only if
     ``k max(f0_j, f0_{j+1}) < sr / 2``: no partial ever reaches Nyquist. Amplitudes are
-    interpolated linearly as ``(1 - w) a_j + w a_{j+1}``, which lets the sum be two batched
-    matrix products with the ``[hop, K]`` sines of each segment.
+    interpolated linearly as ``(1 - w) a_j + w a_{j+1}``, so the sum is
+    ``(1 - w) sum_k a_jk sin(k theta) + w sum_k a_(j+1)k sin(k theta)``.
     """
-    b, f, k = amplitudes.shape
-    if phase is None:
-        phase = f0_hz.new_zeros(b, dtype=torch.float64)
+    sums = {"recurrence": _sines_by_recurrence, "sin": _sines_ref}
+    if method not in sums:
+        raise ValueError(f"unknown method {method!r}; choose from {sorted(sums)}")
+    b, f, _ = amplitudes.shape
     if f < 2:
+        phase = f0_hz.new_zeros(b, dtype=torch.float64) if phase is None else phase
         return amplitudes.new_zeros(b, 0), phase
-    f0 = f0_hz.detach().double()
-    f0_n = upsample_frames(f0[..., None], hop)[..., 0]  # [B, N]
-    # phase in float64: a float32 running sum over minutes of audio would drift audibly
-    steps = f0_n / sample_rate
-    cycles = phase[:, None].double() + torch.cumsum(steps, dim=1) - steps  # phi(n), [B, N]
-    end_phase = torch.remainder(phase.double() + steps.sum(dim=1), 1.0)
-    theta = (2 * math.pi * torch.remainder(cycles, 1.0)).float()  # [B, N] in [0, 2 pi)
-    mask = nyquist_mask(torch.maximum(f0[:, :-1], f0[:, 1:]).float(), k, sample_rate)
-    # only the harmonics some segment keeps are computed (high notes need few of the K)
-    live = int(mask.flatten(0, 1).any(dim=0).nonzero().max()) + 1 if mask.any() else 1
-    harmonics = torch.arange(1, live + 1, device=amplitudes.device, dtype=torch.float32)
-    # float32 sin(k theta) with k theta < 2 pi K: the argument's rounding error stays < 1e-4
-    sines = torch.sin(theta.reshape(b, f - 1, hop, 1) * harmonics)  # [B, F-1, hop, K']
-    mask = mask[..., :live]
-    left = amplitudes[:, :-1, :live] * mask  # [B, F-1, K']
-    right = amplitudes[:, 1:, :live] * mask
+    theta, end_phase = _phase_cycles(f0_hz, sample_rate, hop, phase)  # [B, F-1, hop]
+    left, right = _segment_amplitudes(amplitudes, f0_hz, sample_rate)  # [B, F-1, K']
+    x_left, x_right = sums[method](theta, left, right)  # [B, F-1, hop] each
     w = torch.arange(hop, device=amplitudes.device, dtype=torch.float32) / hop  # [hop]
-    x_left = torch.einsum("bjik,bjk->bji", sines, left)
-    x_right = torch.einsum("bjik,bjk->bji", sines, right)
     audio = x_left + (x_right - x_left) * w
     return audio.reshape(b, (f - 1) * hop), end_phase
+
+
+def _sines_by_recurrence(theta: Tensor, left: Tensor, right: Tensor) -> tuple[Tensor, Tensor]:
+    """``sum_k a_k sin(k theta)`` for the left and right amplitudes ``[B, F-1, K']`` of
+    each segment, ``theta`` ``[B, F-1, hop]``: the sines by the Chebyshev recurrence
+    ``s_k = 2 cos(theta) s_(k-1) - s_(k-2)``, two multiply-adds per harmonic instead of a
+    ``sin``, restarted from exact values every :data:`RECURRENCE_RESTART` harmonics, which
+    bounds its float32 rounding error."""
+    two_cos = 2 * torch.cos(theta)
+    acc_left = acc_right = theta.new_zeros(())
+    s_prev = s_k = theta  # placeholders, set at k = 1
+    for k in range(1, left.shape[-1] + 1):
+        if (k - 1) % RECURRENCE_RESTART == 0:
+            s_prev, s_k = torch.sin((k - 1) * theta), torch.sin(k * theta)
+        else:
+            s_prev, s_k = s_k, two_cos * s_k - s_prev
+        acc_left = torch.addcmul(acc_left, left[..., k - 1, None], s_k)
+        acc_right = torch.addcmul(acc_right, right[..., k - 1, None], s_k)
+    return acc_left, acc_right
+
+
+def _sines_ref(theta: Tensor, left: Tensor, right: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`_sines_by_recurrence` with one ``sin`` per harmonic and sample."""
+    harmonics = torch.arange(1, left.shape[-1] + 1, device=theta.device, dtype=theta.dtype)
+    sines = torch.sin(theta[..., None] * harmonics)  # [B, F-1, hop, K']
+    return (
+        torch.einsum("bjik,bjk->bji", sines, left),
+        torch.einsum("bjik,bjk->bji", sines, right),
+    )
 
 
 def noise_fir(magnitudes: Tensor) -> Tensor:

@@ -511,7 +511,7 @@ class ScaffoldTransfer(TimbreTransfer):
         model = self.model
         contours = model.contours(x)
         message = voiced_share_warning(
-            float(contours.voiced_share[0]), low_harmonic_share(x[0, 0], model.config)
+            float(contours.voiced_share[0]), low_harmonic_share(x[0, 0], model.config, contours)
         )
         if message is not None:
             report.warnings.append(message)

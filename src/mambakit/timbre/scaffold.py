@@ -8,15 +8,21 @@ Per frame ``i`` (at sample ``i * hop``)::
 
     e     = mean_{loud frames t} W_e Mamba2_enc(log-mel(style))_t         timbre, [E]
     e     = alpha e_style + (1 - alpha) e_content                          the blend
-    h_i   = Mamba2_dec(W_in [pitch_i, voiced_i, loudness_i, e])            causal, [D]
-    A_i   = 10^((L_i + 40 tanh(g_i / 20)) / 20)                            overall amplitude
+    L'_i  = min(P_j + S(i - o_j), L_i + 20)                                note envelope
+    h_i   = Mamba2_dec(W_in [pitch_i, voiced_i, L'_i, d_i, t_i, e])       causal, [D]
+    A_i   = 10^((L'_i + 40 tanh(g_i / 20)) / 20)                           overall amplitude
     c_i   = softmax(w_i) over harmonics below Nyquist                      distribution, [K]
-    H_i   = 10^((L_i - 30 + 40 tanh(n_i / 20)) / 20)                       noise bands, [M]
+    H_i   = 10^((L'_i - 25 + 40 tanh(n_i / 20)) / 20)                      noise bands, [M]
 
-with ``L_i`` the content's A-weighted loudness in dB, so that the loudness curve is kept
-by formula and the network learns the gain relative to it, the spectral shape and the
-noise. The decoder is causal: a long content clip runs in pieces of frames with its Mamba
-state carried (:meth:`ScaffoldTimbre.render`), identical to one pass.
+with ``L_i`` the content's A-weighted loudness in dB, ``o_j`` and ``P_j`` the onset and
+peak loudness of the content note holding frame ``i`` and ``S`` the style note's measured
+loudness against the time since its onset (:mod:`mambakit.dsp.note_envelope`): the
+content decides when notes start, end and how loud they peak, the style how they decay,
+by formula; ``d_i`` is the note's interval to the style note (semitones / 12) and ``t_i``
+its time since onset (``config.note_inputs``). The network learns the gain relative to
+``L'``, the spectral shape and the noise. The decoder is causal: a long content clip runs
+in pieces of frames with its Mamba state carried (:meth:`ScaffoldTimbre.render`),
+identical to one pass.
 
 Shapes: audio ``[B, 1, T]`` float32 at ``config.sample_rate``; frames ``F = ceil(T / hop) + 1``.
 """
@@ -31,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from mambakit.dsp.contours import (
+    PitchContour,
     SpectralEnvelope,
     f0_contour,
     frame_count,
@@ -38,6 +45,12 @@ from mambakit.dsp.contours import (
     spectral_envelope,
 )
 from mambakit.dsp.harmonic import HarmonicNoiseSynth, SynthState, nyquist_mask
+from mambakit.dsp.note_envelope import (
+    apply_note_curve,
+    note_frames,
+    note_onsets,
+    style_note_curve,
+)
 from mambakit.pretrained import PretrainedMixin
 from mambakit.ssm import Backbone, BackboneCache
 
@@ -59,6 +72,8 @@ MIN_VOICED_SHARE = 0.5
 # FluidR3 notes: 14 %, a clarinet; the chords tried: < 0.1 %): below this share of
 # harmonics 1..12's energy it is not one note.
 MIN_LOW_HARMONIC_SHARE = 0.05
+# low_harmonic_share reads every this many control frames.
+LOW_HARMONIC_HOPS = 4
 NOT_MONOPHONIC = (
     "content does not look monophonic and pitched: {why}; the scaffold engine follows a "
     "single pitch line, so chords, drums or noise come out as one wandering tone"
@@ -82,6 +97,14 @@ class ScaffoldConfig:
         d_state, headdim, mlp_ratio: passed to the Mamba-2 :class:`~mambakit.ssm.Backbone`.
         f_min, f_max: f0 search range in Hz.
         envelope_points: grid of the style's spectral envelope (0 .. sr / 2).
+        note_curve_seconds: length of the style's note curve (loudness vs time since
+            onset, :func:`mambakit.dsp.note_envelope.style_note_curve`).
+        note_envelope: shape each content note's loudness by the style's note curve
+            (:func:`mambakit.dsp.note_envelope.apply_note_curve`); ``False`` keeps the
+            content's loudness curve.
+        note_inputs: the decoder also reads the content note's pitch relative to the style
+            note's (how far the style's measured spectrum must be carried) and the time
+            since the note's onset (how far into its decay it is).
         segment_seconds: training crop length (inference takes any length).
     """
 
@@ -102,6 +125,9 @@ class ScaffoldConfig:
     f_min: float = 50.0
     f_max: float = 2000.0
     envelope_points: int = 128
+    note_curve_seconds: float = 4.0
+    note_envelope: bool = True
+    note_inputs: bool = True
     segment_seconds: float = 1.5
 
     @classmethod
@@ -129,6 +155,8 @@ class Contours:
         f0_hz: fundamental (unvoiced frames hold the nearest voiced value).
         voiced: 1.0 where periodic, else 0.0.
         loudness_db: A-weighted loudness.
+        since_onset: frames since the onset of the note holding the frame (int64).
+        note_peak_db: that note's peak loudness.
         voiced_share: ``[B]`` share of the loud frames (within 40 dB of the loudest) that
             are voiced; below :data:`MIN_VOICED_SHARE` the content is not one pitch line.
     """
@@ -136,16 +164,14 @@ class Contours:
     f0_hz: Tensor
     voiced: Tensor
     loudness_db: Tensor
+    since_onset: Tensor
+    note_peak_db: Tensor
     voiced_share: Tensor
 
     def frames(self, start: int, stop: int) -> Contours:
         """Frames ``start .. stop`` of every curve."""
-        return Contours(
-            self.f0_hz[:, start:stop],
-            self.voiced[:, start:stop],
-            self.loudness_db[:, start:stop],
-            self.voiced_share,
-        )
+        curves = (self.f0_hz, self.voiced, self.loudness_db, self.since_onset, self.note_peak_db)
+        return Contours(*(x[:, start:stop] for x in curves), self.voiced_share)
 
 
 @dataclass(frozen=True)
@@ -157,12 +183,17 @@ class StyleCode:
         harmonic: ``[B, G]`` log harmonic envelope over frequency (measured, max 0).
         smooth: ``[B, G]`` log smoothed average spectrum (measured, max 0).
         partials: ``[B, K]`` log amplitude per harmonic number (measured, max 0).
+        note_curve: ``[B, N]`` loudness (dB, max 0) against frames since the note's onset
+            (measured, :func:`mambakit.dsp.note_envelope.style_note_curve`).
+        pitch_hz: ``[B]`` the style's median f0 (0 if unpitched).
     """
 
     embedding: Tensor
     harmonic: Tensor
     smooth: Tensor
     partials: Tensor
+    note_curve: Tensor
+    pitch_hz: Tensor
 
     def blend(self, other: StyleCode, alpha: float) -> StyleCode:
         """``alpha self + (1 - alpha) other``, every field (log curves in the log domain)."""
@@ -172,6 +203,8 @@ class StyleCode:
             mix(self.harmonic, other.harmonic),
             mix(self.smooth, other.smooth),
             mix(self.partials, other.partials),
+            mix(self.note_curve, other.note_curve),
+            mix(self.pitch_hz, other.pitch_hz),
         )
 
 
@@ -200,8 +233,9 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
             headdim=min(c.headdim, 2 * c.enc_d_model), **backbone,
         )  # fmt: skip
         self.enc_out = nn.Linear(c.enc_d_model, c.embed_dim)
+        n_feats = 5 if c.note_inputs else 3
         self.dec_in = nn.Linear(
-            3 + c.embed_dim + 2 * c.n_harmonics + c.n_noise_bands, c.dec_d_model
+            n_feats + c.embed_dim + 2 * c.n_harmonics + c.n_noise_bands, c.dec_d_model
         )
         self.decoder = Backbone(
             n_layers=c.dec_layers, d_model=c.dec_d_model,
@@ -224,56 +258,80 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
 
     # ------------------------------------------------------------------ analysis
     def contours(self, audio: Tensor) -> Contours:
-        """f0, voicing and loudness of ``audio`` ``[B, 1, T]`` (no gradient; NumPy YIN)."""
+        """f0, voicing, loudness and note positions of ``audio`` ``[B, 1, T]`` (no
+        gradient; NumPy YIN, :func:`mambakit.dsp.note_envelope.note_onsets`)."""
         c = self.config
-        f0s, voiced, loud, shares = [], [], [], []
+        curves: list[tuple[Tensor, ...]] = []
+        shares = []
         for clip in audio.detach().float().cpu()[:, 0]:
             pitch = f0_contour(clip, c.sample_rate, c.hop, c.f_min, c.f_max)
             level, _ = frame_spectra(clip, c.hop, c.n_fft, 1, c.sample_rate)
             is_loud = level >= level.max() - 40.0
             shares.append(float(pitch.voiced[is_loud].float().mean()) if is_loud.any() else 0.0)
-            f0s.append(pitch.f0_hz)
-            voiced.append(pitch.voiced.float())
-            loud.append(level)
+            onsets = note_onsets(level, pitch.f0_hz, pitch.voiced, c.sample_rate / c.hop)
+            since, peak = note_frames(level, onsets)
+            curves.append((pitch.f0_hz, pitch.voiced.float(), level, since, peak))
         device = audio.device
-        return Contours(
-            torch.stack(f0s).to(device),
-            torch.stack(voiced).to(device),
-            torch.stack(loud).to(device),
-            torch.tensor(shares, device=device),
-        )
+        stacked = (torch.stack(x).to(device) for x in zip(*curves))
+        return Contours(*stacked, torch.tensor(shares, device=device))
 
-    def embed(self, audio: Tensor) -> Tensor:
-        """Timbre embedding ``[B, E]`` of clips ``[B, 1, T]`` of any length: the encoder's
-        frames averaged over the loud ones (within 40 dB of the clip's loudest frame)."""
+    def _frames(self, audio: Tensor) -> tuple[Tensor, Tensor]:
+        """Loudness ``[B, F]`` (dB) and log-mel ``[B, F, n_mels]`` of clips ``[B, 1, T]``
+        on the control frames (``hop``)."""
         c = self.config
-        mels, louds = [], []
-        for clip in audio.detach().float().cpu()[:, 0]:
-            level, mel = frame_spectra(clip, c.hop * 2, c.n_fft, c.n_mels, c.sample_rate)
-            mels.append(mel)
-            louds.append(level)
-        mel = torch.stack(mels).to(audio.device)  # [B, F_s, n_mels]
-        level = torch.stack(louds).to(audio.device)  # [B, F_s]
+        pairs = [
+            frame_spectra(clip, c.hop, c.n_fft, c.n_mels, c.sample_rate)
+            for clip in audio.detach().float().cpu()[:, 0]
+        ]
+        level, mel = (torch.stack(x).to(audio.device) for x in zip(*pairs))
+        return level, mel
+
+    def embed(self, audio: Tensor, frames: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Timbre embedding ``[B, E]`` of clips ``[B, 1, T]`` of any length: the encoder
+        over every second control frame's log-mel, averaged over the loud frames (within
+        40 dB of the clip's loudest). ``frames``: :meth:`_frames` of ``audio``, if known."""
+        level, mel = frames if frames is not None else self._frames(audio)
+        level, mel = level[:, ::2], mel[:, ::2]  # [B, F_s], [B, F_s, n_mels]
         mask = (level >= level.amax(dim=1, keepdim=True) - 40.0).float()[..., None]
         h = self.enc_out(self.encoder(self.enc_in((mel + 5.0) / 5.0)))  # [B, F_s, E]
         return (h * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
 
     def style(self, audio: Tensor) -> StyleCode:
         """The :class:`StyleCode` of clips ``[B, 1, T]`` of any length: the learned
-        embedding and the measured spectral envelope (:func:`mambakit.dsp.spectral_envelope`)."""
+        embedding, the measured spectral envelope (:func:`mambakit.dsp.spectral_envelope`)
+        and the measured note curve."""
         c = self.config
+        frames = self._frames(audio)
+        levels = frames[0].cpu() if c.n_fft == 1024 else [None] * audio.shape[0]
         curves = [
             spectral_envelope(
-                clip, c.sample_rate, c.hop, c.envelope_points, max_harmonics=c.n_harmonics
+                clip, c.sample_rate, c.hop, c.envelope_points, max_harmonics=c.n_harmonics,
+                level=level,
             )
-            for clip in audio.detach().float().cpu()[:, 0]
-        ]
+            for clip, level in zip(audio.detach().float().cpu()[:, 0], levels)
+        ]  # fmt: skip
+        n_curve = max(1, int(round(c.note_curve_seconds * c.sample_rate / c.hop)))
+        # the last frames' windows reach past the clip's end: they would fake a fast decay
+        inside = max(1, frames[0].shape[1] - c.n_fft // (2 * c.hop))
+        note_curve = torch.stack([style_note_curve(x[:inside].cpu(), n_curve) for x in frames[0]])
         device = audio.device
         return StyleCode(
-            self.embed(audio),
+            self.embed(audio, frames),
             torch.stack([e.harmonic for e in curves]).to(device),
             torch.stack([e.smooth for e in curves]).to(device),
             torch.stack([e.partials for e in curves]).to(device),
+            note_curve.to(device),
+            torch.tensor([e.f0_hz for e in curves], device=device),
+        )
+
+    def level_db(self, contours: Contours, style: StyleCode) -> Tensor:
+        """The output's loudness before the decoder's correction, ``[B, F]`` dB: the
+        content's notes shaped by the style's note curve (``config.note_envelope``), else
+        the content's own loudness."""
+        if not self.config.note_envelope:
+            return contours.loudness_db
+        return apply_note_curve(
+            contours.loudness_db, contours.since_onset, contours.note_peak_db, style.note_curve
         )
 
     # ------------------------------------------------------------------ decoding
@@ -291,7 +349,9 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
         decoder renders (each view alone is right for some instruments and wrong for
         others); the decoder sees all three and adds corrections::
 
-            c_k = softmax_k(P_k + w_k),   H_m = exp(Q_m) 10^((L - 25 + 40 tanh(n_m / 20)) / 20)
+            c_k = softmax_k(P_k + w_k),   H_m = exp(Q_m) 10^((L' - 25 + 40 tanh(n_m / 20)) / 20)
+
+        with ``L'`` the note-shaped loudness (:meth:`level_db`).
         """
         c = self.config
         f0 = contours.f0_hz
@@ -304,16 +364,22 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
             style.smooth, self.noise_band_hz.expand(b, -1), c.sample_rate
         )[:, None].expand(-1, f, -1)  # [B, F, M]
         pitch = torch.where(f0 > 0, 12 * torch.log2(f0.clamp_min(1.0) / 440.0) + 69, 0.0)
-        feats = torch.stack(
-            [(pitch - 60.0) / 24.0, contours.voiced, (contours.loudness_db + 40.0) / 40.0],
-            dim=-1,
-        )  # [B, F, 3]
+        loudness = self.level_db(contours, style)  # [B, F]
+        feats = [(pitch - 60.0) / 24.0, contours.voiced, (loudness + 40.0) / 40.0]
+        if c.note_inputs:
+            style_pitch = 12 * torch.log2(style.pitch_hz.clamp_min(1.0) / 440.0) + 69  # [B]
+            interval = torch.where(
+                (f0 > 0) & (style.pitch_hz[:, None] > 0), pitch - style_pitch[:, None], 0.0
+            )
+            seconds = contours.since_onset.to(f0.dtype) * (c.hop / c.sample_rate)
+            feats += [interval / 12.0, torch.log1p(seconds / 0.1) / 3.0]
+        feats = torch.stack(feats, dim=-1)  # [B, F, 3 or 5]
         e = style.embedding[:, None].expand(-1, f, -1)
         priors = [(p + 8.0) / 8.0 for p in (by_freq, by_number, prior_n)]
         x = torch.cat([feats, e, *priors], dim=-1)
         out = self.dec_out(self.decoder(self.dec_in(x), cache))  # [B, F, 1 + K + M]
         gain, dist, noise = torch.split(out, [1, c.n_harmonics, c.n_noise_bands], dim=-1)
-        level = torch.pow(10.0, contours.loudness_db[..., None] / 20.0)
+        level = torch.pow(10.0, loudness[..., None] / 20.0)
         mask = nyquist_mask(f0, c.n_harmonics, c.sample_rate)
         dist = torch.softmax((prior_h + dist).masked_fill(mask == 0, -1e4), dim=-1) * mask
         amplitudes = _exp_gain(gain, 0.0) * level * dist
@@ -398,11 +464,24 @@ def voiced_share_warning(share: float, low_harmonic_share: float = 1.0) -> str |
     return None
 
 
-def low_harmonic_share(audio: Tensor, config: ScaffoldConfig) -> float:
+def low_harmonic_share(
+    audio: Tensor, config: ScaffoldConfig, contours: Contours | None = None
+) -> float:
     """Share of the energy of harmonics 1..12 in harmonics 1..3, for mono ``audio`` ``[T]``
     (from :func:`mambakit.dsp.spectral_envelope`'s per-harmonic amplitudes); 1 when the
-    clip has no pitch (that case is :data:`MIN_VOICED_SHARE`'s)."""
-    env = spectral_envelope(audio, config.sample_rate, config.hop, max_harmonics=12)
+    clip has no pitch (that case is :data:`MIN_VOICED_SHARE`'s). ``contours``: the clip's
+    :meth:`ScaffoldTimbre.contours` (batch of one), whose f0 and loudness it then reuses."""
+    # every LOW_HARMONIC_HOPS-th control frame: a share over the whole clip needs no more
+    hop = LOW_HARMONIC_HOPS * config.hop
+    pitch = level = None
+    if contours is not None:
+        every = slice(None, None, LOW_HARMONIC_HOPS)
+        f0, voiced = contours.f0_hz[0, every].cpu(), contours.voiced[0, every].cpu() > 0
+        pitch = PitchContour(f0, voiced, torch.zeros_like(f0))  # aperiodicity: unused
+        level = contours.loudness_db[0, every].cpu()
+    env = spectral_envelope(
+        audio, config.sample_rate, hop, max_harmonics=12, pitch=pitch, level=level
+    )
     if env.f0_hz <= 0:
         return 1.0
     below = torch.arange(1, 13) * env.f0_hz < config.sample_rate / 2

@@ -7,11 +7,13 @@ instrument A, style = another note of instrument B, target = note p of B (a shar
 hears only the content's f0 and loudness and the style's embedding, and is scored against
 the target with
 
-    L = L_STFT (multi-resolution: 2048 .. 128 points) + L_mel
+    L = L_STFT (multi-resolution: 2048 .. 128 points) + L_mel + w L_spectrum
 
 (spectral convergence + log-magnitude L1, :class:`mambakit.dsp.MultiResolutionSTFTLoss`;
-log-mel L1, :class:`mambakit.dsp.MelLoss`). No discriminators: the synthesiser cannot
-make the broadband artefacts they exist to remove.
+log-mel L1, as :class:`mambakit.dsp.MelLoss`; ``L_spectrum``, optional: L1 between the
+log-mel spectra averaged over time, the long-term spectrum that timbre statistics such as
+MFCC means describe, which frame-by-frame terms weigh no more than any one frame). No
+discriminators: the synthesiser cannot make the broadband artefacts they exist to remove.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from mambakit.dsp import MelLoss, MultiResolutionSTFTLoss
+from mambakit.dsp import MultiResolutionSTFTLoss, mel_spectrogram
 from mambakit.timbre.data import PairedNotes
 from mambakit.timbre.scaffold import ScaffoldConfig, ScaffoldTimbre
 from mambakit.timbre.training import TRAIN_INFO_NAME
@@ -55,16 +57,26 @@ class ScaffoldData:
 
 
 class ScaffoldLoss(nn.Module):
-    """``L_STFT + L_mel`` of an output against its target, both ``[B, 1, T]``."""
+    """``L_STFT + L_mel + spectrum_weight L_spectrum`` of an output against its target,
+    both ``[B, 1, T]`` (module docstring)."""
 
-    def __init__(self, sample_rate: int) -> None:
+    def __init__(self, sample_rate: int, spectrum_weight: float = 0.0) -> None:
         super().__init__()
         self.stft = MultiResolutionSTFTLoss(fft_sizes=(2048, 1024, 512, 256, 128))
-        self.mel = MelLoss(sample_rate, n_fft=1024, hop_length=256, n_mels=80)
+        self.mel_kwargs = dict(sr=sample_rate, n_fft=1024, hop_length=256, n_mels=80)
+        self.spectrum_weight = spectrum_weight
 
     def forward(self, pred: Tensor, target: Tensor) -> tuple[Tensor, dict[str, float]]:
-        stft, mel = self.stft(pred, target), self.mel(pred, target)
-        return stft + mel, {"stft": stft.item(), "mel": mel.item()}
+        stft = self.stft(pred, target)
+        mel_pred = mel_spectrogram(pred, **self.mel_kwargs)  # [B, n_mels, frames], log
+        mel_target = mel_spectrogram(target, **self.mel_kwargs)
+        mel = (mel_pred - mel_target).abs().mean()
+        total, terms = stft + mel, {"stft": stft.item(), "mel": mel.item()}
+        if self.spectrum_weight > 0:
+            spectrum = (mel_pred.mean(dim=-1) - mel_target.mean(dim=-1)).abs().mean()
+            total = total + self.spectrum_weight * spectrum
+            terms["spectrum"] = spectrum.item()
+        return total, terms
 
 
 def _loss_fn(loss: ScaffoldLoss):
@@ -82,6 +94,7 @@ def train_scaffold(
     config: ScaffoldConfig | str = "small",
     train: TrainConfig = DEFAULT_TRAIN,
     pairs: ScaffoldData = ScaffoldData(),
+    spectrum_weight: float = 0.0,
 ) -> FitSummary:
     """Train a scaffold engine on an NSynth-layout folder into ``out_dir``.
 
@@ -91,6 +104,7 @@ def train_scaffold(
         config: a :class:`ScaffoldConfig` or a preset name (``"tiny"``, ``"small"``).
         train: optimiser, budget (``max_steps`` and optionally ``max_minutes``), batch size.
         pairs: how the triples are drawn.
+        spectrum_weight: weight of the long-term spectrum term of :class:`ScaffoldLoss`.
 
     Returns:
         The trainer's :class:`~mambakit.train.FitSummary`.
@@ -98,16 +112,13 @@ def train_scaffold(
     preset = config if isinstance(config, str) else "custom"
     config = ScaffoldConfig.preset(config) if isinstance(config, str) else config
     segment = pairs.segment_seconds or config.segment_seconds
-    if isinstance(data, PairedNotes):
-        dataset = data
-    else:
-        dataset = PairedNotes(
-            data,
-            sample_rate=config.sample_rate,
-            segment_seconds=segment,
-            max_start_seconds=pairs.max_start_seconds,
-            reconstruction_ratio=pairs.reconstruction_ratio,
-        )
+    dataset = PairedNotes.from_source(
+        data,
+        sample_rate=config.sample_rate,
+        segment_seconds=segment,
+        max_start_seconds=pairs.max_start_seconds,
+        reconstruction_ratio=pairs.reconstruction_ratio,
+    )
     torch.manual_seed(train.seed)
     model = ScaffoldTimbre(config)
     out = Path(out_dir)
@@ -118,6 +129,7 @@ def train_scaffold(
         "reconstruction_ratio": pairs.reconstruction_ratio,
         "preset": preset,
         "adversarial": False,
+        "spectrum_weight": spectrum_weight,
         "data": str(data) if not isinstance(data, PairedNotes) else None,
         "notes": len(dataset),
         "instruments": len(dataset.instruments),
@@ -131,6 +143,6 @@ def train_scaffold(
         "train_config": asdict(train),
     }
     (out / TRAIN_INFO_NAME).write_text(json.dumps(info, indent=2))
-    loss = ScaffoldLoss(config.sample_rate)
+    loss = ScaffoldLoss(config.sample_rate, spectrum_weight)
     trainer = Trainer(model, _loss_fn(loss), dataset, train, out)
     return trainer.fit()
