@@ -170,6 +170,7 @@ def _dataset_from_sf2(args: argparse.Namespace) -> int:
         kits=parse_int_list(args.kits),
         notes=parse_int_list(args.notes),
         velocities=parse_int_list(args.velocities),
+        near_copy=args.near_copy,
     )
     files = sorted(out.rglob("*.wav"))
     tags = sorted({f.parent.name for f in files})
@@ -193,5 +194,12 @@ def add_dataset_from_sf2(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--notes", default="35-81", help="GM percussion keys, e.g. 35-81 or 36,38,42")
     p.add_argument("--velocities", default="70,100,127", help="MIDI velocities")
+    p.add_argument(
+        "--near-copy",
+        type=float,
+        default=0.9,
+        help="skip a note whose best-lag normalised cross-correlation with a clip kept for "
+        "another kit exceeds this (kits share samples; 1 keeps all but exact copies)",
+    )
     p.set_defaults(func=_dataset_from_sf2)
     return p
