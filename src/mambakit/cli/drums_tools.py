@@ -199,7 +199,7 @@ def add_dataset_from_sf2(sub: Any) -> argparse.ArgumentParser:
         type=float,
         default=0.9,
         help="skip a note whose best-lag normalised cross-correlation with a clip kept for "
-        "another kit exceeds this (kits share samples; 1 keeps all but exact copies)",
+        "another kit of the same tag exceeds this (kits share samples; 1 keeps every note)",
     )
     p.set_defaults(func=_dataset_from_sf2)
     return p

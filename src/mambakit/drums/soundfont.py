@@ -91,21 +91,26 @@ def near_copy_score(clip: Tensor, others: Tensor, n_window: int) -> Tensor:
 
 
 class NearCopyBank:
-    """The clips kept so far, by tag and kit, for the near-copy test of :func:`render_gm_drums`."""
+    """The clips kept so far, by tag and kit, for the near-copy test of :func:`render_gm_drums`
+    (``threshold`` None: no test, nothing kept)."""
 
-    def __init__(self, threshold: float, sample_rate: int) -> None:
+    def __init__(self, threshold: float | None, sample_rate: int) -> None:
         self.threshold = threshold
         self.n_window = int(round(NEAR_COPY_SECONDS * sample_rate))
         self._spectra: dict[str, list[Tensor]] = {}
         self._names: dict[str, list[tuple[str, str]]] = {}  # tag -> [(kit, note name)]
 
     def add(self, audio: Tensor, tag: str, kit: str, name: str) -> None:
+        if self.threshold is None:
+            return
         self._spectra.setdefault(tag, []).append(_window_spectrum(audio, self.n_window))
         self._names.setdefault(tag, []).append((kit, name))
 
     def copy_of(self, audio: Tensor, tag: str, kit: str) -> str | None:
         """``"<kit> <note name> (<score>)"`` of the closest kept clip of ``tag`` from another
         kit scoring above the threshold, else ``None``."""
+        if self.threshold is None:
+            return None
         names = self._names.get(tag, [])
         others = [i for i, (k, _) in enumerate(names) if k != kit]
         if not others:
@@ -117,6 +122,18 @@ class NearCopyBank:
             return None
         kit_of, name_of = names[others[best]]
         return f"{kit_of} {name_of} ({float(scores[best]):.2f})"
+
+
+def _skip_reason(
+    audio: Tensor | None, bank: NearCopyBank, tag: str, kit: str
+) -> tuple[str | None, str]:
+    """Why a rendered note is not written (``None``: write it), and a detail for the warning."""
+    if audio is None or float(audio.abs().max()) < 1e-4:
+        return "silent", ""
+    copy_of = bank.copy_of(audio, tag, kit)
+    if copy_of is not None:
+        return "near copies of another kit's clip", f" ~ {copy_of}"
+    return None, ""
 
 
 def render_gm_drums(
@@ -150,7 +167,7 @@ def render_gm_drums(
         raise ValueError(f"notes {unknown} are not in the GM percussion map (35-81)")
     out = Path(out_dir)
     jobs = [(k, n, v) for k in kits for n in notes for v in velocities]
-    bank = NearCopyBank(near_copy, sample_rate) if near_copy is not None else None
+    bank = NearCopyBank(near_copy, sample_rate)
     written, skipped = 0, Counter()
     examples: dict[str, str] = {}
     for kit, note, velocity in tqdm(jobs, desc="render drums", disable=not progress):
@@ -158,8 +175,7 @@ def render_gm_drums(
         name, tag = GM_PERCUSSION[note]
         path = out / kit_name / tag / f"{kit_name}_{name}_v{velocity:03d}.wav"
         if path.is_file():
-            if bank is not None:
-                bank.add(load_audio(path)[0], tag, kit_name, f"{name} v{velocity}")
+            bank.add(load_audio(path)[0], tag, kit_name, f"{name} v{velocity}")
             written += 1
             continue
         try:
@@ -169,19 +185,12 @@ def render_gm_drums(
             )  # fmt: skip
         except AudioError:
             audio = None
-        if audio is None or float(audio.abs().max()) < 1e-4:
-            skipped["silent"] += 1
-            examples.setdefault("silent", f"{kit_name} {name} v{velocity}")
+        why, detail = _skip_reason(audio, bank, tag, kit_name)
+        if why is not None:
+            skipped[why] += 1
+            examples.setdefault(why, f"{kit_name} {name} v{velocity}{detail}")
             continue
-        copy_of = bank.copy_of(audio, tag, kit_name) if bank is not None else None
-        if copy_of is not None:
-            skipped["near copies of another kit's clip"] += 1
-            examples.setdefault(
-                "near copies of another kit's clip", f"{kit_name} {name} v{velocity} ~ {copy_of}"
-            )
-            continue
-        if bank is not None:
-            bank.add(audio, tag, kit_name, f"{name} v{velocity}")
+        bank.add(audio, tag, kit_name, f"{name} v{velocity}")
         path.parent.mkdir(parents=True, exist_ok=True)
         save_audio(path, audio, sr)
         written += 1
