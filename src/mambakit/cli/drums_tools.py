@@ -163,7 +163,9 @@ def add_render(sub: Any, make_synth: Callable[[Path | None], Any]) -> argparse.A
 def _dataset_from_sf2(args: argparse.Namespace) -> int:
     from mambakit.drums.soundfont import render_gm_drums
 
-    out = render_gm_drums(args.font, args.out, **same_named(args, "kits", "notes", "velocities"))
+    out = render_gm_drums(
+        args.font, args.out, **same_named(args, "kits", "notes", "velocities", "near_copy")
+    )
     files = sorted(out.rglob("*.wav"))
     tags = sorted({f.parent.name for f in files})
     print(f"wrote {len(files)} one-shots ({', '.join(tags)}) to {out}")
@@ -188,5 +190,12 @@ def add_dataset_from_sf2(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--notes", type=int_list, default="35-81",
                    help="GM percussion keys, e.g. 35-81 or 36,38,42")  # fmt: skip
     p.add_argument("--velocities", type=int_list, default="70,100,127", help="MIDI velocities")
+    p.add_argument(
+        "--near-copy",
+        type=float,
+        default=0.9,
+        help="skip a note whose best-lag normalised cross-correlation with a clip kept for "
+        "another kit of the same tag exceeds this (kits share samples; 1 keeps every note)",
+    )
     p.set_defaults(func=_dataset_from_sf2)
     return p
