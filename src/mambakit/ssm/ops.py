@@ -305,16 +305,14 @@ def _cpu_kernel_for(backend: str, op: str, *tensors: Tensor) -> Any:
     """The :mod:`~mambakit.ssm.cpu_kernel` module when ``op`` should run the fused C kernel.
 
     ``"cpu_kernel"`` asks for it (an error on CUDA tensors or when it cannot be built);
-    ``"auto"`` uses it for CPU tensors when no gradient is needed (the kernels have no
-    backward) and ``torch.compile`` is not tracing, and falls back, saying so once, when it
-    cannot be built. Returns ``None`` for the other paths.
+    ``"auto"`` uses it for CPU tensors, for inference and training alike (the kernels have
+    an exact C backward), unless ``torch.compile`` is tracing, and falls back, saying so
+    once, when it cannot be built. Returns ``None`` for the other paths.
     """
     if backend != "cpu_kernel":
         if backend != "auto" or torch.compiler.is_compiling():
             return None
         if tensors[0].device.type != "cpu":
-            return None
-        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
             return None
     from . import cpu_kernel
 
