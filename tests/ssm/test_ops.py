@@ -151,6 +151,8 @@ def _values_and_grads(scan, inputs):
 
 # (length, groups, threads, checkpoint steps): several chunks of checkpoints with a short
 # last one; uneven channel ranges over 3 threads; one step.
+SSD_ARGS = ["x", "dt", "A", "B", "C", "D", "h0"]
+SELECTIVE_ARGS = ["u", "delta", "A", "B", "C", "D", "h0"]
 KERNEL_CASES = [(130, 2, 1, 64), (37, 1, 3, 5), (1, 4, 1, 64), (20, 4, 3, 64)]
 
 
@@ -171,7 +173,7 @@ def test_ssd_cpu_kernel_values_and_grads_match_reference(
         return ssd_scan_ref(x, dt, A, B, C, D, h0, return_final_state=True)
 
     got, want = _values_and_grads(fast, inputs), _values_and_grads(ref, inputs)
-    for name, g, w in zip("y state x dt A B C D h0".split(), got, want, strict=True):
+    for name, g, w in zip(["y", "state", *SSD_ARGS], got, want, strict=True):
         torch.testing.assert_close(g, w, atol=1e-4, rtol=1e-4, msg=name)
 
 
@@ -193,7 +195,7 @@ def test_selective_cpu_kernel_values_and_grads_match_reference(
         return selective_scan_ref(*args, True)
 
     got, want = _values_and_grads(fast, inputs), _values_and_grads(ref, inputs)
-    for name, g, w in zip("y state u delta A B C D h0".split(), got, want, strict=True):
+    for name, g, w in zip(["y", "state", *SELECTIVE_ARGS], got, want, strict=True):
         torch.testing.assert_close(g, w, atol=1e-4, rtol=1e-4, msg=name)
 
 
