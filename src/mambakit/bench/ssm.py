@@ -4,9 +4,10 @@ For each ``(d_model, L, pass)`` case (batch 1, fp32, ``pass`` = forward or forwa
 the bench times one layer of each implementation and measures its peak memory growth
 (:mod:`mambakit.bench.common`):
 
-- ``mamba2``: :class:`mambakit.ssm.Mamba2` as shipped (``backend="auto"``: the fused C
-  scan for inference on CPU, the chunked SSD scan under autograd);
-- ``mamba2_torch``: the same layer on the chunked torch scan only (eager);
+- ``mamba2``: :class:`mambakit.ssm.Mamba2` as shipped (``backend="auto"``: on CPU the fused
+  C scan, forward and, under autograd, its C backward);
+- ``mamba2_torch``: the same layer on the chunked torch scan only (eager; the training path
+  before the C backward);
 - ``mamba2_compiled``: that layer with the compile switch on
   (:func:`mambakit.ssm.set_compile`); its first full-length call compiles, and
   ``compile_s`` (first call minus median) is reported with its share of a 10-minute run;
@@ -31,8 +32,9 @@ the achieved GFLOP/s and its fraction of this machine's measured fp32 matmul rat
 (:func:`mambakit.bench.common.measure_matmul_flops`), the roofline of a layer made of
 matmuls. Then ``step()`` decoding (fp32 vs int8 decode weights, interleaved) and, unless
 ``end_to_end=False``, what the fast paths buy the pipelines: drums generation and timbre
-transfer with the torch scans vs the C scans, and drums training steps per minute with
-the compile switch off vs on (:func:`measure_inference`, :func:`measure_drums_training`).
+transfer with the torch scans vs the C scans, and drums training steps per minute with the
+torch scans vs the C scans (and, in the full run, compiled; :func:`measure_inference`,
+:func:`measure_drums_training`).
 """
 
 from __future__ import annotations
@@ -233,10 +235,11 @@ def reference_scan(layer: torch.nn.Module, impl: str) -> Iterator[list[int]]:
 
 
 def _runs_cpu_kernel(case: BenchCase) -> bool:
-    """Whether the shipped layer runs the fused C scan (per-step recurrence) in ``case``."""
+    """Whether the shipped layer runs the fused C scan (per-step recurrence) in ``case``:
+    forward, and forward+backward through its C backward."""
     from mambakit.ssm import cpu_kernel
 
-    return case.impl in ("mamba2", "mamba") and not case.backward and cpu_kernel.available()
+    return case.impl in ("mamba2", "mamba") and cpu_kernel.available()
 
 
 def case_flops(case: BenchCase) -> float:
@@ -367,7 +370,8 @@ def run_case(
         if first is not None:  # the first call compiled the graph, then ran it once
             row["compile_s"] = max(0.0, first - seconds)
         if _runs_cpu_kernel(case):
-            row["note"] = "fused C scan (per-step recurrence FLOPs)"
+            row["note"] = "fused C scan" + (" + C backward" if case.backward else "")
+            row["note"] += " (per-step recurrence FLOPs)"
     row["time_s"] = seconds
     row["peak_mem_mb"] = peak / 2**20 if peak is not None else None
     return row
@@ -510,13 +514,7 @@ def format_ssm_table(result: dict[str, Any]) -> str:
         )
     drums = result.get("end_to_end", {}).get("drums_training")
     if drums:
-        table += (
-            f"\n\ndrums training (tiny preset, batch {drums['batch']}, "
-            f"{drums['clip_seconds']:g} s clips): {drums['eager_steps_per_min']:.1f} steps/min "
-            f"eager, {drums['compiled_steps_per_min']:.1f} compiled ({drums['speedup']:.2f}x); "
-            f"compile {drums['compile_s']:.0f} s = {100 * drums['compile_share_10min']:.0f}% "
-            "of a 10-minute run"
-        )
+        table += "\n\n" + _drums_training_line(drums)
     for step in result.get("step", []):
         table += (
             f"\n\nstep(): {step['kind']} Backbone, {step['n_layers']} layers, "
@@ -530,6 +528,25 @@ def format_ssm_table(result: dict[str, Any]) -> str:
                 f"(max output error {step['int8_rel_err']:.1e} of the output scale)"
             )
     return table
+
+
+def _drums_training_line(drums: dict[str, Any]) -> str:
+    """The line of :func:`measure_drums_training`'s result under the table."""
+    head = (
+        f"drums training (tiny preset, batch {drums['batch']}, {drums['clip_seconds']:g} s clips)"
+    )
+    rate = drums["steps_per_min"]
+    line = (
+        f"{head}: {rate['torch']:.1f} steps/min on the chunked torch scans, "
+        f"{rate['auto']:.1f} on the C scans with their C backward ({drums['speedup']:.2f}x)"
+    )
+    if "compiled" in rate:
+        line += (
+            f", {rate['compiled']:.1f} compiled ({drums['compiled_speedup']:.2f}x; compile "
+            f"{drums['compile_s']:.0f} s = {100 * drums['compile_share_10min']:.0f}% of a "
+            "10-minute run)"
+        )
+    return line
 
 
 # What --quick and the full run measure unless told otherwise.
@@ -650,9 +667,9 @@ def run_ssm_bench(
         seed_everything(seed)
         result["end_to_end"] = {"inference": measure_inference()}
         save()
-        if not quick:  # compiling every band path's graph cold took over 30 min here
-            seed_everything(seed)
-            result["end_to_end"]["drums_training"] = measure_drums_training(batch=8)
+        seed_everything(seed)
+        # compiling every band path's graph cold took over 30 min here: full run only
+        result["end_to_end"]["drums_training"] = measure_drums_training(batch=8, compiled=not quick)
     result["complete"] = True
     if json_path is not None:
         result["json_path"] = str(write_json(json_path, result))
@@ -675,16 +692,18 @@ def compile_mode(mode: bool | str) -> Iterator[None]:
 
 
 def measure_drums_training(
-    batch: int = 8, repeats: int = 3, seconds: float | None = None
+    batch: int = 8, repeats: int = 3, seconds: float | None = None, compiled: bool = False
 ) -> dict[str, Any]:
-    """Training steps per minute of the drums denoiser (tiny preset), eager vs compiled.
+    """Training steps per minute of the drums denoiser (tiny preset), old path vs new.
 
     One step is forward + the x0/eps losses + backward + an AdamW update, on random
     inputs of ``batch`` clips (the model's own clip length unless ``seconds`` is given).
-    Two copies of the same model (same seed) run alternately, one with the compile switch
-    off and one with it on; ``compile_s`` is the compiled copy's first step minus its
-    median step (the one-off cost), and ``compile_share_10min`` that cost as a fraction of
-    a 10-minute training run.
+    Copies of the same model (same seed) run alternately: ``torch``, every SSM layer on
+    the chunked torch scans (the training path before the C backward), ``auto``, the
+    layers as shipped (the fused C scans and their C backward), and with ``compiled``
+    ``compiled``, the torch scans with the compile switch on; ``compile_s`` is that copy's
+    first step minus its median step (the one-off cost), ``compile_share_10min`` that
+    cost as a fraction of a 10-minute training run.
     """
     from mambakit.bench.drums import _inputs
     from mambakit.drums.config import DrumConfig
@@ -694,10 +713,14 @@ def measure_drums_training(
     if seconds is not None:
         config = config.with_(seconds=seconds)
     args = _inputs(config, batch)
+    paths = {"torch": ("torch", False), "auto": ("auto", False)}
+    if compiled:
+        paths["compiled"] = ("torch", True)
     fns = {}
-    for mode in (False, True):
+    for name, (backend, mode) in paths.items():
         torch.manual_seed(0)
         model = DrumDiffusionModel(config).train()
+        _set_scan_backend(model, backend)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
         def step(model=model, optimizer=optimizer, mode=mode) -> None:
@@ -707,21 +730,22 @@ def measure_drums_training(
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-        fns["compiled" if mode else "eager"] = step
+        fns[name] = step
     first, median = time_interleaved(fns, repeats)
-    compile_s = max(0.0, first["compiled"] - median["compiled"])
-    return {
+    result: dict[str, Any] = {
         "preset": "tiny",
         "batch": batch,
         "clip_seconds": config.seconds,
-        "eager_step_s": median["eager"],
-        "compiled_step_s": median["compiled"],
-        "eager_steps_per_min": 60.0 / median["eager"],
-        "compiled_steps_per_min": 60.0 / median["compiled"],
-        "speedup": median["eager"] / median["compiled"],
-        "compile_s": compile_s,
-        "compile_share_10min": compile_s / 600.0,
+        "step_s": median,
+        "steps_per_min": {name: 60.0 / t for name, t in median.items()},
+        "speedup": median["torch"] / median["auto"],
     }
+    if compiled:
+        compile_s = max(0.0, first["compiled"] - median["compiled"])
+        result["compiled_speedup"] = median["torch"] / median["compiled"]
+        result["compile_s"] = compile_s
+        result["compile_share_10min"] = compile_s / TRAINING_RUN_S
+    return result
 
 
 def _set_scan_backend(model: torch.nn.Module, backend: str) -> None:
