@@ -202,8 +202,10 @@ def test_selective_cpu_kernel_values_and_grads_match_reference(
 def test_auto_runs_the_cpu_kernels_for_training_and_inference_but_not_when_tracing(monkeypatch):
     cpu_kernel = _kernel()
     calls = []
-    real = cpu_kernel._fused
-    monkeypatch.setattr(cpu_kernel, "_fused", lambda kind, *a: calls.append(kind) or real(kind, *a))
+    real = cpu_kernel.fused_scan
+    monkeypatch.setattr(
+        cpu_kernel, "fused_scan", lambda kind, *a: calls.append(kind) or real(kind, *a)
+    )
     u, delta, A, B, C, _, _ = _selective_inputs(length=23)
     x, dt, A2, B2, C2, _, _ = _ssd_inputs(length=23)
     with torch.no_grad():

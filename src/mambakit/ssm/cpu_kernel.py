@@ -46,7 +46,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-__all__ = ["available", "selective_scan_fused", "ssd_scan_fused", "unavailable_reason"]
+__all__ = ["available", "fused_scan", "unavailable_reason"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,15 @@ _SOURCE = r"""
    row, so that calls on disjoint channel ranges never write the same element, except the
    reductions over channels, which go to the caller's per-range partial buffers.
    chk (may be NULL) [b, ceil(L / K), channels, n]: the state entering every K-th step. */
+
+/* Row bi of out [b, channels, n] on channels [c0, c1), set to row bi of init (zeros when
+   init is NULL): the starting state of a forward, or the starting adjoint of a backward. */
+static float *start_row(float *out, const float *init, long bi, long channels, long n,
+                        long c0, long c1) {
+    float *row = out + bi * channels * n;
+    for (long i = c0 * n; i < c1 * n; ++i) row[i] = init ? init[bi * channels * n + i] : 0.0f;
+    return row;
+}
 
 static void save_checkpoint(float *chk, const float *s, long bi, long t, long L, long K,
                             long channels, long n, long c0, long c1) {
@@ -75,8 +84,7 @@ void selective_scan_fwd(const float *u, const float *delta, const float *A, cons
                         const float *C, const float *D, const float *h0, float *y, float *hT,
                         float *chk, long b, long L, long d, long n, long K, long c0, long c1) {
     for (long bi = 0; bi < b; ++bi) {
-        float *s = hT + bi * d * n;
-        for (long i = c0 * n; i < c1 * n; ++i) s[i] = h0 ? h0[bi * d * n + i] : 0.0f;
+        float *s = start_row(hT, h0, bi, d, n, c0, c1);
         for (long t = 0; t < L; ++t) {
             save_checkpoint(chk, s, bi, t, L, K, d, n, c0, c1);
             const long row = bi * L + t;
@@ -114,8 +122,7 @@ void selective_scan_bwd(const float *u, const float *delta, const float *A, cons
     const long nchk = (L + K - 1) / K;
     float *hbuf = malloc(sizeof(float) * (size_t)((K + 1) * n));
     for (long bi = 0; bi < b; ++bi) {
-        float *g = dh0 + bi * d * n;  /* the running adjoint; ends as dL/dh0 */
-        for (long i = c0 * n; i < c1 * n; ++i) g[i] = dhT ? dhT[bi * d * n + i] : 0.0f;
+        float *g = start_row(dh0, dhT, bi, d, n, c0, c1);  /* the adjoint; ends as dL/dh0 */
         for (long j = nchk - 1; j >= 0; --j) {
             const long t0 = j * K, m = (t0 + K < L ? t0 + K : L) - t0;
             for (long c = c0; c < c1; ++c) {
@@ -169,8 +176,7 @@ void ssd_scan_fwd(const float *x, const float *dt, const float *A, const float *
                   long c1) {
     const long hp = h * p, heads_per_group = h / g;
     for (long bi = 0; bi < b; ++bi) {
-        float *s = hT + bi * hp * n;
-        for (long i = c0 * n; i < c1 * n; ++i) s[i] = h0 ? h0[bi * hp * n + i] : 0.0f;
+        float *s = start_row(hT, h0, bi, hp, n, c0, c1);
         for (long t = 0; t < L; ++t) {
             save_checkpoint(chk, s, bi, t, L, K, hp, n, c0, c1);
             const long row = bi * L + t;
@@ -209,8 +215,7 @@ void ssd_scan_bwd(const float *x, const float *dt, const float *A, const float *
     const long hp = h * p, heads_per_group = h / g, nchk = (L + K - 1) / K;
     float *hbuf = malloc(sizeof(float) * (size_t)((K + 1) * n));
     for (long bi = 0; bi < b; ++bi) {
-        float *gst = dh0 + bi * hp * n;  /* the running adjoint; ends as dL/dh0 */
-        for (long i = c0 * n; i < c1 * n; ++i) gst[i] = dhT ? dhT[bi * hp * n + i] : 0.0f;
+        float *gst = start_row(dh0, dhT, bi, hp, n, c0, c1);  /* ends as dL/dh0 */
         for (long j = nchk - 1; j >= 0; --j) {
             const long t0 = j * K, m = (t0 + K < L ? t0 + K : L) - t0;
             for (long c = c0; c < c1; ++c) {
@@ -448,33 +453,8 @@ class _FusedScan(torch.autograd.Function):
         )
 
 
-def _fused(kind: str, *inputs: Tensor | None) -> tuple[Tensor, Tensor]:
-    """The scan ``kind`` by the C kernels, through autograd when a gradient is needed."""
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
-        return _FusedScan.apply(kind, *inputs)
-    y, state, _, _ = _scan_forward(kind, inputs, keep_checkpoints=False)
-    return y, state
-
-
-def selective_scan_fused(
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None = None,
-    initial_state: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
-    """The selective scan by the C kernels: shapes as :func:`~mambakit.ssm.ops.selective_scan_ref`;
-    returns ``(y [B, L, D] float32, final_state [B, D, N] float32)``, differentiable in every
-    input (the backward is the C adjoint recurrence).
-
-    Inputs are made contiguous float32 CPU tensors (a copy only when they are not).
-    """
-    return _fused("selective_scan", u, delta, A, B, C, D, initial_state)
-
-
-def ssd_scan_fused(
+def fused_scan(
+    kind: str,
     x: Tensor,
     dt: Tensor,
     A: Tensor,
@@ -483,14 +463,26 @@ def ssd_scan_fused(
     D: Tensor | None = None,
     initial_state: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """The SSD scan (Mamba-2) by the C kernels: shapes as :func:`~mambakit.ssm.ops.ssd_scan_ref`;
-    returns ``(y [B, L, H, P] float32, final_state [B, H, P, N] float32)``, differentiable.
+    """The scan ``kind`` by the C kernels, differentiable in every input (through
+    :class:`_FusedScan` when a gradient is needed); returns ``(y, final_state)`` float32.
 
-    The same per-step recurrence as the Mamba-1 kernel with one ``exp`` per head and step
-    (the decay is a scalar per head), every channel of a head sharing its group's ``B_t``,
-    ``C_t``: ``h[c] = exp(dt A_h) h[c] + dt x_c B_t``, ``y_c = h[c] . C_t + D_h x_c``.
+    ``kind="selective_scan"``: arguments and shapes as
+    :func:`~mambakit.ssm.ops.selective_scan_ref` (``x`` = ``u`` ``[B, L, D]``, ``dt`` =
+    ``delta``), ``y`` ``[B, L, D]``, state ``[B, D, N]``. ``kind="ssd_scan"``: as
+    :func:`~mambakit.ssm.ops.ssd_scan_ref`, ``y`` ``[B, L, H, P]``, state ``[B, H, P, N]``;
+    the same per-step recurrence with one ``exp`` per head and step (the decay is a scalar
+    per head), every channel of a head sharing its group's ``B_t``, ``C_t``:
+    ``h[c] = exp(dt A_h) h[c] + dt x_c B_t``, ``y_c = h[c] . C_t + D_h x_c``.
+
+    Inputs are made contiguous float32 CPU tensors (a copy only when they are not).
     """
-    return _fused("ssd_scan", x, dt, A, B, C, D, initial_state)
+    if kind not in _SIZE_ARGS:
+        raise ValueError(f"unknown scan {kind!r}; choose one of {tuple(_SIZE_ARGS)}")
+    inputs = (x, dt, A, B, C, D, initial_state)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
+        return _FusedScan.apply(kind, *inputs)
+    y, state, _, _ = _scan_forward(kind, inputs, keep_checkpoints=False)
+    return y, state
 
 
 def _require() -> ctypes.CDLL:

@@ -642,7 +642,7 @@ def ssd_scan(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     fused = _cpu_kernel_for(backend, "ssd_scan", x, dt, A, B, C)
     if fused is not None:
-        y, final_state = fused.ssd_scan_fused(x, dt, A, B, C, D, initial_state)
+        y, final_state = fused.fused_scan("ssd_scan", x, dt, A, B, C, D, initial_state)
         y = y.to(x.dtype)
         return (y, final_state) if return_final_state else y
     if resolve_backend(backend, x, "ssd_scan") == "mamba_ssm":
@@ -868,7 +868,7 @@ def selective_scan(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     fused = _cpu_kernel_for(backend, "selective_scan", u, delta, A, B, C)
     if fused is not None:
-        y, final_state = fused.selective_scan_fused(u, delta, A, B, C, D, initial_state)
+        y, final_state = fused.fused_scan("selective_scan", u, delta, A, B, C, D, initial_state)
         y = y.to(u.dtype)
         return (y, final_state) if return_final_state else y
     if initial_state is None and resolve_backend(backend, u, "selective_scan") == "mamba_ssm":
