@@ -453,17 +453,9 @@ class _FusedScan(torch.autograd.Function):
         )
 
 
-def fused_scan(
-    kind: str,
-    x: Tensor,
-    dt: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None = None,
-    initial_state: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
-    """The scan ``kind`` by the C kernels, differentiable in every input (through
+def fused_scan(kind: str, *inputs: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The scan ``kind`` by the C kernels on ``inputs`` = ``(x, dt, A, B, C, D, initial_state)``
+    (``D`` and ``initial_state`` may be ``None``), differentiable in every input (through
     :class:`_FusedScan` when a gradient is needed); returns ``(y, final_state)`` float32.
 
     ``kind="selective_scan"``: arguments and shapes as
@@ -478,7 +470,8 @@ def fused_scan(
     """
     if kind not in _SIZE_ARGS:
         raise ValueError(f"unknown scan {kind!r}; choose one of {tuple(_SIZE_ARGS)}")
-    inputs = (x, dt, A, B, C, D, initial_state)
+    if len(inputs) != 7:
+        raise ValueError(f"fused_scan takes (x, dt, A, B, C, D, initial_state), got {len(inputs)}")
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
         return _FusedScan.apply(kind, *inputs)
     y, state, _, _ = _scan_forward(kind, inputs, keep_checkpoints=False)
