@@ -205,3 +205,22 @@ def _counting(fn_class, calls):
             return fn_class.apply(*args)
 
     return Counting
+
+
+def test_full_length_rows_of_a_group_take_turns(monkeypatch):
+    calls = []
+    real = bench_ssm.forward_fn
+
+    def spy(layer, x, *, backward):
+        run = real(layer, x, backward=backward)
+        return lambda: calls.append((layer.backend, x.shape[1])) or run()
+
+    monkeypatch.setattr(bench_ssm, "forward_fn", spy)
+    cases = [bench_ssm.BenchCase(impl, 64, 1500, True) for impl in ("mamba2", "mamba2_torch")]
+    rows = bench_ssm.run_cases(cases, warmup=1, repeats=2)
+    assert [r["impl"] for r in rows] == ["mamba2", "mamba2_torch"]
+    assert all(r["time_s"] > 0 for r in rows)
+    timed = [backend for backend, length in calls if length == 1500]
+    assert timed == ["auto", "torch", "auto", "torch"]  # interleaved, after short warm-ups
+    with pytest.raises(ValueError, match="one"):
+        bench_ssm.run_cases([cases[0], bench_ssm.BenchCase("mamba2", 64, 256, True)])

@@ -266,7 +266,7 @@ def case_flops(case: BenchCase) -> float:
 
 
 def _measure(
-    layer: torch.nn.Module,
+    layers: dict[str, torch.nn.Module],
     seqlen: int,
     d_model: int,
     backward: bool,
@@ -274,59 +274,68 @@ def _measure(
     warmup: int,
     repeats: int,
     device: torch.device,
-    full_warmup: bool = False,
-) -> tuple[float, int | None, float | None]:
-    """Median seconds, max peak-memory bytes of ``repeats`` calls on ``[1, seqlen, d]``, and
-    the seconds of the first full-length call when ``full_warmup`` (else ``None``).
+    compiled: Sequence[str] = (),
+) -> dict[str, tuple[float, int | None, float | None]]:
+    """For each of ``layers``: median seconds and max peak-memory bytes of ``repeats`` calls on
+    ``[1, seqlen, d]``, and the seconds of its first full-length call (``None`` unless it is
+    in ``compiled``). The layers take turns call by call, so that a busy machine slows all
+    of them alike and their ratios stay fair.
 
     Warm-up runs on a short prefix (at most 1,024 steps): it pays for lazy initialisation
-    and kernel selection without spending a full-length call. A compiled layer
-    (``full_warmup``) warms up at the full length instead, once: that call compiles the
-    graph the timed calls use, and its time is the compile cost reported. Each timed call
-    is wrapped in :func:`measure_peak_memory`, so memory costs no extra call.
+    and kernel selection without spending a full-length call. A layer in ``compiled`` runs
+    every call with the compile switch on and warms up at the full length instead, once:
+    that call compiles the graph the timed calls use, and its time is the compile cost
+    reported. Each timed call is wrapped in :func:`measure_peak_memory`, so memory costs
+    no extra call.
     """
     x = torch.randn(1, seqlen, d_model, device=device)
-    first = None
-    if full_warmup:
-        start = time.perf_counter()
-        forward_fn(layer, x, backward=backward)()
-        first = time.perf_counter() - start
-    else:
-        for _ in range(warmup):
-            forward_fn(layer, x[:, : min(seqlen, 1024)], backward=backward)()
-    run = forward_fn(layer, x, backward=backward)
-    times, peaks = [], []
 
-    def timed() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        run()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
+    def in_mode(name: str, run: Callable[[], None]) -> Callable[[], None]:
+        def switched() -> None:
+            with compile_mode(name in compiled):
+                run()
 
+        return switched
+
+    first: dict[str, float] = {}
+    runs = {}
+    for name, layer in layers.items():
+        if name in compiled:
+            first[name] = _seconds(in_mode(name, forward_fn(layer, x, backward=backward)), device)
+        else:
+            for _ in range(warmup):
+                forward_fn(layer, x[:, : min(seqlen, 1024)], backward=backward)()
+        runs[name] = in_mode(name, forward_fn(layer, x, backward=backward))
+    times: dict[str, list[float]] = {name: [] for name in layers}
+    peaks: dict[str, list[int]] = {name: [] for name in layers}
     for _ in range(repeats):
-        peaks.append(measure_peak_memory(timed, device))
-    known = [p for p in peaks if p is not None]
-    return statistics.median(times), (max(known) if known else None), first
+        for name, run in runs.items():
+
+            def timed(run: Callable[[], None] = run, name: str = name) -> None:
+                times[name].append(_seconds(run, device))
+
+            peak = measure_peak_memory(timed, device)
+            if peak is not None:
+                peaks[name].append(peak)
+    return {
+        name: (statistics.median(times[name]), max(peaks[name], default=None), first.get(name))
+        for name in layers
+    }
 
 
-def run_case(
-    case: BenchCase,
-    *,
-    warmup: int = 1,
-    repeats: int = 3,
-    naive_seqlen: int = 2048,
-    device: str | torch.device | None = None,
-    skip_reason: str | None = None,
-) -> dict[str, Any]:
-    """Measure one case; returns a result row (see :func:`run_ssm_bench` for the keys).
+def _seconds(run: Callable[[], None], device: torch.device) -> float:
+    """Wall seconds of ``run()``, CUDA-synchronised on both sides."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    run()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
 
-    With ``skip_reason`` nothing is run: the row keeps ``None`` values and says why.
-    """
-    dev = resolve_device(device)
-    row: dict[str, Any] = {
+
+def _empty_row(case: BenchCase) -> dict[str, Any]:
+    return {
         "impl": case.impl,
         "d_model": case.d_model,
         "seqlen": case.seqlen,
@@ -338,43 +347,85 @@ def run_case(
         "compile_s": None,
         "note": "",
     }
-    if skip_reason is not None:
-        row["note"] = f"skipped: {skip_reason}"
-        return row
-    try:
-        layer = build_layer(case.impl, case.d_model).to(dev)
-    except SkipImplementation as e:
-        row["note"] = f"skipped: {e}"
-        return row
-    row["params"] = sum(p.numel() for p in layer.parameters())
-    layer.train(case.backward)
+
+
+def _run_naive(case: BenchCase, layer: torch.nn.Module, row: dict[str, Any], **measure: Any):
+    """Time ``layer`` on its per-timestep reference scan at ``naive_seqlen`` steps and
+    extrapolate time and memory linearly to ``case.seqlen``, into ``row``."""
+    run_len = min(case.seqlen, measure.pop("naive_seqlen"))
+    with reference_scan(layer, case.impl) as calls:
+        ((seconds, peak, _),) = _measure(
+            {case.impl: layer}, run_len, case.d_model, case.backward, **measure
+        ).values()
+    if calls[0] == 0:
+        row["note"] = "skipped: the layer does not call its scan through mambakit.ssm.ops"
+        return
+    scale = case.seqlen / run_len
+    row["time_s"] = seconds * scale
+    row["peak_mem_mb"] = peak * scale / 2**20 if peak is not None else None
+    if scale != 1:
+        row["note"] = f"extrapolated x{scale:.1f} from L={run_len}"
+
+
+def run_cases(
+    cases: Sequence[BenchCase],
+    *,
+    warmup: int = 1,
+    repeats: int = 3,
+    naive_seqlen: int = 2048,
+    device: str | torch.device | None = None,
+    skip_reason: str | None = None,
+) -> list[dict[str, Any]]:
+    """Measure ``cases`` of one ``(d_model, seqlen, pass)``; returns their result rows in
+    order (see :func:`run_ssm_bench` for the keys).
+
+    The full-length implementations take turns call by call (:func:`_measure`); the naive
+    loops run alone on a prefix (:func:`_run_naive`). With ``skip_reason`` nothing is run:
+    the rows keep ``None`` values and say why.
+    """
+    dev = resolve_device(device)
+    if len({(c.d_model, c.seqlen, c.backward) for c in cases}) > 1:
+        raise ValueError("run_cases measures cases of one (d_model, seqlen, pass) together")
+    rows = {case.impl: _empty_row(case) for case in cases}
     measure = dict(warmup=warmup, repeats=repeats, device=dev)
-    if case.impl in _REFERENCE_SCANS:
-        run_len = min(case.seqlen, naive_seqlen)
-        with reference_scan(layer, case.impl) as calls:
-            seconds, peak, _ = _measure(layer, run_len, case.d_model, case.backward, **measure)
-        if calls[0] == 0:
-            row["note"] = "skipped: the layer does not call its scan through mambakit.ssm.ops"
-            return row
-        scale = case.seqlen / run_len
-        seconds *= scale
-        peak = int(peak * scale) if peak is not None else None
-        if scale != 1:
-            row["note"] = f"extrapolated x{scale:.1f} from L={run_len}"
-    else:
-        compiled = case.impl in COMPILED
-        with compile_mode(compiled):
-            seconds, peak, first = _measure(
-                layer, case.seqlen, case.d_model, case.backward, full_warmup=compiled, **measure
-            )
-        if first is not None:  # the first call compiled the graph, then ran it once
-            row["compile_s"] = max(0.0, first - seconds)
-        if _runs_cpu_kernel(case):
-            row["note"] = "fused C scan" + (" + C backward" if case.backward else "")
-            row["note"] += " (per-step recurrence FLOPs)"
-    row["time_s"] = seconds
-    row["peak_mem_mb"] = peak / 2**20 if peak is not None else None
-    return row
+    layers = {}
+    for case in cases:
+        row = rows[case.impl]
+        if skip_reason is not None:
+            row["note"] = f"skipped: {skip_reason}"
+            continue
+        try:
+            layer = build_layer(case.impl, case.d_model).to(dev)
+        except SkipImplementation as e:
+            row["note"] = f"skipped: {e}"
+            continue
+        row["params"] = sum(p.numel() for p in layer.parameters())
+        layer.train(case.backward)
+        if case.impl in _REFERENCE_SCANS:
+            _run_naive(case, layer, row, naive_seqlen=naive_seqlen, **measure)
+        else:
+            layers[case.impl] = layer
+    if layers:
+        case = cases[0]
+        compiled = [impl for impl in layers if impl in COMPILED]
+        measured = _measure(
+            layers, case.seqlen, case.d_model, case.backward, compiled=compiled, **measure
+        )
+        for impl, (seconds, peak, first) in measured.items():
+            row = rows[impl]
+            row["time_s"] = seconds
+            row["peak_mem_mb"] = peak / 2**20 if peak is not None else None
+            if first is not None:  # the first call compiled the graph, then ran it once
+                row["compile_s"] = max(0.0, first - seconds)
+            if _runs_cpu_kernel(BenchCase(impl, case.d_model, case.seqlen, case.backward)):
+                row["note"] = "fused C scan" + (" + C backward" if case.backward else "")
+                row["note"] += " (per-step recurrence FLOPs)"
+    return list(rows.values())
+
+
+def run_case(case: BenchCase, **kwargs: Any) -> dict[str, Any]:
+    """One case alone: :func:`run_cases` of ``[case]``."""
+    return run_cases([case], **kwargs)[0]
 
 
 def _add_derived_columns(rows: list[dict[str, Any]], roofline_gflops: float) -> None:
@@ -643,18 +694,23 @@ def run_ssm_bench(
         if json_path is not None:
             write_json(json_path, result)
 
-    bar = tqdm(cases, desc="bench ssm", unit="case", disable=not progress)
-    for case in bar:
-        bar.set_postfix_str(f"{case.impl} d={case.d_model} L={case.seqlen} {case.mode}")
+    groups: dict[tuple[int, int, bool], list[BenchCase]] = {}
+    for case in cases:
+        groups.setdefault((case.d_model, case.seqlen, case.backward), []).append(case)
+    bar = tqdm(groups.values(), desc="bench ssm", unit="group", disable=not progress)
+    for group in bar:
+        bar.set_postfix_str(f"d={group[0].d_model} L={group[0].seqlen} {group[0].mode}")
         seed_everything(seed)
-        skipped = quick and (case.impl, case.backward) in QUICK_SKIPS
-        if skipped and case.seqlen > QUICK_SKIP_ABOVE:
-            row = run_case(case, device=dev, skip_reason="--quick (too slow here; full run)")
-        else:
-            row = run_case(
-                case, warmup=warmup, repeats=repeats, naive_seqlen=naive_seqlen, device=dev
-            )
-        result["rows"].append(row)
+        skipped = [
+            c
+            for c in group
+            if quick and (c.impl, c.backward) in QUICK_SKIPS and c.seqlen > QUICK_SKIP_ABOVE
+        ]
+        run = [c for c in group if c not in skipped]
+        rows = run_cases(run, warmup=warmup, repeats=repeats, naive_seqlen=naive_seqlen, device=dev)
+        rows += run_cases(skipped, device=dev, skip_reason="--quick (too slow here; full run)")
+        order = [c.impl for c in group]
+        result["rows"] += sorted(rows, key=lambda r: order.index(r["impl"]))
         _add_derived_columns(result["rows"], roofline)
         save()  # save as we go: an interrupted run keeps its rows
     for mlp_ratio in (0.0,) if quick else (0.0, 4.0):
