@@ -14,10 +14,12 @@ Two linear recurrences are implemented here:
       h_t = exp(dt_t * A) * h_{t-1} + dt_t * B_t * u_t        h_t: [d_inner, d_state]
       y_t = h_t C_t + D * u_t
 
-``*_ref`` are per-timestep Python loops (ground truth in tests). The fast paths are
-pure PyTorch and chunked; on CUDA, ``backend="auto"`` uses ``mamba_ssm``'s Triton/CUDA
-kernels when that package is importable. ``mamba_ssm`` is imported lazily, never at
-module import.
+``*_ref`` are per-timestep Python loops (ground truth in tests). On CPU,
+``backend="auto"`` runs fused C recurrences with an exact C backward
+(:mod:`mambakit.ssm.cpu_kernel`), for inference and training; the ``"torch"`` paths are
+pure PyTorch and chunked (what ``torch.compile`` traces, and the fallback without a C
+compiler); on CUDA, ``"auto"`` uses ``mamba_ssm``'s Triton/CUDA kernels when that package
+is importable. ``mamba_ssm`` is imported lazily, never at module import.
 """
 
 from __future__ import annotations
@@ -634,8 +636,8 @@ def ssd_scan(
     Cost is O(L * Q) per head for chunk size Q, memory O(L * Q) for the [Q, Q] blocks. dt,
     A and the cumulative log-decays are kept in float32 whatever the input dtype. The
     ``mamba_ssm`` backend calls ``mamba_chunk_scan_combined``; ``"cpu_kernel"`` (and
-    ``"auto"`` on CPU when no gradient is needed) the fused C recurrence of
-    :mod:`mambakit.ssm.cpu_kernel`.
+    ``"auto"`` on CPU unless ``torch.compile`` is tracing) the fused C recurrence of
+    :mod:`mambakit.ssm.cpu_kernel`, differentiable through its C backward.
     """
     _check_ssd_shapes(x, dt, A, B, C)
     if chunk_size < 1:
@@ -854,8 +856,9 @@ def selective_scan(
     """Fast Mamba-1 selective scan; same arguments and results as :func:`selective_scan_ref`.
 
     Backends: ``"cpu_kernel"`` is a fused C loop (:mod:`mambakit.ssm.cpu_kernel`, built on
-    first use, forward only); ``"auto"`` uses it on CPU whenever no gradient is needed
-    (inference), ``mamba_ssm`` on CUDA when installed, and otherwise the torch path below.
+    first use, with an exact C backward); ``"auto"`` uses it on CPU (inference and
+    training, unless ``torch.compile`` is tracing), ``mamba_ssm`` on CUDA when installed,
+    and otherwise the torch path below.
 
     The torch path is chunked and vectorised over blocks of chunks (see
     ``_selective_scan_chunked``; several times faster than the per-step loop, forward and
