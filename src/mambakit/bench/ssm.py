@@ -552,6 +552,8 @@ def format_ssm_table(result: dict[str, Any]) -> str:
         f"matmul roofline: {result['roofline_gflops']:.1f} GFLOP/s (fp32, measured); "
         "speed-up vs HF = time of transformers' Mamba2Mixer / time of the row"
     )
+    if result.get("note"):  # e.g. the machine's load during the run
+        head += f"\n\nnote: {result['note']}"
     table = head + "\n\n" + markdown_table(result["rows"], TABLE_COLUMNS)
     inference = result.get("end_to_end", {}).get("inference")
     if inference:
