@@ -79,11 +79,13 @@ def test_mamba2_rows_carry_the_analytic_flops_of_the_algorithm_run(tiny_result):
     rows = {(r["impl"], r["mode"]): r for r in tiny_result[0]["rows"]}
     fwd = mamba2_flops(256, 64, **bench_ssm.MAMBA2_KWARGS)["total"] / 1e9
     assert rows[("mamba2_torch", "fwd")]["gflop"] == pytest.approx(fwd)
-    assert rows[("mamba2", "fwd+bwd")]["gflop"] == pytest.approx(3 * fwd)
-    # inference runs the fused C kernel, a per-step recurrence, where it can be built
+    assert rows[("mamba2_torch", "fwd+bwd")]["gflop"] == pytest.approx(3 * fwd)
+    # the shipped layer runs the fused C kernel, a per-step recurrence, forward and backward,
+    # where it can be built
     scan = "recurrent" if cpu_kernel.available() else "chunked"
     fwd_shipped = mamba2_flops(256, 64, **bench_ssm.MAMBA2_KWARGS, scan=scan)["total"] / 1e9
     assert rows[("mamba2", "fwd")]["gflop"] == pytest.approx(fwd_shipped)
+    assert rows[("mamba2", "fwd+bwd")]["gflop"] == pytest.approx(3 * fwd_shipped)
 
 
 def test_compiled_rows_report_their_compile_time(monkeypatch):
@@ -184,3 +186,56 @@ def test_scan_backend_switch_reaches_every_ssm_layer():
     bench_ssm._set_scan_backend(model, "torch")
     backends = [m.backend for m in model.modules() if hasattr(m, "backend")]
     assert len(backends) == 3 and set(backends) == {"torch"}  # layer 3 is attention
+
+
+def test_drums_training_compares_the_torch_scans_with_the_c_scans(monkeypatch):
+    from mambakit.ssm import cpu_kernel
+
+    backends = []
+    real = bench_ssm._set_scan_backend
+    monkeypatch.setattr(
+        bench_ssm, "_set_scan_backend", lambda m, b: backends.append(b) or real(m, b)
+    )
+    drums = bench_ssm.measure_drums_training(batch=1, repeats=1, seconds=0.02)
+    assert backends == ["torch", "auto"]  # one copy per path, compiled only when asked
+    assert set(drums["step_s"]) == {"torch", "auto"}
+    for name, seconds in drums["step_s"].items():
+        assert drums["steps_per_min"][name] == pytest.approx(60.0 / seconds)
+    assert drums["speedup"] == pytest.approx(drums["step_s"]["torch"] / drums["step_s"]["auto"])
+    line = bench_ssm._drums_training_line(drums)
+    assert f"{drums['steps_per_min']['auto']:.1f} on the C scans" in line
+    assert "compiled" not in line
+    if cpu_kernel.available():
+        calls = []
+        monkeypatch.setattr(cpu_kernel, "_FusedScan", _counting(cpu_kernel._FusedScan, calls))
+        bench_ssm.measure_drums_training(batch=1, repeats=1, seconds=0.02)
+        assert calls  # the shipped path trains through the C backward
+
+
+def _counting(fn_class, calls):
+    class Counting(fn_class):
+        @classmethod
+        def apply(cls, *args):
+            calls.append(args[0])
+            return fn_class.apply(*args)
+
+    return Counting
+
+
+def test_full_length_rows_of_a_group_take_turns(monkeypatch):
+    calls = []
+    real = bench_ssm.forward_fn
+
+    def spy(layer, x, *, backward):
+        run = real(layer, x, backward=backward)
+        return lambda: calls.append((layer.backend, x.shape[1])) or run()
+
+    monkeypatch.setattr(bench_ssm, "forward_fn", spy)
+    cases = [bench_ssm.BenchCase(impl, 64, 1500, True) for impl in ("mamba2", "mamba2_torch")]
+    rows = bench_ssm.run_cases(cases, warmup=1, repeats=2)
+    assert [r["impl"] for r in rows] == ["mamba2", "mamba2_torch"]
+    assert all(r["time_s"] > 0 for r in rows)
+    timed = [backend for backend, length in calls if length == 1500]
+    assert timed == ["auto", "torch", "auto", "torch"]  # interleaved, after short warm-ups
+    with pytest.raises(ValueError, match="one"):
+        bench_ssm.run_cases([cases[0], bench_ssm.BenchCase("mamba2", 64, 256, True)])

@@ -6,9 +6,12 @@ linear interpolation of the parser tokens still left +28 dB through the head's
 nonlinearity. These tests fail if either comes back.
 """
 
+import math
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mambakit.drums.config import DrumConfig
 from mambakit.drums.model import DrumDiffusionModel, smooth_downsample, smooth_upsample
@@ -66,3 +69,26 @@ def test_a_fresh_model_prints_no_lines_at_the_token_rate(note):
     # real one-shots: 0 +- 3 dB; the patch decoder: +48 dB; a smooth decoder behind a
     # strided encoder: +4 dB on the high notes
     assert np.median(combs) < 2.0
+
+
+@pytest.mark.parametrize("factor,n", [(8, 101), (64, 700), (2, 5)])
+def test_smooth_downsample_is_the_strided_gaussian_convolution(factor, n):
+    # the reference: one conv1d with the (2R + 1) * factor Gaussian taps, stride factor,
+    # normalised by the same convolution of ones (the weights inside the clip)
+    gen = torch.Generator().manual_seed(factor)
+    x = torch.randn(2, 3, n, generator=gen, dtype=torch.float64, requires_grad=True)
+    n_tok, sigma = -(-n // factor), float(factor)
+    reach = int(math.ceil(3 * sigma / factor)) + 1
+    offsets = torch.arange((2 * reach + 1) * factor, dtype=torch.float64)
+    taps = torch.exp(-0.5 * ((offsets - (2 * reach + 1) * factor / 2 + 0.5) / sigma) ** 2)
+    pad = (reach * factor, reach * factor + n_tok * factor - n)
+
+    def pool(y):
+        return F.conv1d(F.pad(y, pad), taps.view(1, 1, -1), stride=factor)
+
+    ref = pool(x.reshape(6, 1, n)).reshape(2, 3, n_tok) / pool(torch.ones_like(x[:1, :1]))
+    out = smooth_downsample(x, factor)
+    torch.testing.assert_close(out, ref)
+    w = torch.randn(out.shape, generator=gen, dtype=torch.float64)
+    grad, grad_ref = (torch.autograd.grad((t * w).sum(), x)[0] for t in (out, ref))
+    torch.testing.assert_close(grad, grad_ref)

@@ -132,55 +132,105 @@ def test_selective_scan_mamba_ssm_parity_cuda():
     torch.testing.assert_close(s_k.float(), s_t, atol=2e-3, rtol=2e-3)
 
 
-def test_cpu_kernel_matches_reference_and_auto_uses_it_only_without_grad(monkeypatch):
+def _kernel():
     from mambakit.ssm import cpu_kernel
 
     if not cpu_kernel.available():
         pytest.skip(f"no C kernel here: {cpu_kernel.unavailable_reason()}")
-    u, delta, A, B, C, D, h0 = (t.detach() for t in _selective_inputs(length=45, dt_scale=3.0))
-    y, s = selective_scan(u, delta, A, B, C, D, h0, True, backend="cpu_kernel")
-    y_ref, s_ref = selective_scan_ref(u, delta, A, B, C, D, h0, True)
-    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(s, s_ref, atol=1e-5, rtol=1e-5)
+    return cpu_kernel
+
+
+def _values_and_grads(scan, inputs):
+    """``(y, final_state, *gradients of every input)`` of a random linear loss."""
+    y, s = scan(*inputs)
+    gen = torch.Generator().manual_seed(1)
+    w_y, w_s = torch.randn(y.shape, generator=gen), torch.randn(s.shape, generator=gen)
+    inputs = [t for t in inputs if t is not None]
+    return (y, s, *torch.autograd.grad((y * w_y).sum() + (s * w_s).sum(), inputs))
+
+
+# (length, groups, threads, checkpoint steps): several chunks of checkpoints with a short
+# last one; uneven channel ranges over 3 threads; one step.
+SSD_ARGS = ["x", "dt", "A", "B", "C", "D", "h0"]
+SELECTIVE_ARGS = ["u", "delta", "A", "B", "C", "D", "h0"]
+KERNEL_CASES = [(130, 2, 1, 64), (37, 1, 3, 5), (1, 4, 1, 64), (20, 4, 3, 64)]
+
+
+@pytest.mark.parametrize("length,groups,threads,checkpoint", KERNEL_CASES)
+def test_ssd_cpu_kernel_values_and_grads_match_reference(
+    monkeypatch, length, groups, threads, checkpoint
+):
+    cpu_kernel = _kernel()
+    monkeypatch.setattr(cpu_kernel, "_MIN_PARALLEL_UPDATES", 0)
+    monkeypatch.setattr(cpu_kernel, "_CHECKPOINT_STEPS", checkpoint)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    inputs = _ssd_inputs(length=length, h=4, p=8, g=groups, n=16)  # 32 channels
+
+    def fast(x, dt, A, B, C, D, h0):
+        return ssd_scan(x, dt, A, B, C, D, 8, h0, True, backend="cpu_kernel")
+
+    def ref(x, dt, A, B, C, D, h0):
+        return ssd_scan_ref(x, dt, A, B, C, D, h0, return_final_state=True)
+
+    got, want = _values_and_grads(fast, inputs), _values_and_grads(ref, inputs)
+    for name, g, w in zip(["y", "state", *SSD_ARGS], got, want, strict=True):
+        torch.testing.assert_close(g, w, atol=1e-4, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("length,groups,threads,checkpoint", KERNEL_CASES)
+def test_selective_cpu_kernel_values_and_grads_match_reference(
+    monkeypatch, length, groups, threads, checkpoint
+):
+    cpu_kernel = _kernel()
+    monkeypatch.setattr(cpu_kernel, "_MIN_PARALLEL_UPDATES", 0)
+    monkeypatch.setattr(cpu_kernel, "_CHECKPOINT_STEPS", checkpoint)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    # 30 channels (3 uneven ranges), decays of up to ~15 nats per step
+    inputs = _selective_inputs(length=length, d=30, n=4 * groups, dt_scale=3.0)
+
+    def fast(*args):
+        return selective_scan(*args, True, backend="cpu_kernel")
+
+    def ref(*args):
+        return selective_scan_ref(*args, True)
+
+    got, want = _values_and_grads(fast, inputs), _values_and_grads(ref, inputs)
+    for name, g, w in zip(["y", "state", *SELECTIVE_ARGS], got, want, strict=True):
+        torch.testing.assert_close(g, w, atol=1e-4, rtol=1e-4, msg=name)
+
+
+def test_auto_runs_the_cpu_kernels_for_training_and_inference_but_not_when_tracing(monkeypatch):
+    cpu_kernel = _kernel()
     calls = []
-    real = cpu_kernel.selective_scan_fused
-    monkeypatch.setattr(cpu_kernel, "selective_scan_fused", lambda *a: calls.append(1) or real(*a))
-    selective_scan(u, delta, A, B, C, D)  # inference: the kernel
-    selective_scan(u.requires_grad_(), delta, A, B, C, D)  # needs a gradient: torch path
-    assert calls == [1]
+    real = cpu_kernel.fused_scan
+    monkeypatch.setattr(
+        cpu_kernel, "fused_scan", lambda kind, *a: calls.append(kind) or real(kind, *a)
+    )
+    u, delta, A, B, C, _, _ = _selective_inputs(length=23)
+    x, dt, A2, B2, C2, _, _ = _ssd_inputs(length=23)
+    with torch.no_grad():
+        selective_scan(u, delta, A, B, C)
+    # no D and no initial state, a gradient for some inputs only: the C backward
+    for scan, ref, inputs in [
+        (selective_scan, selective_scan_ref, (u, delta.detach(), A, B, C)),
+        (ssd_scan, ssd_scan_ref, (x, dt, A2.detach(), B2, C2)),
+    ]:
+        y, y_ref = scan(*inputs), ref(*inputs)
+        torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
+        wanted = [t for t in inputs if t.requires_grad]
+        grads = torch.autograd.grad(y.square().sum(), wanted)
+        for g, g_ref in zip(grads, torch.autograd.grad(y_ref.square().sum(), wanted), strict=True):
+            torch.testing.assert_close(g, g_ref, atol=1e-4, rtol=1e-4)
+    assert calls == ["selective_scan", "selective_scan", "ssd_scan"]
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    selective_scan(u, delta, A, B, C)  # traced by torch.compile: the torch path
+    assert len(calls) == 3
 
 
-@pytest.mark.parametrize("length,groups", [(37, 2), (1, 1), (20, 4)])
-def test_ssd_cpu_kernel_matches_reference(length, groups):
-    from mambakit.ssm import cpu_kernel
-
-    if not cpu_kernel.available():
-        pytest.skip(f"no C kernel here: {cpu_kernel.unavailable_reason()}")
-    x, dt, A, B, C, D, h0 = (t.detach() for t in _ssd_inputs(length=length, g=groups))
-    y, s = ssd_scan(x, dt, A, B, C, D, 8, h0, True, backend="cpu_kernel")
-    y_ref, s_ref = ssd_scan_ref(x, dt, A, B, C, D, h0, return_final_state=True)
-    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(s, s_ref, atol=1e-5, rtol=1e-5)
+def test_ssd_cpu_kernel_copies_strided_inputs():
+    _kernel()
+    x, dt, A, B, C, _, _ = (t.detach() for t in _ssd_inputs(length=20))
     y_auto = ssd_scan(x[:, :, :, 1:5], dt, A, B, C)  # strided input: auto copies and runs it
     torch.testing.assert_close(
         y_auto, ssd_scan_ref(x[:, :, :, 1:5], dt, A, B, C), atol=1e-5, rtol=1e-5
     )
-
-
-def test_cpu_kernels_split_channels_over_threads_exactly(monkeypatch):
-    from mambakit.ssm import cpu_kernel
-
-    if not cpu_kernel.available():
-        pytest.skip(f"no C kernel here: {cpu_kernel.unavailable_reason()}")
-    monkeypatch.setattr(cpu_kernel, "_MIN_PARALLEL_UPDATES", 0)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)  # 3 uneven channel ranges
-    x, dt, A, B, C, D, h0 = (t.detach() for t in _ssd_inputs(length=19, h=4, p=8, g=2))
-    y, s = cpu_kernel.ssd_scan_fused(x, dt, A, B, C, D, h0)
-    y_ref, s_ref = ssd_scan_ref(x, dt, A, B, C, D, h0, return_final_state=True)
-    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(s, s_ref, atol=1e-5, rtol=1e-5)
-    u, delta, A1, B1, C1, D1, h1 = (t.detach() for t in _selective_inputs(d=30))
-    y, s = cpu_kernel.selective_scan_fused(u, delta, A1, B1, C1, D1, h1)
-    y_ref, s_ref = selective_scan_ref(u, delta, A1, B1, C1, D1, h1, True)
-    torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(s, s_ref, atol=1e-5, rtol=1e-5)

@@ -126,7 +126,9 @@ def smooth_upsample(tokens: Tensor, factor: int, n: int, width: float = 1.0) -> 
 
     def spread(x: Tensor) -> Tensor:  # [..., N] -> [..., N * factor]
         windows = F.pad(x, (reach, reach)).unfold(-1, 2 * reach + 1, 1)  # [..., N, 2R + 1]
-        return (windows @ weights).flatten(-2)
+        # one [M * N, 2R + 1] @ [2R + 1, factor] matmul: a batched matmul on the overlapping
+        # windows view broadcasts the weights instead, several times slower in training
+        return (windows.reshape(-1, 2 * reach + 1) @ weights).view(*x.shape[:-1], -1)
 
     total = spread(torch.ones_like(tokens[:1, :1]))  # [1, 1, N * factor], summed weights
     return (spread(tokens) / total)[..., :n]
@@ -144,19 +146,29 @@ def smooth_downsample(x: Tensor, factor: int, width: float = 1.0) -> Tensor:
     """
     if factor == 1:
         return x
-    b, c, n = x.shape
+    n = x.shape[-1]
     n_tok = -(-n // factor)
     sigma = width * factor
     reach = int(math.ceil(3 * sigma / factor)) + 1
     offsets = torch.arange((2 * reach + 1) * factor, device=x.device, dtype=x.dtype)
     kernel = torch.exp(-0.5 * ((offsets - (2 * reach + 1) * factor / 2 + 0.5) / sigma) ** 2)
+    taps = kernel.view(2 * reach + 1, factor).t()  # [factor, 2R + 1]: tap q * factor + r
     pad = (reach * factor, reach * factor + n_tok * factor - n)
 
-    def pool(y: Tensor) -> Tensor:  # [M, 1, n] -> [M, 1, n_tok]
-        return F.conv1d(F.pad(y, pad), kernel.view(1, 1, -1), stride=factor)
+    def pool(y: Tensor) -> Tensor:  # [..., n] -> [..., n_tok]
+        # The strided convolution with the (2R + 1) * factor taps, written as one matmul of
+        # the padded signal's blocks of `factor` samples with the taps of each of the 2R + 1
+        # blocks a window spans, then a sum along the diagonals (token i reads block i + q
+        # with taps q): several times faster than conv1d's backward pass here.
+        blocks = F.pad(y, pad).unflatten(-1, (n_tok + 2 * reach, factor))
+        partial = blocks @ taps  # [..., n_tok + 2R, 2R + 1]
+        out = partial[..., :n_tok, 0]
+        for q in range(1, 2 * reach + 1):
+            out = out + partial[..., q : q + n_tok, q]
+        return out
 
-    total = pool(torch.ones(1, 1, n, device=x.device, dtype=x.dtype))
-    return (pool(x.reshape(b * c, 1, n)) / total).reshape(b, c, n_tok)
+    total = pool(torch.ones(n, device=x.device, dtype=x.dtype))  # [n_tok], summed weights
+    return pool(x) / total
 
 
 class FiLM(nn.Module):

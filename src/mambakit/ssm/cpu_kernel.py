@@ -1,18 +1,26 @@
-"""Fused C kernels for the scan forwards (Mamba-1 and Mamba-2) on CPU, built on first use.
+"""Fused C kernels for the scans (Mamba-1 and Mamba-2) on CPU, forward and backward, built on
+first use.
 
 The chunked PyTorch scan (``mambakit.ssm.ops._selective_scan_chunked``) makes several
 passes over ``[L, d_inner, d_state]`` tensors; the recurrence itself only needs the
-``[d_inner, d_state]`` state, a few KB that stay in the L1 cache. This kernel runs the
+``[d_inner, d_state]`` state, a few KB that stay in the L1 cache. These kernels run the
 per-step recurrence of :func:`~mambakit.ssm.ops.selective_scan_ref` exactly, in one pass::
 
     h[c, k] = exp(dt[t, c] * A[c, k]) * h[c, k] + dt[t, c] * u[t, c] * B[t, k]
     y[t, c] = sum_k h[c, k] * C[t, k] + D[c] * u[t, c]
 
 with the ``d_state`` loop vectorised (``#pragma omp simd``, glibc's vector ``expf``, within a
-few ulp of the scalar one),
-channels split between threads (each thread owns a channel range for the whole sequence,
-so there is no synchronisation per step). Forward only: it serves inference (no autograd);
-training keeps the chunked path, whose backward is autograd's.
+few ulp of the scalar one), channels split between threads (each thread owns a channel
+range for the whole sequence and every batch row, so there is no synchronisation per step).
+
+Training (:class:`_FusedScan`, used whenever a gradient is needed): the forward also keeps
+the state entering every ``K = 64``-th step; the backward walks the chunks of ``K`` steps
+from the end, recomputes each chunk's states from its checkpoint (a few KB per channel,
+in L1) and runs the adjoint recurrence of the scan backwards,
+``g_t = C_t dy_t + a_{t+1} g_{t+1}`` (``g = dL/dh``, ``a_t = exp(dt_t A)``), accumulating
+``dx, ddt, dA, dB, dC, dD`` and ``dL/dh0``: exact reverse-mode, O(L / K) saved states.
+Sums over channels (``dB``, ``dC``; for SSD also ``ddt``, ``dA``, ``dD``) go to one
+buffer per thread, added up after the call.
 
 It is plain C (no PyTorch headers), compiled once with the system C compiler into
 ``~/.cache/mambakit/kernels`` (about a second) and loaded with :mod:`ctypes`, which
@@ -32,78 +40,228 @@ import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
-__all__ = ["available", "selective_scan_fused", "ssd_scan_fused", "unavailable_reason"]
+__all__ = ["available", "fused_scan", "unavailable_reason"]
 
 logger = logging.getLogger(__name__)
 
 _SOURCE = r"""
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
-/* Channels [c0, c1) of batch row `bi`; every array is contiguous float32:
-   u, delta, y [b, L, d]; A [d, n]; B, C [b, L, n]; D [d] or NULL; h0, hT [b, d, n]
-   (h0 may be NULL: zero state). hT holds the running state. */
-void selective_scan_fwd(const float *u, const float *delta, const float *A, const float *B,
-                        const float *C, const float *D, const float *h0, float *y, float *hT,
-                        long bi, long L, long d, long n, long c0, long c1) {
-    float *s = hT + bi * d * n;
-    for (long i = c0 * n; i < c1 * n; ++i) s[i] = h0 ? h0[bi * d * n + i] : 0.0f;
-    for (long t = 0; t < L; ++t) {
-        const long row = bi * L + t;
-        const float *ut = u + row * d, *dtt = delta + row * d;
-        const float *Bt = B + row * n, *Ct = C + row * n;
-        float *yt = y + row * d;
-        for (long c = c0; c < c1; ++c) {
-            const float dtc = dtt[c], xc = dtc * ut[c];
-            const float *Ac = A + c * n;
-            float *sc = s + c * n;
-            float acc = 0.0f;
-            #pragma omp simd reduction(+:acc)
-            for (long k = 0; k < n; ++k) {
-                const float v = expf(dtc * Ac[k]) * sc[k] + xc * Bt[k];
-                sc[k] = v;
-                acc += v * Ct[k];
-            }
-            yt[c] = D ? acc + D[c] * ut[c] : acc;
-        }
+/* Every array is contiguous float32. Each function runs channels [c0, c1) of every batch
+   row, so that calls on disjoint channel ranges never write the same element, except the
+   reductions over channels, which go to the caller's per-range partial buffers.
+   chk (may be NULL) [b, ceil(L / K), channels, n]: the state entering every K-th step. */
+
+/* Row bi of out [b, channels, n] on channels [c0, c1), set to row bi of init (zeros when
+   init is NULL): the starting state of a forward, or the starting adjoint of a backward. */
+static float *start_row(float *out, const float *init, long bi, long channels, long n,
+                        long c0, long c1) {
+    float *row = out + bi * channels * n;
+    for (long i = c0 * n; i < c1 * n; ++i) row[i] = init ? init[bi * channels * n + i] : 0.0f;
+    return row;
+}
+
+static void save_checkpoint(float *chk, const float *s, long bi, long t, long L, long K,
+                            long channels, long n, long c0, long c1) {
+    if (chk && t % K == 0) {
+        const long nchk = (L + K - 1) / K;
+        memcpy(chk + ((bi * nchk + t / K) * channels + c0) * n, s + c0 * n,
+               (size_t)((c1 - c0) * n) * sizeof(float));
     }
 }
 
-/* SSD (Mamba-2): scalar decay per head. Channels [c0, c1) of the h * p channels of batch row
-   `bi` (channel c is head c / p); x, y [b, L, h * p]; dt [b, L, h]; A, D [h] (D may be NULL);
-   B, C [b, L, g, n] with head hh reading group hh / (h / g); h0, hT [b, h * p, n]. */
-void ssd_scan_fwd(const float *x, const float *dt, const float *A, const float *B,
-                  const float *C, const float *D, const float *h0, float *y, float *hT,
-                  long bi, long L, long h, long p, long g, long n, long c0, long c1) {
-    const long hp = h * p, heads_per_group = h / g;
-    float *s = hT + bi * hp * n;
-    for (long i = c0 * n; i < c1 * n; ++i) s[i] = h0 ? h0[bi * hp * n + i] : 0.0f;
-    for (long t = 0; t < L; ++t) {
-        const long row = bi * L + t;
-        const float *xt = x + row * hp, *dtt = dt + row * h;
-        float *yt = y + row * hp;
-        for (long c = c0; c < c1;) {
-            const long hh = c / p, end = (hh + 1) * p < c1 ? (hh + 1) * p : c1;
-            const float step = dtt[hh], decay = expf(step * A[hh]);
-            const long gi = hh / heads_per_group;
-            const float *Bt = B + (row * g + gi) * n, *Ct = C + (row * g + gi) * n;
-            for (; c < end; ++c) {
-                const float xc = step * xt[c];
+/* Mamba-1. u, delta, y [b, L, d]; A [d, n]; B, C [b, L, n]; D [d] or NULL;
+   h0 (may be NULL: zero state), hT [b, d, n]; hT holds the running state. */
+void selective_scan_fwd(const float *u, const float *delta, const float *A, const float *B,
+                        const float *C, const float *D, const float *h0, float *y, float *hT,
+                        float *chk, long b, long L, long d, long n, long K, long c0, long c1) {
+    for (long bi = 0; bi < b; ++bi) {
+        float *s = start_row(hT, h0, bi, d, n, c0, c1);
+        for (long t = 0; t < L; ++t) {
+            save_checkpoint(chk, s, bi, t, L, K, d, n, c0, c1);
+            const long row = bi * L + t;
+            const float *ut = u + row * d, *dtt = delta + row * d;
+            const float *Bt = B + row * n, *Ct = C + row * n;
+            float *yt = y + row * d;
+            for (long c = c0; c < c1; ++c) {
+                const float dtc = dtt[c], xc = dtc * ut[c];
+                const float *Ac = A + c * n;
                 float *sc = s + c * n;
                 float acc = 0.0f;
                 #pragma omp simd reduction(+:acc)
                 for (long k = 0; k < n; ++k) {
-                    const float v = decay * sc[k] + xc * Bt[k];
+                    const float v = expf(dtc * Ac[k]) * sc[k] + xc * Bt[k];
                     sc[k] = v;
                     acc += v * Ct[k];
                 }
-                yt[c] = D ? acc + D[hh] * xt[c] : acc;
+                yt[c] = D ? acc + D[c] * ut[c] : acc;
             }
         }
     }
+}
+
+/* Reverse mode of selective_scan_fwd from its checkpoints. dy [b, L, d]; dhT [b, d, n] or
+   NULL. Written: du, ddelta [b, L, d] and dh0 [b, d, n] on channels [c0, c1). Accumulated
+   (the caller zeroes them): dA [d, n], dD [d] on [c0, c1), and this range's partials
+   dB, dC [b, L, n]. Per chunk of K steps and channel, the states are recomputed from the
+   checkpoint, then the adjoint g = dL/dh runs backwards:
+   g_t = C_t dy_t + a_{t+1} g_{t+1}, a_t = exp(dt_t A). */
+void selective_scan_bwd(const float *u, const float *delta, const float *A, const float *B,
+                        const float *C, const float *D, const float *chk, const float *dy,
+                        const float *dhT, float *du, float *ddelta, float *dA, float *dB,
+                        float *dC, float *dD, float *dh0, long b, long L, long d, long n,
+                        long K, long c0, long c1) {
+    const long nchk = (L + K - 1) / K;
+    float *hbuf = malloc(sizeof(float) * (size_t)((K + 1) * n));
+    for (long bi = 0; bi < b; ++bi) {
+        float *g = start_row(dh0, dhT, bi, d, n, c0, c1);  /* the adjoint; ends as dL/dh0 */
+        for (long j = nchk - 1; j >= 0; --j) {
+            const long t0 = j * K, m = (t0 + K < L ? t0 + K : L) - t0;
+            for (long c = c0; c < c1; ++c) {
+                const float *Ac = A + c * n;
+                float *gc = g + c * n, *dAc = dA + c * n;
+                memcpy(hbuf, chk + ((bi * nchk + j) * d + c) * n, sizeof(float) * (size_t)n);
+                for (long i = 0; i < m; ++i) {
+                    const long row = bi * L + t0 + i;
+                    const float dtc = delta[row * d + c], xc = dtc * u[row * d + c];
+                    const float *Bt = B + row * n, *prev = hbuf + i * n;
+                    float *next = hbuf + (i + 1) * n;
+                    #pragma omp simd
+                    for (long k = 0; k < n; ++k) next[k] = expf(dtc * Ac[k]) * prev[k] + xc * Bt[k];
+                }
+                for (long i = m - 1; i >= 0; --i) {
+                    const long row = bi * L + t0 + i;
+                    const float dtc = delta[row * d + c], uc = u[row * d + c];
+                    const float xc = dtc * uc, dyc = dy[row * d + c];
+                    const float *Bt = B + row * n, *Ct = C + row * n;
+                    const float *prev = hbuf + i * n, *cur = hbuf + (i + 1) * n;
+                    float *dBt = dB + row * n, *dCt = dC + row * n;
+                    float dxc = 0.0f, ddt = 0.0f;
+                    #pragma omp simd reduction(+:dxc, ddt)
+                    for (long k = 0; k < n; ++k) {
+                        const float a = expf(dtc * Ac[k]);
+                        const float gk = gc[k] + dyc * Ct[k];
+                        const float dlog = gk * prev[k] * a;  /* dL/d(dt A) */
+                        dCt[k] += dyc * cur[k];
+                        dBt[k] += xc * gk;
+                        dxc += gk * Bt[k];
+                        ddt += dlog * Ac[k];
+                        dAc[k] += dlog * dtc;
+                        gc[k] = gk * a;
+                    }
+                    du[row * d + c] = dtc * dxc + (D ? D[c] * dyc : 0.0f);
+                    ddelta[row * d + c] = uc * dxc + ddt;
+                    if (D) dD[c] += dyc * uc;
+                }
+            }
+        }
+    }
+    free(hbuf);
+}
+
+/* SSD (Mamba-2): scalar decay per head. Channel c of the h * p channels is head c / p;
+   x, y [b, L, h * p]; dt [b, L, h]; A, D [h] (D may be NULL); B, C [b, L, g, n], head hh
+   reading group hh / (h / g); h0, hT [b, h * p, n]. */
+void ssd_scan_fwd(const float *x, const float *dt, const float *A, const float *B,
+                  const float *C, const float *D, const float *h0, float *y, float *hT,
+                  float *chk, long b, long L, long h, long p, long g, long n, long K, long c0,
+                  long c1) {
+    const long hp = h * p, heads_per_group = h / g;
+    for (long bi = 0; bi < b; ++bi) {
+        float *s = start_row(hT, h0, bi, hp, n, c0, c1);
+        for (long t = 0; t < L; ++t) {
+            save_checkpoint(chk, s, bi, t, L, K, hp, n, c0, c1);
+            const long row = bi * L + t;
+            const float *xt = x + row * hp, *dtt = dt + row * h;
+            float *yt = y + row * hp;
+            for (long c = c0; c < c1;) {
+                const long hh = c / p, end = (hh + 1) * p < c1 ? (hh + 1) * p : c1;
+                const float step = dtt[hh], decay = expf(step * A[hh]);
+                const long gi = hh / heads_per_group;
+                const float *Bt = B + (row * g + gi) * n, *Ct = C + (row * g + gi) * n;
+                for (; c < end; ++c) {
+                    const float xc = step * xt[c];
+                    float *sc = s + c * n;
+                    float acc = 0.0f;
+                    #pragma omp simd reduction(+:acc)
+                    for (long k = 0; k < n; ++k) {
+                        const float v = decay * sc[k] + xc * Bt[k];
+                        sc[k] = v;
+                        acc += v * Ct[k];
+                    }
+                    yt[c] = D ? acc + D[hh] * xt[c] : acc;
+                }
+            }
+        }
+    }
+}
+
+/* Reverse mode of ssd_scan_fwd, as selective_scan_bwd. Written on channels [c0, c1):
+   dx [b, L, h * p], dh0 [b, h * p, n]. Accumulated into this range's partials (zeroed by
+   the caller): ddt [b, L, h], dA, dD [h], dB, dC [b, L, g, n]. */
+void ssd_scan_bwd(const float *x, const float *dt, const float *A, const float *B,
+                  const float *C, const float *D, const float *chk, const float *dy,
+                  const float *dhT, float *dx, float *ddt, float *dA, float *dB, float *dC,
+                  float *dD, float *dh0, long b, long L, long h, long p, long g, long n,
+                  long K, long c0, long c1) {
+    const long hp = h * p, heads_per_group = h / g, nchk = (L + K - 1) / K;
+    float *hbuf = malloc(sizeof(float) * (size_t)((K + 1) * n));
+    for (long bi = 0; bi < b; ++bi) {
+        float *gst = start_row(dh0, dhT, bi, hp, n, c0, c1);  /* ends as dL/dh0 */
+        for (long j = nchk - 1; j >= 0; --j) {
+            const long t0 = j * K, m = (t0 + K < L ? t0 + K : L) - t0;
+            for (long c = c0; c < c1; ++c) {
+                const long hh = c / p, gi = hh / heads_per_group;
+                const float Ah = A[hh];
+                float *gc = gst + c * n;
+                memcpy(hbuf, chk + ((bi * nchk + j) * hp + c) * n, sizeof(float) * (size_t)n);
+                for (long i = 0; i < m; ++i) {
+                    const long row = bi * L + t0 + i;
+                    const float step = dt[row * h + hh], decay = expf(step * Ah);
+                    const float xc = step * x[row * hp + c];
+                    const float *Bt = B + (row * g + gi) * n, *prev = hbuf + i * n;
+                    float *next = hbuf + (i + 1) * n;
+                    #pragma omp simd
+                    for (long k = 0; k < n; ++k) next[k] = decay * prev[k] + xc * Bt[k];
+                }
+                float dA_acc = 0.0f, dD_acc = 0.0f;
+                for (long i = m - 1; i >= 0; --i) {
+                    const long row = bi * L + t0 + i;
+                    const float step = dt[row * h + hh], decay = expf(step * Ah);
+                    const float xr = x[row * hp + c], xc = step * xr, dyc = dy[row * hp + c];
+                    const float *Bt = B + (row * g + gi) * n, *Ct = C + (row * g + gi) * n;
+                    const float *prev = hbuf + i * n, *cur = hbuf + (i + 1) * n;
+                    float *dBt = dB + (row * g + gi) * n, *dCt = dC + (row * g + gi) * n;
+                    float dxc = 0.0f, ddecay = 0.0f;
+                    #pragma omp simd reduction(+:dxc, ddecay)
+                    for (long k = 0; k < n; ++k) {
+                        const float gk = gc[k] + dyc * Ct[k];
+                        dCt[k] += dyc * cur[k];
+                        dBt[k] += xc * gk;
+                        dxc += gk * Bt[k];
+                        ddecay += gk * prev[k];
+                        gc[k] = gk * decay;
+                    }
+                    const float dlog = ddecay * decay;  /* dL/d(dt A) */
+                    dx[row * hp + c] = step * dxc + (D ? D[hh] * dyc : 0.0f);
+                    ddt[row * h + hh] += xr * dxc + dlog * Ah;
+                    dA_acc += dlog * step;
+                    dD_acc += dyc * xr;
+                }
+                dA[hh] += dA_acc;
+                if (D) dD[hh] += dD_acc;
+            }
+        }
+    }
+    free(hbuf);
 }
 """
 # -ffast-math with -fopenmp (which defines _OPENMP) lets glibc map expf in the simd loop to
@@ -151,10 +309,15 @@ def _load() -> ctypes.CDLL | None:
         _build_failed = f"building the C kernel failed: {detail.strip()[:500]}"
         logger.info("selective_scan: %s", _build_failed)
         return None
-    lib.selective_scan_fwd.restype = None
-    lib.selective_scan_fwd.argtypes = [ctypes.c_void_p] * 9 + [ctypes.c_long] * 6
-    lib.ssd_scan_fwd.restype = None
-    lib.ssd_scan_fwd.argtypes = [ctypes.c_void_p] * 9 + [ctypes.c_long] * 8
+    for kind, sizes in _SIZE_ARGS.items():  # + K, c0, c1 after the sizes
+        getattr(lib, f"{kind}_fwd").restype = None
+        getattr(lib, f"{kind}_fwd").argtypes = [ctypes.c_void_p] * 10 + [ctypes.c_long] * (
+            sizes + 3
+        )
+        getattr(lib, f"{kind}_bwd").restype = None
+        getattr(lib, f"{kind}_bwd").argtypes = [ctypes.c_void_p] * 16 + [ctypes.c_long] * (
+            sizes + 3
+        )
     _library = lib
     return lib
 
@@ -173,64 +336,145 @@ def _ptr(t: Tensor | None) -> int | None:  # NULL for an absent optional argumen
     return t.data_ptr() if t is not None else None
 
 
-def selective_scan_fused(
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None = None,
-    initial_state: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
-    """The selective scan by the C kernel: shapes as :func:`~mambakit.ssm.ops.selective_scan_ref`;
-    returns ``(y [B, L, D] float32, final_state [B, D, N] float32)``. No autograd.
+def _sizes(kind: str, x: Tensor, B: Tensor) -> tuple[list[int], int, int]:
+    """The C kernel's size arguments (before ``K``), its channel count and state size ``n``."""
+    if kind == "ssd_scan":  # x [b, L, h, p], B [b, L, g, n]
+        b, length, h, p = x.shape
+        g, n = B.shape[2:]
+        return [b, length, h, p, g, n], h * p, n
+    b, length, d = x.shape  # selective_scan: u [b, L, d], B [b, L, n]
+    return [b, length, d, B.shape[-1]], d, B.shape[-1]
+
+
+def _scan_forward(
+    kind: str, inputs: tuple[Tensor | None, ...], keep_checkpoints: bool
+) -> tuple[Tensor, Tensor, Tensor | None, tuple[Tensor | None, ...]]:
+    """Run ``{kind}_fwd`` on ``inputs`` = ``(x, dt, A, B, C, D, h0)``.
+
+    Returns ``y`` (the shape of ``x``), the final state (``[b, d, n]`` or
+    ``[b, h, p, n]``), the checkpoints ``[b, ceil(L / K), channels, n]`` (``None`` unless
+    ``keep_checkpoints``) and the contiguous float32 inputs the kernel read.
+    """
+    lib = _require()
+    prepped = tuple(_prep(t) for t in inputs)
+    x, B = prepped[0], prepped[3]
+    sizes, channels, n = _sizes(kind, x, B)
+    b, length = sizes[:2]
+    y = torch.empty(x.shape, dtype=torch.float32)
+    state = torch.empty(*x.shape[:1], *x.shape[2:], n, dtype=torch.float32)
+    chk = None
+    if keep_checkpoints:
+        chk = torch.empty(b, -(-length // _CHECKPOINT_STEPS), channels, n, dtype=torch.float32)
+    ptrs = [_ptr(t) for t in (*prepped, y, state, chk)]
+    fwd = getattr(lib, f"{kind}_fwd")
+
+    def run(_: int, c0: int, c1: int) -> None:
+        fwd(*ptrs, *sizes, _CHECKPOINT_STEPS, c0, c1)
+
+    _run_ranges(run, _channel_ranges(channels, b * length * channels * n))
+    return y, state, chk, prepped
+
+
+# How each kernel fills the gradients of (dt, A, B, C, D): "written" once per element by the
+# range owning its channel, "channel" accumulated by that range alone (zeroed first),
+# "partial" summed over channels of several ranges: one zeroed buffer per range, added up.
+_GRAD_MODES = {
+    "selective_scan": ("written", "channel", "partial", "partial", "channel"),
+    "ssd_scan": ("partial",) * 5,
+}
+# size arguments of each kernel before (K, c0, c1)
+_SIZE_ARGS = {"selective_scan": 4, "ssd_scan": 6}
+
+
+def _scan_backward(
+    kind: str,
+    saved: tuple[Tensor | None, ...],
+    chk: Tensor,
+    grad_y: Tensor | None,
+    grad_state: Tensor | None,
+) -> tuple[Tensor | None, ...]:
+    """Gradients of ``(x, dt, A, B, C, D, h0)`` by ``{kind}_bwd`` (``None`` for an absent
+    ``D``); ``saved`` are the contiguous inputs of :func:`_scan_forward`, ``grad_state``
+    (``None``: zero) the gradient of its final state."""
+    lib = _require()
+    x, dt, A, B, C, D, _ = saved
+    sizes, channels, n = _sizes(kind, x, B)
+    b, length = sizes[:2]
+    ranges = _channel_ranges(channels, b * length * channels * n)
+    grad_y = torch.zeros_like(x) if grad_y is None else _prep(grad_y)
+    grad_x = torch.empty_like(x)
+    grad_h0 = torch.empty(b, channels, n, dtype=torch.float32)
+    grads: list[Tensor | None] = []  # of dt, A, B, C, D; per range where "partial"
+    for t, mode in zip((dt, A, B, C, D), _GRAD_MODES[kind], strict=True):
+        if t is None:
+            grads.append(None)
+        elif mode == "partial":
+            grads.append(torch.zeros(len(ranges), *t.shape, dtype=torch.float32))
+        else:
+            grads.append(torch.empty_like(t) if mode == "written" else torch.zeros_like(t))
+    fixed = [_ptr(t) for t in (*saved[:6], chk, grad_y, _prep(grad_state), grad_x)]
+    bwd = getattr(lib, f"{kind}_bwd")
+
+    def run(i: int, c0: int, c1: int) -> None:
+        own = [None if g is None else _ptr(g[i] if g.ndim > t.ndim else g)
+               for g, t in zip(grads, (dt, A, B, C, D), strict=True)]  # fmt: skip
+        bwd(*fixed, *own, _ptr(grad_h0), *sizes, _CHECKPOINT_STEPS, c0, c1)
+
+    _run_ranges(run, ranges)
+    summed = [
+        None if g is None else (g.sum(0) if mode == "partial" else g)
+        for g, mode in zip(grads, _GRAD_MODES[kind], strict=True)
+    ]
+    return (grad_x, *summed, grad_h0.view(x.shape[:1] + x.shape[2:] + (n,)))
+
+
+class _FusedScan(torch.autograd.Function):
+    """A C scan as one autograd node: the forward keeps the state every
+    ``_CHECKPOINT_STEPS`` steps, the backward recomputes each chunk's states from its
+    checkpoint and runs the exact adjoint recurrence (reverse-mode of the forward)."""
+
+    @staticmethod
+    def forward(ctx: Any, kind: str, *inputs: Tensor | None) -> tuple[Tensor, Tensor]:
+        y, state, chk, prepped = _scan_forward(kind, inputs, keep_checkpoints=True)
+        ctx.kind = kind
+        ctx.dtypes = [None if t is None else t.dtype for t in inputs]
+        ctx.save_for_backward(*prepped, chk)
+        ctx.set_materialize_grads(False)
+        return y, state
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_y: Tensor | None, grad_state: Tensor | None) -> tuple:
+        *saved, chk = ctx.saved_tensors
+        grads = _scan_backward(ctx.kind, tuple(saved), chk, grad_y, grad_state)
+        return (None,) + tuple(
+            g.to(dtype) if g is not None and need else None
+            for g, dtype, need in zip(grads, ctx.dtypes, ctx.needs_input_grad[1:], strict=True)
+        )
+
+
+def fused_scan(kind: str, *inputs: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The scan ``kind`` by the C kernels on ``inputs`` = ``(x, dt, A, B, C, D, initial_state)``
+    (``D`` and ``initial_state`` may be ``None``), differentiable in every input (through
+    :class:`_FusedScan` when a gradient is needed); returns ``(y, final_state)`` float32.
+
+    ``kind="selective_scan"``: arguments and shapes as
+    :func:`~mambakit.ssm.ops.selective_scan_ref` (``x`` = ``u`` ``[B, L, D]``, ``dt`` =
+    ``delta``), ``y`` ``[B, L, D]``, state ``[B, D, N]``. ``kind="ssd_scan"``: as
+    :func:`~mambakit.ssm.ops.ssd_scan_ref`, ``y`` ``[B, L, H, P]``, state ``[B, H, P, N]``;
+    the same per-step recurrence with one ``exp`` per head and step (the decay is a scalar
+    per head), every channel of a head sharing its group's ``B_t``, ``C_t``:
+    ``h[c] = exp(dt A_h) h[c] + dt x_c B_t``, ``y_c = h[c] . C_t + D_h x_c``.
 
     Inputs are made contiguous float32 CPU tensors (a copy only when they are not).
     """
-    lib = _require()
-    b, length, d = u.shape
-    n = A.shape[1]
-    u_, dt_, A_, B_, C_, D_, h0 = (_prep(t) for t in (u, delta, A, B, C, D, initial_state))
-    y = torch.empty(b, length, d, dtype=torch.float32)
-    state = torch.empty(b, d, n, dtype=torch.float32)
-    ptrs = [_ptr(t) for t in (u_, dt_, A_, B_, C_, D_, h0, y, state)]
-    _run_channels(
-        lambda bi, c0, c1: lib.selective_scan_fwd(*ptrs, bi, length, d, n, c0, c1),
-        b,
-        d,
-        b * length * d * n,
-    )
-    return y, state
-
-
-def ssd_scan_fused(
-    x: Tensor,
-    dt: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None = None,
-    initial_state: Tensor | None = None,
-) -> tuple[Tensor, Tensor]:
-    """The SSD scan (Mamba-2) by the C kernel: shapes as :func:`~mambakit.ssm.ops.ssd_scan_ref`;
-    returns ``(y [B, L, H, P] float32, final_state [B, H, P, N] float32)``. No autograd.
-
-    The same per-step recurrence as the Mamba-1 kernel with one ``exp`` per head and step
-    (the decay is a scalar per head), every channel of a head sharing its group's ``B_t``,
-    ``C_t``: ``h[c] = exp(dt A_h) h[c] + dt x_c B_t``, ``y_c = h[c] . C_t + D_h x_c``.
-    """
-    lib = _require()
-    b, length, h, p = x.shape
-    g, n = B.shape[2:]
-    x_, dt_, A_, B_, C_, D_, h0 = (_prep(t) for t in (x, dt, A, B, C, D, initial_state))
-    y = torch.empty(b, length, h, p, dtype=torch.float32)
-    state = torch.empty(b, h, p, n, dtype=torch.float32)
-    ptrs = [_ptr(t) for t in (x_, dt_, A_, B_, C_, D_, h0, y, state)]
-
-    def run(bi: int, c0: int, c1: int) -> None:
-        lib.ssd_scan_fwd(*ptrs, bi, length, h, p, g, n, c0, c1)
-
-    _run_channels(run, b, h * p, b * length * h * p * n)
+    if kind not in _SIZE_ARGS:
+        raise ValueError(f"unknown scan {kind!r}; choose one of {tuple(_SIZE_ARGS)}")
+    if len(inputs) != 7:
+        raise ValueError(f"fused_scan takes (x, dt, A, B, C, D, initial_state), got {len(inputs)}")
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
+        return _FusedScan.apply(kind, *inputs)
+    y, state, _, _ = _scan_forward(kind, inputs, keep_checkpoints=False)
     return y, state
 
 
@@ -249,25 +493,29 @@ def _prep(t: Tensor | None) -> Tensor | None:
 # State updates (batch x length x channels x d_state) below which a scan runs on one thread:
 # handing work to the pool costs tens of microseconds, more than a small scan takes.
 _MIN_PARALLEL_UPDATES = 2**20
+# Steps between the states the training forward keeps (_FusedScan): the backward
+# recomputes the states inside each such chunk, so it holds L / K states, not L.
+_CHECKPOINT_STEPS = 64
 
 
-def _run_channels(
-    run: Callable[[int, int, int], None], batch: int, channels: int, updates: int
-) -> None:
-    """``run(batch_row, c0, c1)`` over every batch row, channels split over the threads of
-    ``torch.get_num_threads()`` (ctypes calls release the GIL, so they run in parallel)
-    when the scan has at least ``_MIN_PARALLEL_UPDATES`` state ``updates``."""
-    global _pool
+def _channel_ranges(channels: int, updates: int) -> list[tuple[int, int]]:
+    """Channel ranges, one per thread of ``torch.get_num_threads()`` (at least 8 channels
+    each), or one range when the scan has fewer than ``_MIN_PARALLEL_UPDATES`` ``updates``."""
     threads = max(1, min(torch.get_num_threads(), channels // 8))
     if updates < _MIN_PARALLEL_UPDATES:
         threads = 1
-    bounds = [(channels * i // threads, channels * (i + 1) // threads) for i in range(threads)]
-    jobs = [(bi, c0, c1) for bi in range(batch) for c0, c1 in bounds]
-    if threads == 1:
-        for job in jobs:
-            run(*job)
+    return [(channels * i // threads, channels * (i + 1) // threads) for i in range(threads)]
+
+
+def _run_ranges(run: Callable[[int, int, int], None], ranges: list[tuple[int, int]]) -> None:
+    """``run(i, c0, c1)`` for every channel range ``i``, in parallel on a thread pool
+    (ctypes calls release the GIL). Each call covers every batch row of its channels, so
+    no two concurrent calls write the same per-channel element."""
+    global _pool
+    if len(ranges) == 1:
+        run(0, *ranges[0])
         return
-    if _pool is None or _pool._max_workers < threads:
-        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mambakit-scan")
-    for future in [_pool.submit(run, *job) for job in jobs]:
+    if _pool is None or _pool._max_workers < len(ranges):
+        _pool = ThreadPoolExecutor(max_workers=len(ranges), thread_name_prefix="mambakit-scan")
+    for future in [_pool.submit(run, i, c0, c1) for i, (c0, c1) in enumerate(ranges)]:
         future.result()

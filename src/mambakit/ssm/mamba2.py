@@ -84,10 +84,10 @@ class Mamba2(RecurrentMixer):
     ``step`` ``[B, d_model] -> [B, d_model]``.
 
     Speed paths (``mambakit bench ssm`` measures each side by side with ``transformers``'
-    ``Mamba2Mixer``): inference on CPU runs the scan as a fused C recurrence
-    (:mod:`~mambakit.ssm.cpu_kernel`); under autograd, the chunked SSD scan with a
-    time-major causal conv (:func:`~mambakit.ssm.ops.causal_conv1d`), natural-layout
-    chunks and a one-node chunk-state recurrence; with
+    ``Mamba2Mixer``): on CPU the scan is a fused C recurrence, under autograd with its C
+    backward (:mod:`~mambakit.ssm.cpu_kernel`), beside a time-major causal conv
+    (:func:`~mambakit.ssm.ops.causal_conv1d`); ``backend="torch"`` runs the chunked SSD
+    scan (natural-layout chunks, a one-node chunk-state recurrence); with
     :func:`~mambakit.ssm.ops.set_compile` on, the whole forward (and its backward) is one
     ``torch.compile`` graph, the chunk recurrence in segment-sum form.
     """

@@ -14,10 +14,12 @@ Two linear recurrences are implemented here:
       h_t = exp(dt_t * A) * h_{t-1} + dt_t * B_t * u_t        h_t: [d_inner, d_state]
       y_t = h_t C_t + D * u_t
 
-``*_ref`` are per-timestep Python loops (ground truth in tests). The fast paths are
-pure PyTorch and chunked; on CUDA, ``backend="auto"`` uses ``mamba_ssm``'s Triton/CUDA
-kernels when that package is importable. ``mamba_ssm`` is imported lazily, never at
-module import.
+``*_ref`` are per-timestep Python loops (ground truth in tests). On CPU,
+``backend="auto"`` runs fused C recurrences with an exact C backward
+(:mod:`mambakit.ssm.cpu_kernel`), for inference and training; the ``"torch"`` paths are
+pure PyTorch and chunked (what ``torch.compile`` traces, and the fallback without a C
+compiler); on CUDA, ``"auto"`` uses ``mamba_ssm``'s Triton/CUDA kernels when that package
+is importable. ``mamba_ssm`` is imported lazily, never at module import.
 """
 
 from __future__ import annotations
@@ -305,16 +307,14 @@ def _cpu_kernel_for(backend: str, op: str, *tensors: Tensor) -> Any:
     """The :mod:`~mambakit.ssm.cpu_kernel` module when ``op`` should run the fused C kernel.
 
     ``"cpu_kernel"`` asks for it (an error on CUDA tensors or when it cannot be built);
-    ``"auto"`` uses it for CPU tensors when no gradient is needed (the kernels have no
-    backward) and ``torch.compile`` is not tracing, and falls back, saying so once, when it
-    cannot be built. Returns ``None`` for the other paths.
+    ``"auto"`` uses it for CPU tensors, for inference and training alike (the kernels have
+    an exact C backward), unless ``torch.compile`` is tracing, and falls back, saying so
+    once, when it cannot be built. Returns ``None`` for the other paths.
     """
     if backend != "cpu_kernel":
         if backend != "auto" or torch.compiler.is_compiling():
             return None
         if tensors[0].device.type != "cpu":
-            return None
-        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
             return None
     from . import cpu_kernel
 
@@ -636,15 +636,15 @@ def ssd_scan(
     Cost is O(L * Q) per head for chunk size Q, memory O(L * Q) for the [Q, Q] blocks. dt,
     A and the cumulative log-decays are kept in float32 whatever the input dtype. The
     ``mamba_ssm`` backend calls ``mamba_chunk_scan_combined``; ``"cpu_kernel"`` (and
-    ``"auto"`` on CPU when no gradient is needed) the fused C recurrence of
-    :mod:`mambakit.ssm.cpu_kernel`.
+    ``"auto"`` on CPU unless ``torch.compile`` is tracing) the fused C recurrence of
+    :mod:`mambakit.ssm.cpu_kernel`, differentiable through its C backward.
     """
     _check_ssd_shapes(x, dt, A, B, C)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     fused = _cpu_kernel_for(backend, "ssd_scan", x, dt, A, B, C)
     if fused is not None:
-        y, final_state = fused.ssd_scan_fused(x, dt, A, B, C, D, initial_state)
+        y, final_state = fused.fused_scan("ssd_scan", x, dt, A, B, C, D, initial_state)
         y = y.to(x.dtype)
         return (y, final_state) if return_final_state else y
     if resolve_backend(backend, x, "ssd_scan") == "mamba_ssm":
@@ -856,8 +856,9 @@ def selective_scan(
     """Fast Mamba-1 selective scan; same arguments and results as :func:`selective_scan_ref`.
 
     Backends: ``"cpu_kernel"`` is a fused C loop (:mod:`mambakit.ssm.cpu_kernel`, built on
-    first use, forward only); ``"auto"`` uses it on CPU whenever no gradient is needed
-    (inference), ``mamba_ssm`` on CUDA when installed, and otherwise the torch path below.
+    first use, with an exact C backward); ``"auto"`` uses it on CPU (inference and
+    training, unless ``torch.compile`` is tracing), ``mamba_ssm`` on CUDA when installed,
+    and otherwise the torch path below.
 
     The torch path is chunked and vectorised over blocks of chunks (see
     ``_selective_scan_chunked``; several times faster than the per-step loop, forward and
@@ -870,7 +871,7 @@ def selective_scan(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     fused = _cpu_kernel_for(backend, "selective_scan", u, delta, A, B, C)
     if fused is not None:
-        y, final_state = fused.selective_scan_fused(u, delta, A, B, C, D, initial_state)
+        y, final_state = fused.fused_scan("selective_scan", u, delta, A, B, C, D, initial_state)
         y = y.to(u.dtype)
         return (y, final_state) if return_final_state else y
     if initial_state is None and resolve_backend(backend, u, "selective_scan") == "mamba_ssm":
