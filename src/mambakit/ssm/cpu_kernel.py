@@ -22,29 +22,25 @@ in L1) and runs the adjoint recurrence of the scan backwards,
 Sums over channels (``dB``, ``dC``; for SSD also ``ddt``, ``dA``, ``dD``) go to one
 buffer per thread, added up after the call.
 
-It is plain C (no PyTorch headers), compiled once with the system C compiler into
-``~/.cache/mambakit/kernels`` (about a second) and loaded with :mod:`ctypes`, which
-releases the GIL during the call. :func:`available` says whether that worked;
+It is plain C (no PyTorch headers), compiled once with the system C compiler and loaded
+with :mod:`ctypes` (:func:`mambakit.ssm.cbuild.load_library`, which caches the build under
+``~/.cache/mambakit/kernels``), which releases the GIL during the call. :func:`available` says whether that worked;
 ``selective_scan(backend="auto")`` falls back to the PyTorch path when it did not.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
-import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from mambakit.ssm.cbuild import KernelBuildError, load_library
 
 __all__ = ["available", "fused_scan", "unavailable_reason"]
 
@@ -272,42 +268,17 @@ _build_failed: str | None = None
 _pool: ThreadPoolExecutor | None = None
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "mambakit" / "kernels"
-
-
 def _load() -> ctypes.CDLL | None:
-    """Compile (once, cached by source hash) and load the kernel; ``None`` if impossible."""
+    """Compile (once, cached by source hash: :func:`~mambakit.ssm.cbuild.load_library`) and
+    load the kernel; ``None`` if impossible (:func:`unavailable_reason` says why)."""
     global _library, _build_failed
     if _library is not None or _build_failed is not None:
         return _library
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        _build_failed = "no C compiler (cc/gcc) on PATH"
-        return None
-    machine = torch.backends.cpu.get_cpu_capability()  # -march=native builds per CPU
-    key = hashlib.sha256(f"{_SOURCE}{_FLAGS}{compiler}{machine}".encode()).hexdigest()[:16]
-    target = _cache_dir() / f"selective_scan_{key}.so"
     try:
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-                src = Path(tmp) / "selective_scan.c"
-                src.write_text(_SOURCE)
-                out = Path(tmp) / target.name
-                subprocess.run(
-                    [compiler, *_FLAGS, str(src), "-o", str(out), "-lm"],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                )
-                os.replace(out, target)  # atomic: concurrent builders never load a half file
-        lib = ctypes.CDLL(str(target))
-    except (OSError, subprocess.CalledProcessError) as e:
-        detail = getattr(e, "stderr", "") or str(e)
-        _build_failed = f"building the C kernel failed: {detail.strip()[:500]}"
-        logger.info("selective_scan: %s", _build_failed)
+        lib = load_library("selective_scan", _SOURCE, _FLAGS)
+    except KernelBuildError as e:
+        _build_failed = str(e)
+        logger.info("%s", _build_failed)
         return None
     for kind, sizes in _SIZE_ARGS.items():  # + K, c0, c1 after the sizes
         getattr(lib, f"{kind}_fwd").restype = None
