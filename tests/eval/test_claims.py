@@ -223,6 +223,18 @@ def test_lm_decode_memory_claim_needs_a_flat_cache_and_step_time():
     )
 
 
+def test_lm_decode_memory_claim_reads_the_fp32_rows_of_a_bench_with_decode_weights():
+    result = lm_bench((15.0, 16.5), (15.0, 26.0))
+    for r in result["rows"]:
+        r["weights"] = "fp32"
+    faster_short = {1.0: 4.0, 60.0: 1.0}  # int8 steps 4x faster at 1 s only
+    int8 = [r | {"weights": "int8", "step_ms": r["step_ms"] / faster_short[r["context_seconds"]]}
+            for r in result["rows"]]  # fmt: skip
+    verdict = lm_decode_memory_claim({"rows": int8 + result["rows"]})
+    assert verdict.verdict == HOLDS  # the int8 rows alone would grow 4.4x
+    assert verdict.numbers["step_growth"] == pytest.approx(1.1)
+
+
 def test_word_formats_every_clause_and_reads_none_as_missing():
     evidence = Evidence(
         "a claim", HOLDS, "cmd", {"ratio": 2.345, "where": "here", "estimate": None},

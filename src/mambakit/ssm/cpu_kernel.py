@@ -24,8 +24,9 @@ buffer per thread, added up after the call.
 
 It is plain C (no PyTorch headers), compiled once with the system C compiler and loaded
 with :mod:`ctypes` (:func:`mambakit.ssm.cbuild.load_library`, which caches the build under
-``~/.cache/mambakit/kernels``), which releases the GIL during the call. :func:`available` says whether that worked;
-``selective_scan(backend="auto")`` falls back to the PyTorch path when it did not.
+``~/.cache/mambakit/kernels``), which releases the GIL during the call. :func:`available`
+says whether that worked; ``selective_scan(backend="auto")`` falls back to the PyTorch path
+when it did not.
 """
 
 from __future__ import annotations
