@@ -13,7 +13,13 @@ from mambakit.eval.adherence import (
     pairwise_diversity,
     pitch_error_cents,
 )
-from mambakit.eval.drums import DrumScores, scores_markdown, worst_ratio
+from mambakit.eval.drums import (
+    DrumRequest,
+    DrumScores,
+    requested_note,
+    scores_markdown,
+    worst_ratio,
+)
 from mambakit.eval.features import (
     NearestCentroidClassifier,
     clip_embedding,
@@ -132,3 +138,11 @@ def test_worst_ratio_is_the_furthest_from_one_on_a_log_scale():
     assert worst_ratio({"kick": 0.9, "snare": 1.6, "hat": 0.55}) == 0.55
     assert worst_ratio({"kick": 0.9, "snare": 2.1, "hat": 0.55}) == 2.1
     assert math.isnan(worst_ratio({}))
+
+
+def test_an_unpitched_clip_requests_the_tags_typical_note_not_its_tracker_reading():
+    adsr = ADSR(attack_s=0.002, decay_s=0.3, sustain_level=0.0, release_s=0.1)
+    pitched = DrumRequest("tom", 45.4, adsr, None, tonal=True)
+    unpitched = DrumRequest("kick", 96.0, adsr, None, tonal=False)  # a click read as ~2 kHz
+    assert requested_note(pitched) == 45
+    assert requested_note(unpitched) is None

@@ -66,6 +66,13 @@ class DrumRequest:
     tonal: bool
 
 
+def requested_note(req: DrumRequest) -> int | None:
+    """The note to ask for: the clip's analysed pitch when it has one (tonal), else ``None``
+    (the tag's typical note). An unpitched clip's "note" is whatever the pitch tracker
+    locked onto (a kick's click read as 2-5 kHz); asking for it would draw a sine there."""
+    return int(round(req.midi_note)) if req.tonal else None
+
+
 @dataclass
 class DrumScores:
     """Scores of one generator (the model or the scaffold) over all requests."""
@@ -342,7 +349,7 @@ def evaluate_synth(
     def from_model(req: DrumRequest, seed: int, n: int) -> torch.Tensor:
         env = _fit_len(req.pitch_env, synth.config.n_samples)
         audio, _ = synth.generate(
-            tag=req.tag, note=int(round(req.midi_note)), adsr=req.adsr, pitch_env=env,
+            tag=req.tag, note=requested_note(req), adsr=req.adsr, pitch_env=env,
             steps=steps, cfg=cfg, seed=seed, n=n,
         )  # fmt: skip
         return audio
@@ -350,7 +357,7 @@ def evaluate_synth(
     def from_scaffold(req: DrumRequest, seed: int, n: int) -> torch.Tensor:
         env = _fit_len(req.pitch_env, synth.config.n_samples)
         audio, _ = synth.scaffold(
-            tag=req.tag, note=int(round(req.midi_note)), adsr=req.adsr, pitch_env=env,
+            tag=req.tag, note=requested_note(req), adsr=req.adsr, pitch_env=env,
             seed=seed, n=n,
         )  # fmt: skip
         return audio
