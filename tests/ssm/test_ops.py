@@ -156,14 +156,20 @@ SELECTIVE_ARGS = ["u", "delta", "A", "B", "C", "D", "h0"]
 KERNEL_CASES = [(130, 2, 1, 64), (37, 1, 3, 5), (1, 4, 1, 64), (20, 4, 3, 64)]
 
 
-@pytest.mark.parametrize("length,groups,threads,checkpoint", KERNEL_CASES)
-def test_ssd_cpu_kernel_values_and_grads_match_reference(
-    monkeypatch, length, groups, threads, checkpoint
-):
+def _split_kernel(monkeypatch, threads: int, checkpoint: int) -> None:
+    """The C kernel split over ``threads`` channel ranges whatever the length, checkpointing
+    every ``checkpoint`` steps."""
     cpu_kernel = _kernel()
     monkeypatch.setattr(cpu_kernel, "_MIN_PARALLEL_UPDATES", 0)
     monkeypatch.setattr(cpu_kernel, "_CHECKPOINT_STEPS", checkpoint)
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+
+
+@pytest.mark.parametrize("length,groups,threads,checkpoint", KERNEL_CASES)
+def test_ssd_cpu_kernel_values_and_grads_match_reference(
+    monkeypatch, length, groups, threads, checkpoint
+):
+    _split_kernel(monkeypatch, threads, checkpoint)
     inputs = _ssd_inputs(length=length, h=4, p=8, g=groups, n=16)  # 32 channels
 
     def fast(x, dt, A, B, C, D, h0):
@@ -181,10 +187,7 @@ def test_ssd_cpu_kernel_values_and_grads_match_reference(
 def test_selective_cpu_kernel_values_and_grads_match_reference(
     monkeypatch, length, groups, threads, checkpoint
 ):
-    cpu_kernel = _kernel()
-    monkeypatch.setattr(cpu_kernel, "_MIN_PARALLEL_UPDATES", 0)
-    monkeypatch.setattr(cpu_kernel, "_CHECKPOINT_STEPS", checkpoint)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    _split_kernel(monkeypatch, threads, checkpoint)
     # 30 channels (3 uneven ranges), decays of up to ~15 nats per step
     inputs = _selective_inputs(length=length, d=30, n=4 * groups, dt_scale=3.0)
 
