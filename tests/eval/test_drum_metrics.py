@@ -20,12 +20,7 @@ from mambakit.eval.drums import (
     scores_markdown,
     worst_ratio,
 )
-from mambakit.eval.features import (
-    NearestCentroidClassifier,
-    clip_embedding,
-    comb_level_db,
-    decay_time_s,
-)
+from mambakit.eval.features import clip_embedding, comb_level_db, decay_time_s
 
 SR = 22050
 
@@ -83,16 +78,14 @@ def test_diversity_and_nearest_neighbours():
     assert nn[0] == pytest.approx(1.0)
 
 
-def test_nearest_centroid_classifier_separates_low_tones_from_noise():
+def test_clip_embedding_puts_two_low_tones_nearer_each_other_than_a_tone_and_noise():
     rng = np.random.default_rng(2)
-    low = [tone(36 + k) * np.exp(-np.arange(SR // 2) / 4000) for k in range(4)]
-    hiss = [
-        rng.standard_normal(SR // 2) * 0.2 * np.exp(-np.arange(SR // 2) / 800) for _ in range(4)
-    ]
-    emb = np.stack([clip_embedding(x, SR) for x in low + hiss])
-    clf = NearestCentroidClassifier().fit(emb, ["kick"] * 4 + ["hat"] * 4)
-    test = [tone(38) * np.exp(-np.arange(SR // 2) / 4000), rng.standard_normal(SR // 2) * 0.1]
-    assert clf.predict(np.stack([clip_embedding(x, SR) for x in test])) == ["kick", "hat"]
+    decay = np.exp(-np.arange(SR // 2) / 4000)
+    kick_a, kick_b = (clip_embedding(tone(m) * decay, SR) for m in (36, 38))
+    noise = rng.standard_normal(SR // 2) * 0.2 * np.exp(-np.arange(SR // 2) / 800)
+    hiss = clip_embedding(noise, SR)
+    assert np.isfinite(kick_a).all() and kick_a.shape == hiss.shape
+    assert np.linalg.norm(kick_a - kick_b) < 0.5 * np.linalg.norm(kick_a - hiss)
 
 
 def test_scores_markdown_has_one_column_per_generator_and_marks_missing_values():

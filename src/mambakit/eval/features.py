@@ -76,38 +76,6 @@ def clip_embedding(audio: np.ndarray | torch.Tensor, sr: int) -> np.ndarray:
     )
 
 
-class NearestCentroidClassifier:
-    """Tag classifier for generated clips: standardised descriptors, nearest class mean.
-
-    Deliberately simple (no training loop, no hyper-parameters): it measures whether
-    a generated "snare" sits closer to the real snares than to any other real class.
-    """
-
-    def __init__(self) -> None:
-        self.classes: list[str] = []
-        self.mean: np.ndarray | None = None
-        self.std: np.ndarray | None = None
-        self.centroids: np.ndarray | None = None
-
-    def fit(self, embeddings: np.ndarray, labels: list[str]) -> NearestCentroidClassifier:
-        if len(embeddings) != len(labels) or len(labels) == 0:
-            raise ValueError("fit needs as many labels as embeddings, and at least one")
-        self.classes = sorted(set(labels))
-        self.mean = embeddings.mean(axis=0)
-        self.std = embeddings.std(axis=0) + 1e-6
-        z = (embeddings - self.mean) / self.std
-        lab = np.array(labels)
-        self.centroids = np.stack([z[lab == c].mean(axis=0) for c in self.classes])
-        return self
-
-    def predict(self, embeddings: np.ndarray) -> list[str]:
-        if self.centroids is None:
-            raise RuntimeError("classifier is not fitted")
-        z = (np.atleast_2d(embeddings) - self.mean) / self.std
-        d = ((z[:, None, :] - self.centroids[None]) ** 2).sum(axis=-1)
-        return [self.classes[i] for i in d.argmin(axis=1)]
-
-
 def comb_level_db(
     audio: np.ndarray | torch.Tensor,
     sr: int,
