@@ -158,3 +158,32 @@ def test_threads_stepping_their_own_caches_do_not_share_scratch():
         threaded = list(pool.map(lambda x: _run(model, x)[0], xs))
     for a, b in zip(threaded, sequential, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@needs_kernel
+def test_packing_under_a_float64_default_dtype_still_hands_the_kernel_float32(monkeypatch):
+    model = _odd_backbone()
+    xs = torch.randn(8, 2, 40, generator=torch.Generator().manual_seed(3))
+    reference, _ = _run(model, xs)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # scales, biases and scratch must stay float32
+    try:
+        fused = decode_weights_(copy.deepcopy(model), "fp32", backend="c")
+    finally:
+        torch.set_default_dtype(previous)
+    out, _ = _run(fused, xs)
+    assert _rel_err(out, reference) < TOLERANCE["fp32"]
+
+
+@needs_kernel
+def test_int8_through_the_fused_step_needs_no_torch_int8_kernel(monkeypatch):
+    from mambakit.ssm import layout
+
+    monkeypatch.setattr(layout, "_int8_supported", lambda: False)
+    model = _odd_backbone()
+    with pytest.raises(RuntimeError, match="backend='c'"):
+        decode_weights_(copy.deepcopy(model), "int8", backend="torch")
+    xs = torch.randn(8, 2, 40, generator=torch.Generator().manual_seed(4))
+    reference, _ = _run(model, xs)
+    out, _ = _run(decode_weights_(copy.deepcopy(model), "int8", backend="c"), xs)
+    assert 0 < _rel_err(out, reference) < TOLERANCE["int8"]

@@ -71,7 +71,11 @@ class _Model(ctypes.Structure):
 def _library(flags: tuple[str, ...] | None = None) -> ctypes.CDLL:
     """The built kernel (raises :class:`~mambakit.ssm.cbuild.KernelBuildError`)."""
     kwargs = {} if flags is None else {"flags": flags}
-    lib = load_library("mamba2_decode", _SOURCE_PATH.read_text(), **kwargs)
+    try:
+        source = _SOURCE_PATH.read_text()
+    except OSError as e:  # an install without the package data
+        raise KernelBuildError(f"mamba2_decode: cannot read {_SOURCE_PATH}: {e}") from e
+    lib = load_library("mamba2_decode", source, **kwargs)
     lib.mamba2_step_scratch.restype = ctypes.c_long
     lib.mamba2_step_scratch.argtypes = [ctypes.POINTER(_Model)]
     lib.mamba2_backbone_step.restype = None
@@ -113,7 +117,7 @@ def _pack_linear(linear: nn.Linear, fmt: str, keep: list[Tensor]) -> _Linear:
     out_features, in_features = linear.weight.shape
     out_padded = -(-out_features // OUTPUT_BLOCK) * OUTPUT_BLOCK
     weight = linear.weight.detach().float()
-    scale = torch.ones(out_padded)
+    scale = torch.ones(out_padded, dtype=torch.float32)  # the C side reads float*
     if fmt == "int8":
         weight, row_scale = quantize_rows(weight)
         scale[:out_features] = row_scale
@@ -121,7 +125,7 @@ def _pack_linear(linear: nn.Linear, fmt: str, keep: list[Tensor]) -> _Linear:
         weight = weight.to(torch.bfloat16).view(torch.int16)
     weight = F.pad(weight, (0, 0, 0, out_padded - out_features))  # [out_padded, in]
     packed = weight.view(-1, OUTPUT_BLOCK, in_features).transpose(1, 2).contiguous()
-    bias = torch.zeros(out_padded)
+    bias = torch.zeros(out_padded, dtype=torch.float32)
     if linear.bias is not None:
         bias[:out_features] = linear.bias.detach().float()
     keep += [packed, scale, bias]
@@ -229,7 +233,7 @@ class FusedDecoder:
         b = x_t.shape[0]
         scratch = getattr(self._local, "scratch", None)
         if scratch is None or scratch.numel() < b * self._row_floats:
-            scratch = self._local.scratch = torch.empty(b * self._row_floats)
+            scratch = self._local.scratch = torch.empty(b * self._row_floats, dtype=torch.float32)
         x_t = x_t.detach().contiguous()
         out = torch.empty_like(x_t)
         n = len(layer_caches)

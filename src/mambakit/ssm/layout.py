@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import torch
@@ -52,6 +53,7 @@ _said_fallback: set[str] = set()
 logger = logging.getLogger(__name__)
 
 
+@functools.cache
 def _int8_supported() -> bool:
     """Whether this build and CPU run torch's int8 weight-only matmul (bf16 activations)."""
     try:
@@ -97,15 +99,18 @@ def decode_weights_(module: nn.Module, weights: str = "int8", backend: str = "au
     Outputs differ from fp32 by the rounding of the weights (``tests/ssm`` bounds it).
 
     Raises ``RuntimeError`` for ``"int8"`` where this torch build or CPU lacks the int8
-    kernel, and for ``backend="c"`` where the fused step is unavailable.
+    kernel (unless ``backend="c"``: the fused step quantises on its own, and the calls it
+    does not take then use the fp32 weights), and for ``backend="c"`` where the fused step
+    is unavailable.
     """
     if weights not in DECODE_WEIGHTS:
         raise ValueError(f"decode weights must be one of {DECODE_WEIGHTS}, got {weights!r}")
     if backend not in DECODE_BACKENDS:
         raise ValueError(f"decode backend must be one of {DECODE_BACKENDS}, got {backend!r}")
-    if weights == "int8" and not _int8_supported():
+    if weights == "int8" and backend != "c" and not _int8_supported():
         raise RuntimeError(
-            "decode_weights_('int8') needs torch._weight_int8pack_mm on this CPU; use 'fp32'"
+            "decode_weights_('int8') needs torch._weight_int8pack_mm on this CPU (or "
+            "backend='c', the fused step's own int8); use 'bf16' or 'fp32'"
         )
     for linear in module.modules():
         if isinstance(linear, nn.Linear):
@@ -121,7 +126,7 @@ def _weight_copy(linear: nn.Linear, weights: str) -> tuple[Tensor, Tensor | None
     """``(weight copy, int8 scales or None)`` for :func:`step_linear`, ``None``: use fp32."""
     if weights == "bf16":
         return linear.weight.detach().to(torch.bfloat16), None
-    if weights == "int8" and linear.in_features % _INT8_K_MULTIPLE == 0:
+    if weights == "int8" and linear.in_features % _INT8_K_MULTIPLE == 0 and _int8_supported():
         q, scales = quantize_rows(linear.weight)
         return q, scales.to(torch.bfloat16)
     return None
