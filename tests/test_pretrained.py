@@ -109,3 +109,14 @@ def test_a_packaged_model_resolves_by_its_short_name(tmp_path, monkeypatch):
     assert TinyModel.from_pretrained("tiny-shipped").config == TinyConfig()
     with pytest.raises(CheckpointError, match="packaged models: tiny-shipped"):
         TinyModel.from_pretrained("tiny-missing")
+
+
+def test_a_scaffold_config_saved_before_the_note_envelope_loads_without_it():
+    from mambakit.pretrained import config_from_dict
+    from mambakit.timbre.scaffold import ScaffoldConfig
+
+    old = config_from_dict(ScaffoldConfig, {"hop": 128})  # an older config.json: no note keys
+    assert (old.note_envelope, old.note_inputs) == (False, False)
+    new = config_from_dict(ScaffoldConfig, {"note_envelope": True, "note_inputs": True})
+    assert (new.note_envelope, new.note_inputs) == (True, True)
+    assert ScaffoldConfig().note_envelope  # a new model has it

@@ -56,14 +56,17 @@ def config_from_dict(cls: type[C], data: dict[str, Any]) -> C:
     """Build dataclass ``cls`` from ``data``, recursing into nested dataclass fields.
 
     Unknown keys are an error (a config from a newer version should not load
-    silently); missing keys take the field defaults. Lists become tuples where the
-    field is annotated as a tuple (alone or in a union), so frozen configs stay hashable.
+    silently); missing keys take the field defaults, or, where ``cls`` has a
+    ``SAVED_BEFORE`` mapping, the value a field had before it existed (a checkpoint saved
+    then was trained without it). Lists become tuples where the field is annotated as a
+    tuple (alone or in a union), so frozen configs stay hashable.
     """
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
         raise CheckpointError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
+    data = {**getattr(cls, "SAVED_BEFORE", {}), **data}
     kwargs = {}
     for name, value in data.items():
         hint = hints.get(name)

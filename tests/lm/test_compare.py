@@ -158,3 +158,17 @@ def test_unknown_decode_weight_formats_are_user_errors(argv, capsys, monkeypatch
     monkeypatch.setattr(generate.MusicGenerator, "from_pretrained", lambda *a, **k: None)
     assert main(argv) == 2
     assert "give one" in capsys.readouterr().err
+
+
+def test_bench_lm_reports_a_format_it_cannot_time_and_times_the_rest(monkeypatch, one_thread):
+    from mambakit.bench import lm as bench_lm
+
+    def no_int8(model, fmt):
+        raise RuntimeError(f"no {fmt} kernel here")
+
+    monkeypatch.setattr(bench_lm, "decode_weights_", no_int8)
+    report = bench_lm.run_lm_bench(["mamba2"], context_seconds=[0.01], n_steps=1,
+                                   weights=["fp32", "int8"])  # fmt: skip
+    assert [r["weights"] for r in report["rows"]] == ["fp32"]
+    assert report["skipped_weights"] == {"int8": "no int8 kernel here"}
+    assert "int8 weights not timed: no int8 kernel here" in bench_lm.lm_bench_markdown(report)

@@ -79,15 +79,17 @@ def run_lm_bench(
     with the delay pattern the sequence holds ``frames + K - 1`` steps.
     """
     device = resolve_device(device)
-    rows = []
+    rows, skipped = [], {}
     for backbone in tqdm(backbones, desc="lm bench"):
         torch.manual_seed(seed)
         config = preset(backbone, scale, n_codebooks=n_codebooks, codebook_size=codebook_size)
         model = MusicLM(config).to(device).eval()
-        models = {
-            fmt: model if fmt == "fp32" else decode_weights_(copy.deepcopy(model), fmt)
-            for fmt in weights
-        }
+        models = {"fp32": model} if "fp32" in weights else {}
+        for fmt in (w for w in weights if w != "fp32"):
+            try:
+                models[fmt] = decode_weights_(copy.deepcopy(model), fmt)
+            except RuntimeError as e:  # e.g. int8 without the CPU's int8 kernel
+                skipped[fmt] = str(e)
         pattern = model.pattern
         for seconds in context_seconds:
             frames = max(1, round(seconds * frame_rate))
@@ -118,6 +120,7 @@ def run_lm_bench(
         "n_steps": n_steps,
         "batch_size": batch_size,
         "rows": rows,
+        "skipped_weights": skipped,  # format -> why it could not be timed here
     }
 
 
@@ -137,7 +140,9 @@ def lm_bench_markdown(report: dict[str, Any]) -> str:
         "",
         markdown_table(report["rows"], BENCH_COLUMNS, align="ll" + "r" * 7),
         "",
-    ]
+        *(f"{fmt} weights not timed: {why}\n" for fmt, why in
+          report.get("skipped_weights", {}).items()),
+    ]  # fmt: skip
     growth = []
     for backbone, fmt in dict.fromkeys(
         (r["backbone"], r.get("weights", "fp32")) for r in report["rows"]

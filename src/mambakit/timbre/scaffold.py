@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -129,6 +129,10 @@ class ScaffoldConfig:
     note_envelope: bool = True
     note_inputs: bool = True
     segment_seconds: float = 1.5
+
+    # What a run saved before the note envelope existed was trained without it (and its
+    # decoder reads 3 features, not 5): such a config.json loads with these values.
+    SAVED_BEFORE: ClassVar[dict[str, Any]] = {"note_envelope": False, "note_inputs": False}
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> ScaffoldConfig:
