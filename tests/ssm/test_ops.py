@@ -18,19 +18,52 @@ def _ssd_inputs(b=2, length=37, h=4, p=8, g=2, n=4, seed=0):
     return [t.requires_grad_() for t in (x, dt, A, B, C, D, h0)]
 
 
+def _values_and_grads(scan, inputs):
+    """``(y, final_state, *gradients of every input)`` of a random linear loss."""
+    y, s = scan(*inputs)
+    gen = torch.Generator().manual_seed(1)
+    w_y, w_s = torch.randn(y.shape, generator=gen), torch.randn(s.shape, generator=gen)
+    inputs = [t for t in inputs if t is not None]
+    return (y, s, *torch.autograd.grad((y * w_y).sum() + (s * w_s).sum(), inputs))
+
+
+def _assert_scans_agree(scan, reference, inputs, names, value_tol=1e-4, grad_tol=1e-3):
+    """``scan`` and ``reference`` (each ``(*inputs) -> (y, final_state)``) agree in values
+    within ``value_tol`` and in the gradient of every input in ``names`` within ``grad_tol``."""
+    got, want = _values_and_grads(scan, inputs), _values_and_grads(reference, inputs)
+    tols = [value_tol, value_tol] + [grad_tol] * (len(got) - 2)
+    for name, g, w, tol in zip(["y", "state", *names], got, want, tols, strict=True):
+        torch.testing.assert_close(g, w, atol=tol, rtol=tol, msg=name)
+
+
+SSD_ARGS = ["x", "dt", "A", "B", "C", "D", "h0"]
+SELECTIVE_ARGS = ["u", "delta", "A", "B", "C", "D", "h0"]
+
+
 @pytest.mark.parametrize("length,chunk,groups", [(37, 8, 2), (16, 16, 1), (5, 64, 4), (1, 4, 1)])
 def test_ssd_scan_matches_reference_values_and_grads(length, chunk, groups):
+    def chunked(x, dt, A, B, C, D, h0):
+        return ssd_scan(x, dt, A, B, C, D, chunk, h0, return_final_state=True, backend="torch")
+
     inputs = _ssd_inputs(length=length, g=groups)
-    x, dt, A, B, C, D, h0 = inputs
-    y, s = ssd_scan(x, dt, A, B, C, D, chunk, h0, return_final_state=True, backend="torch")
-    y_ref, s_ref = ssd_scan_ref(x, dt, A, B, C, D, h0, return_final_state=True)
-    torch.testing.assert_close(y, y_ref, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(s, s_ref, atol=1e-4, rtol=1e-4)
-    w_y, w_s = torch.randn_like(y), torch.randn_like(s)
-    grads = torch.autograd.grad((y * w_y).sum() + (s * w_s).sum(), inputs)
-    grads_ref = torch.autograd.grad((y_ref * w_y).sum() + (s_ref * w_s).sum(), inputs)
-    for g, g_ref in zip(grads, grads_ref, strict=True):
-        torch.testing.assert_close(g, g_ref, atol=1e-3, rtol=1e-3)
+    _assert_scans_agree(chunked, _ssd_ref, inputs, SSD_ARGS)
+
+
+def _ssd_ref(x, dt, A, B, C, D, h0):
+    return ssd_scan_ref(x, dt, A, B, C, D, h0, return_final_state=True)
+
+
+@pytest.mark.parametrize("length,chunk,groups", [(37, 4, 2), (64, 8, 1), (3, 8, 4)])
+def test_segsum_ssd_scan_matches_reference_values_and_grads(monkeypatch, length, chunk, groups):
+    # The segment-sum state passing that torch.compile traces, run eagerly.
+    monkeypatch.setattr(ops, "_RECURRENCE_BLOCK", 4)  # 10 chunks: two levels and padding
+
+    def segsum(x, dt, A, B, C, D, h0):
+        return ops._ssd_scan_chunked(x, dt, A, B, C, chunk, h0, segsum=True)
+
+    inputs = _ssd_inputs(length=length, g=groups)
+    inputs[5] = None  # no D: _ssd_scan_chunked leaves the skip term to its caller
+    _assert_scans_agree(segsum, _ssd_ref, inputs, [n for n in SSD_ARGS if n != "D"])
 
 
 def test_ssd_scan_segments_carry_state():
@@ -57,17 +90,14 @@ def _selective_inputs(b=2, length=45, d=6, n=4, seed=0, dt_scale=1.0):
 def test_selective_scan_matches_reference_values_and_grads(length, chunk, dt_scale):
     # dt_scale=20 makes per-step decays of up to ~100 nats: the chunk must shrink to stay exact.
     inputs = _selective_inputs(length=length, dt_scale=dt_scale)
-    u, delta, A, B, C, D, h0 = inputs
-    y, s = selective_scan(u, delta, A, B, C, D, h0, True, chunk_size=chunk, backend="torch")
-    y_ref, s_ref = selective_scan_ref(u, delta, A, B, C, D, h0, True)
-    assert torch.isfinite(y).all()
-    torch.testing.assert_close(y, y_ref, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(s, s_ref, atol=1e-4, rtol=1e-4)
-    w_y, w_s = torch.randn_like(y), torch.randn_like(s)
-    grads = torch.autograd.grad((y * w_y).sum() + (s * w_s).sum(), inputs)
-    grads_ref = torch.autograd.grad((y_ref * w_y).sum() + (s_ref * w_s).sum(), inputs)
-    for g, g_ref in zip(grads, grads_ref, strict=True):
-        torch.testing.assert_close(g, g_ref, atol=1e-3, rtol=1e-3)
+
+    def chunked(*args):
+        return selective_scan(*args, True, chunk_size=chunk, backend="torch")
+
+    def ref(*args):
+        return selective_scan_ref(*args, True)
+
+    _assert_scans_agree(chunked, ref, inputs, SELECTIVE_ARGS)
 
 
 def test_scans_reject_bad_shapes():
@@ -140,19 +170,8 @@ def _kernel():
     return cpu_kernel
 
 
-def _values_and_grads(scan, inputs):
-    """``(y, final_state, *gradients of every input)`` of a random linear loss."""
-    y, s = scan(*inputs)
-    gen = torch.Generator().manual_seed(1)
-    w_y, w_s = torch.randn(y.shape, generator=gen), torch.randn(s.shape, generator=gen)
-    inputs = [t for t in inputs if t is not None]
-    return (y, s, *torch.autograd.grad((y * w_y).sum() + (s * w_s).sum(), inputs))
-
-
 # (length, groups, threads, checkpoint steps): several chunks of checkpoints with a short
 # last one; uneven channel ranges over 3 threads; one step.
-SSD_ARGS = ["x", "dt", "A", "B", "C", "D", "h0"]
-SELECTIVE_ARGS = ["u", "delta", "A", "B", "C", "D", "h0"]
 KERNEL_CASES = [(130, 2, 1, 64), (37, 1, 3, 5), (1, 4, 1, 64), (20, 4, 3, 64)]
 
 
@@ -175,12 +194,7 @@ def test_ssd_cpu_kernel_values_and_grads_match_reference(
     def fast(x, dt, A, B, C, D, h0):
         return ssd_scan(x, dt, A, B, C, D, 8, h0, True, backend="cpu_kernel")
 
-    def ref(x, dt, A, B, C, D, h0):
-        return ssd_scan_ref(x, dt, A, B, C, D, h0, return_final_state=True)
-
-    got, want = _values_and_grads(fast, inputs), _values_and_grads(ref, inputs)
-    for name, g, w in zip(["y", "state", *SSD_ARGS], got, want, strict=True):
-        torch.testing.assert_close(g, w, atol=1e-4, rtol=1e-4, msg=name)
+    _assert_scans_agree(fast, _ssd_ref, inputs, SSD_ARGS, grad_tol=1e-4)
 
 
 @pytest.mark.parametrize("length,groups,threads,checkpoint", KERNEL_CASES)
@@ -197,9 +211,7 @@ def test_selective_cpu_kernel_values_and_grads_match_reference(
     def ref(*args):
         return selective_scan_ref(*args, True)
 
-    got, want = _values_and_grads(fast, inputs), _values_and_grads(ref, inputs)
-    for name, g, w in zip(["y", "state", *SELECTIVE_ARGS], got, want, strict=True):
-        torch.testing.assert_close(g, w, atol=1e-4, rtol=1e-4, msg=name)
+    _assert_scans_agree(fast, ref, inputs, SELECTIVE_ARGS, grad_tol=1e-4)
 
 
 def test_auto_runs_the_cpu_kernels_for_training_and_inference_but_not_when_tracing(monkeypatch):
