@@ -150,6 +150,10 @@ def test_generate_pad_is_seeded_and_bounded(synth):
         h.generate_pad(synth, pad, n=9)
     with pytest.raises(h.UIError, match="steps must be 0"):
         h.generate_pad(synth, h.PadParams(steps=500), n=1)
+    with pytest.raises(h.UIError, match="guidance must be 0 .model default. .. 5, got -1"):
+        h.generate_pad(synth, h.PadParams(cfg=-1.0), n=1)
+    guided, _ = h.generate_pad(synth, h.PadParams(**{**vars(pad), "cfg": 3.0}), n=1)
+    assert not np.allclose(guided[0], a[0])  # 0 (the default) is the model's own, here off
     with pytest.raises(h.UIError, match="no drum model loaded"):
         h.generate_pad(None, pad)
 

@@ -84,16 +84,17 @@ class _StandInModel:
     config = SimpleNamespace(n_samples=SR)
 
     def __init__(self, shape, defaults: dict[str, TagDefaults]) -> None:
-        self.shape, self.defaults, self.calls = shape, defaults, 0
+        self.shape, self.defaults, self.calls, self.cfgs = shape, defaults, 0, set()
 
-    def generate(self, tag, adsr, steps, seed, n):
+    def generate(self, tag, adsr, steps, seed, n, cfg=1.0):
         self.calls += 1
+        self.cfgs.add(cfg)
         t = torch.arange(SR) / SR
-        curve = self.shape(adsr) * torch.sin(2 * torch.pi * 300 * t)
+        curve = self.shape(adsr) ** cfg * torch.sin(2 * torch.pi * 300 * t)  # guided: shorter
         return curve.expand(n, 1, -1), self.sample_rate
 
-    def decay_s(self, adsr: ADSR) -> float:
-        return decay_time_s(self.generate(None, adsr, None, 0, 1)[0][0, 0].numpy(), SR)
+    def decay_s(self, adsr: ADSR, cfg: float = 1.0) -> float:
+        return decay_time_s(self.generate(None, adsr, None, 0, 1, cfg)[0][0, 0].numpy(), SR)
 
 
 def _half_as_long(adsr: ADSR) -> torch.Tensor:
@@ -124,6 +125,20 @@ def test_calibration_makes_the_model_ring_as_long_as_the_library(shape, library_
     assert model.calls <= 8 + 2 and TagDefaults(**result.defaults["kick"]).tonal
 
 
+def test_calibration_fits_the_envelope_under_the_guidance_it_stores():
+    base = (0.002, 0.3, 0.0, 0.05, 0.0)
+    model = _StandInModel(_half_as_long, {"kick": TagDefaults(adsr=base, decay_10_s=0.2)})
+    result = calibrate_decay_defaults(model, iterations=8, seeds=1, cfg=2.0)
+    assert model.cfgs == {2.0} and result.defaults["kick"]["cfg"] == 2.0
+    calibrated = ADSR.from_vector(result.defaults["kick"]["adsr"])
+    assert model.decay_s(calibrated, cfg=2.0) / 0.2 == pytest.approx(1.0, abs=0.05)
+    assert model.decay_s(calibrated, cfg=1.0) / 0.2 > 1.2  # unguided it would ring longer
+    model.cfgs.clear()  # without cfg, each tag's stored guidance is kept
+    model.defaults = {"kick": TagDefaults(**result.defaults["kick"])}
+    again = calibrate_decay_defaults(model, iterations=8, seeds=1)
+    assert model.cfgs == {2.0} and again.defaults["kick"]["cfg"] == 2.0
+
+
 def test_the_capped_model_needs_the_sustain_a_longer_decay_alone_does_not_reach():
     longest = max(
         decay_time_s(_capped_decay(ADSR(0.002, 0.3 * k, 0.0, 0.05)).numpy(), SR)
@@ -145,11 +160,14 @@ def test_cli_calibrate_rewrites_the_run_defaults_and_reports_each_ratio(tmp_path
     DrumDiffusionModel(DrumConfig.tiny().with_(seconds=0.05)).save_pretrained(tmp_path)
     before = {"midi_note": 36, "adsr": [0.002, 0.01, 0.0, 0.01, 0.0], "decay_10_s": 0.02}
     (tmp_path / DEFAULTS_NAME).write_text(json.dumps({"kick": before}))
-    assert main(["drums", "calibrate", str(tmp_path), "--iterations", "2", "--seeds", "1"]) == 0
+    args = ["drums", "calibrate", str(tmp_path), "--iterations", "2", "--seeds", "1"]
+    assert main([*args, "--cfg", "2.5"]) == 0
     after = json.loads((tmp_path / DEFAULTS_NAME).read_text())["kick"]
     assert TagDefaults(**after).decay_10_s == 0.02 and after["midi_note"] == 36
+    assert after["cfg"] == 2.5
     line = (
-        r"kick: decay [\d.]+ s, sustain [\d.]+; rings [\d.]+x the library's 10 % decay of 0.020 s"
+        r"kick: decay [\d.]+ s, sustain [\d.]+; rings [\d.]+x the library's 10 % decay of "
+        r"0.020 s \(guidance 2.5\)"
     )
     assert re.search(line, capsys.readouterr().out)
     assert main(["drums", "calibrate", str(tmp_path / "nothing")]) != 0

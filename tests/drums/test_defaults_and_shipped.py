@@ -127,3 +127,13 @@ def test_variation_is_per_seed_reproducible_and_independent_of_the_batch(package
     assert not torch.allclose(varied, still)
     with pytest.raises(ValueError, match="variation must lie in"):
         synth.generate(tag="snare", variation=1.5)
+
+
+def test_a_tag_without_a_guidance_argument_uses_its_stored_default(packaged_tiny):
+    (packaged_tiny / DEFAULTS_NAME).write_text(json.dumps({"kick": {"cfg": 3.0}}))
+    synth = DrumSynth.from_pretrained()
+    default, _ = synth.generate(tag="kick", seed=2)
+    torch.testing.assert_close(default, synth.generate(tag="kick", seed=2, cfg=3.0)[0])
+    assert not torch.allclose(default, synth.generate(tag="kick", seed=2, cfg=1.0)[0])
+    unguided, _ = synth.generate(tag="snare", seed=2)  # a tag with no defaults: cfg 1 = off
+    torch.testing.assert_close(unguided, synth.generate(tag="snare", seed=2, cfg=1.0)[0])

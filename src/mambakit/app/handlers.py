@@ -54,6 +54,7 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".aif", ".aiff", ".ogg", ".mp3")
 #: Bounds of one request.
 MAX_VARIATIONS = 8
 MAX_STEPS = 64
+MAX_GUIDANCE = 5.0
 MAX_LM_SECONDS = 30.0
 MAX_TOP_K = 4096
 N_PADS = 8
@@ -253,7 +254,7 @@ class PadParams(PadShape):
     text: str = ""
     note: str = "C1"
     steps: int = 0  # 0 = the model's default
-    cfg: float = 1.0
+    cfg: float = 0.0  # 0 = the model's default
     seed: int = 0
     strength: float = 0.6
 
@@ -324,6 +325,8 @@ def generate_pad(
         raise UIError(f"number of variations must be 1..{MAX_VARIATIONS}, got {n}")
     if not 0 <= pad.steps <= MAX_STEPS:
         raise UIError(f"steps must be 0 (model default) .. {MAX_STEPS}, got {pad.steps}")
+    if not 0 <= pad.cfg <= MAX_GUIDANCE:
+        raise UIError(f"guidance must be 0 (model default) .. {MAX_GUIDANCE:g}, got {pad.cfg}")
     if pad.tag not in synth.tags and not pad.text.strip():
         raise UIError(f"pad {pad.name}: tag {pad.tag!r} is not one of {', '.join(synth.tags)}")
     init = None
@@ -342,7 +345,7 @@ def generate_pad(
             init_audio=init,
             strength=float(pad.strength),
             steps=int(pad.steps) or None,
-            cfg=float(pad.cfg),
+            cfg=float(pad.cfg) or None,
             seed=int(pad.seed),
             n=int(n),
         )

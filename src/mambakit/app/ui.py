@@ -260,7 +260,13 @@ def drum_machine_tab(page: Page) -> None:
                 c["steps"] = gr.Slider(
                     0, h.MAX_STEPS, value=0, step=1, label="steps (0 = model default)"
                 )
-                c["cfg"] = gr.Slider(1.0, 5.0, value=1.0, step=0.1, label="guidance")
+                c["cfg"] = gr.Slider(
+                    0.0,
+                    h.MAX_GUIDANCE,
+                    value=0.0,
+                    step=0.1,
+                    label="guidance (0 = model default, 1 = off)",
+                )
                 c["seed"] = gr.Number(first.seed, precision=0, label="seed")
             with gr.Row():  # variations of an uploaded sample (img2img-style)
                 init_file = gr.File(

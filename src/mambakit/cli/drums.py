@@ -77,13 +77,15 @@ def _calibrate(args: argparse.Namespace) -> int:
     if not (args.run / DEFAULTS_NAME).is_file():
         raise FileNotFoundError(f"{args.run} has no {DEFAULTS_NAME}: is it a drum run folder?")
     synth = DrumSynth.from_pretrained(args.run)
-    result = calibrate_decay_defaults(synth, iterations=args.iterations, seeds=args.seeds)
+    result = calibrate_decay_defaults(
+        synth, iterations=args.iterations, seeds=args.seeds, cfg=args.cfg
+    )
     (args.run / DEFAULTS_NAME).write_text(json.dumps(result.defaults, indent=2))
     for tag, d in result.defaults.items():
         dec, sus = d["adsr"][1:3]
         print(
             f"{tag:>10}: decay {dec:.3f} s, sustain {sus:.2f}; rings {result.ratios[tag]:.2f}x "
-            f"the library's 10 % decay of {d['decay_10_s']:.3f} s"
+            f"the library's 10 % decay of {d['decay_10_s']:.3f} s (guidance {d['cfg']:g})"
         )
     print(f"rewrote {args.run / DEFAULTS_NAME}")
     return 0
@@ -133,7 +135,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--init", type=Path, help="input sample to vary (img2img)")
     g.add_argument("--strength", type=float, default=0.6, help="0 keeps --init, 1 ignores it")
     g.add_argument("--steps", type=int, help="denoising steps")
-    g.add_argument("--cfg", type=float, default=1.0, help="guidance scale (1 = off)")
+    g.add_argument(
+        "--cfg", type=float, default=None, help="guidance scale (1 = off; default: the model's)"
+    )
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("-n", type=int, default=1, help="how many variations")
     g.add_argument(
@@ -152,6 +156,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--iterations", type=int, default=8, help="at most this many measurements per tag (8)"
     )
     c.add_argument("--seeds", type=int, default=8, help="generations per measurement (8)")
+    c.add_argument(
+        "--cfg",
+        type=float,
+        default=None,
+        help="guidance scale to store as every tag's default and fit the envelopes under "
+        "(default: keep each tag's)",
+    )
     c.set_defaults(func=_calibrate)
 
     from mambakit.cli import drums_tools

@@ -46,7 +46,7 @@ def _eval_drums(args: argparse.Namespace) -> int:
         "run": str(args.run),
         "real": str(args.real),
         "heldout": str(args.heldout) if args.heldout else None,
-        "cfg": args.cfg,
+        "cfg": args.cfg if args.cfg is not None else {t: d.cfg for t, d in synth.defaults.items()},
         "training": _training_summary(Path(args.run)),
         "tag_classifier": kit_cross_validation(real, args.real),
         "speed": {f"pads_{n}_s": generation_seconds(synth, n) for n in (1, 16)}
@@ -128,7 +128,9 @@ def register_eval(eval_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--heldout", type=Path, help="clips the model never saw (requests)")
     p.add_argument("--limit", type=int, default=40, help="at most this many requests")
     p.add_argument("--steps", type=int, help="denoising steps")
-    p.add_argument("--cfg", type=float, default=1.0, help="guidance scale (default 1 = off)")
+    p.add_argument(
+        "--cfg", type=float, default=None, help="guidance scale (1 = off; default: the model's)"
+    )
     p.add_argument("--out", type=Path, help="report folder (default RUN/eval)")
     p.add_argument(
         "--speed", action="store_true", help="also time 1 and 16 pads (median of 3, this machine)"

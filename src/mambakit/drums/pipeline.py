@@ -41,7 +41,9 @@ PitchEnv = np.ndarray | torch.Tensor | tuple[float, float] | None
 class TagDefaults:
     """Typical controls of one tag in the training set, used when not given: medians, and
     an ADSR that rings as long as the library's median ``decay_10_s`` (seconds until the
-    envelope stays under 10 % of its peak; see ``drums.training.tag_defaults``)."""
+    envelope stays under 10 % of its peak; see ``drums.training.tag_defaults``), and the
+    guidance scale ``cfg`` that :meth:`DrumSynth.generate` uses when given none (1 = off;
+    ``drums calibrate --cfg`` sets it and fits the envelope under it)."""
 
     midi_note: int = 48
     adsr: tuple[float, ...] = (0.002, 0.2, 0.0, 0.05, 0.0)
@@ -49,6 +51,7 @@ class TagDefaults:
     pitch_drop: float = 0.0
     pitch_decay_s: float = 0.04
     tonal: bool = True
+    cfg: float = 1.0
 
 
 def load_defaults(run_dir: str | os.PathLike[str]) -> dict[str, TagDefaults]:
@@ -205,7 +208,7 @@ class DrumSynth:
         init_audio: torch.Tensor | np.ndarray | None = None,
         strength: float = 0.6,
         steps: int | None = None,
-        cfg: float = 1.0,
+        cfg: float | None = None,
         seed: int | None = None,
         n: int = 1,
         variation: float = 0.0,
@@ -221,13 +224,16 @@ class DrumSynth:
             init_audio: ``[T]`` / ``[1, T]`` / ``[1, 1, T]`` at the model's rate for
                 variations of a sound, with ``strength`` in [0, 1].
             steps: denoising steps (default ``config.diffusion_steps``); ``cfg``: guidance
-                scale (1 = off); ``seed``: the i-th output uses ``seed + i``;
+                scale (1 = off; default: the tag's, :class:`TagDefaults`); ``seed``: the
+                i-th output uses ``seed + i``;
                 ``variation``: fresh noise per denoising step (see :meth:`sample`).
         """
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         name = resolve_tag(tag, text, self.tags)
         cond = self.controls(name, note, adsr, pitch_env)
+        if cfg is None:
+            cfg = self.defaults.get(name, TagDefaults()).cfg
         init = None
         if init_audio is not None:
             init = torch.as_tensor(np.asarray(init_audio, dtype=np.float32)).reshape(1, 1, -1)

@@ -305,7 +305,11 @@ class DecayCalibration:
 
 
 def calibrate_decay_defaults(
-    synth: Any, iterations: int = 8, seeds: int = 8, steps: int | None = None
+    synth: Any,
+    iterations: int = 8,
+    seeds: int = 8,
+    steps: int | None = None,
+    cfg: float | None = None,
 ) -> DecayCalibration:
     """Per-tag default envelopes under which the model rings as long as the library.
 
@@ -316,13 +320,19 @@ def calibrate_decay_defaults(
     itself is measured: each tag's default is :func:`stretched_adsr` by the factor that
     :func:`solve_stretch` finds in at most ``iterations`` rounds, where each round is the
     median 10 %-decay time of ``seeds`` tag-only generations (fixed seeds, so the curve
-    it solves on does not jitter between rounds).
+    it solves on does not jitter between rounds). Guidance changes how long the model
+    rings, so the envelopes are fitted under the guidance scale they will be used with:
+    ``cfg`` (stored as every tag's default) or else each tag's current default.
     """
     n, sr = synth.config.n_samples, synth.sample_rate
     defaults, ratios = {}, {}
     for tag, default in sorted(synth.defaults.items()):
+        if cfg is not None:
+            default = replace(default, cfg=float(cfg))
         base = ADSR.from_vector(default.adsr)
-        measure = partial(_generated_decay_s, synth, tag, base, seeds=seeds, steps=steps)
+        measure = partial(
+            _generated_decay_s, synth, tag, base, seeds=seeds, steps=steps, cfg=default.cfg
+        )
         stretch, made = solve_stretch(measure, default.decay_10_s, iterations)
         adsr = stretched_adsr(base, stretch, n, sr)
         calibrated = replace(default, adsr=tuple(float(v) for v in adsr.to_vector()))
@@ -332,14 +342,14 @@ def calibrate_decay_defaults(
 
 
 def _generated_decay_s(
-    synth: Any, tag: str, base: ADSR, stretch: float, seeds: int, steps: int | None
+    synth: Any, tag: str, base: ADSR, stretch: float, seeds: int, steps: int | None, cfg: float
 ) -> float:
     """Median 10 %-decay time (s) of ``seeds`` tag-only generations (seeds 30000, ...)
-    under ``base`` stretched by ``stretch`` (:func:`stretched_adsr`)."""
+    under ``base`` stretched by ``stretch`` (:func:`stretched_adsr`), guidance ``cfg``."""
     from mambakit.eval.features import decay_time_s
 
     adsr = stretched_adsr(base, stretch, synth.config.n_samples, synth.sample_rate)
-    audio, sr = synth.generate(tag=tag, adsr=adsr, steps=steps, seed=30_000, n=seeds)
+    audio, sr = synth.generate(tag=tag, adsr=adsr, steps=steps, cfg=cfg, seed=30_000, n=seeds)
     return float(np.median([decay_time_s(clip[0].numpy(), sr) for clip in audio]))
 
 

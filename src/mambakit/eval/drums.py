@@ -323,7 +323,7 @@ def evaluate_synth(
     steps: int | None = None,
     progress: bool = True,
     sheet: str | Path | None = None,
-    cfg: float = 1.0,
+    cfg: float | None = None,
 ) -> list[DrumScores]:
     """Score a :class:`~mambakit.drums.DrumSynth`, its scaffold and the request clips
     -> ``[model, scaffold, real]``.
@@ -332,9 +332,9 @@ def evaluate_synth(
     memorisation and the decay-length references); requests come from ``requests_from``
     (clips the model never saw, ideally) or else from ``reference``. At most ``limit``
     requests, spread over tags; the model samples with ``steps`` denoising steps and
-    guidance scale ``cfg`` (1 = off, as ``generate``). ``real`` holds the measures that
-    apply to the request clips themselves: the classifier's accuracy on them, the comb,
-    and their decay ratio to the reference library.
+    guidance scale ``cfg`` (1 = off; default, as ``generate``: each tag's own). ``real``
+    holds the measures that apply to the request clips themselves: the classifier's
+    accuracy on them, the comb, and their decay ratio to the reference library.
     """
     sr = synth.sample_rate
     tags = list(synth.tags)
