@@ -100,6 +100,78 @@ def filtered_noise(noise: Tensor, gains: Tensor, sr: int, f_min: float = 43.0) -
     return torch.fft.irfft(spectrum, n=n_time, dim=-1).to(noise.dtype)
 
 
+def _gaussian_weights(
+    factor: int, width: float, device: torch.device, dtype: torch.dtype
+) -> tuple[int, Tensor]:
+    """``(reach, weights)`` of the Gaussian resampling kernel: ``weights[q, r]`` ``[2R + 1,
+    factor]`` is the weight of token ``m + q - R`` at sample ``r`` of patch ``m``, whose
+    distance from the token's centre is ``(R - q) * factor + r - (factor - 1) / 2`` samples;
+    ``R = reach`` tokens on each side contribute (3 standard deviations)."""
+    sigma = width * factor
+    reach = int(math.ceil(3 * sigma / factor)) + 1
+    q = torch.arange(2 * reach + 1, device=device, dtype=dtype)[:, None]
+    r = torch.arange(factor, device=device, dtype=dtype)[None, :]
+    dist = (reach - q) * factor + r - (factor - 1) / 2
+    return reach, torch.exp(-0.5 * (dist / sigma) ** 2)
+
+
+def _spread(tokens: Tensor, weights: Tensor, reach: int) -> Tensor:
+    """Tokens ``[..., N]`` -> ``[..., N * factor]``: every sample the weighted sum of the
+    ``2R + 1`` tokens around it (no normalisation)."""
+    span = 2 * reach + 1
+    windows = F.pad(tokens, (reach, reach)).unfold(-1, span, 1)  # [..., N, 2R + 1]
+    # one [M * N, 2R + 1] @ [2R + 1, factor] matmul: a batched matmul on the overlapping
+    # windows view broadcasts the weights instead, several times slower
+    return (windows.reshape(-1, span) @ weights).view(*tokens.shape[:-1], -1)
+
+
+def _pool(x: Tensor, weights: Tensor, reach: int, n_tok: int) -> Tensor:
+    """Samples ``[..., n]`` -> ``[..., n_tok]``, ``n <= n_tok * factor``: the adjoint of
+    :func:`_spread` (each token the weighted sum of the samples its weights reach)."""
+    factor, span = weights.shape[1], 2 * reach + 1
+    n = x.shape[-1]
+    pad = (reach * factor, reach * factor + n_tok * factor - n)
+    # The padded signal's blocks of `factor` samples times the taps of each of the 2R + 1
+    # blocks a token reads (token i reads block i + q with taps weights[2R - q]), then the
+    # sum along the diagonals of [n_tok + 2R, 2R + 1]: one strided view, element
+    # [i + q, q] at offset i * span + q * (span + 1). Several times faster than conv1d.
+    blocks = F.pad(x, pad).unflatten(-1, (n_tok + 2 * reach, factor))
+    partial = (blocks @ weights.flip(0).t()).contiguous()  # [..., n_tok + 2R, 2R + 1]
+    lead = partial.shape[:-2]
+    strides = partial.stride()[:-2] + (span, span + 1)
+    return partial.as_strided((*lead, n_tok, span), strides).sum(-1)
+
+
+class _GaussianResample(torch.autograd.Function):
+    """:func:`smooth_upsample` (``up``) and :func:`smooth_downsample`, each with the other's
+    kernel as its backward: the upsampling is ``spread(tokens) / total`` and its adjoint is
+    ``pool(grad / total)``; the downsampling ``pool(x) / total`` has the adjoint
+    ``spread(grad / total)`` (``total``: the summed weights, the same kernel both ways).
+    Half the passes over the full-rate tensors of autograd through the ops."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, factor: int, n_out: int, width: float, up: bool) -> Tensor:
+        reach, weights = _gaussian_weights(factor, width, x.device, x.dtype)
+        n_in = x.shape[-1]
+        if up:  # total: the summed weights at each output sample
+            total = _spread(x.new_ones(1, n_in), weights, reach)[..., :n_out]
+            out = _spread(x, weights, reach)[..., :n_out] / total
+        else:
+            total = _pool(x.new_ones(1, n_in), weights, reach, n_out)
+            out = _pool(x, weights, reach, n_out) / total
+        ctx.save_for_backward(weights, total)
+        ctx.conf = (reach, n_in, up)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
+        weights, total = ctx.saved_tensors
+        reach, n_in, up = ctx.conf
+        if up:
+            return _pool(grad / total, weights, reach, n_in), None, None, None, None
+        return _spread(grad / total, weights, reach)[..., :n_in], None, None, None, None
+
+
 def smooth_upsample(tokens: Tensor, factor: int, n: int, width: float = 1.0) -> Tensor:
     """Tokens ``[B, C, N]`` (token i summarising samples ``[i * factor, (i + 1) * factor)``)
     -> a smooth per-sample curve ``[B, C, n]``, ``n <= N * factor``.
@@ -115,23 +187,7 @@ def smooth_upsample(tokens: Tensor, factor: int, n: int, width: float = 1.0) -> 
     """
     if factor == 1:
         return tokens[..., :n]
-    sigma = width * factor
-    reach = int(math.ceil(3 * sigma / factor)) + 1  # tokens on each side that contribute
-    # weights[q, r]: token m + q - reach at sample r of patch m, whose distance from the
-    # token's centre is (reach - q) * factor + r - (factor - 1) / 2 samples
-    q = torch.arange(2 * reach + 1, device=tokens.device, dtype=tokens.dtype)[:, None]
-    r = torch.arange(factor, device=tokens.device, dtype=tokens.dtype)[None, :]
-    dist = (reach - q) * factor + r - (factor - 1) / 2
-    weights = torch.exp(-0.5 * (dist / sigma) ** 2)  # [2 * reach + 1, factor]
-
-    def spread(x: Tensor) -> Tensor:  # [..., N] -> [..., N * factor]
-        windows = F.pad(x, (reach, reach)).unfold(-1, 2 * reach + 1, 1)  # [..., N, 2R + 1]
-        # one [M * N, 2R + 1] @ [2R + 1, factor] matmul: a batched matmul on the overlapping
-        # windows view broadcasts the weights instead, several times slower in training
-        return (windows.reshape(-1, 2 * reach + 1) @ weights).view(*x.shape[:-1], -1)
-
-    total = spread(torch.ones_like(tokens[:1, :1]))  # [1, 1, N * factor], summed weights
-    return (spread(tokens) / total)[..., :n]
+    return _GaussianResample.apply(tokens, factor, n, width, True)
 
 
 def smooth_downsample(x: Tensor, factor: int, width: float = 1.0) -> Tensor:
@@ -146,29 +202,50 @@ def smooth_downsample(x: Tensor, factor: int, width: float = 1.0) -> Tensor:
     """
     if factor == 1:
         return x
-    n = x.shape[-1]
-    n_tok = -(-n // factor)
-    sigma = width * factor
-    reach = int(math.ceil(3 * sigma / factor)) + 1
-    offsets = torch.arange((2 * reach + 1) * factor, device=x.device, dtype=x.dtype)
-    kernel = torch.exp(-0.5 * ((offsets - (2 * reach + 1) * factor / 2 + 0.5) / sigma) ** 2)
-    taps = kernel.view(2 * reach + 1, factor).t()  # [factor, 2R + 1]: tap q * factor + r
-    pad = (reach * factor, reach * factor + n_tok * factor - n)
+    return _GaussianResample.apply(x, factor, -(-x.shape[-1] // factor), width, False)
 
-    def pool(y: Tensor) -> Tensor:  # [..., n] -> [..., n_tok]
-        # The strided convolution with the (2R + 1) * factor taps, written as one matmul of
-        # the padded signal's blocks of `factor` samples with the taps of each of the 2R + 1
-        # blocks a window spans, then a sum along the diagonals (token i reads block i + q
-        # with taps q): several times faster than conv1d's backward pass here.
-        blocks = F.pad(y, pad).unflatten(-1, (n_tok + 2 * reach, factor))
-        partial = blocks @ taps  # [..., n_tok + 2R, 2R + 1]
-        out = partial[..., :n_tok, 0]
-        for q in range(1, 2 * reach + 1):
-            out = out + partial[..., q : q + n_tok, q]
-        return out
 
-    total = pool(torch.ones(n, device=x.device, dtype=x.dtype))  # [n_tok], summed weights
-    return pool(x) / total
+class _Conv1dBmmBackward(torch.autograd.Function):
+    """``F.conv1d`` (stride 1, zero padding) whose backward is a few batched matmuls, one
+    per tap, on shifted views of the padded input: for these few channels (8-16) at the
+    full sample rate oneDNN's convolution backward costs several times its forward, the
+    matmuls about twice."""
+
+    @staticmethod
+    def forward(
+        ctx, x: Tensor, weight: Tensor, bias: Tensor | None, padding: int, dilation: int
+    ) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.conf = (padding, dilation, bias is not None)
+        return F.conv1d(x, weight, bias, padding=padding, dilation=dilation)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        padding, dilation, has_bias = ctx.conf
+        batch, c_out, n_out = grad.shape
+        c_in, taps = weight.shape[1], weight.shape[2]
+        x_pad = F.pad(x, (padding, padding)) if padding else x  # [B, C_in, n_out + span]
+        shifted = [x_pad[..., j * dilation : j * dilation + n_out] for j in range(taps)]
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_pad = torch.zeros_like(x_pad)
+            for j, view in enumerate(shifted):  # [B, C_in, n_out] += W_j^T @ grad
+                w_t = weight[:, :, j].t().expand(batch, c_in, c_out)
+                grad_pad[..., j * dilation : j * dilation + n_out].baddbmm_(w_t, grad)
+            grad_x = grad_pad[..., padding : padding + x.shape[-1]]
+        if ctx.needs_input_grad[1]:  # [C_out, C_in] per tap, summed over the batch
+            grad_w = torch.stack([(grad @ v.transpose(1, 2)).sum(0) for v in shifted], -1)
+        if has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2))
+        return grad_x, grad_w, grad_b, None, None
+
+
+def conv1d(conv: nn.Conv1d, x: Tensor) -> Tensor:
+    """``conv(x)`` for a stride-1, zero-padded ``nn.Conv1d``, with the matmul backward of
+    :class:`_Conv1dBmmBackward` (same values; ``conv`` itself is the reference)."""
+    (padding,), (dilation,) = conv.padding, conv.dilation
+    return _Conv1dBmmBackward.apply(x, conv.weight, conv.bias, padding, dilation)
 
 
 class FiLM(nn.Module):
@@ -183,7 +260,7 @@ class FiLM(nn.Module):
 
     def forward(self, h: Tensor, c: Tensor) -> Tensor:
         g, b = self.proj(c).unsqueeze(-1).chunk(2, dim=1)
-        return h * (1 + g) + b
+        return torch.addcmul(b, h, 1 + g)
 
 
 class BandPath(nn.Module):
@@ -232,7 +309,7 @@ class BandPath(nn.Module):
         for block, film in zip(self.blocks, self.films):
             h = h + block(film(h, cond).transpose(1, 2)).transpose(1, 2)
         modulation = smooth_upsample(h, self.patch, n)  # [B, C, n]
-        return self.decode(self.carrier(band) * modulation)  # [B, C_out, n]
+        return conv1d(self.decode, self.carrier(band) * modulation)  # [B, C_out, n]
 
 
 class DrumDiffusionModel(nn.Module, PretrainedMixin):
@@ -328,7 +405,7 @@ class DrumDiffusionModel(nn.Module, PretrainedMixin):
         if self._active(gates[:, 0]):
             y = h
             for conv, film in zip(self.cnn, self.cnn_film):
-                y = y + conv(F.silu(film(y, cond)))
+                y = y + conv1d(conv, F.silu(film(y, cond)))
             out = out + gates[:, 0, None, None] * (y - h)
 
         parts = self.log_bands.split(inputs)  # band k: [B, 3, T_k]
@@ -351,7 +428,8 @@ class DrumDiffusionModel(nn.Module, PretrainedMixin):
         coarse = smooth_downsample(out, d)  # [B, C, ceil(T / d)], anti-aliased
         parsed = self.parser(coarse.transpose(1, 2)).transpose(1, 2)
         out = out + smooth_upsample(parsed, d, T)
-        x0, eps = self.head(out).chunk(2, dim=1)
+        head_conv, head_act, head_out = self.head
+        x0, eps = head_out(head_act(conv1d(head_conv, out))).chunk(2, dim=1)
         # Scaffold in the output (DESIGN principle 1): the clean signal is the sine anchor
         # times a learned gain plus a learned residual (click, noise, overtones), all
         # under the requested amplitude envelope.
