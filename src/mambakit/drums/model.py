@@ -230,7 +230,7 @@ class _Conv1dBmmBackward(torch.autograd.Function):
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             grad_pad = torch.zeros_like(x_pad)
-            for j, view in enumerate(shifted):  # [B, C_in, n_out] += W_j^T @ grad
+            for j in range(taps):  # [B, C_in, n_out] += W_j^T @ grad
                 w_t = weight[:, :, j].t().expand(batch, c_in, c_out)
                 grad_pad[..., j * dilation : j * dilation + n_out].baddbmm_(w_t, grad)
             grad_x = grad_pad[..., padding : padding + x.shape[-1]]

@@ -169,13 +169,11 @@ class _Merge(torch.autograd.Function):
     @staticmethod
     def forward(ctx, bands: LogBands, *parts: torch.Tensor) -> torch.Tensor:
         ctx.bands = bands
-        n = parts[0].shape[-1]
-        ctx.n = n
-        return bands._merge(list(parts), n)
+        return bands._merge(list(parts), parts[0].shape[-1])
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        bands, n = ctx.bands, ctx.n
+        bands = ctx.bands
         parts = bands._split(grad, [1.0] * len(bands.bands))
         return (None, *(p if need else None for p, need in zip(parts, ctx.needs_input_grad[1:])))
 
