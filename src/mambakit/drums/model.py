@@ -125,17 +125,37 @@ def _spread(tokens: Tensor, weights: Tensor, reach: int) -> Tensor:
     return (windows.reshape(-1, span) @ weights).view(*tokens.shape[:-1], -1)
 
 
-def _pool(x: Tensor, weights: Tensor, reach: int, n_tok: int) -> Tensor:
+def _zero_pad(x: Tensor, left: int, right: int) -> Tensor:
+    """``F.pad(x, (left, right))`` for long rows: only the margins are zeroed (F.pad fills
+    the whole output before copying, a second pass over a full-rate tensor)."""
+    n = x.shape[-1]
+    out = x.new_empty(*x.shape[:-1], left + n + right)
+    out[..., :left].zero_()
+    out[..., left + n :].zero_()
+    out[..., left : left + n].copy_(x)
+    return out
+
+
+def _pool(
+    x: Tensor, weights: Tensor, reach: int, n_tok: int, edges: tuple | None = None
+) -> Tensor:
     """Samples ``[..., n]`` -> ``[..., n_tok]``, ``n <= n_tok * factor``: the adjoint of
-    :func:`_spread` (each token the weighted sum of the samples its weights reach)."""
+    :func:`_spread` (each token the weighted sum of the samples its weights reach).
+    ``edges = (scale [1, n], head, tail)``: ``x`` times ``scale`` first, which is 1 except
+    on ``[:head]`` and ``[tail:]``."""
     factor, span = weights.shape[1], 2 * reach + 1
     n = x.shape[-1]
-    pad = (reach * factor, reach * factor + n_tok * factor - n)
+    left = reach * factor
+    padded = _zero_pad(x, left, reach * factor + n_tok * factor - n)
+    if edges is not None:
+        scale, head, tail = edges
+        padded[..., left : left + head] *= scale[..., :head]
+        padded[..., left + tail : left + n] *= scale[..., tail:]
     # The padded signal's blocks of `factor` samples times the taps of each of the 2R + 1
     # blocks a token reads (token i reads block i + q with taps weights[2R - q]), then the
     # sum along the diagonals of [n_tok + 2R, 2R + 1]: one strided view, element
     # [i + q, q] at offset i * span + q * (span + 1). Several times faster than conv1d.
-    blocks = F.pad(x, pad).unflatten(-1, (n_tok + 2 * reach, factor))
+    blocks = padded.unflatten(-1, (n_tok + 2 * reach, factor))
     partial = (blocks @ weights.flip(0).t()).contiguous()  # [..., n_tok + 2R, 2R + 1]
     lead = partial.shape[:-2]
     strides = partial.stride()[:-2] + (span, span + 1)
@@ -147,29 +167,44 @@ class _GaussianResample(torch.autograd.Function):
     kernel as its backward: the upsampling is ``spread(tokens) / total`` and its adjoint is
     ``pool(grad / total)``; the downsampling ``pool(x) / total`` has the adjoint
     ``spread(grad / total)`` (``total``: the summed weights, the same kernel both ways).
-    Half the passes over the full-rate tensors of autograd through the ops."""
+    Half the passes over the full-rate tensors of autograd through the ops.
+
+    Upsampling divides by the per-sample ``total`` without a pass of its own: away from the
+    clip's first and last ``reach`` patches every token is inside the clip, so ``total``
+    depends only on the sample's place ``r`` in its patch and divides the weights instead;
+    only the samples near the ends are rescaled (``edges``)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, factor: int, n_out: int, width: float, up: bool) -> Tensor:
         reach, weights = _gaussian_weights(factor, width, x.device, x.dtype)
         n_in = x.shape[-1]
-        if up:  # total: the summed weights at each output sample
+        if up:
+            per_place = weights.sum(0)  # [factor]: the total inside the clip
+            weights = weights / per_place
             total = _spread(x.new_ones(1, n_in), weights, reach)[..., :n_out]
-            out = _spread(x, weights, reach)[..., :n_out] / total
-        else:
-            total = _pool(x.new_ones(1, n_in), weights, reach, n_out)
-            out = _pool(x, weights, reach, n_out) / total
+            scale = 1.0 / total  # [1, n_out], 1 but near the ends
+            head = min(n_out, reach * factor)
+            tail = max(head, min(n_out, (n_in - reach) * factor))
+            out = _spread(x, weights, reach)[..., :n_out]
+            out[..., :head] *= scale[..., :head]
+            out[..., tail:] *= scale[..., tail:]
+            ctx.save_for_backward(weights, scale)
+            ctx.conf = (reach, n_in, (head, tail))
+            return out
+        total = _pool(x.new_ones(1, n_in), weights, reach, n_out)
         ctx.save_for_backward(weights, total)
-        ctx.conf = (reach, n_in, up)
-        return out
+        ctx.conf = (reach, n_in, None)
+        return _pool(x, weights, reach, n_out) / total
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
-        weights, total = ctx.saved_tensors
-        reach, n_in, up = ctx.conf
-        if up:
-            return _pool(grad / total, weights, reach, n_in), None, None, None, None
-        return _spread(grad / total, weights, reach)[..., :n_in], None, None, None, None
+        weights, normaliser = ctx.saved_tensors
+        reach, n_in, edges = ctx.conf
+        if edges is not None:  # upsampling: normaliser is the scale at the ends
+            grad_in = _pool(grad, weights, reach, n_in, (normaliser, *edges))
+        else:
+            grad_in = _spread(grad / normaliser, weights, reach)[..., :n_in]
+        return grad_in, None, None, None, None
 
 
 def smooth_upsample(tokens: Tensor, factor: int, n: int, width: float = 1.0) -> Tensor:
@@ -225,7 +260,7 @@ class _Conv1dBmmBackward(torch.autograd.Function):
         padding, dilation, has_bias = ctx.conf
         batch, c_out, n_out = grad.shape
         c_in, taps = weight.shape[1], weight.shape[2]
-        x_pad = F.pad(x, (padding, padding)) if padding else x  # [B, C_in, n_out + span]
+        x_pad = _zero_pad(x, padding, padding) if padding else x  # [B, C_in, n_out + span]
         shifted = [x_pad[..., j * dilation : j * dilation + n_out] for j in range(taps)]
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
