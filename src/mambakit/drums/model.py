@@ -136,9 +136,7 @@ def _zero_pad(x: Tensor, left: int, right: int) -> Tensor:
     return out
 
 
-def _pool(
-    x: Tensor, weights: Tensor, reach: int, n_tok: int, edges: tuple | None = None
-) -> Tensor:
+def _pool(x: Tensor, weights: Tensor, reach: int, n_tok: int, edges: tuple | None = None) -> Tensor:
     """Samples ``[..., n]`` -> ``[..., n_tok]``, ``n <= n_tok * factor``: the adjoint of
     :func:`_spread` (each token the weighted sum of the samples its weights reach).
     ``edges = (scale [1, n], head, tail)``: ``x`` times ``scale`` first, which is 1 except
@@ -276,10 +274,52 @@ class _Conv1dBmmBackward(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None
 
 
-def conv1d(conv: nn.Conv1d, x: Tensor) -> Tensor:
-    """``conv(x)`` for a stride-1, zero-padded ``nn.Conv1d``, with the matmul backward of
-    :class:`_Conv1dBmmBackward` (same values; ``conv`` itself is the reference)."""
+class _Conv1dFromTaps(torch.autograd.Function):
+    """``F.conv1d`` (stride 1, zero padding) of an input that needs no gradient, from its
+    tap windows ``[B, C_in * K, n]`` (:func:`conv_taps`) as one batched matmul; the weight
+    and bias gradients come from oneDNN. For 3 input channels and 16 outputs at the full
+    sample rate oneDNN's forward is several times slower than the matmul, its weight
+    gradient faster than any matmul form."""
+
+    @staticmethod
+    def forward(
+        ctx, x: Tensor, taps: Tensor, weight: Tensor, bias: Tensor, padding: int, dilation: int
+    ) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.conf = (padding, dilation)
+        flat = weight.reshape(weight.shape[0], -1).expand(x.shape[0], -1, -1)
+        return torch.baddbmm(bias[:, None], flat, taps)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        padding, dilation = ctx.conf
+        _, grad_w, grad_b = torch.ops.aten.convolution_backward(
+            grad, x, weight, [weight.shape[0]], [1], [padding], [dilation], False, [0], 1,
+            [False, ctx.needs_input_grad[2], ctx.needs_input_grad[3]],
+        )  # fmt: skip
+        return None, None, grad_w, grad_b, None, None
+
+
+def conv_taps(x: Tensor, kernel_size: int, padding: int, dilation: int = 1) -> Tensor:
+    """``x [B, C, n]`` -> the windows ``[B, C * K, n_out]`` a stride-1 convolution reads
+    (row ``c * K + j``: channel c shifted by tap j), shared by the convolutions of one input."""
+    span = dilation * (kernel_size - 1)
+    padded = F.pad(x, (padding, padding))
+    n_out = padded.shape[-1] - span
+    windows = torch.stack([padded[..., j * dilation : j * dilation + n_out] for j in
+                           range(kernel_size)], 2)  # fmt: skip
+    return windows.flatten(1, 2)
+
+
+def conv1d(conv: nn.Conv1d, x: Tensor, taps: Tensor | None = None) -> Tensor:
+    """``conv(x)`` for a stride-1, zero-padded ``nn.Conv1d`` with a faster training path:
+    from ``taps = conv_taps(x, ...)`` when given (``x`` needs no gradient then), else
+    oneDNN's forward with the matmul backward of :class:`_Conv1dBmmBackward`. Same values
+    as ``conv(x)``, its own reference."""
     (padding,), (dilation,) = conv.padding, conv.dilation
+    if taps is not None and conv.bias is not None and not x.requires_grad:
+        return _Conv1dFromTaps.apply(x, taps, conv.weight, conv.bias, padding, dilation)
     return _Conv1dBmmBackward.apply(x, conv.weight, conv.bias, padding, dilation)
 
 
@@ -340,11 +380,15 @@ class BandPath(nn.Module):
 
     def forward(self, band: Tensor, cond: Tensor) -> Tensor:
         n = band.shape[-1]
-        h = smooth_downsample(F.silu(self.analysis(band)), self.patch)  # [B, C, n / patch]
+        (kernel,), (pad,) = self.analysis.kernel_size, self.analysis.padding
+        taps = None if band.requires_grad else conv_taps(band, kernel, pad)  # [B, 3 K, n]
+        analysis = conv1d(self.analysis, band, taps)
+        h = smooth_downsample(F.silu(analysis), self.patch)  # [B, C, n / patch]
         for block, film in zip(self.blocks, self.films):
             h = h + block(film(h, cond).transpose(1, 2)).transpose(1, 2)
         modulation = smooth_upsample(h, self.patch, n)  # [B, C, n]
-        return conv1d(self.decode, self.carrier(band) * modulation)  # [B, C_out, n]
+        carrier = conv1d(self.carrier, band, taps)
+        return conv1d(self.decode, carrier * modulation)  # [B, C_out, n]
 
 
 class DrumDiffusionModel(nn.Module, PretrainedMixin):
