@@ -238,70 +238,64 @@ def smooth_downsample(x: Tensor, factor: int, width: float = 1.0) -> Tensor:
     return _GaussianResample.apply(x, factor, -(-x.shape[-1] // factor), width, False)
 
 
-class _Conv1dBmmBackward(torch.autograd.Function):
-    """``F.conv1d`` (stride 1, zero padding) whose backward is a few batched matmuls, one
-    per tap, on shifted views of the padded input: for these few channels (8-16) at the
-    full sample rate oneDNN's convolution backward costs several times its forward, the
-    matmuls about twice. A 1x1 convolution's forward is a batched matmul as well."""
+class _Conv1d(torch.autograd.Function):
+    """``F.conv1d`` (stride 1, zero padding) for the few channels (3-16) at the full sample
+    rate of this model, each pass by the fastest of the equivalent forms measured here:
+
+    - forward: from the input's tap windows ``[B, C_in * K, n]`` (:func:`conv_taps`, shared
+      by the convolutions of one input) as one batched matmul; a 1x1 convolution as a
+      batched matmul; else oneDNN's forward (fast for 8 -> 8 channels, several times slower
+      than the matmul for 3 -> 16 and for 1x1);
+    - input gradient: the forward convolution of the output gradient with the transposed,
+      flipped kernel (oneDNN's own input gradient took 7x as long); 1x1: a batched matmul;
+    - weight and bias gradients: oneDNN's (faster than any matmul form); 1x1: a matmul.
+    """
 
     @staticmethod
     def forward(
-        ctx, x: Tensor, weight: Tensor, bias: Tensor | None, padding: int, dilation: int
+        ctx,
+        x: Tensor,
+        taps: Tensor | None,
+        weight: Tensor,
+        bias: Tensor | None,
+        padding: int,
+        dilation: int,
     ) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.conf = (padding, dilation, bias is not None)
-        if weight.shape[-1] == 1 and padding == 0:  # 1x1: a matmul beats oneDNN here too
-            flat = weight[..., 0].expand(x.shape[0], -1, -1)
-            return flat @ x if bias is None else torch.baddbmm(bias[:, None], flat, x)
-        return F.conv1d(x, weight, bias, padding=padding, dilation=dilation)
+        kernel = weight.shape[-1]
+        if taps is None and (kernel > 1 or padding > 0):
+            return F.conv1d(x, weight, bias, padding=padding, dilation=dilation)
+        flat = weight.reshape(weight.shape[0], -1).expand(x.shape[0], -1, -1)
+        windows = x if taps is None else taps  # [B, C_in * K, n_out]
+        return flat @ windows if bias is None else torch.baddbmm(bias[:, None], flat, windows)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, weight = ctx.saved_tensors
         padding, dilation, has_bias = ctx.conf
-        batch, c_out, n_out = grad.shape
-        c_in, taps = weight.shape[1], weight.shape[2]
-        x_pad = _zero_pad(x, padding, padding) if padding else x  # [B, C_in, n_out + span]
-        shifted = [x_pad[..., j * dilation : j * dilation + n_out] for j in range(taps)]
+        kernel = weight.shape[-1]
+        need_x, need_w, need_b = (ctx.needs_input_grad[i] for i in (0, 2, 3))
+        need_b = need_b and has_bias
         grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_pad = torch.zeros_like(x_pad)
-            for j in range(taps):  # [B, C_in, n_out] += W_j^T @ grad
-                w_t = weight[:, :, j].t().expand(batch, c_in, c_out)
-                grad_pad[..., j * dilation : j * dilation + n_out].baddbmm_(w_t, grad)
-            grad_x = grad_pad[..., padding : padding + x.shape[-1]]
-        if ctx.needs_input_grad[1]:  # [C_out, C_in] per tap, summed over the batch
-            grad_w = torch.stack([(grad @ v.transpose(1, 2)).sum(0) for v in shifted], -1)
-        if has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad.sum((0, 2))
-        return grad_x, grad_w, grad_b, None, None
-
-
-class _Conv1dFromTaps(torch.autograd.Function):
-    """``F.conv1d`` (stride 1, zero padding) of an input that needs no gradient, from its
-    tap windows ``[B, C_in * K, n]`` (:func:`conv_taps`) as one batched matmul; the weight
-    and bias gradients come from oneDNN. For 3 input channels and 16 outputs at the full
-    sample rate oneDNN's forward is several times slower than the matmul, its weight
-    gradient faster than any matmul form."""
-
-    @staticmethod
-    def forward(
-        ctx, x: Tensor, taps: Tensor, weight: Tensor, bias: Tensor, padding: int, dilation: int
-    ) -> Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.conf = (padding, dilation)
-        flat = weight.reshape(weight.shape[0], -1).expand(x.shape[0], -1, -1)
-        return torch.baddbmm(bias[:, None], flat, taps)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        x, weight = ctx.saved_tensors
-        padding, dilation = ctx.conf
-        _, grad_w, grad_b = torch.ops.aten.convolution_backward(
-            grad, x, weight, [weight.shape[0]], [1], [padding], [dilation], False, [0], 1,
-            [False, ctx.needs_input_grad[2], ctx.needs_input_grad[3]],
-        )  # fmt: skip
-        return None, None, grad_w, grad_b, None, None
+        if kernel == 1 and padding == 0:
+            if need_x:
+                grad_x = weight[..., 0].t().expand(x.shape[0], -1, -1) @ grad
+            if need_w:
+                grad_w = (grad @ x.transpose(1, 2)).sum(0)[..., None]
+            if need_b:
+                grad_b = grad.sum((0, 2))
+            return grad_x, None, grad_w, grad_b, None, None
+        if need_x:  # the adjoint: correlate with the flipped kernel, the other padding
+            flipped = weight.transpose(0, 1).flip(-1)
+            span = dilation * (kernel - 1)
+            grad_x = F.conv1d(grad, flipped, padding=span - padding, dilation=dilation)
+        if need_w or need_b:
+            _, grad_w, grad_b = torch.ops.aten.convolution_backward(
+                grad, x, weight, [weight.shape[0]], [1], [padding], [dilation], False, [0], 1,
+                [False, need_w, need_b],
+            )  # fmt: skip
+        return grad_x, None, grad_w, grad_b, None, None
 
 
 def conv_taps(x: Tensor, kernel_size: int, padding: int, dilation: int = 1) -> Tensor:
@@ -310,20 +304,20 @@ def conv_taps(x: Tensor, kernel_size: int, padding: int, dilation: int = 1) -> T
     span = dilation * (kernel_size - 1)
     padded = F.pad(x, (padding, padding))
     n_out = padded.shape[-1] - span
-    windows = torch.stack([padded[..., j * dilation : j * dilation + n_out] for j in
-                           range(kernel_size)], 2)  # fmt: skip
+    windows = torch.stack(
+        [padded[..., j * dilation : j * dilation + n_out] for j in range(kernel_size)], 2
+    )
     return windows.flatten(1, 2)
 
 
 def conv1d(conv: nn.Conv1d, x: Tensor, taps: Tensor | None = None) -> Tensor:
-    """``conv(x)`` for a stride-1, zero-padded ``nn.Conv1d`` with a faster training path:
-    from ``taps = conv_taps(x, ...)`` when given (``x`` needs no gradient then), else
-    oneDNN's forward with the matmul backward of :class:`_Conv1dBmmBackward`. Same values
+    """``conv(x)`` for a stride-1, zero-padded ``nn.Conv1d`` (padding at most the kernel's
+    span) by :class:`_Conv1d`, from ``taps = conv_taps(x, ...)`` when given. Same values
     as ``conv(x)``, its own reference."""
     (padding,), (dilation,) = conv.padding, conv.dilation
-    if taps is not None and conv.bias is not None and not x.requires_grad:
-        return _Conv1dFromTaps.apply(x, taps, conv.weight, conv.bias, padding, dilation)
-    return _Conv1dBmmBackward.apply(x, conv.weight, conv.bias, padding, dilation)
+    if dilation * (conv.kernel_size[0] - 1) < padding:
+        return conv(x)
+    return _Conv1d.apply(x, taps, conv.weight, conv.bias, padding, dilation)
 
 
 class FiLM(nn.Module):
