@@ -238,6 +238,25 @@ def smooth_downsample(x: Tensor, factor: int, width: float = 1.0) -> Tensor:
     return _GaussianResample.apply(x, factor, -(-x.shape[-1] // factor), width, False)
 
 
+def smooth_upsample_ref(tokens: Tensor, factor: int, n: int, width: float = 1.0) -> Tensor:
+    """:func:`smooth_upsample` as plain differentiable ops (its reference twin)."""
+    if factor == 1:
+        return tokens[..., :n]
+    reach, weights = _gaussian_weights(factor, width, tokens.device, tokens.dtype)
+    total = _spread(torch.ones_like(tokens[:1, :1]), weights, reach)[..., :n]
+    return _spread(tokens, weights, reach)[..., :n] / total
+
+
+def smooth_downsample_ref(x: Tensor, factor: int, width: float = 1.0) -> Tensor:
+    """:func:`smooth_downsample` as plain differentiable ops (its reference twin)."""
+    if factor == 1:
+        return x
+    reach, weights = _gaussian_weights(factor, width, x.device, x.dtype)
+    n_tok = -(-x.shape[-1] // factor)
+    total = _pool(torch.ones_like(x[:1, :1]), weights, reach, n_tok)
+    return _pool(x, weights, reach, n_tok) / total
+
+
 class _Conv1d(torch.autograd.Function):
     """``F.conv1d`` (stride 1, zero padding) for the few channels (3-16) at the full sample
     rate of this model, each pass by the fastest of the equivalent forms measured here:
