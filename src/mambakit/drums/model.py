@@ -394,7 +394,9 @@ class BandPath(nn.Module):
         self.carrier = nn.Conv1d(3, channels, carrier_kernel, padding=carrier_kernel // 2)
         self.decode = nn.Conv1d(channels, out_channels, 1)
 
-    def forward(self, band: Tensor, cond: Tensor) -> Tensor:
+    def forward(self, band: Tensor, cond: Tensor, gate: Tensor | None = None) -> Tensor:
+        """``band [B, 3, n]``, ``cond [B, cond]`` -> ``[B, C_out, n]``, times ``gate [B, 1,
+        1]`` when given (folded into the decoder's weights: no pass of its own)."""
         n = band.shape[-1]
         (kernel,), (pad,) = self.analysis.kernel_size, self.analysis.padding
         taps = None if band.requires_grad else conv_taps(band, kernel, pad)  # [B, 3 K, n]
@@ -404,7 +406,10 @@ class BandPath(nn.Module):
             h = h + block(film(h, cond).transpose(1, 2)).transpose(1, 2)
         modulation = smooth_upsample(h, self.patch, n)  # [B, C, n]
         carrier = conv1d(self.carrier, band, taps)
-        return conv1d(self.decode, carrier * modulation)  # [B, C_out, n]
+        if gate is None:
+            return conv1d(self.decode, carrier * modulation)  # [B, C_out, n]
+        weight = gate * self.decode.weight[None, :, :, 0]  # [B, C_out, C]: gate x decoder
+        return torch.baddbmm(gate * self.decode.bias[:, None], weight, carrier * modulation)
 
 
 class DrumDiffusionModel(nn.Module, PretrainedMixin):
@@ -501,7 +506,7 @@ class DrumDiffusionModel(nn.Module, PretrainedMixin):
             y = h
             for conv, film in zip(self.cnn, self.cnn_film):
                 y = y + conv1d(conv, F.silu(film(y, cond)))
-            out = out + gates[:, 0, None, None] * (y - h)
+            out = torch.lerp(h, y, gates[:, 0, None, None])  # h + gate * (y - h)
 
         parts = self.log_bands.split(inputs)  # band k: [B, 3, T_k]
         outs = []
@@ -512,10 +517,10 @@ class DrumDiffusionModel(nn.Module, PretrainedMixin):
                 continue
             if cfg.full_res:
                 y = band(F.interpolate(part, size=T, mode="linear"), cond)
-                y = F.interpolate(y, size=part.shape[-1], mode="linear")
+                y = g * F.interpolate(y, size=part.shape[-1], mode="linear")
             else:
-                y = band(part, cond)
-            outs.append(g * y)
+                y = band(part, cond, g)
+            outs.append(y)
         out = out + self.log_bands.merge(outs)
 
         # Global parser across bands: one Mamba2 over T / parser_decimation tokens.
