@@ -261,8 +261,8 @@ class _Conv1d(torch.autograd.Function):
     """``F.conv1d`` (stride 1, zero padding) for the few channels (3-16) at the full sample
     rate of this model, each pass by the fastest of the equivalent forms measured here:
 
-    - forward: from the input's tap windows ``[B, C_in * K, n]`` (:func:`conv_taps`, shared
-      by the convolutions of one input) as one batched matmul; a 1x1 convolution as a
+    - forward: from the input's tap windows ``[B, C_in * K + 1, n]`` (:func:`conv_taps`,
+      shared by the convolutions of one input) as one batched matmul; a 1x1 convolution as a
       batched matmul; else oneDNN's forward (fast for 8 -> 8 channels, several times slower
       than the matmul for 3 -> 16 and for 1x1);
     - input gradient: the forward convolution of the output gradient with the transposed,
@@ -285,9 +285,13 @@ class _Conv1d(torch.autograd.Function):
         kernel = weight.shape[-1]
         if taps is None and (kernel > 1 or padding > 0):
             return F.conv1d(x, weight, bias, padding=padding, dilation=dilation)
-        flat = weight.reshape(weight.shape[0], -1).expand(x.shape[0], -1, -1)
-        windows = x if taps is None else taps  # [B, C_in * K, n_out]
-        return flat @ windows if bias is None else torch.baddbmm(bias[:, None], flat, windows)
+        flat = weight.reshape(weight.shape[0], -1)
+        if taps is not None:  # the bias times the windows' row of ones: no pass of its own
+            flat = torch.cat([flat, flat.new_zeros(flat.shape[0], 1) if bias is None else
+                              bias[:, None]], 1)  # fmt: skip
+            return flat.expand(x.shape[0], -1, -1) @ taps
+        flat = flat.expand(x.shape[0], -1, -1)
+        return flat @ x if bias is None else torch.baddbmm(bias[:, None], flat, x)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -318,15 +322,19 @@ class _Conv1d(torch.autograd.Function):
 
 
 def conv_taps(x: Tensor, kernel_size: int, padding: int, dilation: int = 1) -> Tensor:
-    """``x [B, C, n]`` -> the windows ``[B, C * K, n_out]`` a stride-1 convolution reads
-    (row ``c * K + j``: channel c shifted by tap j), shared by the convolutions of one input."""
+    """``x [B, C, n]`` -> the windows ``[B, C * K + 1, n_out]`` a stride-1 convolution reads
+    (row ``c * K + j``: channel c shifted by tap j; the last row ones, for the bias), shared
+    by the convolutions of one input."""
     span = dilation * (kernel_size - 1)
     padded = F.pad(x, (padding, padding))
     n_out = padded.shape[-1] - span
-    windows = torch.stack(
-        [padded[..., j * dilation : j * dilation + n_out] for j in range(kernel_size)], 2
-    )
-    return windows.flatten(1, 2)
+    channels = x.shape[1] * kernel_size
+    windows = x.new_empty(x.shape[0], channels + 1, n_out)
+    taps = windows[:, :channels].unflatten(1, (x.shape[1], kernel_size))  # [B, C, K, n_out]
+    for j in range(kernel_size):
+        taps[:, :, j] = padded[..., j * dilation : j * dilation + n_out]
+    windows[:, channels].fill_(1.0)
+    return windows
 
 
 def conv1d(conv: nn.Conv1d, x: Tensor, taps: Tensor | None = None) -> Tensor:
@@ -399,7 +407,7 @@ class BandPath(nn.Module):
         1]`` when given (folded into the decoder's weights: no pass of its own)."""
         n = band.shape[-1]
         (kernel,), (pad,) = self.analysis.kernel_size, self.analysis.padding
-        taps = None if band.requires_grad else conv_taps(band, kernel, pad)  # [B, 3 K, n]
+        taps = None if band.requires_grad else conv_taps(band, kernel, pad)  # [B, 3K + 1, n]
         analysis = conv1d(self.analysis, band, taps)
         h = smooth_downsample(F.silu(analysis), self.patch)  # [B, C, n / patch]
         for block, film in zip(self.blocks, self.films):
