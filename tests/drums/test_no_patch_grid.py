@@ -92,3 +92,22 @@ def test_smooth_downsample_is_the_strided_gaussian_convolution(factor, n):
     w = torch.randn(out.shape, generator=gen, dtype=torch.float64)
     grad, grad_ref = (torch.autograd.grad((t * w).sum(), x)[0] for t in (out, ref))
     torch.testing.assert_close(grad, grad_ref)
+
+
+@pytest.mark.parametrize("factor,n_tok,n", [(64, 11, 700), (8, 13, 101), (2, 3, 5), (4, 2, 8)])
+def test_smooth_resampling_matches_its_reference_in_values_and_gradients(factor, n_tok, n):
+    # the fast pair computes each backward with the other's kernel; the twins are the
+    # plain ops under autograd
+    from mambakit.drums.model import smooth_downsample_ref, smooth_upsample_ref
+
+    gen = torch.Generator().manual_seed(n)
+    tokens = torch.randn(2, 3, n_tok, generator=gen, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 3, n, generator=gen, dtype=torch.float64, requires_grad=True)
+    for fast, ref, inp in [
+        (smooth_upsample(tokens, factor, n), smooth_upsample_ref(tokens, factor, n), tokens),
+        (smooth_downsample(x, factor), smooth_downsample_ref(x, factor), x),
+    ]:
+        torch.testing.assert_close(fast, ref)
+        w = torch.randn(fast.shape, generator=gen, dtype=torch.float64)
+        grad, grad_ref = (torch.autograd.grad((t * w).sum(), inp)[0] for t in (fast, ref))
+        torch.testing.assert_close(grad, grad_ref)

@@ -100,6 +100,111 @@ def filtered_noise(noise: Tensor, gains: Tensor, sr: int, f_min: float = 43.0) -
     return torch.fft.irfft(spectrum, n=n_time, dim=-1).to(noise.dtype)
 
 
+def _gaussian_weights(
+    factor: int, width: float, device: torch.device, dtype: torch.dtype
+) -> tuple[int, Tensor]:
+    """``(reach, weights)`` of the Gaussian resampling kernel: ``weights[q, r]`` ``[2R + 1,
+    factor]`` is the weight of token ``m + q - R`` at sample ``r`` of patch ``m``, whose
+    distance from the token's centre is ``(R - q) * factor + r - (factor - 1) / 2`` samples;
+    ``R = reach`` tokens on each side contribute (3 standard deviations)."""
+    sigma = width * factor
+    reach = int(math.ceil(3 * sigma / factor)) + 1
+    q = torch.arange(2 * reach + 1, device=device, dtype=dtype)[:, None]
+    r = torch.arange(factor, device=device, dtype=dtype)[None, :]
+    dist = (reach - q) * factor + r - (factor - 1) / 2
+    return reach, torch.exp(-0.5 * (dist / sigma) ** 2)
+
+
+def _spread(tokens: Tensor, weights: Tensor, reach: int) -> Tensor:
+    """Tokens ``[..., N]`` -> ``[..., N * factor]``: every sample the weighted sum of the
+    ``2R + 1`` tokens around it (no normalisation)."""
+    span = 2 * reach + 1
+    windows = F.pad(tokens, (reach, reach)).unfold(-1, span, 1)  # [..., N, 2R + 1]
+    # one [M * N, 2R + 1] @ [2R + 1, factor] matmul: a batched matmul on the overlapping
+    # windows view broadcasts the weights instead, several times slower
+    return (windows.reshape(-1, span) @ weights).view(*tokens.shape[:-1], -1)
+
+
+def _zero_pad(x: Tensor, left: int, right: int) -> Tensor:
+    """``F.pad(x, (left, right))`` for long rows: only the margins are zeroed (F.pad fills
+    the whole output before copying, a second pass over a full-rate tensor)."""
+    n = x.shape[-1]
+    out = x.new_empty(*x.shape[:-1], left + n + right)
+    out[..., :left].zero_()
+    out[..., left + n :].zero_()
+    out[..., left : left + n].copy_(x)
+    return out
+
+
+def _pool(x: Tensor, weights: Tensor, reach: int, n_tok: int, edges: tuple | None = None) -> Tensor:
+    """Samples ``[..., n]`` -> ``[..., n_tok]``, ``n <= n_tok * factor``: the adjoint of
+    :func:`_spread` (each token the weighted sum of the samples its weights reach).
+    ``edges = (scale [1, n], head, tail)``: ``x`` times ``scale`` first, which is 1 except
+    on ``[:head]`` and ``[tail:]``."""
+    factor, span = weights.shape[1], 2 * reach + 1
+    n = x.shape[-1]
+    left = reach * factor
+    padded = _zero_pad(x, left, reach * factor + n_tok * factor - n)
+    if edges is not None:
+        scale, head, tail = edges
+        padded[..., left : left + head] *= scale[..., :head]
+        padded[..., left + tail : left + n] *= scale[..., tail:]
+    # The padded signal's blocks of `factor` samples times the taps of each of the 2R + 1
+    # blocks a token reads (token i reads block i + q with taps weights[2R - q]), then the
+    # sum along the diagonals of [n_tok + 2R, 2R + 1]: one strided view, element
+    # [i + q, q] at offset i * span + q * (span + 1). Several times faster than conv1d.
+    blocks = padded.unflatten(-1, (n_tok + 2 * reach, factor))
+    partial = (blocks @ weights.flip(0).t()).contiguous()  # [..., n_tok + 2R, 2R + 1]
+    lead = partial.shape[:-2]
+    strides = partial.stride()[:-2] + (span, span + 1)
+    return partial.as_strided((*lead, n_tok, span), strides).sum(-1)
+
+
+class _GaussianResample(torch.autograd.Function):
+    """:func:`smooth_upsample` (``up``) and :func:`smooth_downsample`, each with the other's
+    kernel as its backward: the upsampling is ``spread(tokens) / total`` and its adjoint is
+    ``pool(grad / total)``; the downsampling ``pool(x) / total`` has the adjoint
+    ``spread(grad / total)`` (``total``: the summed weights, the same kernel both ways).
+    Half the passes over the full-rate tensors of autograd through the ops.
+
+    Upsampling divides by the per-sample ``total`` without a pass of its own: away from the
+    clip's first and last ``reach`` patches every token is inside the clip, so ``total``
+    depends only on the sample's place ``r`` in its patch and divides the weights instead;
+    only the samples near the ends are rescaled (``edges``)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, factor: int, n_out: int, width: float, up: bool) -> Tensor:
+        reach, weights = _gaussian_weights(factor, width, x.device, x.dtype)
+        n_in = x.shape[-1]
+        if up:
+            per_place = weights.sum(0)  # [factor]: the total inside the clip
+            weights = weights / per_place
+            total = _spread(x.new_ones(1, n_in), weights, reach)[..., :n_out]
+            scale = 1.0 / total  # [1, n_out], 1 but near the ends
+            head = min(n_out, reach * factor)
+            tail = max(head, min(n_out, (n_in - reach) * factor))
+            out = _spread(x, weights, reach)[..., :n_out]
+            out[..., :head] *= scale[..., :head]
+            out[..., tail:] *= scale[..., tail:]
+            ctx.save_for_backward(weights, scale)
+            ctx.conf = (reach, n_in, (head, tail))
+            return out
+        total = _pool(x.new_ones(1, n_in), weights, reach, n_out)
+        ctx.save_for_backward(weights, total)
+        ctx.conf = (reach, n_in, None)
+        return _pool(x, weights, reach, n_out) / total
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
+        weights, normaliser = ctx.saved_tensors
+        reach, n_in, edges = ctx.conf
+        if edges is not None:  # upsampling: normaliser is the scale at the ends
+            grad_in = _pool(grad, weights, reach, n_in, (normaliser, *edges))
+        else:
+            grad_in = _spread(grad / normaliser, weights, reach)[..., :n_in]
+        return grad_in, None, None, None, None
+
+
 def smooth_upsample(tokens: Tensor, factor: int, n: int, width: float = 1.0) -> Tensor:
     """Tokens ``[B, C, N]`` (token i summarising samples ``[i * factor, (i + 1) * factor)``)
     -> a smooth per-sample curve ``[B, C, n]``, ``n <= N * factor``.
@@ -115,23 +220,7 @@ def smooth_upsample(tokens: Tensor, factor: int, n: int, width: float = 1.0) -> 
     """
     if factor == 1:
         return tokens[..., :n]
-    sigma = width * factor
-    reach = int(math.ceil(3 * sigma / factor)) + 1  # tokens on each side that contribute
-    # weights[q, r]: token m + q - reach at sample r of patch m, whose distance from the
-    # token's centre is (reach - q) * factor + r - (factor - 1) / 2 samples
-    q = torch.arange(2 * reach + 1, device=tokens.device, dtype=tokens.dtype)[:, None]
-    r = torch.arange(factor, device=tokens.device, dtype=tokens.dtype)[None, :]
-    dist = (reach - q) * factor + r - (factor - 1) / 2
-    weights = torch.exp(-0.5 * (dist / sigma) ** 2)  # [2 * reach + 1, factor]
-
-    def spread(x: Tensor) -> Tensor:  # [..., N] -> [..., N * factor]
-        windows = F.pad(x, (reach, reach)).unfold(-1, 2 * reach + 1, 1)  # [..., N, 2R + 1]
-        # one [M * N, 2R + 1] @ [2R + 1, factor] matmul: a batched matmul on the overlapping
-        # windows view broadcasts the weights instead, several times slower in training
-        return (windows.reshape(-1, 2 * reach + 1) @ weights).view(*x.shape[:-1], -1)
-
-    total = spread(torch.ones_like(tokens[:1, :1]))  # [1, 1, N * factor], summed weights
-    return (spread(tokens) / total)[..., :n]
+    return _GaussianResample.apply(tokens, factor, n, width, True)
 
 
 def smooth_downsample(x: Tensor, factor: int, width: float = 1.0) -> Tensor:
@@ -146,29 +235,116 @@ def smooth_downsample(x: Tensor, factor: int, width: float = 1.0) -> Tensor:
     """
     if factor == 1:
         return x
-    n = x.shape[-1]
-    n_tok = -(-n // factor)
-    sigma = width * factor
-    reach = int(math.ceil(3 * sigma / factor)) + 1
-    offsets = torch.arange((2 * reach + 1) * factor, device=x.device, dtype=x.dtype)
-    kernel = torch.exp(-0.5 * ((offsets - (2 * reach + 1) * factor / 2 + 0.5) / sigma) ** 2)
-    taps = kernel.view(2 * reach + 1, factor).t()  # [factor, 2R + 1]: tap q * factor + r
-    pad = (reach * factor, reach * factor + n_tok * factor - n)
+    return _GaussianResample.apply(x, factor, -(-x.shape[-1] // factor), width, False)
 
-    def pool(y: Tensor) -> Tensor:  # [..., n] -> [..., n_tok]
-        # The strided convolution with the (2R + 1) * factor taps, written as one matmul of
-        # the padded signal's blocks of `factor` samples with the taps of each of the 2R + 1
-        # blocks a window spans, then a sum along the diagonals (token i reads block i + q
-        # with taps q): several times faster than conv1d's backward pass here.
-        blocks = F.pad(y, pad).unflatten(-1, (n_tok + 2 * reach, factor))
-        partial = blocks @ taps  # [..., n_tok + 2R, 2R + 1]
-        out = partial[..., :n_tok, 0]
-        for q in range(1, 2 * reach + 1):
-            out = out + partial[..., q : q + n_tok, q]
-        return out
 
-    total = pool(torch.ones(n, device=x.device, dtype=x.dtype))  # [n_tok], summed weights
-    return pool(x) / total
+def smooth_upsample_ref(tokens: Tensor, factor: int, n: int, width: float = 1.0) -> Tensor:
+    """:func:`smooth_upsample` as plain differentiable ops (its reference twin)."""
+    if factor == 1:
+        return tokens[..., :n]
+    reach, weights = _gaussian_weights(factor, width, tokens.device, tokens.dtype)
+    total = _spread(torch.ones_like(tokens[:1, :1]), weights, reach)[..., :n]
+    return _spread(tokens, weights, reach)[..., :n] / total
+
+
+def smooth_downsample_ref(x: Tensor, factor: int, width: float = 1.0) -> Tensor:
+    """:func:`smooth_downsample` as plain differentiable ops (its reference twin)."""
+    if factor == 1:
+        return x
+    reach, weights = _gaussian_weights(factor, width, x.device, x.dtype)
+    n_tok = -(-x.shape[-1] // factor)
+    total = _pool(torch.ones_like(x[:1, :1]), weights, reach, n_tok)
+    return _pool(x, weights, reach, n_tok) / total
+
+
+class _Conv1d(torch.autograd.Function):
+    """``F.conv1d`` (stride 1, zero padding) for the few channels (3-16) at the full sample
+    rate of this model, each pass by the fastest of the equivalent forms measured here:
+
+    - forward: from the input's tap windows ``[B, C_in * K + 1, n]`` (:func:`conv_taps`,
+      shared by the convolutions of one input) as one batched matmul; a 1x1 convolution as a
+      batched matmul; else oneDNN's forward (fast for 8 -> 8 channels, several times slower
+      than the matmul for 3 -> 16 and for 1x1);
+    - input gradient: the forward convolution of the output gradient with the transposed,
+      flipped kernel (oneDNN's own input gradient took 7x as long); 1x1: a batched matmul;
+    - weight and bias gradients: oneDNN's (faster than any matmul form); 1x1: a matmul.
+    """
+
+    @staticmethod
+    def forward(
+        ctx,
+        x: Tensor,
+        taps: Tensor | None,
+        weight: Tensor,
+        bias: Tensor | None,
+        padding: int,
+        dilation: int,
+    ) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.conf = (padding, dilation, bias is not None)
+        kernel = weight.shape[-1]
+        if taps is None and (kernel > 1 or padding > 0):
+            return F.conv1d(x, weight, bias, padding=padding, dilation=dilation)
+        flat = weight.reshape(weight.shape[0], -1)
+        if taps is not None:  # the bias times the windows' row of ones: no pass of its own
+            flat = torch.cat([flat, flat.new_zeros(flat.shape[0], 1) if bias is None else
+                              bias[:, None]], 1)  # fmt: skip
+            return flat.expand(x.shape[0], -1, -1) @ taps
+        flat = flat.expand(x.shape[0], -1, -1)
+        return flat @ x if bias is None else torch.baddbmm(bias[:, None], flat, x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        padding, dilation, has_bias = ctx.conf
+        kernel = weight.shape[-1]
+        need_x, need_w, need_b = (ctx.needs_input_grad[i] for i in (0, 2, 3))
+        need_b = need_b and has_bias
+        grad_x = grad_w = grad_b = None
+        if kernel == 1 and padding == 0:
+            if need_x:
+                grad_x = weight[..., 0].t().expand(x.shape[0], -1, -1) @ grad
+            if need_w:
+                grad_w = (grad @ x.transpose(1, 2)).sum(0)[..., None]
+            if need_b:
+                grad_b = grad.sum((0, 2))
+            return grad_x, None, grad_w, grad_b, None, None
+        if need_x:  # the adjoint: correlate with the flipped kernel, the other padding
+            flipped = weight.transpose(0, 1).flip(-1)
+            span = dilation * (kernel - 1)
+            grad_x = F.conv1d(grad, flipped, padding=span - padding, dilation=dilation)
+        if need_w or need_b:
+            _, grad_w, grad_b = torch.ops.aten.convolution_backward(
+                grad, x, weight, [weight.shape[0]], [1], [padding], [dilation], False, [0], 1,
+                [False, need_w, need_b],
+            )  # fmt: skip
+        return grad_x, None, grad_w, grad_b, None, None
+
+
+def conv_taps(x: Tensor, kernel_size: int, padding: int, dilation: int = 1) -> Tensor:
+    """``x [B, C, n]`` -> the windows ``[B, C * K + 1, n_out]`` a stride-1 convolution reads
+    (row ``c * K + j``: channel c shifted by tap j; the last row ones, for the bias), shared
+    by the convolutions of one input."""
+    span = dilation * (kernel_size - 1)
+    padded = F.pad(x, (padding, padding))
+    n_out = padded.shape[-1] - span
+    channels = x.shape[1] * kernel_size
+    windows = x.new_empty(x.shape[0], channels + 1, n_out)
+    taps = windows[:, :channels].unflatten(1, (x.shape[1], kernel_size))  # [B, C, K, n_out]
+    for j in range(kernel_size):
+        taps[:, :, j] = padded[..., j * dilation : j * dilation + n_out]
+    windows[:, channels].fill_(1.0)
+    return windows
+
+
+def conv1d(conv: nn.Conv1d, x: Tensor, taps: Tensor | None = None) -> Tensor:
+    """``conv(x)`` for a stride-1, zero-padded ``nn.Conv1d`` (padding at most the kernel's
+    span) by :class:`_Conv1d`, from ``taps = conv_taps(x, ...)`` when given. Same values
+    as ``conv(x)``, its own reference."""
+    (padding,), (dilation,) = conv.padding, conv.dilation
+    if dilation * (conv.kernel_size[0] - 1) < padding:
+        return conv(x)
+    return _Conv1d.apply(x, taps, conv.weight, conv.bias, padding, dilation)
 
 
 class FiLM(nn.Module):
@@ -183,7 +359,7 @@ class FiLM(nn.Module):
 
     def forward(self, h: Tensor, c: Tensor) -> Tensor:
         g, b = self.proj(c).unsqueeze(-1).chunk(2, dim=1)
-        return h * (1 + g) + b
+        return torch.addcmul(b, h, 1 + g)
 
 
 class BandPath(nn.Module):
@@ -226,13 +402,22 @@ class BandPath(nn.Module):
         self.carrier = nn.Conv1d(3, channels, carrier_kernel, padding=carrier_kernel // 2)
         self.decode = nn.Conv1d(channels, out_channels, 1)
 
-    def forward(self, band: Tensor, cond: Tensor) -> Tensor:
+    def forward(self, band: Tensor, cond: Tensor, gate: Tensor | None = None) -> Tensor:
+        """``band [B, 3, n]``, ``cond [B, cond]`` -> ``[B, C_out, n]``, times ``gate [B, 1,
+        1]`` when given (folded into the decoder's weights: no pass of its own)."""
         n = band.shape[-1]
-        h = smooth_downsample(F.silu(self.analysis(band)), self.patch)  # [B, C, n / patch]
+        (kernel,), (pad,) = self.analysis.kernel_size, self.analysis.padding
+        taps = None if band.requires_grad else conv_taps(band, kernel, pad)  # [B, 3K + 1, n]
+        analysis = conv1d(self.analysis, band, taps)
+        h = smooth_downsample(F.silu(analysis), self.patch)  # [B, C, n / patch]
         for block, film in zip(self.blocks, self.films):
             h = h + block(film(h, cond).transpose(1, 2)).transpose(1, 2)
         modulation = smooth_upsample(h, self.patch, n)  # [B, C, n]
-        return self.decode(self.carrier(band) * modulation)  # [B, C_out, n]
+        carrier = conv1d(self.carrier, band, taps)
+        if gate is None:
+            return conv1d(self.decode, carrier * modulation)  # [B, C_out, n]
+        weight = gate * self.decode.weight[None, :, :, 0]  # [B, C_out, C]: gate x decoder
+        return torch.baddbmm(gate * self.decode.bias[:, None], weight, carrier * modulation)
 
 
 class DrumDiffusionModel(nn.Module, PretrainedMixin):
@@ -323,13 +508,13 @@ class DrumDiffusionModel(nn.Module, PretrainedMixin):
         gates = self.path_gates(cond)
         inputs = torch.cat([x_noisy, sine, envelope], dim=1)  # [B, 3, T]
         T = inputs.shape[-1]
-        h = self.inp(inputs)  # [B, C, T]
+        h = conv1d(self.inp, inputs)  # [B, C, T]
         out = h
         if self._active(gates[:, 0]):
             y = h
             for conv, film in zip(self.cnn, self.cnn_film):
-                y = y + conv(F.silu(film(y, cond)))
-            out = out + gates[:, 0, None, None] * (y - h)
+                y = y + conv1d(conv, F.silu(film(y, cond)))
+            out = torch.lerp(h, y, gates[:, 0, None, None])  # h + gate * (y - h)
 
         parts = self.log_bands.split(inputs)  # band k: [B, 3, T_k]
         outs = []
@@ -340,10 +525,10 @@ class DrumDiffusionModel(nn.Module, PretrainedMixin):
                 continue
             if cfg.full_res:
                 y = band(F.interpolate(part, size=T, mode="linear"), cond)
-                y = F.interpolate(y, size=part.shape[-1], mode="linear")
+                y = g * F.interpolate(y, size=part.shape[-1], mode="linear")
             else:
-                y = band(part, cond)
-            outs.append(g * y)
+                y = band(part, cond, g)
+            outs.append(y)
         out = out + self.log_bands.merge(outs)
 
         # Global parser across bands: one Mamba2 over T / parser_decimation tokens.
@@ -351,7 +536,8 @@ class DrumDiffusionModel(nn.Module, PretrainedMixin):
         coarse = smooth_downsample(out, d)  # [B, C, ceil(T / d)], anti-aliased
         parsed = self.parser(coarse.transpose(1, 2)).transpose(1, 2)
         out = out + smooth_upsample(parsed, d, T)
-        x0, eps = self.head(out).chunk(2, dim=1)
+        head_conv, head_act, head_out = self.head
+        x0, eps = conv1d(head_out, head_act(conv1d(head_conv, out))).chunk(2, dim=1)
         # Scaffold in the output (DESIGN principle 1): the clean signal is the sine anchor
         # times a learned gain plus a learned residual (click, noise, overtones), all
         # under the requested amplitude envelope.

@@ -81,37 +81,101 @@ class LogBands:
         return cache[key]
 
     def split(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """[B, C, T] -> list of [B, C, T_k], T_k = ceil(T / factor_k) (band 0 has T)."""
+        """[B, C, T] -> list of [B, C, T_k], T_k = ceil(T / factor_k) (band 0 has T).
+
+        Differentiable; the backward pass is :meth:`merge` without its scales (split and
+        merge are adjoint up to the per-band scale ``T_k / T``): one FFT per band instead of
+        autograd's full-length complex FFT per band."""
+        return list(_Split.apply(self, x))
+
+    def merge(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """Inverse of :meth:`split`: list of [B, C, T_k] -> [B, C, T] (T = len of band 0).
+
+        Differentiable; the backward pass is :meth:`split` (see there)."""
+        if len(parts) != len(self.bands):
+            raise ValueError(f"expected {len(self.bands)} bands, got {len(parts)}")
+        return _Merge.apply(self, *parts)
+
+    def _bins(self, n: int, n_k: int, factor: int) -> int:
+        """Spectrum bins ``[0, m)`` of a length-``n`` signal that band ``k`` (length
+        ``n_k``) carries: up to its own Nyquist bin, which is left out when ``n_k`` is even
+        and the band is decimated (its weight is ~0 there, and irfft would drop the
+        imaginary part)."""
+        m = min(n_k // 2 + 1, n // 2 + 1)
+        if n_k % 2 == 0 and factor > 1:
+            m = min(m, n_k // 2)
+        return m
+
+    def _split(self, x: torch.Tensor, scales: list[float] | None = None) -> list[torch.Tensor]:
+        """The parts of :meth:`split`, each times ``scales[k]`` (default ``T_k / T``)."""
         n = x.shape[-1]
         spec = torch.fft.rfft(x, dim=-1)  # [B, C, n//2+1]
         w = self._root_weights(n, x.device, x.dtype)
         parts = []
-        for band, wk in zip(self.bands, w):
+        for k, (band, wk) in enumerate(zip(self.bands, w)):
             n_k = -(-n // band.factor)
-            m = min(n_k // 2 + 1, spec.shape[-1])
-            sub = spec[..., :m] * wk[:m]
-            if n_k % 2 == 0 and m == n_k // 2 + 1 and band.factor > 1:
-                sub = sub[..., :-1]  # weight is ~0 there anyway; irfft would drop its imag part
-            parts.append(torch.fft.irfft(sub, n=n_k, dim=-1) * (n_k / n))
+            m = self._bins(n, n_k, band.factor)
+            scale = n_k / n if scales is None else scales[k]
+            parts.append(torch.fft.irfft(spec[..., :m] * (wk[:m] * scale), n=n_k, dim=-1))
         return parts
 
-    def merge(self, parts: list[torch.Tensor]) -> torch.Tensor:
-        """Inverse of :meth:`split`: list of [B, C, T_k] -> [B, C, T] (T = len of band 0)."""
-        if len(parts) != len(self.bands):
-            raise ValueError(f"expected {len(self.bands)} bands, got {len(parts)}")
-        n = parts[0].shape[-1]
+    def _merge(
+        self, parts: list[torch.Tensor | None], n: int, scales: list[float] | None = None
+    ) -> torch.Tensor:
+        """:meth:`merge` of ``parts`` times ``scales[k]`` (default ``T / T_k``) into a
+        length-``n`` signal; a ``None`` part counts as zeros (at least one is given)."""
+        given = [p for p in parts if p is not None]
         n_bins = n // 2 + 1
-        w = self._root_weights(n, parts[0].device, parts[0].dtype)
+        w = self._root_weights(n, given[0].device, given[0].dtype)
         total = None
-        for part, wk in zip(parts, w):
+        for k, (part, band, wk) in enumerate(zip(parts, self.bands, w)):
+            if part is None:
+                continue
             n_k = part.shape[-1]
-            sub = torch.fft.rfft(part, dim=-1) * (n / n_k)
-            m = min(sub.shape[-1], n_bins)
-            if n_k % 2 == 0 and n_k != n:
-                m = min(m, n_k // 2)  # skip the sub-band Nyquist bin (not carried by split)
-            full = torch.nn.functional.pad(sub[..., :m] * wk[:m], (0, n_bins - m))
-            total = full if total is None else total + full
+            m = self._bins(n, n_k, band.factor)
+            scale = n / n_k if scales is None else scales[k]
+            sub = torch.fft.rfft(part, dim=-1)[..., :m] * (wk[:m] * scale)
+            if total is None:
+                total = sub.new_zeros(*sub.shape[:-1], n_bins)
+            total[..., :m] += sub  # in place: no padded copy per band
         return torch.fft.irfft(total, n=n, dim=-1)
+
+
+class _Split(torch.autograd.Function):
+    """``LogBands.split`` with its adjoint as the backward. Band k is
+    ``x -> irfft(rfft(x)[:m_k] w_k, T_k) T_k / T`` and ``merge`` is
+    ``parts -> irfft(sum_k pad(rfft(part_k)[:m_k] w_k T / T_k), T)``; the adjoint of the
+    first is the second without its scales (the adjoint of irfft_T is rfft / T with the
+    interior bins doubled, that of rfft_T is T irfft_T with them halved, so the factors
+    cancel on every bin kept: DC and Nyquist are real on both sides), and vice versa."""
+
+    @staticmethod
+    def forward(ctx, bands: LogBands, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        ctx.bands, ctx.n = bands, x.shape[-1]
+        return tuple(bands._split(x))
+
+    @staticmethod
+    def backward(ctx, *grads: torch.Tensor | None) -> tuple[None, torch.Tensor | None]:
+        bands, n = ctx.bands, ctx.n
+        if all(g is None for g in grads):
+            return None, None
+        return None, bands._merge(list(grads), n, [1.0] * len(bands.bands))
+
+
+class _Merge(torch.autograd.Function):
+    """``LogBands.merge`` with its adjoint as the backward: ``split`` of the output
+    gradient without its scales (see :class:`_Split`)."""
+
+    @staticmethod
+    def forward(ctx, bands: LogBands, *parts: torch.Tensor) -> torch.Tensor:
+        ctx.bands = bands
+        return bands._merge(list(parts), parts[0].shape[-1])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        bands = ctx.bands
+        parts = bands._split(grad, [1.0] * len(bands.bands))
+        return (None, *(p if need else None for p, need in zip(parts, ctx.needs_input_grad[1:])))
 
 
 def log_bands(sr: int = 44100, f_min: float = 43.0) -> LogBands:
