@@ -201,6 +201,103 @@ void ssd_scan_fwd(const float *x, const float *dt, const float *A, const float *
     }
 }
 
+/* One chunk of ssd_scan_bwd for channels [c, c + CB) of head hh (CB = 1 or 4, a constant
+   once inlined): the states of the chunk recomputed from its checkpoint, then the adjoint
+   run backwards. The CB channels share B_t, C_t and the decay, so they go through each
+   step together: CB independent dependency chains (g, and the recomputed state) in flight
+   instead of one, and one read-modify-write of dB_t, dC_t per CB channels. */
+#define SSD_BWD_CHANNELS 4
+static inline __attribute__((always_inline)) void ssd_bwd_chunk(
+        const float *x, const float *dt, const float *A, const float *B, const float *C,
+        const float *D, const float *chk, const float *dy, float *dx, float *ddt, float *dA,
+        float *dB, float *dC, float *dD, float *gst, float *hbuf, const float *decays, long bi,
+        long L, long h, long p, long g, long n, long K, long j, long t0, long m, long c,
+        const long CB) {
+    const long hp = h * p, hh = c / p, gi = hh / (h / g), nchk = (L + K - 1) / K;
+    const long hstride = (K + 1) * n;  /* hbuf of channel q: hbuf + q * hstride */
+    const float Ah = A[hh];
+    for (long q = 0; q < CB; ++q)
+        memcpy(hbuf + q * hstride, chk + ((bi * nchk + j) * hp + c + q) * n,
+               sizeof(float) * (size_t)n);
+    for (long i = 0; i < m; ++i) {
+        const long row = bi * L + t0 + i;
+        const float step = dt[row * h + hh], decay = decays[i * h + hh];
+        const float *Bt = B + (row * g + gi) * n;
+        for (long q = 0; q < CB; ++q) {
+            const float xc = step * x[row * hp + c + q];
+            const float *prev = hbuf + q * hstride + i * n;
+            float *next = hbuf + q * hstride + (i + 1) * n;
+            #pragma omp simd
+            for (long k = 0; k < n; ++k) next[k] = decay * prev[k] + xc * Bt[k];
+        }
+    }
+    float dA_acc[SSD_BWD_CHANNELS] = {0}, dD_acc[SSD_BWD_CHANNELS] = {0};
+    for (long i = m - 1; i >= 0; --i) {
+        const long row = bi * L + t0 + i;
+        const float step = dt[row * h + hh], decay = decays[i * h + hh];
+        const float *Bt = B + (row * g + gi) * n, *Ct = C + (row * g + gi) * n;
+        float *dBt = dB + (row * g + gi) * n, *dCt = dC + (row * g + gi) * n;
+        float xr[SSD_BWD_CHANNELS], xc[SSD_BWD_CHANNELS], dyc[SSD_BWD_CHANNELS];
+        float dxc[SSD_BWD_CHANNELS], ddecay[SSD_BWD_CHANNELS];
+        for (long q = 0; q < CB; ++q) {
+            xr[q] = x[row * hp + c + q];
+            xc[q] = step * xr[q];
+            dyc[q] = dy[row * hp + c + q];
+            dxc[q] = 0.0f;
+            ddecay[q] = 0.0f;
+        }
+        float *g0 = gst + c * n;
+        const float *h0 = hbuf + i * n;
+        if (CB == 4) {
+            float *g1 = g0 + n, *g2 = g1 + n, *g3 = g2 + n;
+            const float *h1 = h0 + hstride, *h2 = h1 + hstride, *h3 = h2 + hstride;
+            float dx0 = 0.0f, dx1 = 0.0f, dx2 = 0.0f, dx3 = 0.0f;
+            float dd0 = 0.0f, dd1 = 0.0f, dd2 = 0.0f, dd3 = 0.0f;
+            #pragma omp simd reduction(+:dx0, dx1, dx2, dx3, dd0, dd1, dd2, dd3)
+            for (long k = 0; k < n; ++k) {
+                const float Ck = Ct[k], Bk = Bt[k];
+                const float gk0 = g0[k] + dyc[0] * Ck, gk1 = g1[k] + dyc[1] * Ck;
+                const float gk2 = g2[k] + dyc[2] * Ck, gk3 = g3[k] + dyc[3] * Ck;
+                dCt[k] += dyc[0] * h0[k + n] + dyc[1] * h1[k + n] + dyc[2] * h2[k + n]
+                          + dyc[3] * h3[k + n];
+                dBt[k] += xc[0] * gk0 + xc[1] * gk1 + xc[2] * gk2 + xc[3] * gk3;
+                dx0 += gk0 * Bk; dx1 += gk1 * Bk; dx2 += gk2 * Bk; dx3 += gk3 * Bk;
+                dd0 += gk0 * h0[k]; dd1 += gk1 * h1[k]; dd2 += gk2 * h2[k]; dd3 += gk3 * h3[k];
+                g0[k] = gk0 * decay; g1[k] = gk1 * decay; g2[k] = gk2 * decay;
+                g3[k] = gk3 * decay;
+            }
+            dxc[0] = dx0; dxc[1] = dx1; dxc[2] = dx2; dxc[3] = dx3;
+            ddecay[0] = dd0; ddecay[1] = dd1; ddecay[2] = dd2; ddecay[3] = dd3;
+        } else {  /* CB == 1 */
+            float dx0 = 0.0f, dd0 = 0.0f;
+            #pragma omp simd reduction(+:dx0, dd0)
+            for (long k = 0; k < n; ++k) {
+                const float gk = g0[k] + dyc[0] * Ct[k];
+                dCt[k] += dyc[0] * h0[k + n];
+                dBt[k] += xc[0] * gk;
+                dx0 += gk * Bt[k];
+                dd0 += gk * h0[k];
+                g0[k] = gk * decay;
+            }
+            dxc[0] = dx0;
+            ddecay[0] = dd0;
+        }
+        float ddt_acc = 0.0f;
+        for (long q = 0; q < CB; ++q) {
+            const float dlog = ddecay[q] * decay;  /* dL/d(dt A) */
+            dx[row * hp + c + q] = step * dxc[q] + (D ? D[hh] * dyc[q] : 0.0f);
+            ddt_acc += xr[q] * dxc[q] + dlog * Ah;
+            dA_acc[q] += dlog * step;
+            dD_acc[q] += dyc[q] * xr[q];
+        }
+        ddt[row * h + hh] += ddt_acc;
+    }
+    for (long q = 0; q < CB; ++q) {
+        dA[hh] += dA_acc[q];
+        if (D) dD[hh] += dD_acc[q];
+    }
+}
+
 /* Reverse mode of ssd_scan_fwd, as selective_scan_bwd. Written on channels [c0, c1):
    dx [b, L, h * p], dh0 [b, h * p, n]. Accumulated into this range's partials (zeroed by
    the caller): ddt [b, L, h], dA, dD [h], dB, dC [b, L, g, n]. */
@@ -209,55 +306,31 @@ void ssd_scan_bwd(const float *x, const float *dt, const float *A, const float *
                   const float *dhT, float *dx, float *ddt, float *dA, float *dB, float *dC,
                   float *dD, float *dh0, long b, long L, long h, long p, long g, long n,
                   long K, long c0, long c1) {
-    const long hp = h * p, heads_per_group = h / g, nchk = (L + K - 1) / K;
-    float *hbuf = malloc(sizeof(float) * (size_t)((K + 1) * n));
+    const long hp = h * p, nchk = (L + K - 1) / K;
+    float *hbuf = malloc(sizeof(float) * (size_t)(SSD_BWD_CHANNELS * (K + 1) * n));
+    float *decays = malloc(sizeof(float) * (size_t)(K * h));  /* the chunk's exp(dt A) */
     for (long bi = 0; bi < b; ++bi) {
         float *gst = start_row(dh0, dhT, bi, hp, n, c0, c1);  /* ends as dL/dh0 */
         for (long j = nchk - 1; j >= 0; --j) {
             const long t0 = j * K, m = (t0 + K < L ? t0 + K : L) - t0;
-            for (long c = c0; c < c1; ++c) {
-                const long hh = c / p, gi = hh / heads_per_group;
-                const float Ah = A[hh];
-                float *gc = gst + c * n;
-                memcpy(hbuf, chk + ((bi * nchk + j) * hp + c) * n, sizeof(float) * (size_t)n);
-                for (long i = 0; i < m; ++i) {
-                    const long row = bi * L + t0 + i;
-                    const float step = dt[row * h + hh], decay = expf(step * Ah);
-                    const float xc = step * x[row * hp + c];
-                    const float *Bt = B + (row * g + gi) * n, *prev = hbuf + i * n;
-                    float *next = hbuf + (i + 1) * n;
-                    #pragma omp simd
-                    for (long k = 0; k < n; ++k) next[k] = decay * prev[k] + xc * Bt[k];
+            for (long i = 0; i < m * h; ++i)
+                decays[i] = expf(dt[(bi * L + t0) * h + i] * A[i % h]);
+            for (long c = c0; c < c1;) {
+                const long head_end = (c / p + 1) * p < c1 ? (c / p + 1) * p : c1;
+                if (c + SSD_BWD_CHANNELS <= head_end) {
+                    ssd_bwd_chunk(x, dt, A, B, C, D, chk, dy, dx, ddt, dA, dB, dC, dD, gst,
+                                  hbuf, decays, bi, L, h, p, g, n, K, j, t0, m, c,
+                                  SSD_BWD_CHANNELS);
+                    c += SSD_BWD_CHANNELS;
+                } else {
+                    ssd_bwd_chunk(x, dt, A, B, C, D, chk, dy, dx, ddt, dA, dB, dC, dD, gst,
+                                  hbuf, decays, bi, L, h, p, g, n, K, j, t0, m, c, 1);
+                    c += 1;
                 }
-                float dA_acc = 0.0f, dD_acc = 0.0f;
-                for (long i = m - 1; i >= 0; --i) {
-                    const long row = bi * L + t0 + i;
-                    const float step = dt[row * h + hh], decay = expf(step * Ah);
-                    const float xr = x[row * hp + c], xc = step * xr, dyc = dy[row * hp + c];
-                    const float *Bt = B + (row * g + gi) * n, *Ct = C + (row * g + gi) * n;
-                    const float *prev = hbuf + i * n, *cur = hbuf + (i + 1) * n;
-                    float *dBt = dB + (row * g + gi) * n, *dCt = dC + (row * g + gi) * n;
-                    float dxc = 0.0f, ddecay = 0.0f;
-                    #pragma omp simd reduction(+:dxc, ddecay)
-                    for (long k = 0; k < n; ++k) {
-                        const float gk = gc[k] + dyc * Ct[k];
-                        dCt[k] += dyc * cur[k];
-                        dBt[k] += xc * gk;
-                        dxc += gk * Bt[k];
-                        ddecay += gk * prev[k];
-                        gc[k] = gk * decay;
-                    }
-                    const float dlog = ddecay * decay;  /* dL/d(dt A) */
-                    dx[row * hp + c] = step * dxc + (D ? D[hh] * dyc : 0.0f);
-                    ddt[row * h + hh] += xr * dxc + dlog * Ah;
-                    dA_acc += dlog * step;
-                    dD_acc += dyc * xr;
-                }
-                dA[hh] += dA_acc;
-                if (D) dD[hh] += dD_acc;
             }
         }
     }
+    free(decays);
     free(hbuf);
 }
 """
