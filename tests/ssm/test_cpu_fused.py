@@ -74,20 +74,58 @@ def test_gated_norm_matches_the_torch_norm(monkeypatch, length, group_size, thre
     _assert_agree(fast, reference, [y, wide, weight], ["y", "z", "weight"])
 
 
-@pytest.mark.parametrize("length", [1, 45])
-def test_layer_with_fused_stages_equals_the_torch_stages(monkeypatch, length):
-    cpu_fused = _fused(monkeypatch, threads=2)
+@pytest.mark.parametrize("length,threads", [(1, 1), (45, 2), (70, 3)])
+def test_layer_with_fused_body_equals_the_torch_stages(monkeypatch, length, threads):
+    # the whole body (conv .. norm, one node) against the PyTorch stages: output, final
+    # state and the gradient of the input, the initial state and every parameter
+    cpu_fused = _fused(monkeypatch, threads)
+    from mambakit.ssm import cpu_kernel
+
+    monkeypatch.setattr(cpu_kernel, "_MIN_PARALLEL_UPDATES", 0)
+    monkeypatch.setattr(cpu_kernel, "_CHECKPOINT_STEPS", 16)  # several checkpoints
     torch.manual_seed(0)
     layer = Mamba2(16, d_state=8, headdim=8, ngroups=2, chunk_size=8)
     x = torch.randn(2, length, 16, requires_grad=True)
-    y_fast = layer(x)
-    grads_fast = torch.autograd.grad(y_fast.square().sum(), [x, *layer.parameters()])
+    h0 = torch.randn(2, layer.n_heads, 8, 8, requires_grad=True)
+    wanted = [x, h0, *layer.parameters()]
+
+    def run():
+        y, state = layer(x, initial_state=h0, return_final_state=True)
+        loss = (
+            y.square().sum() + (state * torch.linspace(-1, 1, state.numel()).view_as(state)).sum()
+        )
+        return y, state, torch.autograd.grad(loss, wanted)
+
+    y_fast, s_fast, grads_fast = run()
     monkeypatch.setattr(cpu_fused, "supports", lambda *t: False)  # the PyTorch stages
-    y_ref = layer(x)
-    grads_ref = torch.autograd.grad(y_ref.square().sum(), [x, *layer.parameters()])
+    y_ref, s_ref, grads_ref = run()
     torch.testing.assert_close(y_fast, y_ref, atol=1e-5, rtol=1e-5)
-    for g, r in zip(grads_fast, grads_ref, strict=True):
-        torch.testing.assert_close(g, r, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(s_fast, s_ref, atol=1e-5, rtol=1e-5)
+    names = ["x", "h0", *(name for name, _ in layer.named_parameters())]
+    for name, g, r in zip(names, grads_fast, grads_ref, strict=True):
+        torch.testing.assert_close(g, r, atol=1e-4, rtol=1e-4, msg=name)
+
+
+def test_fused_body_runs_without_grad_and_keeps_no_checkpoints(monkeypatch):
+    cpu_fused = _fused(monkeypatch)
+    from mambakit.ssm import cpu_kernel
+
+    kept = []
+    real = cpu_kernel._scan_forward
+
+    def spy(kind, inputs, keep_checkpoints):
+        kept.append(keep_checkpoints)
+        return real(kind, inputs, keep_checkpoints)
+
+    monkeypatch.setattr(cpu_kernel, "_scan_forward", spy)
+    layer = Mamba2(16, d_state=8, headdim=8)
+    x = torch.randn(1, 11, 16)
+    with torch.no_grad():
+        y = layer(x)
+    monkeypatch.setattr(cpu_fused, "supports", lambda *t: False)
+    with torch.no_grad():
+        torch.testing.assert_close(y, layer(x), atol=1e-5, rtol=1e-5)
+    assert kept[0] is False
 
 
 def test_layer_falls_back_to_torch_stages_when_the_build_fails(monkeypatch):

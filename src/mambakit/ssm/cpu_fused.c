@@ -46,27 +46,28 @@ void conv_silu_fwd(const float *x, long x_stride, const float *taps, const float
     }
 }
 
-/* Reverse mode of conv_silu_fwd. dout [b, L, C]. Written: dx [b, L, C] on [c0, c1).
+/* Reverse mode of conv_silu_fwd. dout [b, L, C]. Written: dx [b, L, C] on [c0, c1), rows
+   dx_stride floats apart (a slice of the gradient of in_proj's output).
    Accumulated (zeroed by the caller): dtaps [K, C], dbias [C] (may be NULL) on [c0, c1).
    Per block of rows, pass 1 recomputes the pre-activation, writes dpre = dout * silu'(pre)
    into dx and accumulates dtaps, dbias; pass 2 turns dpre into dx in place, t increasing:
    dx[t] = sum_k taps[k] dpre[t + K - 1 - k] reads only rows >= t, not yet overwritten. */
 #define CONV_BLOCK 64
 void conv_silu_bwd(const float *x, long x_stride, const float *taps, const float *bias,
-                   const float *dout, float *dx, float *dtaps, float *dbias, long b, long L,
-                   long C, long K, long c0, long c1) {
+                   const float *dout, float *dx, long dx_stride, float *dtaps, float *dbias,
+                   long b, long L, long C, long K, long c0, long c1) {
     float *acc = malloc(sizeof(float) * (size_t)C);  /* one row, pass 2 */
     for (long bi = 0; bi < b; ++bi) {
         const float *xb = x + bi * L * x_stride;
         const float *gb = dout + bi * L * C;
-        float *db = dx + bi * L * C;
+        float *db = dx + bi * L * dx_stride;
         long done = 0;  /* rows of dx final */
         for (long t0 = 0; t0 < L; t0 += CONV_BLOCK) {
             const long t1 = t0 + CONV_BLOCK < L ? t0 + CONV_BLOCK : L;
             for (long t = t0; t < t1; ++t) {
                 const long k_first = t >= K - 1 ? 0 : K - 1 - t;
                 const float *xt = xb + (t - (K - 1)) * x_stride, *gt = gb + t * C;
-                float *dxt = db + t * C;
+                float *dxt = db + t * dx_stride;
                 conv_row(xt, x_stride, taps, bias, dxt, C, K, k_first, c0, c1);
                 #pragma omp simd
                 for (long c = c0; c < c1; ++c) {
@@ -86,12 +87,12 @@ void conv_silu_bwd(const float *x, long x_stride, const float *taps, const float
             }
             const long end = t1 == L ? L : t1 - (K - 1);
             for (long t = done; t < end; ++t) {
-                float *dxt = db + t * C;
+                float *dxt = db + t * dx_stride;
                 const long k_first = t + K - 1 < L ? 0 : t + K - L;  /* rows t + K-1-k < L */
                 #pragma omp simd
                 for (long c = c0; c < c1; ++c) acc[c] = 0.0f;
                 for (long k = k_first; k < K; ++k) {
-                    const float *tk = taps + k * C, *gk = dxt + (K - 1 - k) * C;
+                    const float *tk = taps + k * C, *gk = dxt + (K - 1 - k) * dx_stride;
                     #pragma omp simd
                     for (long c = c0; c < c1; ++c) acc[c] += tk[c] * gk[c];
                 }
@@ -128,15 +129,15 @@ void gated_rmsnorm_fwd(const float *y, long y_stride, const float *z, long z_str
     }
 }
 
-/* Reverse mode of gated_rmsnorm_fwd. dout [rows, D]. Written on rows [r0, r1): dy, dz
-   [rows, D]. Accumulated: dw [D] (this range's partial, zeroed by the caller). With
+/* Reverse mode of gated_rmsnorm_fwd. dout [rows, D]. Written on rows [r0, r1): dy
+   [rows, D] and dz, rows dz_stride floats apart. Accumulated: dw [D] (this range's partial, zeroed by the caller). With
    u = w dout: dgated = rstd u - rstd^3 gated mean_group(u gated). */
 void gated_rmsnorm_bwd(const float *y, long y_stride, const float *z, long z_stride,
-                       const float *w, const float *dout, float *dy, float *dz, float *dw,
-                       long D, long G, float eps, long r0, long r1) {
+                       const float *w, const float *dout, float *dy, float *dz, long dz_stride,
+                       float *dw, long D, long G, float eps, long r0, long r1) {
     for (long r = r0; r < r1; ++r) {
         const float *yr = y + r * y_stride, *zr = z + r * z_stride, *gr = dout + r * D;
-        float *dyr = dy + r * D, *dzr = dz + r * D;
+        float *dyr = dy + r * D, *dzr = dz + r * dz_stride;
         for (long g0 = 0; g0 < D; g0 += G) {
             float ss = 0.0f, dot = 0.0f;
             #pragma omp simd reduction(+:ss, dot)

@@ -34,7 +34,14 @@ from torch.autograd.function import once_differentiable
 from .cbuild import KernelBuildError, load_library
 from .cpu_kernel import _run_ranges
 
-__all__ = ["available", "causal_conv1d_silu", "gated_rms_norm", "supports", "unavailable_reason"]
+__all__ = [
+    "available",
+    "causal_conv1d_silu",
+    "gated_rms_norm",
+    "mamba2_body",
+    "supports",
+    "unavailable_reason",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,9 +55,9 @@ _MIN_PARALLEL_ELEMENTS = 2**16
 _P, _L, _F = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
 _SIGNATURES = {
     "conv_silu_fwd": [_P, _L, _P, _P, _P] + [_L] * 6,
-    "conv_silu_bwd": [_P, _L, _P, _P, _P, _P, _P, _P] + [_L] * 6,
+    "conv_silu_bwd": [_P, _L, _P, _P, _P, _P, _L, _P, _P] + [_L] * 6,
     "gated_rmsnorm_fwd": [_P, _L, _P, _L, _P, _P, _L, _L, _F, _L, _L],
-    "gated_rmsnorm_bwd": [_P, _L, _P, _L, _P, _P, _P, _P, _P, _L, _L, _F, _L, _L],
+    "gated_rmsnorm_bwd": [_P, _L, _P, _L, _P, _P, _P, _P, _L, _P, _L, _L, _F, _L, _L],
 }
 
 
@@ -121,47 +128,90 @@ def _ptr(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
+def _conv_forward(xr: Tensor, stride: int, taps: Tensor, bias: Tensor | None) -> Tensor:
+    """``conv_silu_fwd`` over every channel range: ``xr`` rows ``stride`` apart -> ``[B, L, C]``."""
+    b, length = xr.shape[:2]
+    channels = taps.shape[1]
+    out = torch.empty(b, length, channels, dtype=torch.float32)
+    lib = _load()
+    args = (xr.data_ptr(), stride, taps.data_ptr(), _ptr(bias), out.data_ptr())
+    sizes = (b, length, channels, taps.shape[0])
+    _run_ranges(lambda _, c0, c1: lib.conv_silu_fwd(*args, *sizes, c0, c1),
+                _ranges(channels, b * length * channels, 16))  # fmt: skip
+    return out
+
+
+def _conv_backward(
+    xr: Tensor, stride: int, taps: Tensor, bias: Tensor | None, grad: Tensor, grad_x: Tensor
+) -> tuple[Tensor, Tensor | None]:
+    """``conv_silu_bwd``: writes ``grad_x`` (``[B, L, C]``, channels contiguous, any row
+    stride) from ``grad`` (contiguous), returns the gradients of ``taps`` and ``bias``."""
+    b, length, channels = grad.shape
+    grad_taps = torch.zeros_like(taps)
+    grad_bias = None if bias is None else torch.zeros_like(bias)
+    lib = _load()
+    args = (xr.data_ptr(), stride, taps.data_ptr(), _ptr(bias), grad.data_ptr(),
+            grad_x.data_ptr(), grad_x.stride(1), grad_taps.data_ptr(), _ptr(grad_bias))  # fmt: skip
+    sizes = (b, length, channels, taps.shape[0])
+    _run_ranges(lambda _, c0, c1: lib.conv_silu_bwd(*args, *sizes, c0, c1),
+                _ranges(channels, b * length * channels, 16))  # fmt: skip
+    return grad_taps, grad_bias
+
+
+def _norm_forward(yr: Tensor, y_stride: int, zr: Tensor, z_stride: int, w: Tensor,
+                  eps: float, group: int, shape: torch.Size) -> Tensor:  # fmt: skip
+    dim = shape[-1]
+    rows = shape.numel() // dim
+    out = torch.empty(shape, dtype=torch.float32)
+    lib = _load()
+    args = (yr.data_ptr(), y_stride, zr.data_ptr(), z_stride, w.data_ptr(), out.data_ptr())
+    _run_ranges(lambda _, r0, r1: lib.gated_rmsnorm_fwd(*args, dim, group, eps, r0, r1),
+                _ranges(rows, rows * dim, 8))  # fmt: skip
+    return out
+
+
+def _norm_backward(yr: Tensor, y_stride: int, zr: Tensor, z_stride: int, w: Tensor,
+                   eps: float, group: int, grad: Tensor, grad_z: Tensor,
+                   ) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """``gated_rmsnorm_bwd``: writes ``grad_z`` (rows of any stride), returns the gradients
+    of ``y`` (contiguous) and of the weight."""
+    dim = grad.shape[-1]
+    rows = grad.numel() // dim
+    grad_y = torch.empty(grad.shape, dtype=torch.float32)
+    ranges = _ranges(rows, rows * dim, 8)
+    grad_w = torch.zeros(len(ranges), dim, dtype=torch.float32)  # one partial per range
+    lib = _load()
+    args = (yr.data_ptr(), y_stride, zr.data_ptr(), z_stride, w.data_ptr(), grad.data_ptr(),
+            grad_y.data_ptr(), grad_z.data_ptr(), grad_z.stride(-2))  # fmt: skip
+
+    def run(i: int, r0: int, r1: int) -> None:
+        lib.gated_rmsnorm_bwd(*args, grad_w[i].data_ptr(), dim, group, eps, r0, r1)
+
+    _run_ranges(run, ranges)
+    return grad_y, grad_w.sum(0)
+
+
 class _ConvSiLU(torch.autograd.Function):
     """``silu(bias + sum_k taps[k] x_{t-K+1+k})`` on time-major ``[B, L, C]``, one C pass
     each way; the backward recomputes the pre-activation from ``x``."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, taps: Tensor, bias: Tensor | None) -> Tensor:
-        b, length, channels = x.shape
         xr, stride = _rows(x)
         taps_c = taps.detach().contiguous()
         bias_c = None if bias is None else bias.detach().contiguous()
-        out = torch.empty(b, length, channels, dtype=torch.float32)
-        lib = _load()
-        args = (xr.data_ptr(), stride, taps_c.data_ptr(), _ptr(bias_c), out.data_ptr())
-        sizes = (b, length, channels, taps.shape[0])
-
-        def run(_: int, c0: int, c1: int) -> None:
-            lib.conv_silu_fwd(*args, *sizes, c0, c1)
-
-        _run_ranges(run, _ranges(channels, b * length * channels, 16))
         ctx.save_for_backward(xr, taps_c, bias_c)
         ctx.stride = stride
-        return out
+        return _conv_forward(xr, stride, taps_c, bias_c)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         xr, taps, bias = ctx.saved_tensors
-        b, length, channels = grad.shape
-        grad = grad.contiguous()
-        grad_x = torch.empty(b, length, channels, dtype=torch.float32)
-        grad_taps = torch.zeros_like(taps)
-        grad_bias = None if bias is None else torch.zeros_like(bias)
-        lib = _load()
-        args = (xr.data_ptr(), ctx.stride, taps.data_ptr(), _ptr(bias), grad.data_ptr(),
-                grad_x.data_ptr(), grad_taps.data_ptr(), _ptr(grad_bias))  # fmt: skip
-        sizes = (b, length, channels, taps.shape[0])
-
-        def run(_: int, c0: int, c1: int) -> None:
-            lib.conv_silu_bwd(*args, *sizes, c0, c1)
-
-        _run_ranges(run, _ranges(channels, b * length * channels, 16))
+        grad_x = torch.empty(grad.shape, dtype=torch.float32)
+        grad_taps, grad_bias = _conv_backward(
+            xr, ctx.stride, taps, bias, grad.contiguous(), grad_x
+        )
         return grad_x, grad_taps, grad_bias
 
 
@@ -177,50 +227,32 @@ def causal_conv1d_silu(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor
     return _ConvSiLU.apply(x, taps, bias)
 
 
+def _norm_rows(y: Tensor, z: Tensor) -> tuple[Tensor, int, Tensor, int]:
+    three = (lambda t: t.reshape(-1, *t.shape[-2:])) if y.ndim > 2 else (lambda t: t)
+    return (*_rows(three(y)), *_rows(three(z)))
+
+
 class _GatedNorm(torch.autograd.Function):
     """``RMSNorm(y * silu(z)) * weight`` per group of ``group`` channels, one C pass each way."""
 
     @staticmethod
     def forward(ctx: Any, y: Tensor, z: Tensor, weight: Tensor, eps: float, group: int) -> Tensor:
-        shape = y.shape
-        dim = shape[-1]
-        yr, y_stride = _rows(y.reshape(-1, shape[-2], dim) if y.ndim > 2 else y)
-        zr, z_stride = _rows(z.reshape(-1, shape[-2], dim) if z.ndim > 2 else z)
+        yr, y_stride, zr, z_stride = _norm_rows(y, z)
         w = weight.detach().contiguous()
-        rows = y.numel() // dim
-        out = torch.empty(shape, dtype=torch.float32)
-        lib = _load()
-        args = (yr.data_ptr(), y_stride, zr.data_ptr(), z_stride, w.data_ptr(), out.data_ptr())
-
-        def run(_: int, r0: int, r1: int) -> None:
-            lib.gated_rmsnorm_fwd(*args, dim, group, eps, r0, r1)
-
-        _run_ranges(run, _ranges(rows, rows * dim, 8))
         ctx.save_for_backward(yr, zr, w)
-        ctx.layout = (y_stride, z_stride, eps, group, shape)
-        return out
+        ctx.layout = (y_stride, z_stride, eps, group)
+        return _norm_forward(yr, y_stride, zr, z_stride, w, eps, group, y.shape)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None]:
         yr, zr, w = ctx.saved_tensors
-        y_stride, z_stride, eps, group, shape = ctx.layout
-        dim = shape[-1]
-        rows = grad.numel() // dim
-        grad = grad.contiguous()
-        grad_y = torch.empty(shape, dtype=torch.float32)
-        grad_z = torch.empty(shape, dtype=torch.float32)
-        ranges = _ranges(rows, rows * dim, 8)
-        grad_w = torch.zeros(len(ranges), dim, dtype=torch.float32)  # one partial per range
-        lib = _load()
-        args = (yr.data_ptr(), y_stride, zr.data_ptr(), z_stride, w.data_ptr(),
-                grad.data_ptr(), grad_y.data_ptr(), grad_z.data_ptr())  # fmt: skip
-
-        def run(i: int, r0: int, r1: int) -> None:
-            lib.gated_rmsnorm_bwd(*args, grad_w[i].data_ptr(), dim, group, eps, r0, r1)
-
-        _run_ranges(run, ranges)
-        return grad_y, grad_z, grad_w.sum(0), None, None
+        y_stride, z_stride, eps, group = ctx.layout
+        grad_z = torch.empty(grad.shape, dtype=torch.float32)
+        grad_y, grad_w = _norm_backward(
+            yr, y_stride, zr, z_stride, w, eps, group, grad.contiguous(), grad_z
+        )
+        return grad_y, grad_z, grad_w, None, None
 
 
 def gated_rms_norm(y: Tensor, z: Tensor, weight: Tensor, eps: float, group_size: int) -> Tensor:
@@ -236,3 +268,110 @@ def gated_rms_norm(y: Tensor, z: Tensor, weight: Tensor, eps: float, group_size:
             f"last dimension a multiple of group_size {group_size}"
         )
     return _GatedNorm.apply(y, z, weight, float(eps), int(group_size))
+
+
+class _Mamba2Body(torch.autograd.Function):
+    """The Mamba-2 layer between its two projections as one autograd node.
+
+    ``zxbcdt`` ``[B, L, F]`` (``in_proj``'s output: ``z``, ``xBC``, ``dt`` side by side) ->
+    ``gated_norm(ssd_scan(silu(conv(xBC)), softplus(dt + dt_bias)), z)`` ``[B, L, d_inner]``
+    and the final SSM state. Every stage reads its slice of ``zxbcdt`` in place, and the
+    backward writes the gradients of ``z``, ``xBC`` and ``dt`` straight into their slices
+    of one ``[B, L, F]`` buffer (no split copies, no concatenation), from the C backwards
+    of the norm, the scan (:mod:`~mambakit.ssm.cpu_kernel`) and the conv.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, zxbcdt: Tensor, conv_w: Tensor, conv_b: Tensor | None,
+                dt_bias: Tensor, A_log: Tensor, D: Tensor, norm_w: Tensor,
+                initial_state: Tensor | None, dims: tuple, keep: bool,
+                ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        from . import cpu_kernel
+
+        d_inner, heads, headdim, groups, d_state, eps, group_size = dims
+        b, length, _ = zxbcdt.shape
+        conv_dim = d_inner + 2 * groups * d_state
+        zxbcdt = zxbcdt.detach().contiguous()
+        z = zxbcdt[..., :d_inner]
+        xbc = zxbcdt[..., d_inner : d_inner + conv_dim]
+        dt_raw = zxbcdt[..., d_inner + conv_dim :]
+        taps = conv_w.detach()[:, 0].t().contiguous()  # [K, conv_dim]
+        bias = None if conv_b is None else conv_b.detach().contiguous()
+        act = _conv_forward(xbc, zxbcdt.stride(1), taps, bias)  # [B, L, conv_dim]
+        gs = groups * d_state
+        x = act[..., :d_inner].unflatten(-1, (heads, headdim))  # views, rows conv_dim apart
+        B = act[..., d_inner : d_inner + gs].unflatten(-1, (groups, d_state))
+        C = act[..., d_inner + gs :].unflatten(-1, (groups, d_state))
+        dt_pre = dt_raw + dt_bias.detach()  # [B, L, H]
+        dt = torch.nn.functional.softplus(dt_pre)
+        A = -torch.exp(A_log.detach().float())
+        inputs = (x, dt, A, B, C, D.detach(), initial_state)
+        y, state, chk, saved = cpu_kernel._scan_forward("ssd_scan", inputs, keep)
+        y = y.view(b, length, d_inner)
+        w = norm_w.detach().contiguous()
+        out = _norm_forward(y, d_inner, z, zxbcdt.stride(1), w, eps, group_size, y.shape)
+        if keep:
+            ctx.save_for_backward(zxbcdt, taps, bias, dt_pre, y, w, chk, *saved)
+            ctx.dims = dims
+        return out, state
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor | None, grad_state: Tensor | None) -> tuple:
+        from . import cpu_kernel
+
+        zxbcdt, taps, bias, dt_pre, y, w, chk, *saved = ctx.saved_tensors
+        d_inner, heads, headdim, groups, d_state, eps, group_size = ctx.dims
+        b, length, width = zxbcdt.shape
+        gs = groups * d_state
+        conv_dim = d_inner + 2 * gs
+        grad = torch.empty(b, length, width, dtype=torch.float32)  # of zxbcdt
+        if grad_out is None:
+            grad_out = torch.zeros(y.shape)
+        grad_y, grad_norm_w = _norm_backward(
+            y, d_inner, zxbcdt[..., :d_inner], width, w, eps, group_size,
+            grad_out.contiguous(), grad[..., :d_inner],
+        )  # fmt: skip
+        grad_act = torch.empty(b, length, conv_dim, dtype=torch.float32)
+        grad_x = grad_act[..., :d_inner].unflatten(-1, (heads, headdim))
+        grads = cpu_kernel._scan_backward(
+            "ssd_scan", tuple(saved), chk, grad_y.view(b, length, heads, headdim), grad_state,
+            grad_x=grad_x,
+        )  # fmt: skip
+        _, grad_dt, grad_A, grad_B, grad_C, grad_D, grad_h0 = grads
+        grad_act[..., d_inner : d_inner + gs] = grad_B.view(b, length, gs)
+        grad_act[..., d_inner + gs :] = grad_C.view(b, length, gs)
+        grad_xbc = grad[..., d_inner : d_inner + conv_dim]
+        grad_taps, grad_bias = _conv_backward(
+            zxbcdt[..., d_inner:], width, taps, bias, grad_act, grad_xbc
+        )
+        grad_dt_raw = grad[..., d_inner + conv_dim :]
+        torch.mul(grad_dt, torch.sigmoid(dt_pre), out=grad_dt_raw)  # softplus' = sigmoid
+        A = saved[2]
+        needs = ctx.needs_input_grad
+        return (
+            grad,
+            grad_taps.t().unsqueeze(1) if needs[1] else None,  # [conv_dim, 1, K]
+            grad_bias if needs[2] else None,
+            grad_dt_raw.sum(dim=(0, 1)) if needs[3] else None,
+            grad_A * A if needs[4] else None,  # A = -exp(A_log)
+            grad_D if needs[5] else None,
+            grad_norm_w if needs[6] else None,
+            grad_h0 if needs[7] else None,
+            None,
+            None,
+        )
+
+
+def mamba2_body(layer: Any, zxbcdt: Tensor, initial_state: Tensor | None) -> tuple[Tensor, Tensor]:
+    """:class:`~mambakit.ssm.Mamba2`'s forward between ``in_proj`` and ``out_proj``, fused:
+    ``zxbcdt`` ``[B, L, F]`` -> ``(normed y [B, L, d_inner], final state [B, H, P, N])``,
+    differentiable in ``zxbcdt``, the layer's parameters and ``initial_state``; the conv
+    starts from zeros. Equals the PyTorch stages of ``_mamba2_forward``."""
+    params = (layer.conv1d.weight, layer.conv1d.bias, layer.dt_bias, layer.A_log, layer.D,
+              layer.norm.weight)  # fmt: skip
+    tensors = (zxbcdt, *params, initial_state)
+    keep = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    dims = (layer.d_inner, layer.n_heads, layer.headdim, layer.ngroups, layer.d_state,
+            float(layer.norm.eps), layer.norm.group_size)  # fmt: skip
+    return _Mamba2Body.apply(*tensors, dims, keep)

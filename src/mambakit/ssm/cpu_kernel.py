@@ -165,25 +165,26 @@ void selective_scan_bwd(const float *u, const float *delta, const float *A, cons
 }
 
 /* SSD (Mamba-2): scalar decay per head. Channel c of the h * p channels is head c / p;
-   x, y [b, L, h * p]; dt [b, L, h]; A, D [h] (D may be NULL); B, C [b, L, g, n], head hh
-   reading group hh / (h / g); h0, hT [b, h * p, n]. */
+   x [b, L, h * p] with rows xs floats apart (a slice of a wider tensor; batch rows L * xs
+   apart), y [b, L, h * p]; dt [b, L, h]; A, D [h] (D may be NULL); B, C [b, L, g, n] with
+   rows bcs floats apart, head hh reading group hh / (h / g); h0, hT [b, h * p, n]. */
 void ssd_scan_fwd(const float *x, const float *dt, const float *A, const float *B,
                   const float *C, const float *D, const float *h0, float *y, float *hT,
-                  float *chk, long b, long L, long h, long p, long g, long n, long K, long c0,
-                  long c1) {
+                  float *chk, long b, long L, long h, long p, long g, long n, long xs, long bcs,
+                  long K, long c0, long c1) {
     const long hp = h * p, heads_per_group = h / g;
     for (long bi = 0; bi < b; ++bi) {
         float *s = start_row(hT, h0, bi, hp, n, c0, c1);
         for (long t = 0; t < L; ++t) {
             save_checkpoint(chk, s, bi, t, L, K, hp, n, c0, c1);
             const long row = bi * L + t;
-            const float *xt = x + row * hp, *dtt = dt + row * h;
+            const float *xt = x + row * xs, *dtt = dt + row * h;
             float *yt = y + row * hp;
             for (long c = c0; c < c1;) {
                 const long hh = c / p, end = (hh + 1) * p < c1 ? (hh + 1) * p : c1;
                 const float step = dtt[hh], decay = expf(step * A[hh]);
                 const long gi = hh / heads_per_group;
-                const float *Bt = B + (row * g + gi) * n, *Ct = C + (row * g + gi) * n;
+                const float *Bt = B + row * bcs + gi * n, *Ct = C + row * bcs + gi * n;
                 for (; c < end; ++c) {
                     const float xc = step * xt[c];
                     float *sc = s + c * n;
@@ -211,8 +212,8 @@ static inline __attribute__((always_inline)) void ssd_bwd_chunk(
         const float *x, const float *dt, const float *A, const float *B, const float *C,
         const float *D, const float *chk, const float *dy, float *dx, float *ddt, float *dA,
         float *dB, float *dC, float *dD, float *gst, float *hbuf, const float *decays, long bi,
-        long L, long h, long p, long g, long n, long K, long j, long t0, long m, long c,
-        const long CB) {
+        long L, long h, long p, long g, long n, long xs, long bcs, long K, long j, long t0,
+        long m, long c, const long CB) {
     const long hp = h * p, hh = c / p, gi = hh / (h / g), nchk = (L + K - 1) / K;
     const long hstride = (K + 1) * n;  /* hbuf of channel q: hbuf + q * hstride */
     const float Ah = A[hh];
@@ -222,9 +223,9 @@ static inline __attribute__((always_inline)) void ssd_bwd_chunk(
     for (long i = 0; i < m; ++i) {
         const long row = bi * L + t0 + i;
         const float step = dt[row * h + hh], decay = decays[i * h + hh];
-        const float *Bt = B + (row * g + gi) * n;
+        const float *Bt = B + row * bcs + gi * n;
         for (long q = 0; q < CB; ++q) {
-            const float xc = step * x[row * hp + c + q];
+            const float xc = step * x[row * xs + c + q];
             const float *prev = hbuf + q * hstride + i * n;
             float *next = hbuf + q * hstride + (i + 1) * n;
             #pragma omp simd
@@ -235,12 +236,12 @@ static inline __attribute__((always_inline)) void ssd_bwd_chunk(
     for (long i = m - 1; i >= 0; --i) {
         const long row = bi * L + t0 + i;
         const float step = dt[row * h + hh], decay = decays[i * h + hh];
-        const float *Bt = B + (row * g + gi) * n, *Ct = C + (row * g + gi) * n;
+        const float *Bt = B + row * bcs + gi * n, *Ct = C + row * bcs + gi * n;
         float *dBt = dB + (row * g + gi) * n, *dCt = dC + (row * g + gi) * n;
         float xr[SSD_BWD_CHANNELS], xc[SSD_BWD_CHANNELS], dyc[SSD_BWD_CHANNELS];
         float dxc[SSD_BWD_CHANNELS], ddecay[SSD_BWD_CHANNELS];
         for (long q = 0; q < CB; ++q) {
-            xr[q] = x[row * hp + c + q];
+            xr[q] = x[row * xs + c + q];
             xc[q] = step * xr[q];
             dyc[q] = dy[row * hp + c + q];
             dxc[q] = 0.0f;
@@ -285,7 +286,7 @@ static inline __attribute__((always_inline)) void ssd_bwd_chunk(
         float ddt_acc = 0.0f;
         for (long q = 0; q < CB; ++q) {
             const float dlog = ddecay[q] * decay;  /* dL/d(dt A) */
-            dx[row * hp + c + q] = step * dxc[q] + (D ? D[hh] * dyc[q] : 0.0f);
+            dx[row * xs + c + q] = step * dxc[q] + (D ? D[hh] * dyc[q] : 0.0f);
             ddt_acc += xr[q] * dxc[q] + dlog * Ah;
             dA_acc[q] += dlog * step;
             dD_acc[q] += dyc[q] * xr[q];
@@ -299,13 +300,13 @@ static inline __attribute__((always_inline)) void ssd_bwd_chunk(
 }
 
 /* Reverse mode of ssd_scan_fwd, as selective_scan_bwd. Written on channels [c0, c1):
-   dx [b, L, h * p], dh0 [b, h * p, n]. Accumulated into this range's partials (zeroed by
-   the caller): ddt [b, L, h], dA, dD [h], dB, dC [b, L, g, n]. */
+   dx [b, L, h * p] (rows xs floats apart, as x), dh0 [b, h * p, n]. Accumulated into this
+   range's partials (zeroed by the caller): ddt [b, L, h], dA, dD [h], dB, dC [b, L, g, n]. */
 void ssd_scan_bwd(const float *x, const float *dt, const float *A, const float *B,
                   const float *C, const float *D, const float *chk, const float *dy,
                   const float *dhT, float *dx, float *ddt, float *dA, float *dB, float *dC,
                   float *dD, float *dh0, long b, long L, long h, long p, long g, long n,
-                  long K, long c0, long c1) {
+                  long xs, long bcs, long K, long c0, long c1) {
     const long hp = h * p, nchk = (L + K - 1) / K;
     float *hbuf = malloc(sizeof(float) * (size_t)(SSD_BWD_CHANNELS * (K + 1) * n));
     float *decays = malloc(sizeof(float) * (size_t)(K * h));  /* the chunk's exp(dt A) */
@@ -319,12 +320,12 @@ void ssd_scan_bwd(const float *x, const float *dt, const float *A, const float *
                 const long head_end = (c / p + 1) * p < c1 ? (c / p + 1) * p : c1;
                 if (c + SSD_BWD_CHANNELS <= head_end) {
                     ssd_bwd_chunk(x, dt, A, B, C, D, chk, dy, dx, ddt, dA, dB, dC, dD, gst,
-                                  hbuf, decays, bi, L, h, p, g, n, K, j, t0, m, c,
+                                  hbuf, decays, bi, L, h, p, g, n, xs, bcs, K, j, t0, m, c,
                                   SSD_BWD_CHANNELS);
                     c += SSD_BWD_CHANNELS;
                 } else {
                     ssd_bwd_chunk(x, dt, A, B, C, D, chk, dy, dx, ddt, dA, dB, dC, dD, gst,
-                                  hbuf, decays, bi, L, h, p, g, n, K, j, t0, m, c, 1);
+                                  hbuf, decays, bi, L, h, p, g, n, xs, bcs, K, j, t0, m, c, 1);
                     c += 1;
                 }
             }
@@ -383,10 +384,10 @@ def _ptr(t: Tensor | None) -> int | None:  # NULL for an absent optional argumen
 
 def _sizes(kind: str, x: Tensor, B: Tensor) -> tuple[list[int], int, int]:
     """The C kernel's size arguments (before ``K``), its channel count and state size ``n``."""
-    if kind == "ssd_scan":  # x [b, L, h, p], B [b, L, g, n]
+    if kind == "ssd_scan":  # x [b, L, h, p], B [b, L, g, n]; + the row strides of x and B, C
         b, length, h, p = x.shape
         g, n = B.shape[2:]
-        return [b, length, h, p, g, n], h * p, n
+        return [b, length, h, p, g, n, x.stride(1), B.stride(1)], h * p, n
     b, length, d = x.shape  # selective_scan: u [b, L, d], B [b, L, n]
     return [b, length, d, B.shape[-1]], d, B.shape[-1]
 
@@ -402,6 +403,11 @@ def _scan_forward(
     """
     lib = _require()
     prepped = tuple(_prep(t) for t in inputs)
+    if kind == "ssd_scan":  # x, B, C may be row-strided views (slices of the conv output)
+        x, B, C = _prep_rows(inputs[0]), _prep_rows(inputs[3]), _prep_rows(inputs[4])
+        if B.stride(1) != C.stride(1):
+            B, C = B.contiguous(), C.contiguous()
+        prepped = (x, *prepped[1:3], B, C, *prepped[5:])
     x, B = prepped[0], prepped[3]
     sizes, channels, n = _sizes(kind, x, B)
     b, length = sizes[:2]
@@ -428,7 +434,7 @@ _GRAD_MODES = {
     "ssd_scan": ("partial",) * 5,
 }
 # size arguments of each kernel before (K, c0, c1)
-_SIZE_ARGS = {"selective_scan": 4, "ssd_scan": 6}
+_SIZE_ARGS = {"selective_scan": 4, "ssd_scan": 8}
 
 
 def _scan_backward(
@@ -437,17 +443,23 @@ def _scan_backward(
     chk: Tensor,
     grad_y: Tensor | None,
     grad_state: Tensor | None,
+    grad_x: Tensor | None = None,
 ) -> tuple[Tensor | None, ...]:
     """Gradients of ``(x, dt, A, B, C, D, h0)`` by ``{kind}_bwd`` (``None`` for an absent
-    ``D``); ``saved`` are the contiguous inputs of :func:`_scan_forward`, ``grad_state``
-    (``None``: zero) the gradient of its final state."""
+    ``D``); ``saved`` are the inputs of :func:`_scan_forward` as the kernel read them,
+    ``grad_state`` (``None``: zero) the gradient of its final state. The gradient of ``x``
+    goes to ``grad_x`` when given (in place where it has the strides of ``x``), else to a
+    new buffer with the row stride of ``x``."""
     lib = _require()
     x, dt, A, B, C, D, _ = saved
     sizes, channels, n = _sizes(kind, x, B)
     b, length = sizes[:2]
     ranges = _channel_ranges(channels, b * length * channels * n)
-    grad_y = torch.zeros_like(x) if grad_y is None else _prep(grad_y)
-    grad_x = torch.empty_like(x)
+    grad_y = torch.zeros(x.shape) if grad_y is None else _prep(grad_y)
+    wanted = grad_x
+    if grad_x is None or grad_x.stride() != x.stride():  # a buffer of x's layout
+        row = x.stride(1) if kind == "ssd_scan" else x.shape[-1]
+        grad_x = torch.empty(b, length, row)[..., :channels].unflatten(-1, x.shape[2:])
     grad_h0 = torch.empty(b, channels, n, dtype=torch.float32)
     grads: list[Tensor | None] = []  # of dt, A, B, C, D; per range where "partial"
     for t, mode in zip((dt, A, B, C, D), _GRAD_MODES[kind], strict=True):
@@ -466,6 +478,8 @@ def _scan_backward(
         bwd(*fixed, *own, _ptr(grad_h0), *sizes, _CHECKPOINT_STEPS, c0, c1)
 
     _run_ranges(run, ranges)
+    if wanted is not None and wanted is not grad_x:
+        grad_x = wanted.copy_(grad_x)
     summed = [
         None if g is None else (g.sum(0) if mode == "partial" else g)
         for g, mode in zip(grads, _GRAD_MODES[kind], strict=True)
@@ -533,6 +547,18 @@ def _require() -> ctypes.CDLL:
 def _prep(t: Tensor | None) -> Tensor | None:
     """A contiguous float32 copy of ``t`` only where it is not one already."""
     return None if t is None else t.detach().to(torch.float32).contiguous()
+
+
+def _prep_rows(t: Tensor) -> Tensor:
+    """``t`` ``[b, L, a, w]`` as float32 whose ``[a, w]`` block of each row is contiguous and
+    whose batch rows are ``L`` rows apart (a slice of the channels of a contiguous
+    ``[b, L, F]`` tensor qualifies as it is); a contiguous copy where it is not."""
+    t = t.detach().to(torch.float32)
+    b, length, a, w = t.shape
+    block = t.stride(-1) == 1 and (a == 1 or t.stride(-2) == w)
+    if block and (b == 1 or t.stride(0) == length * t.stride(1)) and t.stride(1) >= a * w:
+        return t
+    return t.contiguous()
 
 
 # State updates (batch x length x channels x d_state) below which a scan runs on one thread:

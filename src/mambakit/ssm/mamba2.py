@@ -218,15 +218,16 @@ def _mamba2_forward(
     continues from it, and the state is then advanced in place to the end of ``x``.
     """
     b, length, _ = x.shape
+    zxbcdt = layer.in_proj(x)
     fused = _fused_stages(layer, x, conv_state)
-    z, xbc, dt = layer._split(layer.in_proj(x))  # xbc: [B, L, conv_dim], views
-    if fused is not None:  # conv + SiLU in one pass over the view, no copy
-        xbc = fused.causal_conv1d_silu(xbc, layer.conv1d.weight, layer.conv1d.bias)
-    else:
-        conv_out = causal_conv1d(xbc, layer.conv1d.weight, layer.conv1d.bias, conv_state)
-        if conv_state is not None:
-            _update_conv_state(conv_state, xbc)
-        xbc = F.silu(conv_out)
+    if fused is not None:  # conv .. gated norm as one node of fused C kernels
+        y, final_state = fused.mamba2_body(layer, zxbcdt, initial_state)
+        return layer.out_proj(y), final_state
+    z, xbc, dt = layer._split(zxbcdt)  # xbc: [B, L, conv_dim]
+    conv_out = causal_conv1d(xbc, layer.conv1d.weight, layer.conv1d.bias, conv_state)
+    if conv_state is not None:
+        _update_conv_state(conv_state, xbc)
+    xbc = F.silu(conv_out)
     gs = layer.ngroups * layer.d_state
     xs, B, C = torch.split(xbc, [layer.d_inner, gs, gs], dim=-1)
     y, final_state = ssd_scan(
@@ -241,23 +242,21 @@ def _mamba2_forward(
         return_final_state=True,
         backend=layer.backend,
     )
-    y = y.reshape(b, length, layer.d_inner)
-    if fused is not None:
-        norm = layer.norm
-        y = fused.gated_rms_norm(y, z, norm.weight, norm.eps, norm.group_size)
-    else:
-        y = layer.norm(y, z)
-    return layer.out_proj(y), final_state
+    y = layer.out_proj(layer.norm(y.reshape(b, length, layer.d_inner), z))
+    return y, final_state
 
 
 def _fused_stages(layer: Mamba2, x: Tensor, conv_state: Tensor | None) -> Any:
-    """:mod:`~mambakit.ssm.cpu_fused` when the layer's conv + SiLU and gated norm run as its
-    fused C kernels: backend ``"auto"`` or ``"cpu_kernel"``, float32 CPU tensors, no conv
-    history to continue from, not traced; ``None`` for the PyTorch stages (the fallback
-    where the kernels cannot be built, logged once by ``cpu_fused``)."""
+    """:mod:`~mambakit.ssm.cpu_fused` when the layer's body (conv + SiLU, softplus, scan,
+    gated norm) runs as its fused C kernels (:func:`~mambakit.ssm.cpu_fused.mamba2_body`):
+    backend ``"auto"`` or ``"cpu_kernel"``, float32 CPU tensors, no conv history to continue
+    from, not traced, both C libraries built; ``None`` for the PyTorch stages (the fallback,
+    where a build failed: logged once by ``cpu_fused`` / ``ops``)."""
     if layer.backend not in ("auto", "cpu_kernel") or conv_state is not None:
         return None
-    from . import cpu_fused
+    from . import cpu_fused, cpu_kernel
 
-    params = (layer.conv1d.weight, layer.norm.weight)
-    return cpu_fused if cpu_fused.supports(x, *params) else None
+    params = (layer.conv1d.weight, layer.norm.weight, layer.D, layer.dt_bias, layer.A_log)
+    if not cpu_fused.supports(x, *params) or not cpu_kernel.available():
+        return None
+    return cpu_fused
