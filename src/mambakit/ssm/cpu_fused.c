@@ -46,32 +46,33 @@ void conv_silu_fwd(const float *x, long x_stride, const float *taps, const float
     }
 }
 
-/* Reverse mode of conv_silu_fwd. dout [b, L, C]. Written: dx [b, L, C] on [c0, c1), rows
-   dx_stride floats apart (a slice of the gradient of in_proj's output).
+/* Reverse mode of conv_silu_fwd. dout [b, L, C] with rows g_stride floats apart. Written:
+   dx [b, L, C] on [c0, c1), rows dx_stride apart (a slice of the gradient of in_proj's
+   output); dx may be dout itself (in place: each element of dout is read before its dx).
    Accumulated (zeroed by the caller): dtaps [K, C], dbias [C] (may be NULL) on [c0, c1).
    Per block of rows, pass 1 recomputes the pre-activation, writes dpre = dout * silu'(pre)
    into dx and accumulates dtaps, dbias; pass 2 turns dpre into dx in place, t increasing:
    dx[t] = sum_k taps[k] dpre[t + K - 1 - k] reads only rows >= t, not yet overwritten. */
 #define CONV_BLOCK 64
 void conv_silu_bwd(const float *x, long x_stride, const float *taps, const float *bias,
-                   const float *dout, float *dx, long dx_stride, float *dtaps, float *dbias,
-                   long b, long L, long C, long K, long c0, long c1) {
-    float *acc = malloc(sizeof(float) * (size_t)C);  /* one row, pass 2 */
+                   const float *dout, long g_stride, float *dx, long dx_stride, float *dtaps,
+                   float *dbias, long b, long L, long C, long K, long c0, long c1) {
+    float *acc = malloc(sizeof(float) * (size_t)C);  /* one row: pre-activation, then dx */
     for (long bi = 0; bi < b; ++bi) {
         const float *xb = x + bi * L * x_stride;
-        const float *gb = dout + bi * L * C;
+        const float *gb = dout + bi * L * g_stride;
         float *db = dx + bi * L * dx_stride;
         long done = 0;  /* rows of dx final */
         for (long t0 = 0; t0 < L; t0 += CONV_BLOCK) {
             const long t1 = t0 + CONV_BLOCK < L ? t0 + CONV_BLOCK : L;
             for (long t = t0; t < t1; ++t) {
                 const long k_first = t >= K - 1 ? 0 : K - 1 - t;
-                const float *xt = xb + (t - (K - 1)) * x_stride, *gt = gb + t * C;
+                const float *xt = xb + (t - (K - 1)) * x_stride, *gt = gb + t * g_stride;
                 float *dxt = db + t * dx_stride;
-                conv_row(xt, x_stride, taps, bias, dxt, C, K, k_first, c0, c1);
+                conv_row(xt, x_stride, taps, bias, acc, C, K, k_first, c0, c1);
                 #pragma omp simd
                 for (long c = c0; c < c1; ++c) {
-                    const float pre = dxt[c], s = sigmoidf_(pre);
+                    const float pre = acc[c], s = sigmoidf_(pre);
                     dxt[c] = gt[c] * s * (1.0f + pre * (1.0f - s));
                 }
                 if (dbias) {

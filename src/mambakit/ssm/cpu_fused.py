@@ -55,7 +55,7 @@ _MIN_PARALLEL_ELEMENTS = 2**16
 _P, _L, _F = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
 _SIGNATURES = {
     "conv_silu_fwd": [_P, _L, _P, _P, _P] + [_L] * 6,
-    "conv_silu_bwd": [_P, _L, _P, _P, _P, _P, _L, _P, _P] + [_L] * 6,
+    "conv_silu_bwd": [_P, _L, _P, _P, _P, _L, _P, _L, _P, _P] + [_L] * 6,
     "gated_rmsnorm_fwd": [_P, _L, _P, _L, _P, _P, _L, _L, _F, _L, _L],
     "gated_rmsnorm_bwd": [_P, _L, _P, _L, _P, _P, _P, _P, _L, _P, _L, _L, _F, _L, _L],
 }
@@ -144,13 +144,14 @@ def _conv_forward(xr: Tensor, stride: int, taps: Tensor, bias: Tensor | None) ->
 def _conv_backward(
     xr: Tensor, stride: int, taps: Tensor, bias: Tensor | None, grad: Tensor, grad_x: Tensor
 ) -> tuple[Tensor, Tensor | None]:
-    """``conv_silu_bwd``: writes ``grad_x`` (``[B, L, C]``, channels contiguous, any row
-    stride) from ``grad`` (contiguous), returns the gradients of ``taps`` and ``bias``."""
+    """``conv_silu_bwd``: writes ``grad_x`` from ``grad`` (both ``[B, L, C]``, channels
+    contiguous, batch rows ``L`` rows apart, any row stride; ``grad_x`` may be ``grad``,
+    in place), returns the gradients of ``taps`` and ``bias``."""
     b, length, channels = grad.shape
     grad_taps = torch.zeros_like(taps)
     grad_bias = None if bias is None else torch.zeros_like(bias)
     lib = _load()
-    args = (xr.data_ptr(), stride, taps.data_ptr(), _ptr(bias), grad.data_ptr(),
+    args = (xr.data_ptr(), stride, taps.data_ptr(), _ptr(bias), grad.data_ptr(), grad.stride(1),
             grad_x.data_ptr(), grad_x.stride(1), grad_taps.data_ptr(), _ptr(grad_bias))  # fmt: skip
     sizes = (b, length, channels, taps.shape[0])
     _run_ranges(lambda _, c0, c1: lib.conv_silu_bwd(*args, *sizes, c0, c1),
@@ -332,18 +333,19 @@ class _Mamba2Body(torch.autograd.Function):
             y, d_inner, zxbcdt[..., :d_inner], width, w, eps, group_size,
             grad_out.contiguous(), grad[..., :d_inner],
         )  # fmt: skip
-        grad_act = torch.empty(b, length, conv_dim, dtype=torch.float32)
-        grad_x = grad_act[..., :d_inner].unflatten(-1, (heads, headdim))
+        # the gradient of the conv's output goes where the conv's input gradient will be,
+        # and the conv backward turns one into the other in place
+        grad_xbc = grad[..., d_inner : d_inner + conv_dim]
+        grad_x = grad_xbc[..., :d_inner].unflatten(-1, (heads, headdim))
         grads = cpu_kernel._scan_backward(
             "ssd_scan", tuple(saved), chk, grad_y.view(b, length, heads, headdim), grad_state,
             grad_x=grad_x,
         )  # fmt: skip
         _, grad_dt, grad_A, grad_B, grad_C, grad_D, grad_h0 = grads
-        grad_act[..., d_inner : d_inner + gs] = grad_B.view(b, length, gs)
-        grad_act[..., d_inner + gs :] = grad_C.view(b, length, gs)
-        grad_xbc = grad[..., d_inner : d_inner + conv_dim]
+        grad_xbc[..., d_inner : d_inner + gs] = grad_B.view(b, length, gs)
+        grad_xbc[..., d_inner + gs :] = grad_C.view(b, length, gs)
         grad_taps, grad_bias = _conv_backward(
-            zxbcdt[..., d_inner:], width, taps, bias, grad_act, grad_xbc
+            zxbcdt[..., d_inner:], width, taps, bias, grad_xbc, grad_xbc
         )
         grad_dt_raw = grad[..., d_inner + conv_dim :]
         torch.mul(grad_dt, torch.sigmoid(dt_pre), out=grad_dt_raw)  # softplus' = sigmoid

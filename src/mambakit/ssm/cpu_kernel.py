@@ -212,8 +212,8 @@ static inline __attribute__((always_inline)) void ssd_bwd_chunk(
         const float *x, const float *dt, const float *A, const float *B, const float *C,
         const float *D, const float *chk, const float *dy, float *dx, float *ddt, float *dA,
         float *dB, float *dC, float *dD, float *gst, float *hbuf, const float *decays, long bi,
-        long L, long h, long p, long g, long n, long xs, long bcs, long K, long j, long t0,
-        long m, long c, const long CB) {
+        long L, long h, long p, long g, long n, long xs, long bcs, long dxs, long K, long j,
+        long t0, long m, long c, const long CB) {
     const long hp = h * p, hh = c / p, gi = hh / (h / g), nchk = (L + K - 1) / K;
     const long hstride = (K + 1) * n;  /* hbuf of channel q: hbuf + q * hstride */
     const float Ah = A[hh];
@@ -286,7 +286,7 @@ static inline __attribute__((always_inline)) void ssd_bwd_chunk(
         float ddt_acc = 0.0f;
         for (long q = 0; q < CB; ++q) {
             const float dlog = ddecay[q] * decay;  /* dL/d(dt A) */
-            dx[row * xs + c + q] = step * dxc[q] + (D ? D[hh] * dyc[q] : 0.0f);
+            dx[row * dxs + c + q] = step * dxc[q] + (D ? D[hh] * dyc[q] : 0.0f);
             ddt_acc += xr[q] * dxc[q] + dlog * Ah;
             dA_acc[q] += dlog * step;
             dD_acc[q] += dyc[q] * xr[q];
@@ -300,13 +300,13 @@ static inline __attribute__((always_inline)) void ssd_bwd_chunk(
 }
 
 /* Reverse mode of ssd_scan_fwd, as selective_scan_bwd. Written on channels [c0, c1):
-   dx [b, L, h * p] (rows xs floats apart, as x), dh0 [b, h * p, n]. Accumulated into this
+   dx [b, L, h * p] (rows dxs floats apart), dh0 [b, h * p, n]. Accumulated into this
    range's partials (zeroed by the caller): ddt [b, L, h], dA, dD [h], dB, dC [b, L, g, n]. */
 void ssd_scan_bwd(const float *x, const float *dt, const float *A, const float *B,
                   const float *C, const float *D, const float *chk, const float *dy,
                   const float *dhT, float *dx, float *ddt, float *dA, float *dB, float *dC,
                   float *dD, float *dh0, long b, long L, long h, long p, long g, long n,
-                  long xs, long bcs, long K, long c0, long c1) {
+                  long xs, long bcs, long dxs, long K, long c0, long c1) {
     const long hp = h * p, nchk = (L + K - 1) / K;
     float *hbuf = malloc(sizeof(float) * (size_t)(SSD_BWD_CHANNELS * (K + 1) * n));
     float *decays = malloc(sizeof(float) * (size_t)(K * h));  /* the chunk's exp(dt A) */
@@ -320,12 +320,12 @@ void ssd_scan_bwd(const float *x, const float *dt, const float *A, const float *
                 const long head_end = (c / p + 1) * p < c1 ? (c / p + 1) * p : c1;
                 if (c + SSD_BWD_CHANNELS <= head_end) {
                     ssd_bwd_chunk(x, dt, A, B, C, D, chk, dy, dx, ddt, dA, dB, dC, dD, gst,
-                                  hbuf, decays, bi, L, h, p, g, n, xs, bcs, K, j, t0, m, c,
+                                  hbuf, decays, bi, L, h, p, g, n, xs, bcs, dxs, K, j, t0, m, c,
                                   SSD_BWD_CHANNELS);
                     c += SSD_BWD_CHANNELS;
                 } else {
                     ssd_bwd_chunk(x, dt, A, B, C, D, chk, dy, dx, ddt, dA, dB, dC, dD, gst,
-                                  hbuf, decays, bi, L, h, p, g, n, xs, bcs, K, j, t0, m, c, 1);
+                                  hbuf, decays, bi, L, h, p, g, n, xs, bcs, dxs, K, j, t0, m, c, 1);
                     c += 1;
                 }
             }
@@ -362,7 +362,7 @@ def _load() -> ctypes.CDLL | None:
         )
         getattr(lib, f"{kind}_bwd").restype = None
         getattr(lib, f"{kind}_bwd").argtypes = [ctypes.c_void_p] * 16 + [ctypes.c_long] * (
-            sizes + 3
+            sizes + (kind == "ssd_scan") + 3  # ssd_scan_bwd: + the row stride of dx
         )
     _library = lib
     return lib
@@ -448,8 +448,8 @@ def _scan_backward(
     """Gradients of ``(x, dt, A, B, C, D, h0)`` by ``{kind}_bwd`` (``None`` for an absent
     ``D``); ``saved`` are the inputs of :func:`_scan_forward` as the kernel read them,
     ``grad_state`` (``None``: zero) the gradient of its final state. The gradient of ``x``
-    goes to ``grad_x`` when given (in place where it has the strides of ``x``), else to a
-    new buffer with the row stride of ``x``."""
+    goes to ``grad_x`` when given (in place where its rows are laid out as the kernel reads
+    ``x``: ``[a, w]`` blocks contiguous, any row stride), else to a new buffer."""
     lib = _require()
     x, dt, A, B, C, D, _ = saved
     sizes, channels, n = _sizes(kind, x, B)
@@ -457,9 +457,10 @@ def _scan_backward(
     ranges = _channel_ranges(channels, b * length * channels * n)
     grad_y = torch.zeros(x.shape) if grad_y is None else _prep(grad_y)
     wanted = grad_x
-    if grad_x is None or grad_x.stride() != x.stride():  # a buffer of x's layout
-        row = x.stride(1) if kind == "ssd_scan" else x.shape[-1]
-        grad_x = torch.empty(b, length, row)[..., :channels].unflatten(-1, x.shape[2:])
+    if grad_x is None or not _rows_layout(grad_x, kind):
+        grad_x = torch.empty(x.shape, dtype=torch.float32)
+    if kind == "ssd_scan":
+        sizes = [*sizes, grad_x.stride(1)]
     grad_h0 = torch.empty(b, channels, n, dtype=torch.float32)
     grads: list[Tensor | None] = []  # of dt, A, B, C, D; per range where "partial"
     for t, mode in zip((dt, A, B, C, D), _GRAD_MODES[kind], strict=True):
@@ -549,16 +550,26 @@ def _prep(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.detach().to(torch.float32).contiguous()
 
 
-def _prep_rows(t: Tensor) -> Tensor:
-    """``t`` ``[b, L, a, w]`` as float32 whose ``[a, w]`` block of each row is contiguous and
-    whose batch rows are ``L`` rows apart (a slice of the channels of a contiguous
-    ``[b, L, F]`` tensor qualifies as it is); a contiguous copy where it is not."""
-    t = t.detach().to(torch.float32)
+def _rows_layout(t: Tensor, kind: str) -> bool:
+    """Whether the kernel ``kind`` can write a gradient of ``x`` into ``t`` in place."""
+    if kind != "ssd_scan":
+        return t.is_contiguous()
+    return t.dtype == torch.float32 and _row_strided(t)
+
+
+def _row_strided(t: Tensor) -> bool:
+    """Whether ``t`` ``[b, L, a, w]`` has a contiguous ``[a, w]`` block per row and batch rows
+    ``L`` rows apart (as a slice of the channels of a contiguous ``[b, L, F]`` tensor)."""
     b, length, a, w = t.shape
     block = t.stride(-1) == 1 and (a == 1 or t.stride(-2) == w)
-    if block and (b == 1 or t.stride(0) == length * t.stride(1)) and t.stride(1) >= a * w:
-        return t
-    return t.contiguous()
+    return block and (b == 1 or t.stride(0) == length * t.stride(1)) and t.stride(1) >= a * w
+
+
+def _prep_rows(t: Tensor) -> Tensor:
+    """``t`` ``[b, L, a, w]`` as float32, as it is where :func:`_row_strided` (a slice of a
+    wider tensor is read in place), else a contiguous copy."""
+    t = t.detach().to(torch.float32)
+    return t if _row_strided(t) else t.contiguous()
 
 
 # State updates (batch x length x channels x d_state) below which a scan runs on one thread:
