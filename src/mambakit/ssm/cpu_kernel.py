@@ -301,7 +301,8 @@ static inline __attribute__((always_inline)) void ssd_bwd_chunk(
 
 /* Reverse mode of ssd_scan_fwd, as selective_scan_bwd. Written on channels [c0, c1):
    dx [b, L, h * p] (rows dxs floats apart), dh0 [b, h * p, n]. Accumulated into this
-   range's partials (zeroed by the caller): ddt [b, L, h], dA, dD [h], dB, dC [b, L, g, n]. */
+   range's partials: ddt [b, L, h], dB, dC [b, L, g, n] (each chunk's rows zeroed here as
+   the chunk starts), dA, dD [h] (zeroed by the caller). */
 void ssd_scan_bwd(const float *x, const float *dt, const float *A, const float *B,
                   const float *C, const float *D, const float *chk, const float *dy,
                   const float *dhT, float *dx, float *ddt, float *dA, float *dB, float *dC,
@@ -316,6 +317,10 @@ void ssd_scan_bwd(const float *x, const float *dt, const float *A, const float *
             const long t0 = j * K, m = (t0 + K < L ? t0 + K : L) - t0;
             for (long i = 0; i < m * h; ++i)
                 decays[i] = expf(dt[(bi * L + t0) * h + i] * A[i % h]);
+            /* this range's partials of the chunk's rows, every group and head, start at 0 */
+            memset(ddt + (bi * L + t0) * h, 0, sizeof(float) * (size_t)(m * h));
+            memset(dB + (bi * L + t0) * g * n, 0, sizeof(float) * (size_t)(m * g * n));
+            memset(dC + (bi * L + t0) * g * n, 0, sizeof(float) * (size_t)(m * g * n));
             for (long c = c0; c < c1;) {
                 const long head_end = (c / p + 1) * p < c1 ? (c / p + 1) * p : c1;
                 if (c + SSD_BWD_CHANNELS <= head_end) {
@@ -402,12 +407,14 @@ def _scan_forward(
     ``keep_checkpoints``) and the contiguous float32 inputs the kernel read.
     """
     lib = _require()
-    prepped = tuple(_prep(t) for t in inputs)
     if kind == "ssd_scan":  # x, B, C may be row-strided views (slices of the conv output)
         x, B, C = _prep_rows(inputs[0]), _prep_rows(inputs[3]), _prep_rows(inputs[4])
         if B.stride(1) != C.stride(1):
             B, C = B.contiguous(), C.contiguous()
-        prepped = (x, *prepped[1:3], B, C, *prepped[5:])
+        dt, A, D, h0 = (_prep(inputs[i]) for i in (1, 2, 5, 6))
+        prepped = (x, dt, A, B, C, D, h0)
+    else:
+        prepped = tuple(_prep(t) for t in inputs)
     x, B = prepped[0], prepped[3]
     sizes, channels, n = _sizes(kind, x, B)
     b, length = sizes[:2]
@@ -466,6 +473,9 @@ def _scan_backward(
     for t, mode in zip((dt, A, B, C, D), _GRAD_MODES[kind], strict=True):
         if t is None:
             grads.append(None)
+        elif mode == "partial" and kind == "ssd_scan" and t.ndim > 1:
+            # ddt, dB, dC: every row zeroed by the kernel as its chunk starts (in cache)
+            grads.append(torch.empty(len(ranges), *t.shape, dtype=torch.float32))
         elif mode == "partial":
             grads.append(torch.zeros(len(ranges), *t.shape, dtype=torch.float32))
         else:
