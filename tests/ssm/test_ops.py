@@ -278,3 +278,19 @@ def test_ssd_cpu_kernel_reads_row_strided_inputs_in_place(monkeypatch):
 
     inputs = [wide, *(t.requires_grad_() for t in (dt, A, D, h0))]
     _assert_scans_agree(fast, ref, inputs, ["x|B|C", "dt", "A", "D", "h0"], grad_tol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "length,groups,threads,checkpoint", [(37, 2, 1, 5), (70, 1, 2, 64), (1, 4, 2, 8)]
+)
+def test_ssd_cpu_kernel_channel_tiles_match_reference(
+    monkeypatch, length, groups, threads, checkpoint
+):
+    # heads of 16 channels: the forward runs on tiles of 16 channels (state k-major)
+    _split_kernel(monkeypatch, threads, checkpoint)
+    inputs = _ssd_inputs(length=length, h=4, p=16, g=groups, n=14)  # 64 channels
+
+    def fast(x, dt, A, B, C, D, h0):
+        return ssd_scan(x, dt, A, B, C, D, 8, h0, True, backend="cpu_kernel")
+
+    _assert_scans_agree(fast, _ssd_ref, inputs, SSD_ARGS, grad_tol=1e-4)

@@ -164,6 +164,80 @@ void selective_scan_bwd(const float *u, const float *delta, const float *A, cons
     free(hbuf);
 }
 
+/* ssd_scan_fwd on tiles of 16 channels (p, c0, c1 multiples of 16): the running state of
+   the range kept k-major, S[k][c - c0], so that y_t = h_t C_t accumulates over k in a
+   vector of 16 channels (no horizontal sum per channel and step, as the channel-major
+   loop below needs). Checkpoints and the final state are written channel-major. */
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v16u __attribute__((vector_size(64), aligned(4)));  /* unaligned access */
+#define TILE 16
+static void ssd_fwd_tiles(const float *x, const float *dt, const float *A, const float *B,
+                          const float *C, const float *D, const float *h0, float *y,
+                          float *hT, float *chk, long b, long L, long h, long p, long g,
+                          long n, long xs, long bcs, long K, long c0, long c1) {
+    const long hp = h * p, heads_per_group = h / g, W = c1 - c0, nchk = (L + K - 1) / K;
+    float *S = malloc(sizeof(float) * (size_t)(n * W));
+    for (long bi = 0; bi < b; ++bi) {
+        for (long c = c0; c < c1; ++c)
+            for (long k = 0; k < n; ++k)
+                S[k * W + c - c0] = h0 ? h0[(bi * hp + c) * n + k] : 0.0f;
+        for (long t = 0; t < L; ++t) {
+            if (chk && t % K == 0) {
+                float *ct = chk + (bi * nchk + t / K) * hp * n;
+                for (long c = c0; c < c1; ++c)
+                    for (long k = 0; k < n; ++k) ct[c * n + k] = S[k * W + c - c0];
+            }
+            const long row = bi * L + t;
+            const float *xt = x + row * xs, *dtt = dt + row * h;
+            float *yt = y + row * hp;
+            long head = -1;
+            float step = 0.0f, decay = 0.0f, Dh = 0.0f;
+            const float *Bt = B, *Ct = C;
+            for (long c = c0; c < c1; c += TILE) {
+                if (c / p != head) {
+                    head = c / p;
+                    step = dtt[head];
+                    decay = expf(step * A[head]);
+                    Dh = D ? D[head] : 0.0f;
+                    const long gi = head / heads_per_group;
+                    Bt = B + row * bcs + gi * n;
+                    Ct = C + row * bcs + gi * n;
+                }
+                const v16 xv = *(const v16u *)(xt + c), dxv = xv * step;
+                v16 acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0};
+                float *sc = S + (c - c0);
+                long k = 0;
+                for (; k + 4 <= n; k += 4) {  /* four independent accumulators */
+                    v16 s0 = *(v16u *)(sc + k * W), s1 = *(v16u *)(sc + (k + 1) * W);
+                    v16 s2 = *(v16u *)(sc + (k + 2) * W), s3 = *(v16u *)(sc + (k + 3) * W);
+                    s0 = s0 * decay + dxv * Bt[k];
+                    s1 = s1 * decay + dxv * Bt[k + 1];
+                    s2 = s2 * decay + dxv * Bt[k + 2];
+                    s3 = s3 * decay + dxv * Bt[k + 3];
+                    *(v16u *)(sc + k * W) = s0;
+                    *(v16u *)(sc + (k + 1) * W) = s1;
+                    *(v16u *)(sc + (k + 2) * W) = s2;
+                    *(v16u *)(sc + (k + 3) * W) = s3;
+                    acc0 += s0 * Ct[k];
+                    acc1 += s1 * Ct[k + 1];
+                    acc2 += s2 * Ct[k + 2];
+                    acc3 += s3 * Ct[k + 3];
+                }
+                for (; k < n; ++k) {
+                    v16 s0 = *(v16u *)(sc + k * W);
+                    s0 = s0 * decay + dxv * Bt[k];
+                    *(v16u *)(sc + k * W) = s0;
+                    acc0 += s0 * Ct[k];
+                }
+                *(v16u *)(yt + c) = (acc0 + acc1) + (acc2 + acc3) + xv * Dh;
+            }
+        }
+        for (long c = c0; c < c1; ++c)
+            for (long k = 0; k < n; ++k) hT[(bi * hp + c) * n + k] = S[k * W + c - c0];
+    }
+    free(S);
+}
+
 /* SSD (Mamba-2): scalar decay per head. Channel c of the h * p channels is head c / p;
    x [b, L, h * p] with rows xs floats apart (a slice of a wider tensor; batch rows L * xs
    apart), y [b, L, h * p]; dt [b, L, h]; A, D [h] (D may be NULL); B, C [b, L, g, n] with
@@ -172,6 +246,10 @@ void ssd_scan_fwd(const float *x, const float *dt, const float *A, const float *
                   const float *C, const float *D, const float *h0, float *y, float *hT,
                   float *chk, long b, long L, long h, long p, long g, long n, long xs, long bcs,
                   long K, long c0, long c1) {
+    if (p % TILE == 0 && c0 % TILE == 0 && c1 % TILE == 0) {
+        ssd_fwd_tiles(x, dt, A, B, C, D, h0, y, hT, chk, b, L, h, p, g, n, xs, bcs, K, c0, c1);
+        return;
+    }
     const long hp = h * p, heads_per_group = h / g;
     for (long bi = 0; bi < b; ++bi) {
         float *s = start_row(hT, h0, bi, hp, n, c0, c1);
