@@ -330,9 +330,9 @@ static inline __attribute__((always_inline)) void ssd_bwd_chunk(
         if (CB == 4) {
             float *g1 = g0 + n, *g2 = g1 + n, *g3 = g2 + n;
             const float *h1 = h0 + hstride, *h2 = h1 + hstride, *h3 = h2 + hstride;
-            float dx0 = 0.0f, dx1 = 0.0f, dx2 = 0.0f, dx3 = 0.0f;
-            float dd0 = 0.0f, dd1 = 0.0f, dd2 = 0.0f, dd3 = 0.0f;
-            #pragma omp simd reduction(+:dx0, dx1, dx2, dx3, dd0, dd1, dd2, dd3)
+            float dx0 = 0.0f, dx1 = 0.0f, dx2 = 0.0f, dx3 = 0.0f, dd = 0.0f;
+            /* only the sum over the channels of dL/d(decay) is needed: one reduction */
+            #pragma omp simd reduction(+:dx0, dx1, dx2, dx3, dd)
             for (long k = 0; k < n; ++k) {
                 const float Ck = Ct[k], Bk = Bt[k];
                 const float gk0 = g0[k] + dyc[0] * Ck, gk1 = g1[k] + dyc[1] * Ck;
@@ -341,12 +341,12 @@ static inline __attribute__((always_inline)) void ssd_bwd_chunk(
                           + dyc[3] * h3[k + n];
                 dBt[k] += xc[0] * gk0 + xc[1] * gk1 + xc[2] * gk2 + xc[3] * gk3;
                 dx0 += gk0 * Bk; dx1 += gk1 * Bk; dx2 += gk2 * Bk; dx3 += gk3 * Bk;
-                dd0 += gk0 * h0[k]; dd1 += gk1 * h1[k]; dd2 += gk2 * h2[k]; dd3 += gk3 * h3[k];
+                dd += gk0 * h0[k] + gk1 * h1[k] + gk2 * h2[k] + gk3 * h3[k];
                 g0[k] = gk0 * decay; g1[k] = gk1 * decay; g2[k] = gk2 * decay;
                 g3[k] = gk3 * decay;
             }
             dxc[0] = dx0; dxc[1] = dx1; dxc[2] = dx2; dxc[3] = dx3;
-            ddecay[0] = dd0; ddecay[1] = dd1; ddecay[2] = dd2; ddecay[3] = dd3;
+            ddecay[0] = dd;  /* (ddecay[1..3] stay 0) */
         } else {  /* CB == 1 */
             float dx0 = 0.0f, dd0 = 0.0f;
             #pragma omp simd reduction(+:dx0, dd0)
