@@ -12,6 +12,10 @@ per-step recurrence of :func:`~mambakit.ssm.ops.selective_scan_ref` exactly, in 
 with the ``d_state`` loop vectorised (``#pragma omp simd``, glibc's vector ``expf``, within a
 few ulp of the scalar one), channels split between threads (each thread owns a channel
 range for the whole sequence and every batch row, so there is no synchronisation per step).
+The SSD forward runs on tiles of 16 channels where the head width allows, its state held
+``d_state``-major so that ``y_t`` sums over the state in vectors of channels; its inputs
+``x``, ``B``, ``C`` may be row-strided slices of one tensor (the layer's conv output),
+read in place.
 
 Training (:class:`_FusedScan`, used whenever a gradient is needed): the forward also keeps
 the state entering every ``K = 64``-th step; the backward walks the chunks of ``K`` steps
@@ -20,7 +24,9 @@ in L1) and runs the adjoint recurrence of the scan backwards,
 ``g_t = C_t dy_t + a_{t+1} g_{t+1}`` (``g = dL/dh``, ``a_t = exp(dt_t A)``), accumulating
 ``dx, ddt, dA, dB, dC, dD`` and ``dL/dh0``: exact reverse-mode, O(L / K) saved states.
 Sums over channels (``dB``, ``dC``; for SSD also ``ddt``, ``dA``, ``dD``) go to one
-buffer per thread, added up after the call.
+buffer per thread, added up after the call. The SSD backward takes four channels of a head
+through each step together (four dependency chains in flight, one update of ``dB_t``,
+``dC_t`` per four channels).
 
 It is plain C (no PyTorch headers), compiled once with the system C compiler and loaded
 with :mod:`ctypes` (:func:`mambakit.ssm.cbuild.load_library`, which caches the build under

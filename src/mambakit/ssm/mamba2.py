@@ -85,9 +85,13 @@ class Mamba2(RecurrentMixer):
     ``step`` ``[B, d_model] -> [B, d_model]``.
 
     Speed paths (``mambakit bench ssm`` measures each side by side with ``transformers``'
-    ``Mamba2Mixer``): on CPU the scan is a fused C recurrence, under autograd with its C
-    backward (:mod:`~mambakit.ssm.cpu_kernel`), beside a time-major causal conv
-    (:func:`~mambakit.ssm.ops.causal_conv1d`); ``backend="torch"`` runs the chunked SSD
+    ``Mamba2Mixer``): on CPU (float32, ``backend="auto"``) everything between the two
+    projections is one autograd node of C kernels (:func:`~mambakit.ssm.cpu_fused.mamba2_body`:
+    conv + SiLU, the fused SSD recurrence of :mod:`~mambakit.ssm.cpu_kernel` with its exact
+    C backward, the gated norm), reading ``in_proj``'s output in place; with a conv cache
+    to continue from, or where the kernels cannot be built, the same stages run as PyTorch
+    ops beside the C scan (a time-major causal conv,
+    :func:`~mambakit.ssm.ops.causal_conv1d`); ``backend="torch"`` runs the chunked SSD
     scan (natural-layout chunks, a one-node chunk-state recurrence); with
     :func:`~mambakit.ssm.ops.set_compile` on, the whole forward (and its backward) is one
     ``torch.compile`` graph, the chunk recurrence in segment-sum form.
