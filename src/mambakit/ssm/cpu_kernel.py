@@ -304,16 +304,44 @@ static inline __attribute__((always_inline)) void ssd_bwd_chunk(
     for (long q = 0; q < CB; ++q)
         memcpy(hbuf + q * hstride, chk + ((bi * nchk + j) * hp + c + q) * n,
                sizeof(float) * (size_t)n);
-    for (long i = 0; i < m; ++i) {
-        const long row = bi * L + t0 + i;
-        const float step = dt[row * h + hh], decay = decays[i * h + hh];
-        const float *Bt = B + row * bcs + gi * n;
-        for (long q = 0; q < CB; ++q) {
-            const float xc = step * x[row * xs + c + q];
-            const float *prev = hbuf + q * hstride + i * n;
-            float *next = hbuf + q * hstride + (i + 1) * n;
-            #pragma omp simd
-            for (long k = 0; k < n; ++k) next[k] = decay * prev[k] + xc * Bt[k];
+    if (CB == 4 && n % TILE == 0 && m <= 64) {
+        /* the states of 16 state entries of the four channels held in registers through
+           the chunk: four chains through registers, none through memory */
+        float xcs[4 * 64];  /* dt x of the chunk's steps (K <= 64 here) */
+        for (long i = 0; i < m; ++i) {
+            const long row = bi * L + t0 + i;
+            for (long q = 0; q < 4; ++q) xcs[4 * i + q] = dt[row * h + hh] * x[row * xs + c + q];
+        }
+        for (long k = 0; k < n; k += TILE) {
+            v16 s0 = *(v16u *)(hbuf + k), s1 = *(v16u *)(hbuf + hstride + k);
+            v16 s2 = *(v16u *)(hbuf + 2 * hstride + k), s3 = *(v16u *)(hbuf + 3 * hstride + k);
+            for (long i = 0; i < m; ++i) {
+                const long row = bi * L + t0 + i;
+                const v16 Bk = *(const v16u *)(B + row * bcs + gi * n + k);
+                const float decay = decays[i * h + hh];
+                s0 = s0 * decay + Bk * xcs[4 * i];
+                s1 = s1 * decay + Bk * xcs[4 * i + 1];
+                s2 = s2 * decay + Bk * xcs[4 * i + 2];
+                s3 = s3 * decay + Bk * xcs[4 * i + 3];
+                float *next = hbuf + (i + 1) * n + k;
+                *(v16u *)next = s0;
+                *(v16u *)(next + hstride) = s1;
+                *(v16u *)(next + 2 * hstride) = s2;
+                *(v16u *)(next + 3 * hstride) = s3;
+            }
+        }
+    } else {
+        for (long i = 0; i < m; ++i) {
+            const long row = bi * L + t0 + i;
+            const float step = dt[row * h + hh], decay = decays[i * h + hh];
+            const float *Bt = B + row * bcs + gi * n;
+            for (long q = 0; q < CB; ++q) {
+                const float xc = step * x[row * xs + c + q];
+                const float *prev = hbuf + q * hstride + i * n;
+                float *next = hbuf + q * hstride + (i + 1) * n;
+                #pragma omp simd
+                for (long k = 0; k < n; ++k) next[k] = decay * prev[k] + xc * Bt[k];
+            }
         }
     }
     float dA_acc[SSD_BWD_CHANNELS] = {0}, dD_acc[SSD_BWD_CHANNELS] = {0};

@@ -22,6 +22,9 @@ from .ops import (
 
 __all__ = ["Mamba2", "Mamba2Cache", "GatedRMSNorm"]
 
+# The scan the fused body (cpu_fused.mamba2_body) implements; see _fused_stages.
+_SHIPPED_SCAN = ssd_scan
+
 
 @dataclass
 class Mamba2Cache:
@@ -254,9 +257,12 @@ def _fused_stages(layer: Mamba2, x: Tensor, conv_state: Tensor | None) -> Any:
     """:mod:`~mambakit.ssm.cpu_fused` when the layer's body (conv + SiLU, softplus, scan,
     gated norm) runs as its fused C kernels (:func:`~mambakit.ssm.cpu_fused.mamba2_body`):
     backend ``"auto"`` or ``"cpu_kernel"``, float32 CPU tensors, no conv history to continue
-    from, not traced, both C libraries built; ``None`` for the PyTorch stages (the fallback,
-    where a build failed: logged once by ``cpu_fused`` / ``ops``)."""
+    from, not traced, both C libraries built, and this module's ``ssd_scan`` the shipped one;
+    ``None`` for the PyTorch stages (the fallback where a build failed, logged once by
+    ``cpu_fused`` / ``ops``; and a scan swapped in by name, e.g. a reference loop, is run)."""
     if layer.backend not in ("auto", "cpu_kernel") or conv_state is not None:
+        return None
+    if ssd_scan is not _SHIPPED_SCAN:  # a scan swapped in (bench ssm's reference loop) runs
         return None
     from . import cpu_fused, cpu_kernel
 
