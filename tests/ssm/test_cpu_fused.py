@@ -113,19 +113,20 @@ def test_fused_body_runs_without_grad_and_keeps_no_checkpoints(monkeypatch):
     kept = []
     real = cpu_kernel._scan_forward
 
-    def spy(kind, inputs, keep_checkpoints):
+    def spy(kind, inputs, keep_checkpoints, *out):
         kept.append(keep_checkpoints)
-        return real(kind, inputs, keep_checkpoints)
+        return real(kind, inputs, keep_checkpoints, *out)
 
     monkeypatch.setattr(cpu_kernel, "_scan_forward", spy)
     layer = Mamba2(16, d_state=8, headdim=8)
-    x = torch.randn(1, 11, 16)
-    with torch.no_grad():
-        y = layer(x)
+    x, x2 = torch.randn(1, 11, 16), torch.randn(1, 11, 16)
+    with torch.no_grad():  # the second call reuses the body's scratch buffers
+        y, y2 = layer(x), layer(x2)
     monkeypatch.setattr(cpu_fused, "supports", lambda *t: False)
-    with torch.no_grad():
+    with torch.no_grad():  # and the first output is still its own
         torch.testing.assert_close(y, layer(x), atol=1e-5, rtol=1e-5)
-    assert kept[0] is False
+        torch.testing.assert_close(y2, layer(x2), atol=1e-5, rtol=1e-5)
+    assert kept[:2] == [False, False]
 
 
 def test_layer_falls_back_to_torch_stages_when_the_build_fails(monkeypatch):

@@ -19,6 +19,15 @@ static inline float sigmoidf_(float v) { return 1.0f / (1.0f + expf(-v)); }
    the row K - 1 steps before t). One pass per tap keeps each loop a plain vector loop. */
 static void conv_row(const float *xt, long x_stride, const float *taps, const float *bias,
                      float *pre, long C, long K, long k_first, long c0, long c1) {
+    if (K == 4 && k_first == 0) {  /* the layers' default: one pass */
+        const float *x0 = xt, *x1 = xt + x_stride, *x2 = x1 + x_stride, *x3 = x2 + x_stride;
+        const float *t0 = taps, *t1 = taps + C, *t2 = t1 + C, *t3 = t2 + C;
+        #pragma omp simd
+        for (long c = c0; c < c1; ++c)
+            pre[c] = (bias ? bias[c] : 0.0f) + t0[c] * x0[c] + t1[c] * x1[c] + t2[c] * x2[c]
+                     + t3[c] * x3[c];
+        return;
+    }
     #pragma omp simd
     for (long c = c0; c < c1; ++c) pre[c] = bias ? bias[c] : 0.0f;
     for (long k = k_first; k < K; ++k) {

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,10 @@ _library: ctypes.CDLL | None = None
 _build_failed: str | None = None
 # Elements (batch x length x channels) below which a kernel runs on one thread.
 _MIN_PARALLEL_ELEMENTS = 2**16
+# Largest buffer :func:`_scratch` keeps per name and thread (the three of a d_model 64
+# layer at L = 44,100 take 90 MB).
+_MAX_SCRATCH_BYTES = 2**28
+_scratch_buffers = threading.local()
 
 _P, _L, _F = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
 _SIGNATURES = {
@@ -128,11 +134,31 @@ def _ptr(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def _conv_forward(xr: Tensor, stride: int, taps: Tensor, bias: Tensor | None) -> Tensor:
-    """``conv_silu_fwd`` over every channel range: ``xr`` rows ``stride`` apart -> ``[B, L, C]``."""
+def _scratch(name: str, *shape: int) -> Tensor:
+    """A float32 buffer of ``shape`` kept for this thread under ``name`` and reused by the
+    next call asking for it (the latest shape only, buffers of at most
+    ``_MAX_SCRATCH_BYTES``; a new tensor beyond that). For intermediates that no caller
+    holds: a fresh tensor of tens of MB costs more in page faults, on first touch, than
+    the kernel that fills it."""
+    numel = math.prod(shape)
+    if numel * 4 > _MAX_SCRATCH_BYTES:
+        return torch.empty(shape, dtype=torch.float32)
+    buffers = _scratch_buffers.__dict__.setdefault("by_name", {})
+    held = buffers.get(name)
+    if held is None or held.numel() < numel:
+        held = buffers[name] = torch.empty(numel, dtype=torch.float32)
+    return held[:numel].view(shape)
+
+
+def _conv_forward(
+    xr: Tensor, stride: int, taps: Tensor, bias: Tensor | None, out: Tensor | None = None
+) -> Tensor:
+    """``conv_silu_fwd`` over every channel range: ``xr`` rows ``stride`` apart -> ``[B, L, C]``
+    (into ``out`` when given)."""
     b, length = xr.shape[:2]
     channels = taps.shape[1]
-    out = torch.empty(b, length, channels, dtype=torch.float32)
+    if out is None:
+        out = torch.empty(b, length, channels, dtype=torch.float32)
     lib = _load()
     args = (xr.data_ptr(), stride, taps.data_ptr(), _ptr(bias), out.data_ptr())
     sizes = (b, length, channels, taps.shape[0])
@@ -160,10 +186,12 @@ def _conv_backward(
 
 
 def _norm_forward(yr: Tensor, y_stride: int, zr: Tensor, z_stride: int, w: Tensor,
-                  eps: float, group: int, shape: torch.Size) -> Tensor:  # fmt: skip
+                  eps: float, group: int, shape: torch.Size,
+                  out: Tensor | None = None) -> Tensor:  # fmt: skip
     dim = shape[-1]
     rows = shape.numel() // dim
-    out = torch.empty(shape, dtype=torch.float32)
+    if out is None:
+        out = torch.empty(shape, dtype=torch.float32)
     lib = _load()
     args = (yr.data_ptr(), y_stride, zr.data_ptr(), z_stride, w.data_ptr(), out.data_ptr())
     _run_ranges(lambda _, r0, r1: lib.gated_rmsnorm_fwd(*args, dim, group, eps, r0, r1),
@@ -298,7 +326,11 @@ class _Mamba2Body(torch.autograd.Function):
         dt_raw = zxbcdt[..., d_inner + conv_dim :]
         taps = conv_w.detach()[:, 0].t().contiguous()  # [K, conv_dim]
         bias = None if conv_b is None else conv_b.detach().contiguous()
-        act = _conv_forward(xbc, zxbcdt.stride(1), taps, bias)  # [B, L, conv_dim]
+        # without a backward, the conv and scan outputs are the body's own intermediates:
+        # per-thread buffers reused call after call (no page faults on fresh memory)
+        scratch = (lambda name, *shape: None) if keep else _scratch
+        act = _conv_forward(xbc, zxbcdt.stride(1), taps, bias,
+                            scratch("act", b, length, conv_dim))  # [B, L, conv_dim] fmt: skip
         gs = groups * d_state
         x = act[..., :d_inner].unflatten(-1, (heads, headdim))  # views, rows conv_dim apart
         B = act[..., d_inner : d_inner + gs].unflatten(-1, (groups, d_state))
@@ -307,10 +339,12 @@ class _Mamba2Body(torch.autograd.Function):
         dt = torch.nn.functional.softplus(dt_pre)
         A = -torch.exp(A_log.detach().float())
         inputs = (x, dt, A, B, C, D.detach(), initial_state)
-        y, state, chk, saved = cpu_kernel._scan_forward("ssd_scan", inputs, keep)
+        y_buffer = scratch("y", b, length, heads, headdim)
+        y, state, chk, saved = cpu_kernel._scan_forward("ssd_scan", inputs, keep, y_buffer)
         y = y.view(b, length, d_inner)
         w = norm_w.detach().contiguous()
-        out = _norm_forward(y, d_inner, z, zxbcdt.stride(1), w, eps, group_size, y.shape)
+        out = _norm_forward(y, d_inner, z, zxbcdt.stride(1), w, eps, group_size, y.shape,
+                            scratch("normed", b, length, d_inner))  # fmt: skip
         if keep:
             ctx.save_for_backward(zxbcdt, taps, bias, dt_pre, y, w, chk, *saved)
             ctx.dims = dims
@@ -369,7 +403,11 @@ def mamba2_body(layer: Any, zxbcdt: Tensor, initial_state: Tensor | None) -> tup
     """:class:`~mambakit.ssm.Mamba2`'s forward between ``in_proj`` and ``out_proj``, fused:
     ``zxbcdt`` ``[B, L, F]`` -> ``(normed y [B, L, d_inner], final state [B, H, P, N])``,
     differentiable in ``zxbcdt``, the layer's parameters and ``initial_state``; the conv
-    starts from zeros. Equals the PyTorch stages of ``_mamba2_forward``."""
+    starts from zeros. Equals the PyTorch stages of ``_mamba2_forward``.
+
+    Without autograd (no input requires a gradient, or grad mode off) the normed output
+    is this thread's scratch buffer, overwritten by the next such call: consume it (as
+    ``out_proj`` does) before calling again."""
     params = (layer.conv1d.weight, layer.conv1d.bias, layer.dt_bias, layer.A_log, layer.D,
               layer.norm.weight)  # fmt: skip
     tensors = (zxbcdt, *params, initial_state)

@@ -510,9 +510,13 @@ def _sizes(kind: str, x: Tensor, B: Tensor) -> tuple[list[int], int, int]:
 
 
 def _scan_forward(
-    kind: str, inputs: tuple[Tensor | None, ...], keep_checkpoints: bool
+    kind: str,
+    inputs: tuple[Tensor | None, ...],
+    keep_checkpoints: bool,
+    out: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None, tuple[Tensor | None, ...]]:
-    """Run ``{kind}_fwd`` on ``inputs`` = ``(x, dt, A, B, C, D, h0)``.
+    """Run ``{kind}_fwd`` on ``inputs`` = ``(x, dt, A, B, C, D, h0)``; ``y`` is written into
+    ``out`` when given (contiguous float32 of the shape of ``x``).
 
     Returns ``y`` (the shape of ``x``), the final state (``[b, d, n]`` or
     ``[b, h, p, n]``), the checkpoints ``[b, ceil(L / K), channels, n]`` (``None`` unless
@@ -530,7 +534,7 @@ def _scan_forward(
     x, B = prepped[0], prepped[3]
     sizes, channels, n = _sizes(kind, x, B)
     b, length = sizes[:2]
-    y = torch.empty(x.shape, dtype=torch.float32)
+    y = torch.empty(x.shape, dtype=torch.float32) if out is None else out
     state = torch.empty(*x.shape[:1], *x.shape[2:], n, dtype=torch.float32)
     chk = None
     if keep_checkpoints:
