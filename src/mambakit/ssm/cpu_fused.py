@@ -40,6 +40,7 @@ __all__ = [
     "available",
     "causal_conv1d_silu",
     "gated_rms_norm",
+    "in_projection",
     "mamba2_body",
     "supports",
     "unavailable_reason",
@@ -397,6 +398,21 @@ class _Mamba2Body(torch.autograd.Function):
             None,
             None,
         )
+
+
+def in_projection(in_proj: torch.nn.Linear, x: Tensor) -> Tensor:
+    """``in_proj(x)`` for :func:`mamba2_body`; without autograd into this thread's scratch
+    buffer (the body reads it and holds nothing of it), so that the widest tensor of the
+    layer is not fresh memory every call."""
+    if torch.is_grad_enabled():
+        return in_proj(x)
+    rows = x.reshape(-1, x.shape[-1])
+    out = _scratch("zxbcdt", rows.shape[0], in_proj.out_features)
+    if in_proj.bias is None:
+        torch.mm(rows, in_proj.weight.t(), out=out)
+    else:
+        torch.addmm(in_proj.bias, rows, in_proj.weight.t(), out=out)
+    return out.view(*x.shape[:-1], in_proj.out_features)
 
 
 def mamba2_body(layer: Any, zxbcdt: Tensor, initial_state: Tensor | None) -> tuple[Tensor, Tensor]:

@@ -225,11 +225,12 @@ def _mamba2_forward(
     continues from it, and the state is then advanced in place to the end of ``x``.
     """
     b, length, _ = x.shape
-    zxbcdt = layer.in_proj(x)
     fused = _fused_stages(layer, x, conv_state)
     if fused is not None:  # conv .. gated norm as one node of fused C kernels
+        zxbcdt = fused.in_projection(layer.in_proj, x)
         y, final_state = fused.mamba2_body(layer, zxbcdt, initial_state)
         return layer.out_proj(y), final_state
+    zxbcdt = layer.in_proj(x)
     z, xbc, dt = layer._split(zxbcdt)  # xbc: [B, L, conv_dim]
     conv_out = causal_conv1d(xbc, layer.conv1d.weight, layer.conv1d.bias, conv_state)
     if conv_state is not None:
@@ -266,7 +267,8 @@ def _fused_stages(layer: Mamba2, x: Tensor, conv_state: Tensor | None) -> Any:
         return None
     from . import cpu_fused, cpu_kernel
 
-    params = (layer.conv1d.weight, layer.norm.weight, layer.D, layer.dt_bias, layer.A_log)
+    params = (layer.in_proj.weight, layer.conv1d.weight, layer.norm.weight, layer.D,
+              layer.dt_bias, layer.A_log)  # fmt: skip
     if not cpu_fused.supports(x, *params) or not cpu_kernel.available():
         return None
     return cpu_fused
