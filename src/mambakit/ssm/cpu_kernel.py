@@ -12,6 +12,10 @@ per-step recurrence of :func:`~mambakit.ssm.ops.selective_scan_ref` exactly, in 
 with the ``d_state`` loop vectorised (``#pragma omp simd``, glibc's vector ``expf``, within a
 few ulp of the scalar one), channels split between threads (each thread owns a channel
 range for the whole sequence and every batch row, so there is no synchronisation per step).
+The SSD forward runs on tiles of 16 channels where the head width allows, its state held
+``d_state``-major so that ``y_t`` sums over the state in vectors of channels; its inputs
+``x``, ``B``, ``C`` may be row-strided slices of one tensor (the layer's conv output),
+read in place.
 
 Training (:class:`_FusedScan`, used whenever a gradient is needed): the forward also keeps
 the state entering every ``K = 64``-th step; the backward walks the chunks of ``K`` steps
@@ -20,7 +24,9 @@ in L1) and runs the adjoint recurrence of the scan backwards,
 ``g_t = C_t dy_t + a_{t+1} g_{t+1}`` (``g = dL/dh``, ``a_t = exp(dt_t A)``), accumulating
 ``dx, ddt, dA, dB, dC, dD`` and ``dL/dh0``: exact reverse-mode, O(L / K) saved states.
 Sums over channels (``dB``, ``dC``; for SSD also ``ddt``, ``dA``, ``dD``) go to one
-buffer per thread, added up after the call.
+buffer per thread, added up after the call. The SSD backward takes four channels of a head
+through each step together (four dependency chains in flight, one update of ``dB_t``,
+``dC_t`` per four channels).
 
 It is plain C (no PyTorch headers), compiled once with the system C compiler and loaded
 with :mod:`ctypes` (:func:`mambakit.ssm.cbuild.load_library`, which caches the build under
@@ -164,26 +170,105 @@ void selective_scan_bwd(const float *u, const float *delta, const float *A, cons
     free(hbuf);
 }
 
+/* ssd_scan_fwd on tiles of 16 channels (p, c0, c1 multiples of 16): the running state of
+   the range kept k-major, S[k][c - c0], so that y_t = h_t C_t accumulates over k in a
+   vector of 16 channels (no horizontal sum per channel and step, as the channel-major
+   loop below needs). Checkpoints and the final state are written channel-major. */
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v16u __attribute__((vector_size(64), aligned(4)));  /* unaligned access */
+#define TILE 16
+static void ssd_fwd_tiles(const float *x, const float *dt, const float *A, const float *B,
+                          const float *C, const float *D, const float *h0, float *y,
+                          float *hT, float *chk, long b, long L, long h, long p, long g,
+                          long n, long xs, long bcs, long K, long c0, long c1) {
+    const long hp = h * p, heads_per_group = h / g, W = c1 - c0, nchk = (L + K - 1) / K;
+    float *S = malloc(sizeof(float) * (size_t)(n * W));
+    for (long bi = 0; bi < b; ++bi) {
+        for (long c = c0; c < c1; ++c)
+            for (long k = 0; k < n; ++k)
+                S[k * W + c - c0] = h0 ? h0[(bi * hp + c) * n + k] : 0.0f;
+        for (long t = 0; t < L; ++t) {
+            if (chk && t % K == 0) {
+                float *ct = chk + (bi * nchk + t / K) * hp * n;
+                for (long c = c0; c < c1; ++c)
+                    for (long k = 0; k < n; ++k) ct[c * n + k] = S[k * W + c - c0];
+            }
+            const long row = bi * L + t;
+            const float *xt = x + row * xs, *dtt = dt + row * h;
+            float *yt = y + row * hp;
+            long head = -1;
+            float step = 0.0f, decay = 0.0f, Dh = 0.0f;
+            const float *Bt = B, *Ct = C;
+            for (long c = c0; c < c1; c += TILE) {
+                if (c / p != head) {
+                    head = c / p;
+                    step = dtt[head];
+                    decay = expf(step * A[head]);
+                    Dh = D ? D[head] : 0.0f;
+                    const long gi = head / heads_per_group;
+                    Bt = B + row * bcs + gi * n;
+                    Ct = C + row * bcs + gi * n;
+                }
+                const v16 xv = *(const v16u *)(xt + c), dxv = xv * step;
+                v16 acc0 = {0}, acc1 = {0}, acc2 = {0}, acc3 = {0};
+                float *sc = S + (c - c0);
+                long k = 0;
+                for (; k + 4 <= n; k += 4) {  /* four independent accumulators */
+                    v16 s0 = *(v16u *)(sc + k * W), s1 = *(v16u *)(sc + (k + 1) * W);
+                    v16 s2 = *(v16u *)(sc + (k + 2) * W), s3 = *(v16u *)(sc + (k + 3) * W);
+                    s0 = s0 * decay + dxv * Bt[k];
+                    s1 = s1 * decay + dxv * Bt[k + 1];
+                    s2 = s2 * decay + dxv * Bt[k + 2];
+                    s3 = s3 * decay + dxv * Bt[k + 3];
+                    *(v16u *)(sc + k * W) = s0;
+                    *(v16u *)(sc + (k + 1) * W) = s1;
+                    *(v16u *)(sc + (k + 2) * W) = s2;
+                    *(v16u *)(sc + (k + 3) * W) = s3;
+                    acc0 += s0 * Ct[k];
+                    acc1 += s1 * Ct[k + 1];
+                    acc2 += s2 * Ct[k + 2];
+                    acc3 += s3 * Ct[k + 3];
+                }
+                for (; k < n; ++k) {
+                    v16 s0 = *(v16u *)(sc + k * W);
+                    s0 = s0 * decay + dxv * Bt[k];
+                    *(v16u *)(sc + k * W) = s0;
+                    acc0 += s0 * Ct[k];
+                }
+                *(v16u *)(yt + c) = (acc0 + acc1) + (acc2 + acc3) + xv * Dh;
+            }
+        }
+        for (long c = c0; c < c1; ++c)
+            for (long k = 0; k < n; ++k) hT[(bi * hp + c) * n + k] = S[k * W + c - c0];
+    }
+    free(S);
+}
+
 /* SSD (Mamba-2): scalar decay per head. Channel c of the h * p channels is head c / p;
-   x, y [b, L, h * p]; dt [b, L, h]; A, D [h] (D may be NULL); B, C [b, L, g, n], head hh
-   reading group hh / (h / g); h0, hT [b, h * p, n]. */
+   x [b, L, h * p] with rows xs floats apart (a slice of a wider tensor; batch rows L * xs
+   apart), y [b, L, h * p]; dt [b, L, h]; A, D [h] (D may be NULL); B, C [b, L, g, n] with
+   rows bcs floats apart, head hh reading group hh / (h / g); h0, hT [b, h * p, n]. */
 void ssd_scan_fwd(const float *x, const float *dt, const float *A, const float *B,
                   const float *C, const float *D, const float *h0, float *y, float *hT,
-                  float *chk, long b, long L, long h, long p, long g, long n, long K, long c0,
-                  long c1) {
+                  float *chk, long b, long L, long h, long p, long g, long n, long xs, long bcs,
+                  long K, long c0, long c1) {
+    if (p % TILE == 0 && c0 % TILE == 0 && c1 % TILE == 0) {
+        ssd_fwd_tiles(x, dt, A, B, C, D, h0, y, hT, chk, b, L, h, p, g, n, xs, bcs, K, c0, c1);
+        return;
+    }
     const long hp = h * p, heads_per_group = h / g;
     for (long bi = 0; bi < b; ++bi) {
         float *s = start_row(hT, h0, bi, hp, n, c0, c1);
         for (long t = 0; t < L; ++t) {
             save_checkpoint(chk, s, bi, t, L, K, hp, n, c0, c1);
             const long row = bi * L + t;
-            const float *xt = x + row * hp, *dtt = dt + row * h;
+            const float *xt = x + row * xs, *dtt = dt + row * h;
             float *yt = y + row * hp;
             for (long c = c0; c < c1;) {
                 const long hh = c / p, end = (hh + 1) * p < c1 ? (hh + 1) * p : c1;
                 const float step = dtt[hh], decay = expf(step * A[hh]);
                 const long gi = hh / heads_per_group;
-                const float *Bt = B + (row * g + gi) * n, *Ct = C + (row * g + gi) * n;
+                const float *Bt = B + row * bcs + gi * n, *Ct = C + row * bcs + gi * n;
                 for (; c < end; ++c) {
                     const float xc = step * xt[c];
                     float *sc = s + c * n;
@@ -201,63 +286,169 @@ void ssd_scan_fwd(const float *x, const float *dt, const float *A, const float *
     }
 }
 
+/* One chunk of ssd_scan_bwd for channels [c, c + CB) of head hh (CB = 1 or 4, a constant
+   once inlined): the states of the chunk recomputed from its checkpoint, then the adjoint
+   run backwards. The CB channels share B_t, C_t and the decay, so they go through each
+   step together: CB independent dependency chains (g, and the recomputed state) in flight
+   instead of one, and one read-modify-write of dB_t, dC_t per CB channels. */
+#define SSD_BWD_CHANNELS 4
+static inline __attribute__((always_inline)) void ssd_bwd_chunk(
+        const float *x, const float *dt, const float *A, const float *B, const float *C,
+        const float *D, const float *chk, const float *dy, float *dx, float *ddt, float *dA,
+        float *dB, float *dC, float *dD, float *gst, float *hbuf, const float *decays, long bi,
+        long L, long h, long p, long g, long n, long xs, long bcs, long dxs, long K, long j,
+        long t0, long m, long c, const long CB) {
+    const long hp = h * p, hh = c / p, gi = hh / (h / g), nchk = (L + K - 1) / K;
+    const long hstride = (K + 1) * n;  /* hbuf of channel q: hbuf + q * hstride */
+    const float Ah = A[hh];
+    for (long q = 0; q < CB; ++q)
+        memcpy(hbuf + q * hstride, chk + ((bi * nchk + j) * hp + c + q) * n,
+               sizeof(float) * (size_t)n);
+    if (CB == 4 && n % TILE == 0 && m <= 64) {
+        /* the states of 16 state entries of the four channels held in registers through
+           the chunk: four chains through registers, none through memory */
+        float xcs[4 * 64];  /* dt x of the chunk's steps (K <= 64 here) */
+        for (long i = 0; i < m; ++i) {
+            const long row = bi * L + t0 + i;
+            for (long q = 0; q < 4; ++q) xcs[4 * i + q] = dt[row * h + hh] * x[row * xs + c + q];
+        }
+        for (long k = 0; k < n; k += TILE) {
+            v16 s0 = *(v16u *)(hbuf + k), s1 = *(v16u *)(hbuf + hstride + k);
+            v16 s2 = *(v16u *)(hbuf + 2 * hstride + k), s3 = *(v16u *)(hbuf + 3 * hstride + k);
+            for (long i = 0; i < m; ++i) {
+                const long row = bi * L + t0 + i;
+                const v16 Bk = *(const v16u *)(B + row * bcs + gi * n + k);
+                const float decay = decays[i * h + hh];
+                s0 = s0 * decay + Bk * xcs[4 * i];
+                s1 = s1 * decay + Bk * xcs[4 * i + 1];
+                s2 = s2 * decay + Bk * xcs[4 * i + 2];
+                s3 = s3 * decay + Bk * xcs[4 * i + 3];
+                float *next = hbuf + (i + 1) * n + k;
+                *(v16u *)next = s0;
+                *(v16u *)(next + hstride) = s1;
+                *(v16u *)(next + 2 * hstride) = s2;
+                *(v16u *)(next + 3 * hstride) = s3;
+            }
+        }
+    } else {
+        for (long i = 0; i < m; ++i) {
+            const long row = bi * L + t0 + i;
+            const float step = dt[row * h + hh], decay = decays[i * h + hh];
+            const float *Bt = B + row * bcs + gi * n;
+            for (long q = 0; q < CB; ++q) {
+                const float xc = step * x[row * xs + c + q];
+                const float *prev = hbuf + q * hstride + i * n;
+                float *next = hbuf + q * hstride + (i + 1) * n;
+                #pragma omp simd
+                for (long k = 0; k < n; ++k) next[k] = decay * prev[k] + xc * Bt[k];
+            }
+        }
+    }
+    float dA_acc[SSD_BWD_CHANNELS] = {0}, dD_acc[SSD_BWD_CHANNELS] = {0};
+    for (long i = m - 1; i >= 0; --i) {
+        const long row = bi * L + t0 + i;
+        const float step = dt[row * h + hh], decay = decays[i * h + hh];
+        const float *Bt = B + row * bcs + gi * n, *Ct = C + row * bcs + gi * n;
+        float *dBt = dB + (row * g + gi) * n, *dCt = dC + (row * g + gi) * n;
+        float xr[SSD_BWD_CHANNELS], xc[SSD_BWD_CHANNELS], dyc[SSD_BWD_CHANNELS];
+        float dxc[SSD_BWD_CHANNELS], ddecay[SSD_BWD_CHANNELS];
+        for (long q = 0; q < CB; ++q) {
+            xr[q] = x[row * xs + c + q];
+            xc[q] = step * xr[q];
+            dyc[q] = dy[row * hp + c + q];
+            dxc[q] = 0.0f;
+            ddecay[q] = 0.0f;
+        }
+        float *g0 = gst + c * n;
+        const float *h0 = hbuf + i * n;
+        if (CB == 4) {
+            float *g1 = g0 + n, *g2 = g1 + n, *g3 = g2 + n;
+            const float *h1 = h0 + hstride, *h2 = h1 + hstride, *h3 = h2 + hstride;
+            float dx0 = 0.0f, dx1 = 0.0f, dx2 = 0.0f, dx3 = 0.0f, dd = 0.0f;
+            /* only the sum over the channels of dL/d(decay) is needed: one reduction */
+            #pragma omp simd reduction(+:dx0, dx1, dx2, dx3, dd)
+            for (long k = 0; k < n; ++k) {
+                const float Ck = Ct[k], Bk = Bt[k];
+                const float gk0 = g0[k] + dyc[0] * Ck, gk1 = g1[k] + dyc[1] * Ck;
+                const float gk2 = g2[k] + dyc[2] * Ck, gk3 = g3[k] + dyc[3] * Ck;
+                dCt[k] += dyc[0] * h0[k + n] + dyc[1] * h1[k + n] + dyc[2] * h2[k + n]
+                          + dyc[3] * h3[k + n];
+                dBt[k] += xc[0] * gk0 + xc[1] * gk1 + xc[2] * gk2 + xc[3] * gk3;
+                dx0 += gk0 * Bk; dx1 += gk1 * Bk; dx2 += gk2 * Bk; dx3 += gk3 * Bk;
+                dd += gk0 * h0[k] + gk1 * h1[k] + gk2 * h2[k] + gk3 * h3[k];
+                g0[k] = gk0 * decay; g1[k] = gk1 * decay; g2[k] = gk2 * decay;
+                g3[k] = gk3 * decay;
+            }
+            dxc[0] = dx0; dxc[1] = dx1; dxc[2] = dx2; dxc[3] = dx3;
+            ddecay[0] = dd;  /* (ddecay[1..3] stay 0) */
+        } else {  /* CB == 1 */
+            float dx0 = 0.0f, dd0 = 0.0f;
+            #pragma omp simd reduction(+:dx0, dd0)
+            for (long k = 0; k < n; ++k) {
+                const float gk = g0[k] + dyc[0] * Ct[k];
+                dCt[k] += dyc[0] * h0[k + n];
+                dBt[k] += xc[0] * gk;
+                dx0 += gk * Bt[k];
+                dd0 += gk * h0[k];
+                g0[k] = gk * decay;
+            }
+            dxc[0] = dx0;
+            ddecay[0] = dd0;
+        }
+        float ddt_acc = 0.0f;
+        for (long q = 0; q < CB; ++q) {
+            const float dlog = ddecay[q] * decay;  /* dL/d(dt A) */
+            dx[row * dxs + c + q] = step * dxc[q] + (D ? D[hh] * dyc[q] : 0.0f);
+            ddt_acc += xr[q] * dxc[q] + dlog * Ah;
+            dA_acc[q] += dlog * step;
+            dD_acc[q] += dyc[q] * xr[q];
+        }
+        ddt[row * h + hh] += ddt_acc;
+    }
+    for (long q = 0; q < CB; ++q) {
+        dA[hh] += dA_acc[q];
+        if (D) dD[hh] += dD_acc[q];
+    }
+}
+
 /* Reverse mode of ssd_scan_fwd, as selective_scan_bwd. Written on channels [c0, c1):
-   dx [b, L, h * p], dh0 [b, h * p, n]. Accumulated into this range's partials (zeroed by
-   the caller): ddt [b, L, h], dA, dD [h], dB, dC [b, L, g, n]. */
+   dx [b, L, h * p] (rows dxs floats apart), dh0 [b, h * p, n]. Accumulated into this
+   range's partials: ddt [b, L, h], dB, dC [b, L, g, n] (each chunk's rows zeroed here as
+   the chunk starts), dA, dD [h] (zeroed by the caller). */
 void ssd_scan_bwd(const float *x, const float *dt, const float *A, const float *B,
                   const float *C, const float *D, const float *chk, const float *dy,
                   const float *dhT, float *dx, float *ddt, float *dA, float *dB, float *dC,
                   float *dD, float *dh0, long b, long L, long h, long p, long g, long n,
-                  long K, long c0, long c1) {
-    const long hp = h * p, heads_per_group = h / g, nchk = (L + K - 1) / K;
-    float *hbuf = malloc(sizeof(float) * (size_t)((K + 1) * n));
+                  long xs, long bcs, long dxs, long K, long c0, long c1) {
+    const long hp = h * p, nchk = (L + K - 1) / K;
+    float *hbuf = malloc(sizeof(float) * (size_t)(SSD_BWD_CHANNELS * (K + 1) * n));
+    float *decays = malloc(sizeof(float) * (size_t)(K * h));  /* the chunk's exp(dt A) */
     for (long bi = 0; bi < b; ++bi) {
         float *gst = start_row(dh0, dhT, bi, hp, n, c0, c1);  /* ends as dL/dh0 */
         for (long j = nchk - 1; j >= 0; --j) {
             const long t0 = j * K, m = (t0 + K < L ? t0 + K : L) - t0;
-            for (long c = c0; c < c1; ++c) {
-                const long hh = c / p, gi = hh / heads_per_group;
-                const float Ah = A[hh];
-                float *gc = gst + c * n;
-                memcpy(hbuf, chk + ((bi * nchk + j) * hp + c) * n, sizeof(float) * (size_t)n);
-                for (long i = 0; i < m; ++i) {
-                    const long row = bi * L + t0 + i;
-                    const float step = dt[row * h + hh], decay = expf(step * Ah);
-                    const float xc = step * x[row * hp + c];
-                    const float *Bt = B + (row * g + gi) * n, *prev = hbuf + i * n;
-                    float *next = hbuf + (i + 1) * n;
-                    #pragma omp simd
-                    for (long k = 0; k < n; ++k) next[k] = decay * prev[k] + xc * Bt[k];
+            for (long i = 0; i < m * h; ++i)
+                decays[i] = expf(dt[(bi * L + t0) * h + i] * A[i % h]);
+            /* this range's partials of the chunk's rows, every group and head, start at 0 */
+            memset(ddt + (bi * L + t0) * h, 0, sizeof(float) * (size_t)(m * h));
+            memset(dB + (bi * L + t0) * g * n, 0, sizeof(float) * (size_t)(m * g * n));
+            memset(dC + (bi * L + t0) * g * n, 0, sizeof(float) * (size_t)(m * g * n));
+            for (long c = c0; c < c1;) {
+                const long head_end = (c / p + 1) * p < c1 ? (c / p + 1) * p : c1;
+                if (c + SSD_BWD_CHANNELS <= head_end) {
+                    ssd_bwd_chunk(x, dt, A, B, C, D, chk, dy, dx, ddt, dA, dB, dC, dD, gst,
+                                  hbuf, decays, bi, L, h, p, g, n, xs, bcs, dxs, K, j, t0, m, c,
+                                  SSD_BWD_CHANNELS);
+                    c += SSD_BWD_CHANNELS;
+                } else {
+                    ssd_bwd_chunk(x, dt, A, B, C, D, chk, dy, dx, ddt, dA, dB, dC, dD, gst,
+                                  hbuf, decays, bi, L, h, p, g, n, xs, bcs, dxs, K, j, t0, m, c, 1);
+                    c += 1;
                 }
-                float dA_acc = 0.0f, dD_acc = 0.0f;
-                for (long i = m - 1; i >= 0; --i) {
-                    const long row = bi * L + t0 + i;
-                    const float step = dt[row * h + hh], decay = expf(step * Ah);
-                    const float xr = x[row * hp + c], xc = step * xr, dyc = dy[row * hp + c];
-                    const float *Bt = B + (row * g + gi) * n, *Ct = C + (row * g + gi) * n;
-                    const float *prev = hbuf + i * n, *cur = hbuf + (i + 1) * n;
-                    float *dBt = dB + (row * g + gi) * n, *dCt = dC + (row * g + gi) * n;
-                    float dxc = 0.0f, ddecay = 0.0f;
-                    #pragma omp simd reduction(+:dxc, ddecay)
-                    for (long k = 0; k < n; ++k) {
-                        const float gk = gc[k] + dyc * Ct[k];
-                        dCt[k] += dyc * cur[k];
-                        dBt[k] += xc * gk;
-                        dxc += gk * Bt[k];
-                        ddecay += gk * prev[k];
-                        gc[k] = gk * decay;
-                    }
-                    const float dlog = ddecay * decay;  /* dL/d(dt A) */
-                    dx[row * hp + c] = step * dxc + (D ? D[hh] * dyc : 0.0f);
-                    ddt[row * h + hh] += xr * dxc + dlog * Ah;
-                    dA_acc += dlog * step;
-                    dD_acc += dyc * xr;
-                }
-                dA[hh] += dA_acc;
-                if (D) dD[hh] += dD_acc;
             }
         }
     }
+    free(decays);
     free(hbuf);
 }
 """
@@ -288,7 +479,7 @@ def _load() -> ctypes.CDLL | None:
         )
         getattr(lib, f"{kind}_bwd").restype = None
         getattr(lib, f"{kind}_bwd").argtypes = [ctypes.c_void_p] * 16 + [ctypes.c_long] * (
-            sizes + 3
+            sizes + (kind == "ssd_scan") + 3  # ssd_scan_bwd: + the row stride of dx
         )
     _library = lib
     return lib
@@ -310,29 +501,40 @@ def _ptr(t: Tensor | None) -> int | None:  # NULL for an absent optional argumen
 
 def _sizes(kind: str, x: Tensor, B: Tensor) -> tuple[list[int], int, int]:
     """The C kernel's size arguments (before ``K``), its channel count and state size ``n``."""
-    if kind == "ssd_scan":  # x [b, L, h, p], B [b, L, g, n]
+    if kind == "ssd_scan":  # x [b, L, h, p], B [b, L, g, n]; + the row strides of x and B, C
         b, length, h, p = x.shape
         g, n = B.shape[2:]
-        return [b, length, h, p, g, n], h * p, n
+        return [b, length, h, p, g, n, x.stride(1), B.stride(1)], h * p, n
     b, length, d = x.shape  # selective_scan: u [b, L, d], B [b, L, n]
     return [b, length, d, B.shape[-1]], d, B.shape[-1]
 
 
 def _scan_forward(
-    kind: str, inputs: tuple[Tensor | None, ...], keep_checkpoints: bool
+    kind: str,
+    inputs: tuple[Tensor | None, ...],
+    keep_checkpoints: bool,
+    out: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None, tuple[Tensor | None, ...]]:
-    """Run ``{kind}_fwd`` on ``inputs`` = ``(x, dt, A, B, C, D, h0)``.
+    """Run ``{kind}_fwd`` on ``inputs`` = ``(x, dt, A, B, C, D, h0)``; ``y`` is written into
+    ``out`` when given (contiguous float32 of the shape of ``x``).
 
     Returns ``y`` (the shape of ``x``), the final state (``[b, d, n]`` or
     ``[b, h, p, n]``), the checkpoints ``[b, ceil(L / K), channels, n]`` (``None`` unless
     ``keep_checkpoints``) and the contiguous float32 inputs the kernel read.
     """
     lib = _require()
-    prepped = tuple(_prep(t) for t in inputs)
+    if kind == "ssd_scan":  # x, B, C may be row-strided views (slices of the conv output)
+        x, B, C = _prep_rows(inputs[0]), _prep_rows(inputs[3]), _prep_rows(inputs[4])
+        if B.stride(1) != C.stride(1):
+            B, C = B.contiguous(), C.contiguous()
+        dt, A, D, h0 = (_prep(inputs[i]) for i in (1, 2, 5, 6))
+        prepped = (x, dt, A, B, C, D, h0)
+    else:
+        prepped = tuple(_prep(t) for t in inputs)
     x, B = prepped[0], prepped[3]
     sizes, channels, n = _sizes(kind, x, B)
     b, length = sizes[:2]
-    y = torch.empty(x.shape, dtype=torch.float32)
+    y = torch.empty(x.shape, dtype=torch.float32) if out is None else out
     state = torch.empty(*x.shape[:1], *x.shape[2:], n, dtype=torch.float32)
     chk = None
     if keep_checkpoints:
@@ -355,7 +557,7 @@ _GRAD_MODES = {
     "ssd_scan": ("partial",) * 5,
 }
 # size arguments of each kernel before (K, c0, c1)
-_SIZE_ARGS = {"selective_scan": 4, "ssd_scan": 6}
+_SIZE_ARGS = {"selective_scan": 4, "ssd_scan": 8}
 
 
 def _scan_backward(
@@ -364,22 +566,32 @@ def _scan_backward(
     chk: Tensor,
     grad_y: Tensor | None,
     grad_state: Tensor | None,
+    grad_x: Tensor | None = None,
 ) -> tuple[Tensor | None, ...]:
     """Gradients of ``(x, dt, A, B, C, D, h0)`` by ``{kind}_bwd`` (``None`` for an absent
-    ``D``); ``saved`` are the contiguous inputs of :func:`_scan_forward`, ``grad_state``
-    (``None``: zero) the gradient of its final state."""
+    ``D``); ``saved`` are the inputs of :func:`_scan_forward` as the kernel read them,
+    ``grad_state`` (``None``: zero) the gradient of its final state. The gradient of ``x``
+    goes to ``grad_x`` when given (in place where its rows are laid out as the kernel reads
+    ``x``: ``[a, w]`` blocks contiguous, any row stride), else to a new buffer."""
     lib = _require()
     x, dt, A, B, C, D, _ = saved
     sizes, channels, n = _sizes(kind, x, B)
     b, length = sizes[:2]
     ranges = _channel_ranges(channels, b * length * channels * n)
-    grad_y = torch.zeros_like(x) if grad_y is None else _prep(grad_y)
-    grad_x = torch.empty_like(x)
+    grad_y = torch.zeros(x.shape) if grad_y is None else _prep(grad_y)
+    wanted = grad_x
+    if grad_x is None or not _rows_layout(grad_x, kind):
+        grad_x = torch.empty(x.shape, dtype=torch.float32)
+    if kind == "ssd_scan":
+        sizes = [*sizes, grad_x.stride(1)]
     grad_h0 = torch.empty(b, channels, n, dtype=torch.float32)
     grads: list[Tensor | None] = []  # of dt, A, B, C, D; per range where "partial"
     for t, mode in zip((dt, A, B, C, D), _GRAD_MODES[kind], strict=True):
         if t is None:
             grads.append(None)
+        elif mode == "partial" and kind == "ssd_scan" and t.ndim > 1:
+            # ddt, dB, dC: every row zeroed by the kernel as its chunk starts (in cache)
+            grads.append(torch.empty(len(ranges), *t.shape, dtype=torch.float32))
         elif mode == "partial":
             grads.append(torch.zeros(len(ranges), *t.shape, dtype=torch.float32))
         else:
@@ -393,6 +605,8 @@ def _scan_backward(
         bwd(*fixed, *own, _ptr(grad_h0), *sizes, _CHECKPOINT_STEPS, c0, c1)
 
     _run_ranges(run, ranges)
+    if wanted is not None and wanted is not grad_x:
+        grad_x = wanted.copy_(grad_x)
     summed = [
         None if g is None else (g.sum(0) if mode == "partial" else g)
         for g, mode in zip(grads, _GRAD_MODES[kind], strict=True)
@@ -460,6 +674,28 @@ def _require() -> ctypes.CDLL:
 def _prep(t: Tensor | None) -> Tensor | None:
     """A contiguous float32 copy of ``t`` only where it is not one already."""
     return None if t is None else t.detach().to(torch.float32).contiguous()
+
+
+def _rows_layout(t: Tensor, kind: str) -> bool:
+    """Whether the kernel ``kind`` can write a gradient of ``x`` into ``t`` in place."""
+    if kind != "ssd_scan":
+        return t.is_contiguous()
+    return t.dtype == torch.float32 and _row_strided(t)
+
+
+def _row_strided(t: Tensor) -> bool:
+    """Whether ``t`` ``[b, L, a, w]`` has a contiguous ``[a, w]`` block per row and batch rows
+    ``L`` rows apart (as a slice of the channels of a contiguous ``[b, L, F]`` tensor)."""
+    b, length, a, w = t.shape
+    block = t.stride(-1) == 1 and (a == 1 or t.stride(-2) == w)
+    return block and (b == 1 or t.stride(0) == length * t.stride(1)) and t.stride(1) >= a * w
+
+
+def _prep_rows(t: Tensor) -> Tensor:
+    """``t`` ``[b, L, a, w]`` as float32, as it is where :func:`_row_strided` (a slice of a
+    wider tensor is read in place), else a contiguous copy."""
+    t = t.detach().to(torch.float32)
+    return t if _row_strided(t) else t.contiguous()
 
 
 # State updates (batch x length x channels x d_state) below which a scan runs on one thread:

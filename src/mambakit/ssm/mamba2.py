@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,9 @@ from .ops import (
 )
 
 __all__ = ["Mamba2", "Mamba2Cache", "GatedRMSNorm"]
+
+# The scan the fused body (cpu_fused.mamba2_body) implements; see _fused_stages.
+_SHIPPED_SCAN = ssd_scan
 
 
 @dataclass
@@ -84,9 +88,13 @@ class Mamba2(RecurrentMixer):
     ``step`` ``[B, d_model] -> [B, d_model]``.
 
     Speed paths (``mambakit bench ssm`` measures each side by side with ``transformers``'
-    ``Mamba2Mixer``): on CPU the scan is a fused C recurrence, under autograd with its C
-    backward (:mod:`~mambakit.ssm.cpu_kernel`), beside a time-major causal conv
-    (:func:`~mambakit.ssm.ops.causal_conv1d`); ``backend="torch"`` runs the chunked SSD
+    ``Mamba2Mixer``): on CPU (float32, ``backend="auto"``) everything between the two
+    projections is one autograd node of C kernels (:func:`~mambakit.ssm.cpu_fused.mamba2_body`:
+    conv + SiLU, the fused SSD recurrence of :mod:`~mambakit.ssm.cpu_kernel` with its exact
+    C backward, the gated norm), reading ``in_proj``'s output in place; with a conv cache
+    to continue from, or where the kernels cannot be built, the same stages run as PyTorch
+    ops beside the C scan (a time-major causal conv,
+    :func:`~mambakit.ssm.ops.causal_conv1d`); ``backend="torch"`` runs the chunked SSD
     scan (natural-layout chunks, a one-node chunk-state recurrence); with
     :func:`~mambakit.ssm.ops.set_compile` on, the whole forward (and its backward) is one
     ``torch.compile`` graph, the chunk recurrence in segment-sum form.
@@ -217,7 +225,13 @@ def _mamba2_forward(
     continues from it, and the state is then advanced in place to the end of ``x``.
     """
     b, length, _ = x.shape
-    z, xbc, dt = layer._split(layer.in_proj(x))  # xbc: [B, L, conv_dim]
+    fused = _fused_stages(layer, x, conv_state)
+    if fused is not None:  # conv .. gated norm as one node of fused C kernels
+        zxbcdt = fused.in_projection(layer.in_proj, x)
+        y, final_state = fused.mamba2_body(layer, zxbcdt, initial_state)
+        return layer.out_proj(y), final_state
+    zxbcdt = layer.in_proj(x)
+    z, xbc, dt = layer._split(zxbcdt)  # xbc: [B, L, conv_dim]
     conv_out = causal_conv1d(xbc, layer.conv1d.weight, layer.conv1d.bias, conv_state)
     if conv_state is not None:
         _update_conv_state(conv_state, xbc)
@@ -238,3 +252,23 @@ def _mamba2_forward(
     )
     y = layer.out_proj(layer.norm(y.reshape(b, length, layer.d_inner), z))
     return y, final_state
+
+
+def _fused_stages(layer: Mamba2, x: Tensor, conv_state: Tensor | None) -> Any:
+    """:mod:`~mambakit.ssm.cpu_fused` when the layer's body (conv + SiLU, softplus, scan,
+    gated norm) runs as its fused C kernels (:func:`~mambakit.ssm.cpu_fused.mamba2_body`):
+    backend ``"auto"`` or ``"cpu_kernel"``, float32 CPU tensors, no conv history to continue
+    from, not traced, both C libraries built, and this module's ``ssd_scan`` the shipped one;
+    ``None`` for the PyTorch stages (the fallback where a build failed, logged once by
+    ``cpu_fused`` / ``ops``; and a scan swapped in by name, e.g. a reference loop, is run)."""
+    if layer.backend not in ("auto", "cpu_kernel") or conv_state is not None:
+        return None
+    if ssd_scan is not _SHIPPED_SCAN:  # a scan swapped in (bench ssm's reference loop) runs
+        return None
+    from . import cpu_fused, cpu_kernel
+
+    params = (layer.in_proj.weight, layer.conv1d.weight, layer.norm.weight, layer.D,
+              layer.dt_bias, layer.A_log)  # fmt: skip
+    if not cpu_fused.supports(x, *params) or not cpu_kernel.available():
+        return None
+    return cpu_fused

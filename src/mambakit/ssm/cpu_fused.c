@@ -1,0 +1,172 @@
+/* Fused elementwise stages of the Mamba-2 layer on CPU (mambakit.ssm.cpu_fused), forward
+   and backward, plain C, float32.
+
+   Rows are time steps. An input read from a wider tensor (a slice of in_proj's output) is
+   given by its first element and its row stride in floats; rows of batch row bi start at
+   bi * L * row_stride (the slices of a contiguous [b, L, F] tensor). Channels are unit
+   stride, so every inner loop runs over contiguous channels (vectorised, `omp simd`).
+   Outputs are contiguous [b, L, C]. Each call covers channels [c0, c1) (the conv) or
+   rows [r0, r1) (the norm), so that calls on disjoint ranges never write the same element;
+   the norm's weight gradient goes to the caller's per-range partial buffer. */
+
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+
+static inline float sigmoidf_(float v) { return 1.0f / (1.0f + expf(-v)); }
+
+/* pre[c0:c1] = bias + sum_{k >= k_first} taps[k] * xt[k] (row t's pre-activation; xt is
+   the row K - 1 steps before t). One pass per tap keeps each loop a plain vector loop. */
+static void conv_row(const float *xt, long x_stride, const float *taps, const float *bias,
+                     float *pre, long C, long K, long k_first, long c0, long c1) {
+    if (K == 4 && k_first == 0) {  /* the layers' default: one pass */
+        const float *x0 = xt, *x1 = xt + x_stride, *x2 = x1 + x_stride, *x3 = x2 + x_stride;
+        const float *t0 = taps, *t1 = taps + C, *t2 = t1 + C, *t3 = t2 + C;
+        #pragma omp simd
+        for (long c = c0; c < c1; ++c)
+            pre[c] = (bias ? bias[c] : 0.0f) + t0[c] * x0[c] + t1[c] * x1[c] + t2[c] * x2[c]
+                     + t3[c] * x3[c];
+        return;
+    }
+    #pragma omp simd
+    for (long c = c0; c < c1; ++c) pre[c] = bias ? bias[c] : 0.0f;
+    for (long k = k_first; k < K; ++k) {
+        const float *tk = taps + k * C, *xk = xt + k * x_stride;
+        #pragma omp simd
+        for (long c = c0; c < c1; ++c) pre[c] += tk[c] * xk[c];
+    }
+}
+
+/* out[t, c] = silu(bias[c] + sum_{k<K} taps[k, c] * x[t - K + 1 + k, c]), inputs before
+   t = 0 are zeros. taps [K, C]; bias [C] or NULL. */
+void conv_silu_fwd(const float *x, long x_stride, const float *taps, const float *bias,
+                   float *out, long b, long L, long C, long K, long c0, long c1) {
+    for (long bi = 0; bi < b; ++bi) {
+        const float *xb = x + bi * L * x_stride;
+        float *ob = out + bi * L * C;
+        for (long t = 0; t < L; ++t) {
+            const long k_first = t >= K - 1 ? 0 : K - 1 - t;  /* taps reading x[>= 0] */
+            float *ot = ob + t * C;
+            conv_row(xb + (t - (K - 1)) * x_stride, x_stride, taps, bias, ot, C, K, k_first,
+                     c0, c1);
+            #pragma omp simd
+            for (long c = c0; c < c1; ++c) ot[c] = ot[c] * sigmoidf_(ot[c]);
+        }
+    }
+}
+
+/* Reverse mode of conv_silu_fwd. dout [b, L, C] with rows g_stride floats apart. Written:
+   dx [b, L, C] on [c0, c1), rows dx_stride apart (a slice of the gradient of in_proj's
+   output); dx may be dout itself (in place: each element of dout is read before its dx).
+   Accumulated (zeroed by the caller): dtaps [K, C], dbias [C] (may be NULL) on [c0, c1).
+   Per block of rows, pass 1 recomputes the pre-activation, writes dpre = dout * silu'(pre)
+   into dx and accumulates dtaps, dbias; pass 2 turns dpre into dx in place, t increasing:
+   dx[t] = sum_k taps[k] dpre[t + K - 1 - k] reads only rows >= t, not yet overwritten. */
+#define CONV_BLOCK 64
+void conv_silu_bwd(const float *x, long x_stride, const float *taps, const float *bias,
+                   const float *dout, long g_stride, float *dx, long dx_stride, float *dtaps,
+                   float *dbias, long b, long L, long C, long K, long c0, long c1) {
+    float *acc = malloc(sizeof(float) * (size_t)C);  /* one row: pre-activation, then dx */
+    for (long bi = 0; bi < b; ++bi) {
+        const float *xb = x + bi * L * x_stride;
+        const float *gb = dout + bi * L * g_stride;
+        float *db = dx + bi * L * dx_stride;
+        long done = 0;  /* rows of dx final */
+        for (long t0 = 0; t0 < L; t0 += CONV_BLOCK) {
+            const long t1 = t0 + CONV_BLOCK < L ? t0 + CONV_BLOCK : L;
+            for (long t = t0; t < t1; ++t) {
+                const long k_first = t >= K - 1 ? 0 : K - 1 - t;
+                const float *xt = xb + (t - (K - 1)) * x_stride, *gt = gb + t * g_stride;
+                float *dxt = db + t * dx_stride;
+                conv_row(xt, x_stride, taps, bias, acc, C, K, k_first, c0, c1);
+                #pragma omp simd
+                for (long c = c0; c < c1; ++c) {
+                    const float pre = acc[c], s = sigmoidf_(pre);
+                    dxt[c] = gt[c] * s * (1.0f + pre * (1.0f - s));
+                }
+                if (dbias) {
+                    #pragma omp simd
+                    for (long c = c0; c < c1; ++c) dbias[c] += dxt[c];
+                }
+                for (long k = k_first; k < K; ++k) {
+                    float *dtk = dtaps + k * C;
+                    const float *xk = xt + k * x_stride;
+                    #pragma omp simd
+                    for (long c = c0; c < c1; ++c) dtk[c] += dxt[c] * xk[c];
+                }
+            }
+            const long end = t1 == L ? L : t1 - (K - 1);
+            for (long t = done; t < end; ++t) {
+                float *dxt = db + t * dx_stride;
+                const long k_first = t + K - 1 < L ? 0 : t + K - L;  /* rows t + K-1-k < L */
+                #pragma omp simd
+                for (long c = c0; c < c1; ++c) acc[c] = 0.0f;
+                for (long k = k_first; k < K; ++k) {
+                    const float *tk = taps + k * C, *gk = dxt + (K - 1 - k) * dx_stride;
+                    #pragma omp simd
+                    for (long c = c0; c < c1; ++c) acc[c] += tk[c] * gk[c];
+                }
+                #pragma omp simd
+                for (long c = c0; c < c1; ++c) dxt[c] = acc[c];
+            }
+            if (end > done) done = end;
+        }
+    }
+    free(acc);
+}
+
+/* Gated RMSNorm per group of G channels: gated = y * silu(z),
+   out = gated * rsqrt(mean_group(gated^2) + eps) * w. y, z: rows of a [rows, D] tensor
+   with row strides y_stride, z_stride; w [D]; out [rows, D]; rows [r0, r1). */
+void gated_rmsnorm_fwd(const float *y, long y_stride, const float *z, long z_stride,
+                       const float *w, float *out, long D, long G, float eps, long r0,
+                       long r1) {
+    for (long r = r0; r < r1; ++r) {
+        const float *yr = y + r * y_stride, *zr = z + r * z_stride;
+        float *orow = out + r * D;
+        for (long g0 = 0; g0 < D; g0 += G) {
+            float ss = 0.0f;
+            #pragma omp simd reduction(+:ss)
+            for (long i = g0; i < g0 + G; ++i) {
+                const float gated = yr[i] * zr[i] * sigmoidf_(zr[i]);
+                orow[i] = gated;
+                ss += gated * gated;
+            }
+            const float rstd = 1.0f / sqrtf(ss / (float)G + eps);
+            #pragma omp simd
+            for (long i = g0; i < g0 + G; ++i) orow[i] *= rstd * w[i];
+        }
+    }
+}
+
+/* Reverse mode of gated_rmsnorm_fwd. dout [rows, D]. Written on rows [r0, r1): dy
+   [rows, D] and dz, rows dz_stride floats apart. Accumulated: dw [D] (this range's partial, zeroed by the caller). With
+   u = w dout: dgated = rstd u - rstd^3 gated mean_group(u gated). */
+void gated_rmsnorm_bwd(const float *y, long y_stride, const float *z, long z_stride,
+                       const float *w, const float *dout, float *dy, float *dz, long dz_stride,
+                       float *dw, long D, long G, float eps, long r0, long r1) {
+    for (long r = r0; r < r1; ++r) {
+        const float *yr = y + r * y_stride, *zr = z + r * z_stride, *gr = dout + r * D;
+        float *dyr = dy + r * D, *dzr = dz + r * dz_stride;
+        for (long g0 = 0; g0 < D; g0 += G) {
+            float ss = 0.0f, dot = 0.0f;
+            #pragma omp simd reduction(+:ss, dot)
+            for (long i = g0; i < g0 + G; ++i) {
+                const float gated = yr[i] * zr[i] * sigmoidf_(zr[i]);
+                ss += gated * gated;
+                dot += w[i] * gr[i] * gated;
+            }
+            const float rstd = 1.0f / sqrtf(ss / (float)G + eps);
+            const float coef = rstd * rstd * rstd * dot / (float)G;
+            #pragma omp simd
+            for (long i = g0; i < g0 + G; ++i) {
+                const float s = sigmoidf_(zr[i]), silu = zr[i] * s;
+                const float gated = yr[i] * silu;
+                const float dgated = rstd * w[i] * gr[i] - coef * gated;
+                dw[i] += gr[i] * gated * rstd;
+                dyr[i] = dgated * silu;
+                dzr[i] = dgated * yr[i] * s * (1.0f + zr[i] * (1.0f - s));
+            }
+        }
+    }
+}
