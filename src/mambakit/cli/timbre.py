@@ -101,8 +101,9 @@ def _train_scaffold(args: argparse.Namespace) -> int:
         reconstruction_ratio=args.reconstruction_ratio, segment_seconds=args.segment_seconds
     )
     summary = train_scaffold(
-        args.data, args.out, args.preset, train, pairs, spectrum_weight=args.spectrum_weight
-    )
+        args.data, args.out, args.preset, train, pairs, spectrum_weight=args.spectrum_weight,
+        mfcc_weight=args.mfcc_weight, init_from=args.init_from,
+    )  # fmt: skip
     print(summary.describe(args.out))
     return 0
 
@@ -267,6 +268,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--spectrum-weight", type=float, default=0.0,
                    help="scaffold: weight of the long-term (time-averaged) log-mel spectrum "
                    "loss term (default 0: off)")  # fmt: skip
+    p.add_argument("--mfcc-weight", type=float, default=0.0,
+                   help="scaffold: weight of the MFCC-statistics distance term, what eval "
+                   "timbre's style gain measures (default 0: off)")  # fmt: skip
+    p.add_argument("--init-from", help="scaffold: start from this run's weights (fine-tune)")
     p.set_defaults(func=_train)
 
     d = sub.add_parser("dataset-from-sf2", help="render a SoundFont into an NSynth-layout set")
