@@ -217,3 +217,34 @@ def test_low_harmonic_share_reuses_the_contours_to_the_same_answer(tiny):
     reused = low_harmonic_share(note, tiny.config, contours)
     assert alone == pytest.approx(3 * 0.2**2 / (3 * 0.2**2 + 3), abs=0.02)  # energy share
     assert reused == pytest.approx(alone, abs=0.01)
+
+
+def test_mfcc_term_is_eval_timbres_distance_and_ignores_the_level():
+    from mambakit.eval.timbre import mfcc_statistics as clip_statistics
+
+    bright = _note(220, 1.0, harmonics=(1.0, 0.8, 0.7, 0.6, 0.5), decay=0.5)
+    dark = _note(220, 1.0, harmonics=(1.0, 0.1), decay=0.5)
+    pred, target = torch.stack([bright, dark])[:, None], torch.stack([dark, dark])[:, None]
+    plain, _ = ScaffoldLoss(SR)(pred, target)
+    total, terms = ScaffoldLoss(SR, mfcc_weight=0.5)(pred, target)
+    expected = float((clip_statistics(bright, SR) - clip_statistics(dark, SR)).norm()) / 2
+    assert terms["mfcc"] == pytest.approx(expected, rel=1e-4)  # the second clip adds 0
+    torch.testing.assert_close(total, plain + 0.5 * terms["mfcc"])
+    # a gain moves c0, which the statistics leave out, and the near-empty bands' log floor
+    _, quieter = ScaffoldLoss(SR, mfcc_weight=1.0)(0.5 * target, target)
+    assert quieter["mfcc"] < 0.25 * terms["mfcc"]
+
+
+def test_a_run_can_start_from_another_runs_weights(four_instruments, tmp_path):
+    config = ScaffoldConfig.preset("tiny")
+    data = PairedNotes(four_instruments, segment_seconds=0.5, max_start_seconds=0.05)
+    train = TrainConfig(lr=3e-3, max_steps=3, warmup_steps=1, batch_size=4, log_every=1,
+                        ckpt_every=3, progress=False, resume=False)  # fmt: skip
+    train_scaffold(data, tmp_path / "first", config, train)
+    first = ScaffoldTimbre.from_pretrained(tmp_path / "first")
+    idle = TrainConfig(**{**train.__dict__, "lr": 0.0, "weight_decay": 0.0})
+    train_scaffold(data, tmp_path / "second", "small", idle, init_from=tmp_path / "first")
+    second = ScaffoldTimbre.from_pretrained(tmp_path / "second")
+    assert second.config == first.config  # the run's config, not the preset asked for
+    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+        torch.testing.assert_close(a, b)  # lr 0: the weights it started from
