@@ -122,16 +122,18 @@ def train_scaffold(
         spectrum_weight: weight of the long-term spectrum term of :class:`ScaffoldLoss`.
         mfcc_weight: weight of its MFCC-statistics term.
         init_from: a scaffold run (or packaged model name) whose weights start the run
-            (fine-tuning; its config is used, ``config`` only when None).
+            (fine-tuning). With a preset name as ``config`` the run's own config is used; a
+            :class:`ScaffoldConfig` may differ from it by an added equaliser
+            (``eq_points``), which starts flat.
 
     Returns:
         The trainer's :class:`~mambakit.train.FitSummary`.
     """
     preset = config if isinstance(config, str) else "custom"
-    config = ScaffoldConfig.preset(config) if isinstance(config, str) else config
     start = ScaffoldTimbre.from_pretrained(init_from) if init_from is not None else None
-    if start is not None:
+    if start is not None and isinstance(config, str):
         config = start.config
+    config = ScaffoldConfig.preset(config) if isinstance(config, str) else config
     segment = pairs.segment_seconds or config.segment_seconds
     dataset = PairedNotes.from_source(
         data,
@@ -143,7 +145,13 @@ def train_scaffold(
     torch.manual_seed(train.seed)
     model = ScaffoldTimbre(config)
     if start is not None:
-        model.load_state_dict(start.state_dict())
+        # a config that adds the equaliser to the run's: the new head starts flat (zeros)
+        missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
+        if unexpected or any(not key.startswith("eq_out.") for key in missing):
+            raise ValueError(
+                f"{init_from}: its weights do not fit this config (missing {missing}, "
+                f"unexpected {unexpected}); only eq_points may be added"
+            )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     info = {
