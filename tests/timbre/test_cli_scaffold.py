@@ -56,3 +56,20 @@ def test_transfer_without_run_uses_the_shipped_model(tmp_path, capsys):
     assert code == 0
     audio, sr = sf.read(out)
     assert sr == 16000 and len(audio) == 8000 and np.isfinite(audio).all()
+
+
+def test_train_sets_config_fields_and_the_mfcc_term(procedural_dir, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "run"
+    args = ["timbre", "train", str(procedural_dir), "--engine", "scaffold", "--out", str(out),
+            "--preset", "tiny", "--steps", "2", "--batch-size", "2", "--mfcc-weight", "0.5",
+            "--set", "n_noise_bands=17", "--set", "note_inputs=false"]  # fmt: skip
+    assert main(args) == 0
+    config = ScaffoldTimbre.from_pretrained(out).config
+    assert (config.n_noise_bands, config.note_inputs) == (17, False)
+    assert config.embed_dim == ScaffoldConfig.preset("tiny").embed_dim  # the rest: the preset
+    logged = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "mfcc" in logged["logs"]
+    assert main([*args[:-4], "--set", "noise_bands=17"]) != 0
+    assert "expected FIELD=VALUE" in capsys.readouterr().err

@@ -217,3 +217,63 @@ def test_low_harmonic_share_reuses_the_contours_to_the_same_answer(tiny):
     reused = low_harmonic_share(note, tiny.config, contours)
     assert alone == pytest.approx(3 * 0.2**2 / (3 * 0.2**2 + 3), abs=0.02)  # energy share
     assert reused == pytest.approx(alone, abs=0.01)
+
+
+def test_mfcc_term_is_eval_timbres_distance_and_ignores_the_level():
+    from mambakit.eval.timbre import mfcc_statistics as clip_statistics
+
+    bright = _note(220, 1.0, harmonics=(1.0, 0.8, 0.7, 0.6, 0.5), decay=0.5)
+    dark = _note(220, 1.0, harmonics=(1.0, 0.1), decay=0.5)
+    pred, target = torch.stack([bright, dark])[:, None], torch.stack([dark, dark])[:, None]
+    plain, _ = ScaffoldLoss(SR)(pred, target)
+    total, terms = ScaffoldLoss(SR, mfcc_weight=0.5)(pred, target)
+    expected = float((clip_statistics(bright, SR) - clip_statistics(dark, SR)).norm()) / 2
+    assert terms["mfcc"] == pytest.approx(expected, rel=1e-4)  # the second clip adds 0
+    torch.testing.assert_close(total, plain + 0.5 * terms["mfcc"])
+    # a gain moves c0, which the statistics leave out, and the near-empty bands' log floor
+    _, quieter = ScaffoldLoss(SR, mfcc_weight=1.0)(0.5 * target, target)
+    assert quieter["mfcc"] < 0.25 * terms["mfcc"]
+
+
+def test_a_run_can_start_from_another_runs_weights(four_instruments, tmp_path):
+    config = ScaffoldConfig.preset("tiny")
+    data = PairedNotes(four_instruments, segment_seconds=0.5, max_start_seconds=0.05)
+    train = TrainConfig(lr=3e-3, max_steps=3, warmup_steps=1, batch_size=4, log_every=1,
+                        ckpt_every=3, progress=False, resume=False)  # fmt: skip
+    train_scaffold(data, tmp_path / "first", config, train)
+    first = ScaffoldTimbre.from_pretrained(tmp_path / "first")
+    idle = TrainConfig(**{**train.__dict__, "lr": 0.0, "weight_decay": 0.0})
+    train_scaffold(data, tmp_path / "second", "small", idle, init_from=tmp_path / "first")
+    second = ScaffoldTimbre.from_pretrained(tmp_path / "second")
+    assert second.config == first.config  # the run's config, not the preset asked for
+    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+        torch.testing.assert_close(a, b)  # lr 0: the weights it started from
+
+
+def test_the_equaliser_starts_flat_and_tilts_harmonics_and_noise_by_frequency():
+    torch.manual_seed(0)
+    plain = ScaffoldTimbre(ScaffoldConfig.preset("tiny"))
+    eq = ScaffoldTimbre(ScaffoldConfig.preset("tiny", eq_points=8))
+    missing, _ = eq.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["eq_out.bias", "eq_out.weight"]
+    x, y = _note(220, 0.5)[None, None], _note(330, 0.5, harmonics=(1.0, 0.2))[None, None]
+    contours, style = plain.contours(x), plain.style(y)
+    with torch.no_grad():
+        amps, noise = plain.controls(contours, style)
+        flat_amps, flat_noise = eq.controls(contours, style)
+        torch.testing.assert_close(flat_amps, amps)  # zero-initialised: no change
+        torch.testing.assert_close(flat_noise, noise)
+        eq.eq_out.bias.copy_(-torch.arange(8.0))  # -1 per grid step: darker upwards
+        tilted_amps, tilted_noise = eq.controls(contours, style)
+    frame = 20
+    # harmonic k relative to harmonic 1 loses exactly the equaliser's difference
+    f = contours.f0_hz[0, frame] * torch.arange(1, 5)
+    expected = eq._eq_at(eq.eq_out.bias.expand(1, 1, 8), f[None, None])[0, 0]
+    ratio = (tilted_amps[0, frame, :4] / tilted_amps[0, frame, 0]) / (
+        amps[0, frame, :4] / amps[0, frame, 0]
+    )
+    torch.testing.assert_close(torch.log(ratio), expected - expected[0], atol=1e-4, rtol=1e-4)
+    # and the noise at 0 Hz keeps its level (grid point 0: gain 0) while the top drops
+    gain = tilted_noise[0, frame] / noise[0, frame]
+    assert float(gain[0]) == pytest.approx(1.0, rel=1e-4)
+    assert float(gain[-1]) == pytest.approx(float(np.exp(-7.0)), rel=1e-3)

@@ -10,6 +10,7 @@ import argparse
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 from mambakit.cli.common import (
     add_device_argument,
@@ -100,11 +101,40 @@ def _train_scaffold(args: argparse.Namespace) -> int:
     pairs = ScaffoldData(
         reconstruction_ratio=args.reconstruction_ratio, segment_seconds=args.segment_seconds
     )
+    config = args.preset
+    if args.scaffold_set:
+        from mambakit.timbre.scaffold import ScaffoldConfig
+
+        config = ScaffoldConfig.preset(args.preset, **_config_overrides(args.scaffold_set))
     summary = train_scaffold(
-        args.data, args.out, args.preset, train, pairs, spectrum_weight=args.spectrum_weight
-    )
+        args.data, args.out, config, train, pairs, spectrum_weight=args.spectrum_weight,
+        mfcc_weight=args.mfcc_weight, init_from=args.init_from,
+    )  # fmt: skip
     print(summary.describe(args.out))
     return 0
+
+
+def _config_overrides(items: list[str]) -> dict[str, Any]:
+    """``["n_noise_bands=65", "embed_dim=128"]`` -> ScaffoldConfig fields, each value read
+    as the field's own type (int, float or bool)."""
+    import dataclasses
+
+    from mambakit.timbre.scaffold import ScaffoldConfig
+
+    fields = {f.name: f for f in dataclasses.fields(ScaffoldConfig)}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"--set {item!r}: expected FIELD=VALUE, FIELD one of {sorted(fields)}")
+        kind = type(getattr(ScaffoldConfig(), key))
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"--set {item!r}: {key} is true or false")
+            out[key] = value.lower() in ("true", "1")
+        else:
+            out[key] = kind(value)
+    return out
 
 
 @_audio_errors_as_value_errors
@@ -267,6 +297,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--spectrum-weight", type=float, default=0.0,
                    help="scaffold: weight of the long-term (time-averaged) log-mel spectrum "
                    "loss term (default 0: off)")  # fmt: skip
+    p.add_argument("--mfcc-weight", type=float, default=0.0,
+                   help="scaffold: weight of the MFCC-statistics distance term, what eval "
+                   "timbre's style gain measures (default 0: off)")  # fmt: skip
+    p.add_argument("--init-from", help="scaffold: start from this run's weights (fine-tune)")
+    p.add_argument("--set", dest="scaffold_set", action="append", default=[],
+                   metavar="FIELD=VALUE",
+                   help="scaffold: override a ScaffoldConfig field of the preset, e.g. "
+                   "n_noise_bands=65 (repeatable)")  # fmt: skip
     p.set_defaults(func=_train)
 
     d = sub.add_parser("dataset-from-sf2", help="render a SoundFont into an NSynth-layout set")

@@ -26,7 +26,13 @@ from mambakit.dsp.io import (
     trim_to_onset,
 )
 from mambakit.dsp.pitch import PitchAnalysis, analyze_pitch
-from mambakit.dsp.spectral import MelLoss, MultiResolutionSTFTLoss, mel_spectrogram, stft
+from mambakit.dsp.spectral import (
+    MelLoss,
+    MultiResolutionSTFTLoss,
+    mel_spectrogram,
+    mfcc_statistics,
+    stft,
+)
 
 __all__ = [
     "ADSR",
@@ -56,6 +62,7 @@ __all__ = [
     "log_bands",
     "loudness_normalize",
     "mel_spectrogram",
+    "mfcc_statistics",
     "peak_normalize",
     "pitch_env_curve",
     "render_adsr",

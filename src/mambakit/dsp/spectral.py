@@ -9,7 +9,10 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["stft", "mel_filterbank", "mel_spectrogram", "MultiResolutionSTFTLoss", "MelLoss"]
+__all__ = [
+    "stft", "mel_filterbank", "mel_spectrogram", "mfcc_statistics", "MultiResolutionSTFTLoss",
+    "MelLoss",
+]  # fmt: skip
 
 
 def _flatten_audio(x: torch.Tensor) -> torch.Tensor:
@@ -85,6 +88,24 @@ def mel_spectrogram(
     fb = mel_filterbank(sr, n_fft, n_mels, f_min, f_max).to(mag.device, mag.dtype)
     mel = torch.einsum("mf,bft->bmt", fb, mag)
     return torch.log(mel + 1e-5) if log else mel
+
+
+def mfcc_statistics(audio: torch.Tensor, sr: int, n_mfcc: int = 20) -> torch.Tensor:
+    """MFCCs c1..c(n_mfcc - 1) (DCT-II of the 64-band log-mel spectrogram, orthonormal,
+    1024-point frames every 256 samples) -> ``cat(mean, std)`` over time per clip:
+    ``[B, 2 (n_mfcc - 1)]`` for audio ``[B, T]`` / ``[B, 1, T]``. Differentiable.
+
+    c0 is dropped: with the orthonormal DCT a gain change moves c0 alone (up to the log
+    floor of near-empty mel bins), so the rest describe the envelope's shape whatever the
+    level."""
+    mel = mel_spectrogram(audio, sr, n_fft=1024, hop_length=256, n_mels=64)  # [B, 64, frames]
+    n = mel.shape[1]
+    k = torch.arange(n_mfcc, dtype=mel.dtype, device=mel.device)[:, None]
+    m = torch.arange(n, dtype=mel.dtype, device=mel.device)[None]
+    dct = torch.cos(torch.pi / n * (m + 0.5) * k) * (2.0 / n) ** 0.5  # [n_mfcc, 64]
+    dct[0] /= 2.0**0.5
+    mfcc = torch.einsum("km,bmt->bkt", dct, mel)[:, 1:]  # [B, n_mfcc - 1, frames]
+    return torch.cat([mfcc.mean(dim=-1), mfcc.std(dim=-1)], dim=-1)
 
 
 class MultiResolutionSTFTLoss(nn.Module):

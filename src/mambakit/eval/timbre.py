@@ -46,7 +46,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from mambakit.dsp import MultiResolutionSTFTLoss, mel_spectrogram
+from mambakit.dsp import MultiResolutionSTFTLoss
+from mambakit.dsp import mfcc_statistics as dsp_mfcc_statistics
 from mambakit.dsp.pitch import yin_track
 from mambakit.results import markdown_table
 from mambakit.timbre.data import EXAMPLES_NAME, PairedNotes
@@ -134,20 +135,9 @@ def pitch_accuracy(output: np.ndarray, content: np.ndarray, match: float = PITCH
 
 
 def mfcc_statistics(audio: Tensor, sr: int, n_mfcc: int = 20) -> Tensor:
-    """MFCCs c1..c(n_mfcc - 1) (DCT-II of the log-mel spectrogram, orthonormal) ->
-    ``cat(mean, std)`` over time, ``[2 * (n_mfcc - 1)]``.
-
-    c0 is dropped: with the orthonormal DCT a gain change moves c0 alone (up to the log
-    floor of near-empty mel bins), so the rest describe the envelope's shape whatever the
-    level."""
-    mel = mel_spectrogram(audio.reshape(1, -1), sr, n_fft=1024, hop_length=256, n_mels=64)[0]
-    n = mel.shape[0]
-    k = torch.arange(n_mfcc, dtype=mel.dtype)[:, None]
-    m = torch.arange(n, dtype=mel.dtype)[None]
-    dct = torch.cos(math.pi / n * (m + 0.5) * k) * math.sqrt(2 / n)
-    dct[0] /= math.sqrt(2)
-    mfcc = (dct @ mel)[1:]  # (n_mfcc - 1, frames)
-    return torch.cat([mfcc.mean(dim=1), mfcc.std(dim=1)])
+    """MFCC statistics ``[2 * (n_mfcc - 1)]`` of one clip (any shape, flattened): the mean
+    and std over time of c1..c(n_mfcc - 1), :func:`mambakit.dsp.mfcc_statistics`."""
+    return dsp_mfcc_statistics(audio.reshape(1, -1), sr, n_mfcc)[0]
 
 
 def si_sdr(estimate: Tensor, reference: Tensor) -> float:

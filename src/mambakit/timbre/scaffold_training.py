@@ -7,13 +7,16 @@ instrument A, style = another note of instrument B, target = note p of B (a shar
 hears only the content's f0 and loudness and the style's embedding, and is scored against
 the target with
 
-    L = L_STFT (multi-resolution: 2048 .. 128 points) + L_mel + w L_spectrum
+    L = L_STFT (multi-resolution: 2048 .. 128 points) + L_mel + w L_spectrum + v L_MFCC
 
 (spectral convergence + log-magnitude L1, :class:`mambakit.dsp.MultiResolutionSTFTLoss`;
 log-mel L1, as :class:`mambakit.dsp.MelLoss`; ``L_spectrum``, optional: L1 between the
 log-mel spectra averaged over time, the long-term spectrum that timbre statistics such as
-MFCC means describe, which frame-by-frame terms weigh no more than any one frame). No
-discriminators: the synthesiser cannot make the broadband artefacts they exist to remove.
+MFCC means describe, which frame-by-frame terms weigh no more than any one frame;
+``L_MFCC``, optional: the Euclidean distance between the clips' MFCC statistics, the mean
+and std over time of c1..c19, :func:`mambakit.dsp.mfcc_statistics`, which is the distance
+``eval timbre``'s style gain is made of). No discriminators: the synthesiser cannot make
+the broadband artefacts they exist to remove.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from mambakit.dsp import MultiResolutionSTFTLoss, mel_spectrogram
+from mambakit.dsp import MultiResolutionSTFTLoss, mel_spectrogram, mfcc_statistics
 from mambakit.timbre.data import PairedNotes
 from mambakit.timbre.scaffold import ScaffoldConfig, ScaffoldTimbre
 from mambakit.timbre.training import TRAIN_INFO_NAME
@@ -57,11 +60,15 @@ class ScaffoldData:
 
 
 class ScaffoldLoss(nn.Module):
-    """``L_STFT + L_mel + spectrum_weight L_spectrum`` of an output against its target,
-    both ``[B, 1, T]`` (module docstring)."""
+    """``L_STFT + L_mel + spectrum_weight L_spectrum + mfcc_weight L_MFCC`` of an output
+    against its target, both ``[B, 1, T]`` (module docstring)."""
 
-    def __init__(self, sample_rate: int, spectrum_weight: float = 0.0) -> None:
+    def __init__(
+        self, sample_rate: int, spectrum_weight: float = 0.0, mfcc_weight: float = 0.0
+    ) -> None:
         super().__init__()
+        self.sample_rate = sample_rate
+        self.mfcc_weight = mfcc_weight
         self.stft = MultiResolutionSTFTLoss(fft_sizes=(2048, 1024, 512, 256, 128))
         self.mel_kwargs = dict(sr=sample_rate, n_fft=1024, hop_length=256, n_mels=80)
         self.spectrum_weight = spectrum_weight
@@ -76,6 +83,12 @@ class ScaffoldLoss(nn.Module):
             spectrum = (mel_pred.mean(dim=-1) - mel_target.mean(dim=-1)).abs().mean()
             total = total + self.spectrum_weight * spectrum
             terms["spectrum"] = spectrum.item()
+        if self.mfcc_weight > 0:
+            sr = self.sample_rate
+            diff = mfcc_statistics(pred, sr) - mfcc_statistics(target, sr)  # [B, 38]
+            mfcc = diff.norm(dim=-1).mean()  # per clip, as eval timbre's mfcc_dist
+            total = total + self.mfcc_weight * mfcc
+            terms["mfcc"] = mfcc.item()
         return total, terms
 
 
@@ -95,6 +108,8 @@ def train_scaffold(
     train: TrainConfig = DEFAULT_TRAIN,
     pairs: ScaffoldData = ScaffoldData(),
     spectrum_weight: float = 0.0,
+    mfcc_weight: float = 0.0,
+    init_from: str | os.PathLike[str] | None = None,
 ) -> FitSummary:
     """Train a scaffold engine on an NSynth-layout folder into ``out_dir``.
 
@@ -105,11 +120,19 @@ def train_scaffold(
         train: optimiser, budget (``max_steps`` and optionally ``max_minutes``), batch size.
         pairs: how the triples are drawn.
         spectrum_weight: weight of the long-term spectrum term of :class:`ScaffoldLoss`.
+        mfcc_weight: weight of its MFCC-statistics term.
+        init_from: a scaffold run (or packaged model name) whose weights start the run
+            (fine-tuning). With a preset name as ``config`` the run's own config is used; a
+            :class:`ScaffoldConfig` may differ from it by an added equaliser
+            (``eq_points``), which starts flat.
 
     Returns:
         The trainer's :class:`~mambakit.train.FitSummary`.
     """
     preset = config if isinstance(config, str) else "custom"
+    start = ScaffoldTimbre.from_pretrained(init_from) if init_from is not None else None
+    if start is not None and isinstance(config, str):
+        config = start.config
     config = ScaffoldConfig.preset(config) if isinstance(config, str) else config
     segment = pairs.segment_seconds or config.segment_seconds
     dataset = PairedNotes.from_source(
@@ -121,6 +144,14 @@ def train_scaffold(
     )
     torch.manual_seed(train.seed)
     model = ScaffoldTimbre(config)
+    if start is not None:
+        # a config that adds the equaliser to the run's: the new head starts flat (zeros)
+        missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
+        if unexpected or any(not key.startswith("eq_out.") for key in missing):
+            raise ValueError(
+                f"{init_from}: its weights do not fit this config (missing {missing}, "
+                f"unexpected {unexpected}); only eq_points may be added"
+            )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     info = {
@@ -130,6 +161,8 @@ def train_scaffold(
         "preset": preset,
         "adversarial": False,
         "spectrum_weight": spectrum_weight,
+        "mfcc_weight": mfcc_weight,
+        "init_from": str(init_from) if init_from is not None else None,
         "data": str(data) if not isinstance(data, PairedNotes) else None,
         "notes": len(dataset),
         "instruments": len(dataset.instruments),
@@ -143,6 +176,6 @@ def train_scaffold(
         "train_config": asdict(train),
     }
     (out / TRAIN_INFO_NAME).write_text(json.dumps(info, indent=2))
-    loss = ScaffoldLoss(config.sample_rate, spectrum_weight)
+    loss = ScaffoldLoss(config.sample_rate, spectrum_weight, mfcc_weight)
     trainer = Trainer(model, _loss_fn(loss), dataset, train, out)
     return trainer.fit()
