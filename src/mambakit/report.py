@@ -73,6 +73,12 @@ SOURCES: tuple[ResultSource, ...] = (
         "lm-compare*/*.json", "lm-compare",
         "mambakit eval lm-compare TOKENS --budget-minutes M --out out/lm-compare", every=True,
     ),
+    ResultSource(
+        "drums_training", "Drum model: training steps per minute, old code vs this one",
+        "bench/drums-training-*.json", "drums-training-speed",
+        "OMP_NUM_THREADS=T python docs/results/bench/drums_training_side_by_side.py OLD T "
+        "OUT.json", every=True,
+    ),
     _bench_source("bench_timbre", "Timbre transfer: size, memory and speed", "timbre"),
     ResultSource(
         "eval_timbre", "Timbre transfer: runs side by side on held-out pairs",
@@ -181,6 +187,29 @@ def _eval_drums_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, li
     return heading + "\n\n" + scores_markdown(scores) + tail, []
 
 
+def _drums_training_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, list[Path]]:
+    from mambakit.results import markdown_table
+
+    table = markdown_table(
+        payload.get("rows", []),
+        [("code", "code"), ("threads", "threads", "{:d}"),
+         ("steps_per_min_median", "steps/min (median)", "{:.1f}"),
+         ("step_cpu_s_median", "CPU s per step (median)", "{:.3f}")],
+        "lrrr",
+    )  # fmt: skip
+    head = (
+        f"Tiny preset, batch {payload.get('batch', '?')}, {payload.get('threads', '?')} "
+        f"thread(s), steps interleaved in one process; outputs of the two agree to "
+        f"{payload.get('max_abs_output_diff', float('nan')):.1e} (scale "
+        f"{payload.get('output_scale', float('nan')):.2f})."
+    )
+    tail = (
+        f"Speed-up: **{payload.get('speedup_median', float('nan')):.2f}x** (median wall "
+        f"time), {payload.get('speedup_cpu_time_median', float('nan')):.2f}x (CPU time)."
+    )
+    return head + "\n\n" + table + "\n\n" + tail, []
+
+
 def _timbre_bench_section(payload: dict[str, Any], img_dir: Path) -> tuple[str, list[Path]]:
     from mambakit.bench.timbre import timbre_bench_markdown
 
@@ -203,6 +232,7 @@ _SECTIONS: dict[str, Callable[[dict[str, Any], Path], tuple[str, list[Path]]]] =
     "bench_lm": _lm_section,
     "bench_lm_batch": _lm_section,
     "lm_compare": _lm_compare_section,
+    "drums_training": _drums_training_section,
     "bench_timbre": _timbre_bench_section,
     "eval_timbre": _timbre_eval_section,
 }

@@ -228,3 +228,20 @@ def test_every_bench_source_finds_the_file_its_command_writes():
     for source in benches:
         written = source.command.split("--json out/")[1].rstrip(")")
         assert fnmatch.fnmatch(written, source.pattern), source.key
+
+
+def test_each_drums_training_comparison_gets_a_section_with_its_speed_up(tmp_path):
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    for threads, ratio in ((1, 1.85), (2, 1.83)):
+        rows = [{"code": "old", "threads": threads, "steps_per_min_median": 50.0,
+                 "step_cpu_s_median": 1.2},
+                {"code": "new", "threads": threads, "steps_per_min_median": 50.0 * ratio,
+                 "step_cpu_s_median": 0.6}]  # fmt: skip
+        payload = {"kind": "drums-training-speed", "batch": 8, "threads": threads,
+                   "rows": rows, "speedup_median": ratio, "speedup_cpu_time_median": 2.0,
+                   "max_abs_output_diff": 5e-7, "output_scale": 3.0}  # fmt: skip
+        (bench / f"drums-training-{threads}thread.json").write_text(json.dumps(payload))
+    text = build_report(tmp_path, tmp_path / "docs").read_text()
+    assert text.count("## Drum model: training steps per minute, old code vs this one") == 2
+    assert "| new | 2 | 91.5 | 0.600 |" in text and "Speed-up: **1.85x**" in text
