@@ -135,6 +135,10 @@ def test_evaluate_runs_labels_each_run_and_warns_when_pairs_were_seen(two_runs, 
     assert "| trained steps | 2 | 2 | - |" in md
     assert "| losses | GAN + mel + STFT | mel + STFT | - |" in md
     assert "| pairs | 2 | 2 | 2 |" in md and "| recon_si_sdr ↑ |" in md
+    result["runs"][1]["mfcc_weight"] = 1.0  # a run trained with the MFCC-statistics term
+    assert "| losses | GAN + mel + STFT | mel + STFT + 1 x MFCC stats | - |" in (
+        evaluation_markdown(result)
+    )
     json.dumps(result)  # what `eval timbre --json` writes
 
 

@@ -198,7 +198,8 @@ def run_info(run: str | os.PathLike[str], pairs_dir: str | os.PathLike[str]) -> 
 
     Returns ``objective`` (``"transfer"``, ``"reconstruction"`` or None when the run has no
     training record), ``adversarial`` (trained with the discriminators; records written
-    before ``--no-gan`` existed lack the key and were all GAN runs), ``preset``,
+    before ``--no-gan`` existed lack the key and were all GAN runs), ``mfcc_weight`` (of
+    the MFCC-statistics loss term; 0 = off, as before it existed), ``preset``,
     ``budget`` (the requested steps / minutes / batch size), ``trained_steps`` and
     ``train_seconds`` (last logged step and its time), ``train_data``, and
     ``shared_notes`` / ``shared_instruments``: how many notes / instruments of
@@ -219,6 +220,7 @@ def run_info(run: str | os.PathLike[str], pairs_dir: str | os.PathLike[str]) -> 
     row: dict[str, Any] = {
         "objective": info.get("objective"),
         "adversarial": info.get("adversarial", True) if info else None,
+        "mfcc_weight": info.get("mfcc_weight", 0.0),
         "preset": info.get("preset"),
         "budget": info.get("budget"),
         "train_data": info.get("data"),
@@ -369,11 +371,13 @@ def _heldout_cell(row: dict[str, Any]) -> str:
     return "yes" if not instruments else f"yes ({instruments} instruments seen in training)"
 
 
-def losses_label(adversarial: bool | None) -> str:
-    """What a run trained on, from its ``adversarial`` flag (:func:`run_info`)."""
+def losses_label(adversarial: bool | None, mfcc_weight: float = 0.0) -> str:
+    """What a run trained on, from its ``adversarial`` flag and ``mfcc_weight``
+    (:func:`run_info`)."""
     if adversarial is None:
         return "unknown"
-    return "GAN + mel + STFT" if adversarial else "mel + STFT"
+    label = "GAN + mel + STFT" if adversarial else "mel + STFT"
+    return f"{label} + {mfcc_weight:g} x MFCC stats" if mfcc_weight else label
 
 
 def evaluation_markdown(result: dict[str, Any]) -> str:
@@ -390,7 +394,7 @@ def evaluation_markdown(result: dict[str, Any]) -> str:
     labels = {
         "engine": lambda r: r.get("engine") or "unet",
         "objective": lambda r: r.get("objective") or "unknown",
-        "losses": lambda r: losses_label(r.get("adversarial")),
+        "losses": lambda r: losses_label(r.get("adversarial"), r.get("mfcc_weight") or 0.0),
         "held out": _heldout_cell,
         "trained steps": lambda r: str(r.get("trained_steps") or "?"),
     }  # fmt: skip
