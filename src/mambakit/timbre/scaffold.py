@@ -105,11 +105,6 @@ class ScaffoldConfig:
         note_inputs: the decoder also reads the content note's pitch relative to the style
             note's (how far the style's measured spectrum must be carried) and the time
             since the note's onset (how far into its decay it is).
-        eq_points: ``Q`` points (mel-spaced, 0 .. sr / 2) of a per-frame equaliser the
-            decoder also outputs, a log gain over frequency applied to the harmonics at
-            ``k f0`` and to the noise bands: a correction anchored to frequency (a spectral
-            tilt, a formant), which the per-harmonic corrections can only express as a
-            different pattern for every f0. 0: none (the runs saved before it).
         segment_seconds: training crop length (inference takes any length).
     """
 
@@ -133,7 +128,6 @@ class ScaffoldConfig:
     note_curve_seconds: float = 4.0
     note_envelope: bool = True
     note_inputs: bool = True
-    eq_points: int = 0
     segment_seconds: float = 1.5
 
     # What a run saved before the note envelope existed was trained without it (and its
@@ -255,10 +249,6 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
         # small corrections at first: an untrained model renders the measured envelope
         nn.init.normal_(self.dec_out.weight, std=0.01)
         nn.init.zeros_(self.dec_out.bias)
-        if c.eq_points:
-            self.eq_out = nn.Linear(c.dec_d_model, c.eq_points)
-            nn.init.zeros_(self.eq_out.weight)  # flat at first: a fine-tuned run starts as it was
-            nn.init.zeros_(self.eq_out.bias)
         self.synth = HarmonicNoiseSynth(c.sample_rate, c.hop, c.n_noise_bands)
         bands = torch.linspace(0, c.sample_rate / 2, c.n_noise_bands)
         self.register_buffer("noise_band_hz", bands, persistent=False)
@@ -391,30 +381,14 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
         e = style.embedding[:, None].expand(-1, f, -1)
         priors = [(p + 8.0) / 8.0 for p in (by_freq, by_number, prior_n)]
         x = torch.cat([feats, e, *priors], dim=-1)
-        h = self.decoder(self.dec_in(x), cache)  # [B, F, D]
-        out = self.dec_out(h)  # [B, F, 1 + K + M]
+        out = self.dec_out(self.decoder(self.dec_in(x), cache))  # [B, F, 1 + K + M]
         gain, dist, noise = torch.split(out, [1, c.n_harmonics, c.n_noise_bands], dim=-1)
-        if c.eq_points:
-            eq = self.eq_out(h)  # [B, F, Q] log gain at mel-spaced frequencies
-            dist = dist + self._eq_at(eq, f0[..., None] * k)
-            noise_eq = self._eq_at(eq, self.noise_band_hz.expand(b, f, -1))
         level = torch.pow(10.0, loudness[..., None] / 20.0)
         mask = nyquist_mask(f0, c.n_harmonics, c.sample_rate)
         dist = torch.softmax((prior_h + dist).masked_fill(mask == 0, -1e4), dim=-1) * mask
         amplitudes = _exp_gain(gain, 0.0) * level * dist
         noise = torch.exp(prior_n) * _exp_gain(noise, -25.0) * level
-        if c.eq_points:
-            noise = noise * torch.exp(noise_eq)
         return amplitudes, noise
-
-    def _eq_at(self, eq: Tensor, freqs_hz: Tensor) -> Tensor:
-        """The equaliser ``eq`` ``[B, F, Q]`` (log gain on a mel-spaced grid 0 .. sr / 2)
-        at ``freqs_hz`` ``[B, F, N]``, linear in mel -> ``[B, F, N]``."""
-        nyquist = self.config.sample_rate / 2
-        to_mel = lambda hz: torch.log1p(hz / 700.0)  # noqa: E731  (mel up to a factor)
-        # SpectralEnvelope.sample reads a grid that is uniform in its frequency argument
-        position = to_mel(freqs_hz.clamp(0.0, nyquist)) / math.log1p(nyquist / 700.0) * nyquist
-        return SpectralEnvelope.sample(eq, position, self.config.sample_rate)
 
     def blend(self, content: StyleCode | None, style: StyleCode, alpha: float) -> StyleCode:
         """``alpha style + (1 - alpha) content``; ``alpha = 1`` needs no content."""

@@ -123,8 +123,7 @@ def train_scaffold(
         mfcc_weight: weight of its MFCC-statistics term.
         init_from: a scaffold run (or packaged model name) whose weights start the run
             (fine-tuning). With a preset name as ``config`` the run's own config is used; a
-            :class:`ScaffoldConfig` may differ from it by an added equaliser
-            (``eq_points``), which starts flat.
+            :class:`ScaffoldConfig` must have the run's parameter shapes.
 
     Returns:
         The trainer's :class:`~mambakit.train.FitSummary`.
@@ -145,13 +144,10 @@ def train_scaffold(
     torch.manual_seed(train.seed)
     model = ScaffoldTimbre(config)
     if start is not None:
-        # a config that adds the equaliser to the run's: the new head starts flat (zeros)
-        missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
-        if unexpected or any(not key.startswith("eq_out.") for key in missing):
-            raise ValueError(
-                f"{init_from}: its weights do not fit this config (missing {missing}, "
-                f"unexpected {unexpected}); only eq_points may be added"
-            )
+        try:
+            model.load_state_dict(start.state_dict())
+        except RuntimeError as exc:
+            raise ValueError(f"{init_from}: its weights do not fit this config ({exc})") from None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     info = {
