@@ -14,6 +14,7 @@ from mambakit.eval.timbre import (
     curve_agreement,
     evaluate_runs,
     evaluation_markdown,
+    gain_by_interval,
     mfcc_statistics,
     pair_metrics,
     pitch_accuracy,
@@ -126,6 +127,10 @@ def test_evaluate_runs_labels_each_run_and_warns_when_pairs_were_seen(two_runs, 
         assert 0.0 <= row["pitch_accuracy"] <= 1.0
         assert len(row["style_gain_per_pair"]) == row["pairs"]
         assert np.mean(row["style_gain_per_pair"]) == pytest.approx(row["style_gain"])
+        assert len(row["interval_per_pair"]) == row["pairs"]
+        assert row["style_gain_by_interval"] == gain_by_interval(
+            row["style_gain_per_pair"], row["interval_per_pair"]
+        )
     reference = result["reference"]  # the targets as outputs: a perfect transfer
     assert reference["pairs"] == 2 and reference["style_gain"] == pytest.approx(1.0)
     assert reference["si_sdr"] > 100 and math.isnan(reference["recon_si_sdr"])
@@ -140,6 +145,19 @@ def test_evaluate_runs_labels_each_run_and_warns_when_pairs_were_seen(two_runs, 
         evaluation_markdown(result)
     )
     json.dumps(result)  # what `eval timbre --json` writes
+
+
+def test_gain_by_interval_groups_the_pairs_by_the_style_notes_distance():
+    gains, intervals = [0.6, 0.4, 0.2, -0.1, 0.3], [2, -3, 7, -14, 12]
+    bands = gain_by_interval(gains, intervals)
+    assert [(b["lo"], b["hi"], b["pairs"]) for b in bands] == [(0, 4, 2), (5, 12, 2), (13, 127, 1)]
+    assert [b["style_gain"] for b in bands] == pytest.approx([0.5, 0.25, -0.1])
+    assert gain_by_interval([0.5], [1])[2]["style_gain"] is None  # an empty band
+    new = {"name": "a", "pairs": 5, "style_gain": 0.28, "style_gain_by_interval": bands}
+    result = {"runs": [new, {"name": "old", "pairs": 5, "style_gain": 0.1}]}  # saved before
+    md = evaluation_markdown(result)
+    assert "| style_gain, style 0-4 semitones away (2 pairs) ↑ | 0.500 | - |" in md
+    assert "| style_gain, style > 12 semitones away (1 pairs) ↑ | -0.100 | - |" in md
 
 
 def test_style_distance_ignores_level_and_sees_the_spectral_shape():

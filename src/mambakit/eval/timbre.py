@@ -64,6 +64,7 @@ __all__ = [
     "pair_metrics",
     "evaluate_runs",
     "evaluation_markdown",
+    "gain_by_interval",
     "METRICS",
 ]
 
@@ -85,6 +86,10 @@ KIND = "timbre-eval"
 REFERENCE_NAME = "target (perfect transfer)"
 # Crop length of the held-out pairs: the U-Net's chunk, so older results stay comparable.
 EVAL_SEGMENT_SECONDS = 2.1
+# Style gain is also reported by how far the style note is from the content's pitch
+# (|semitones|, inclusive ranges): a near style note shows the spectrum at nearly the
+# target's pitch, one an octave away does not.
+INTERVAL_BANDS = ((0, 4), (5, 12), (13, 127))
 # Pitch curves (semitones): flatter than 10 cents std is a steady note; 50 cents agree.
 PITCH_FLAT, PITCH_MATCH = 0.1, 0.5
 # Loudness curves (dB): flatter than 0.5 dB std is steady; 1 dB agree.
@@ -292,11 +297,13 @@ def evaluate_runs(
         )
         g = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(data), generator=g).tolist()
-        scored = []
+        scored, intervals = [], []
         for index in tqdm(order[:n_pairs], desc=f"eval {Path(run).name}", disable=not progress):
             item = data.sample(index, g)
             if not item["transfer"]:
                 continue  # no other instrument plays this pitch
+            content_index, style_index, _ = item["indices"].tolist()
+            intervals.append(data.records[content_index].pitch - data.records[style_index].pitch)
             content, target = item["content"][0], item["target"][0]
             with warnings.catch_warnings():  # a decaying note's quiet tail: not our concern
                 warnings.simplefilter("ignore")
@@ -314,7 +321,10 @@ def evaluate_runs(
         rows.append({"run": run, "name": Path(run).name or run, "engine": tt.engine, **info,
                      **speed,
                      "pairs": len(scored), **means,
-                     "style_gain_per_pair": [r["style_gain"] for r in scored]})  # fmt: skip
+                     "style_gain_per_pair": [r["style_gain"] for r in scored],
+                     "interval_per_pair": intervals,
+                     "style_gain_by_interval": gain_by_interval(
+                         [r["style_gain"] for r in scored], intervals)})  # fmt: skip
     means = {k: float(np.mean([r[k] for r in reference])) for k in METRICS}
     return {
         "kind": KIND,
@@ -356,6 +366,29 @@ def _speed(tt: TimbreTransfer, data: PairedNotes, seconds: float, repeats: int) 
         "speed_seconds": seconds,
         "speed_chunks": tt.last_report.chunks,
     }
+
+
+def gain_by_interval(gains: Sequence[float], intervals: Sequence[int]) -> list[dict[str, Any]]:
+    """Mean style gain of the pairs whose style note lies ``lo .. hi`` semitones (either
+    way) from the content, per band of :data:`INTERVAL_BANDS`:
+    ``[{"lo", "hi", "pairs", "style_gain"}]`` (``style_gain`` None for an empty band)."""
+    bands = []
+    for lo, hi in INTERVAL_BANDS:
+        inside = [g for g, i in zip(gains, intervals) if lo <= abs(i) <= hi]
+        mean = float(np.mean(inside)) if inside else None
+        bands.append({"lo": lo, "hi": hi, "pairs": len(inside), "style_gain": mean})
+    return bands
+
+
+def _band_gain(row: dict[str, Any], b: int) -> float | None:
+    """Band ``b``'s style gain in a run's row (None where the row has no such band: a
+    result saved before the breakdown existed)."""
+    bands = row.get("style_gain_by_interval") or []
+    return bands[b]["style_gain"] if b < len(bands) else None
+
+
+def _band_name(band: dict[str, Any]) -> str:
+    return f"> {band['lo'] - 1}" if band["hi"] >= 127 else f"{band['lo']}-{band['hi']}"
 
 
 def _cell(value: float | None) -> str:
@@ -406,6 +439,10 @@ def evaluation_markdown(result: dict[str, Any]) -> str:
         rows.append(
             row(f"{metric}{' ↑' if higher else ' ↓'}", [_cell(r.get(metric)) for r in columns])
         )
+    for b, band in enumerate(runs[0].get("style_gain_by_interval") or []):
+        cells = [_cell(_band_gain(r, b)) for r in runs]
+        name = f"style_gain, style {_band_name(band)} semitones away ({band['pairs']} pairs) ↑"
+        rows.append(row(name, cells + ["-"] * len(reference)))
     if any("x_realtime" in r for r in runs):
         seconds = next(r["speed_seconds"] for r in runs if "x_realtime" in r)
         cells = [_cell(r.get("x_realtime")) for r in runs] + ["-"] * len(reference)
