@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -567,12 +567,19 @@ def _scan_backward(
     grad_y: Tensor | None,
     grad_state: Tensor | None,
     grad_x: Tensor | None = None,
+    scratch: Callable[..., Tensor] | None = None,
+    sums_into: Sequence[Tensor | None] | None = None,
 ) -> tuple[Tensor | None, ...]:
     """Gradients of ``(x, dt, A, B, C, D, h0)`` by ``{kind}_bwd`` (``None`` for an absent
     ``D``); ``saved`` are the inputs of :func:`_scan_forward` as the kernel read them,
     ``grad_state`` (``None``: zero) the gradient of its final state. The gradient of ``x``
     goes to ``grad_x`` when given (in place where its rows are laid out as the kernel reads
-    ``x``: ``[a, w]`` blocks contiguous, any row stride), else to a new buffer."""
+    ``x``: ``[a, w]`` blocks contiguous, any row stride), else to a new buffer.
+
+    ``scratch(name, *shape)``, when given, provides the per-thread partial sums of the
+    SSD gradients of ``dt``, ``B``, ``C`` (:func:`~mambakit.ssm.cpu_fused._scratch`), and
+    ``sums_into`` (one entry per gradient of ``(dt, A, B, C, D)``, ``None`` for a new
+    tensor) the tensors their sums are written into (any strides)."""
     lib = _require()
     x, dt, A, B, C, D, _ = saved
     sizes, channels, n = _sizes(kind, x, B)
@@ -591,7 +598,9 @@ def _scan_backward(
             grads.append(None)
         elif mode == "partial" and kind == "ssd_scan" and t.ndim > 1:
             # ddt, dB, dC: every row zeroed by the kernel as its chunk starts (in cache)
-            grads.append(torch.empty(len(ranges), *t.shape, dtype=torch.float32))
+            shape = (len(ranges), *t.shape)
+            name = f"scan_grad{len(grads)}"
+            grads.append(torch.empty(shape) if scratch is None else scratch(name, *shape))
         elif mode == "partial":
             grads.append(torch.zeros(len(ranges), *t.shape, dtype=torch.float32))
         else:
@@ -607,11 +616,22 @@ def _scan_backward(
     _run_ranges(run, ranges)
     if wanted is not None and wanted is not grad_x:
         grad_x = wanted.copy_(grad_x)
+    into = sums_into or (None,) * len(grads)
     summed = [
-        None if g is None else (g.sum(0) if mode == "partial" else g)
-        for g, mode in zip(grads, _GRAD_MODES[kind], strict=True)
+        None if g is None else (_sum_partials(g, dest) if mode == "partial" else g)
+        for g, mode, dest in zip(grads, _GRAD_MODES[kind], into, strict=True)
     ]
     return (grad_x, *summed, grad_h0.view(x.shape[:1] + x.shape[2:] + (n,)))
+
+
+def _sum_partials(partials: Tensor, out: Tensor | None) -> Tensor:
+    """The sum of ``partials`` ``[ranges, ...]`` over ranges, written into ``out`` when given."""
+    if out is None:
+        return partials.sum(0)
+    out.copy_(partials[0].view(out.shape))
+    for p in partials[1:]:
+        out.add_(p.view(out.shape))
+    return out
 
 
 class _FusedScan(torch.autograd.Function):

@@ -226,10 +226,8 @@ def _mamba2_forward(
     """
     b, length, _ = x.shape
     fused = _fused_stages(layer, x, conv_state)
-    if fused is not None:  # conv .. gated norm as one node of fused C kernels
-        zxbcdt = fused.in_projection(layer.in_proj, x)
-        y, final_state = fused.mamba2_body(layer, zxbcdt, initial_state)
-        return layer.out_proj(y), final_state
+    if fused is not None:  # in_proj .. out_proj as one node of fused C kernels
+        return fused.mamba2_layer(layer, x, initial_state)
     zxbcdt = layer.in_proj(x)
     z, xbc, dt = layer._split(zxbcdt)  # xbc: [B, L, conv_dim]
     conv_out = causal_conv1d(xbc, layer.conv1d.weight, layer.conv1d.bias, conv_state)
