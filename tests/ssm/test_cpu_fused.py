@@ -74,23 +74,53 @@ def test_gated_norm_matches_the_torch_norm(monkeypatch, length, group_size, thre
     _assert_agree(fast, reference, [y, wide, weight], ["y", "z", "weight"])
 
 
-@pytest.mark.parametrize("length,threads", [(1, 1), (45, 2), (70, 3)])
-def test_layer_with_fused_body_equals_the_torch_stages(monkeypatch, length, threads):
-    # the whole body (conv .. norm, one node) against the PyTorch stages: output, final
-    # state and the gradient of the input, the initial state and every parameter
+# (M, K, N, threads): columns of 3 vectors + 2 (a partial vector), row ranges over 3
+# threads not multiples of the 6-row tile, one row, and long reductions (K > 8 M) whose
+# terms are split over 3 threads unevenly.
+GEMM_CASES = [(37, 13, 50, 1), (41, 70, 64, 3), (1, 5, 17, 2), (7, 1000, 33, 3), (3, 600, 16, 2)]
+
+
+@pytest.mark.parametrize("m,k,n,threads", GEMM_CASES)
+def test_gemm_matches_torch_mm(monkeypatch, m, k, n, threads):
+    cpu_fused = _fused(monkeypatch, threads)
+    gen = torch.Generator().manual_seed(0)
+    b = torch.randn(k, n + 3, generator=gen)[:, 1 : n + 1]  # rows strided
+    bias = torch.randn(n, generator=gen)
+    a_rows = torch.randn(m, k + 5, generator=gen)[:, 2 : k + 2]  # a strided slice
+    a_cols = torch.randn(k, m, generator=gen).t()  # a transposed view
+    for a in (a_rows, a_cols):
+        for with_bias in (None, bias):
+            out = torch.full((m, n + 4), 7.0)[:, :n]  # written in place, rows strided
+            cpu_fused._gemm(a, b, out, with_bias)
+            want = a @ b + (0 if with_bias is None else with_bias)
+            torch.testing.assert_close(out, want, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "length,threads,d_state,bias,strided",
+    [(1, 1, 8, False, False), (45, 2, 8, False, False), (70, 3, 8, False, False),
+     (67, 3, 16, True, True), (5, 2, 32, True, False)],
+)  # fmt: skip
+def test_layer_with_fused_body_equals_the_torch_stages(
+    monkeypatch, length, threads, d_state, bias, strided
+):
+    # the whole layer (in_proj .. out_proj, one node) against the PyTorch stages: output,
+    # final state and the gradient of the input, the initial state and every parameter;
+    # projections with biases, an input read through strides (not a contiguous tensor)
     cpu_fused = _fused(monkeypatch, threads)
     from mambakit.ssm import cpu_kernel
 
     monkeypatch.setattr(cpu_kernel, "_MIN_PARALLEL_UPDATES", 0)
     monkeypatch.setattr(cpu_kernel, "_CHECKPOINT_STEPS", 16)  # several checkpoints
     torch.manual_seed(0)
-    layer = Mamba2(16, d_state=8, headdim=8, ngroups=2, chunk_size=8)
+    layer = Mamba2(16, d_state=d_state, headdim=8, ngroups=2, chunk_size=8, bias=bias)
     x = torch.randn(2, length, 16, requires_grad=True)
-    h0 = torch.randn(2, layer.n_heads, 8, 8, requires_grad=True)
+    h0 = torch.randn(2, layer.n_heads, 8, d_state, requires_grad=True)
     wanted = [x, h0, *layer.parameters()]
 
     def run():
-        y, state = layer(x, initial_state=h0, return_final_state=True)
+        x_in = x.transpose(1, 2).contiguous().transpose(1, 2) if strided else x
+        y, state = layer(x_in, initial_state=h0, return_final_state=True)
         loss = (
             y.square().sum() + (state * torch.linspace(-1, 1, state.numel()).view_as(state)).sum()
         )
