@@ -1,23 +1,33 @@
-"""Fused C kernels for the elementwise stages of the Mamba-2 layer on CPU, forward and backward.
+"""Fused C kernels for the Mamba-2 layer on CPU, forward and backward.
 
-Two stages of :func:`~mambakit.ssm.mamba2._mamba2_forward` between the projections and the
-scan were each several PyTorch passes over ``[B, L, C]`` tensors (and, under autograd,
-several more saved tensors and backward nodes):
+:func:`mamba2_layer` runs :func:`~mambakit.ssm.mamba2._mamba2_forward` from ``in_proj`` to
+``out_proj`` as one autograd node (:class:`_Mamba2Layer`), of these C kernels:
 
+* ``sgemm``: the two projections and their gradients, register tiles of 6 rows x 64
+  columns in the full vector width (``-march=native``); MKL, behind ``torch.mm``, runs its
+  AVX2 path on AMD CPUs. Its twin is ``torch.mm``;
 * :func:`causal_conv1d_silu`: ``silu(causal_conv1d(x, weight, bias))``, the depthwise causal
   conv of ``(x, B, C)`` and its activation in one pass that reads the slice of ``in_proj``'s
   output in place (no copy of the strided slice), its backward in one more (the
   pre-activation is recomputed, not saved);
 * :func:`gated_rms_norm`: ``RMSNorm(y * silu(z)) * weight`` per group (the Mamba-2 output
   norm, :class:`~mambakit.ssm.mamba2.GatedRMSNorm`), ``z`` read in place from ``in_proj``'s
-  output, statistics recomputed in the backward.
+  output, statistics recomputed in the backward;
+* the SSD scan of :mod:`~mambakit.ssm.cpu_kernel`, forward and exact backward.
 
-Both keep their PyTorch twins as the reference (``causal_conv1d_ref`` + ``F.silu``, and
-``GatedRMSNorm``'s torch path); tests/ssm check values and every gradient against them.
+Each keeps its PyTorch twin as the reference (``torch.mm``, ``causal_conv1d_ref`` +
+``F.silu``, ``GatedRMSNorm``'s torch path, ``ssd_scan_ref``); tests/ssm check values and
+every gradient against them, and the whole layer against its PyTorch stages.
 The source (``cpu_fused.c``) is built once by :func:`~mambakit.ssm.cbuild.load_library`;
 :func:`available` says whether that worked, and the layer falls back to the PyTorch path
-when it did not. The conv splits channels between threads, the norm splits rows, on the
+when it did not. The conv splits channels between threads, the norm and the matrix
+product split rows (or, for a weight gradient, the time steps summed over), on the
 thread pool of :mod:`~mambakit.ssm.cpu_kernel` (ctypes calls release the GIL).
+
+Memory: the layer's intermediates go to per-thread scratch buffers reused call after
+call (:func:`_scratch`; at d_model 64 and L = 44,100 about 330 MB held by a thread that
+trained the layer, 160 MB by one that only ran it), since on the machines measured a
+fresh tensor of tens of MB costs more in page faults than the kernel that fills it.
 """
 
 from __future__ import annotations
@@ -53,8 +63,8 @@ _library: ctypes.CDLL | None = None
 _build_failed: str | None = None
 # Elements (batch x length x channels) below which a kernel runs on one thread.
 _MIN_PARALLEL_ELEMENTS = 2**16
-# Largest buffer :func:`_scratch` keeps per name and thread (the three of a d_model 64
-# layer at L = 44,100 take 90 MB).
+# Largest buffer :func:`_scratch` keeps per name and thread (the widest of a d_model 64
+# layer at L = 44,100, zxbcdt and its gradient, take 70 MB each).
 _MAX_SCRATCH_BYTES = 2**28
 _scratch_buffers = threading.local()
 

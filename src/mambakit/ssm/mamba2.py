@@ -22,7 +22,7 @@ from .ops import (
 
 __all__ = ["Mamba2", "Mamba2Cache", "GatedRMSNorm"]
 
-# The scan the fused body (cpu_fused.mamba2_body) implements; see _fused_stages.
+# The scan the fused layer (cpu_fused.mamba2_layer) implements; see _fused_stages.
 _SHIPPED_SCAN = ssd_scan
 
 
@@ -88,10 +88,11 @@ class Mamba2(RecurrentMixer):
     ``step`` ``[B, d_model] -> [B, d_model]``.
 
     Speed paths (``mambakit bench ssm`` measures each side by side with ``transformers``'
-    ``Mamba2Mixer``): on CPU (float32, ``backend="auto"``) everything between the two
-    projections is one autograd node of C kernels (:func:`~mambakit.ssm.cpu_fused.mamba2_body`:
-    conv + SiLU, the fused SSD recurrence of :mod:`~mambakit.ssm.cpu_kernel` with its exact
-    C backward, the gated norm), reading ``in_proj``'s output in place; with a conv cache
+    ``Mamba2Mixer``): on CPU (float32, ``backend="auto"``) the whole layer is one
+    autograd node of C kernels (:func:`~mambakit.ssm.cpu_fused.mamba2_layer`: the two
+    projections as a vectorised matrix product, conv + SiLU, the fused SSD recurrence of
+    :mod:`~mambakit.ssm.cpu_kernel` with its exact C backward, the gated norm), each stage
+    reading ``in_proj``'s output in place; with a conv cache
     to continue from, or where the kernels cannot be built, the same stages run as PyTorch
     ops beside the C scan (a time-major causal conv,
     :func:`~mambakit.ssm.ops.causal_conv1d`); ``backend="torch"`` runs the chunked SSD
@@ -253,8 +254,8 @@ def _mamba2_forward(
 
 
 def _fused_stages(layer: Mamba2, x: Tensor, conv_state: Tensor | None) -> Any:
-    """:mod:`~mambakit.ssm.cpu_fused` when the layer's body (conv + SiLU, softplus, scan,
-    gated norm) runs as its fused C kernels (:func:`~mambakit.ssm.cpu_fused.mamba2_body`):
+    """:mod:`~mambakit.ssm.cpu_fused` when the layer (projections, conv + SiLU, softplus,
+    scan, gated norm) runs as its fused C kernels (:func:`~mambakit.ssm.cpu_fused.mamba2_layer`):
     backend ``"auto"`` or ``"cpu_kernel"``, float32 CPU tensors, no conv history to continue
     from, not traced, both C libraries built, and this module's ``ssd_scan`` the shipped one;
     ``None`` for the PyTorch stages (the fallback where a build failed, logged once by
@@ -266,7 +267,7 @@ def _fused_stages(layer: Mamba2, x: Tensor, conv_state: Tensor | None) -> Any:
     from . import cpu_fused, cpu_kernel
 
     params = (layer.in_proj.weight, layer.conv1d.weight, layer.norm.weight, layer.D,
-              layer.dt_bias, layer.A_log)  # fmt: skip
+              layer.dt_bias, layer.A_log, layer.out_proj.weight)  # fmt: skip
     if not cpu_fused.supports(x, *params) or not cpu_kernel.available():
         return None
     return cpu_fused
