@@ -31,9 +31,10 @@ def _assert_agree(fast, reference, inputs, names, tol=1e-5):
 
 
 # (batch, length, channels, taps, bias, threads): odd lengths, a length shorter than the
-# kernel, one tap, no bias, channel ranges over 3 threads (40 channels: uneven).
+# kernel, one tap, no bias (with 4 taps: the one-pass path), channel ranges over 3 threads
+# (40 channels: uneven).
 CONV_CASES = [(2, 37, 40, 4, True, 1), (1, 3, 40, 4, True, 3), (2, 130, 40, 1, False, 3),
-              (1, 67, 24, 3, True, 2)]  # fmt: skip
+              (1, 67, 24, 3, True, 2), (2, 45, 40, 4, False, 3)]  # fmt: skip
 
 
 @pytest.mark.parametrize("b,length,channels,k,bias,threads", CONV_CASES)

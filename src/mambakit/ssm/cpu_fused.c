@@ -66,8 +66,20 @@ void conv_silu_fwd(const float *x, long x_stride, const float *taps, const float
         for (long t = 0; t < L; ++t) {
             const long k_first = t >= K - 1 ? 0 : K - 1 - t;  /* taps reading x[>= 0] */
             float *ot = ob + t * C;
-            conv_row(xb + (t - (K - 1)) * x_stride, x_stride, taps, bias, ot, C, K, k_first,
-                     c0, c1);
+            const float *xt = xb + (t - (K - 1)) * x_stride;
+            if (K == 4 && k_first == 0) {  /* the layers' default: conv and SiLU in one pass */
+                const float *x0 = xt, *x1 = xt + x_stride, *x2 = x1 + x_stride;
+                const float *x3 = x2 + x_stride;
+                const float *t0 = taps, *t1 = taps + C, *t2 = t1 + C, *t3 = t2 + C;
+                #pragma omp simd
+                for (long c = c0; c < c1; ++c) {
+                    const float pre = (bias ? bias[c] : 0.0f) + t0[c] * x0[c] + t1[c] * x1[c]
+                                      + t2[c] * x2[c] + t3[c] * x3[c];
+                    ot[c] = pre * sigmoidf_(pre);
+                }
+                continue;
+            }
+            conv_row(xt, x_stride, taps, bias, ot, C, K, k_first, c0, c1);
             #pragma omp simd
             for (long c = c0; c < c1; ++c) ot[c] = ot[c] * sigmoidf_(ot[c]);
         }
@@ -97,6 +109,26 @@ void conv_silu_bwd(const float *x, long x_stride, const float *taps, const float
                 const long k_first = t >= K - 1 ? 0 : K - 1 - t;
                 const float *xt = xb + (t - (K - 1)) * x_stride, *gt = gb + t * g_stride;
                 float *dxt = db + t * dx_stride;
+                if (K == 4 && k_first == 0) {  /* the default: this row's pass 1 in one loop */
+                    const float *x0 = xt, *x1 = xt + x_stride, *x2 = x1 + x_stride;
+                    const float *x3 = x2 + x_stride;
+                    const float *t0 = taps, *t1 = taps + C, *t2 = t1 + C, *t3 = t2 + C;
+                    float *d0 = dtaps, *d1 = dtaps + C, *d2 = d1 + C, *d3 = d2 + C;
+                    #pragma omp simd
+                    for (long c = c0; c < c1; ++c) {
+                        const float pre = (bias ? bias[c] : 0.0f) + t0[c] * x0[c]
+                                          + t1[c] * x1[c] + t2[c] * x2[c] + t3[c] * x3[c];
+                        const float s = sigmoidf_(pre);
+                        const float dpre = gt[c] * s * (1.0f + pre * (1.0f - s));
+                        dxt[c] = dpre;
+                        if (dbias) dbias[c] += dpre;
+                        d0[c] += dpre * x0[c];
+                        d1[c] += dpre * x1[c];
+                        d2[c] += dpre * x2[c];
+                        d3[c] += dpre * x3[c];
+                    }
+                    continue;
+                }
                 conv_row(xt, x_stride, taps, bias, acc, C, K, k_first, c0, c1);
                 #pragma omp simd
                 for (long c = c0; c < c1; ++c) {
