@@ -172,3 +172,20 @@ def test_layer_falls_back_to_torch_stages_when_the_build_fails(monkeypatch):
     y_fallback = Mamba2(16, d_state=8, headdim=8)
     y_fallback.load_state_dict(layer.state_dict())
     torch.testing.assert_close(y_fallback(x), layer(x), atol=1e-5, rtol=1e-5)
+
+
+def test_fused_layer_skips_the_gradients_nobody_asks_for(monkeypatch):
+    # a first layer: its input needs no gradient, and frozen projections need none either;
+    # what is asked for still equals the PyTorch stages
+    cpu_fused = _fused(monkeypatch, 2)
+    torch.manual_seed(0)
+    layer = Mamba2(16, d_state=16, headdim=8)
+    layer.in_proj.weight.requires_grad_(False)
+    layer.out_proj.weight.requires_grad_(False)
+    x = torch.randn(1, 23, 16)
+    wanted = [p for p in layer.parameters() if p.requires_grad]
+    fast = torch.autograd.grad(layer(x).square().sum(), wanted)
+    monkeypatch.setattr(cpu_fused, "supports", lambda *t: False)
+    reference = torch.autograd.grad(layer(x).square().sum(), wanted)
+    for g, r in zip(fast, reference, strict=True):
+        torch.testing.assert_close(g, r, atol=1e-4, rtol=1e-4)

@@ -433,7 +433,8 @@ class _Mamba2Layer(torch.autograd.Function):
             y, d_inner, zxbcdt, stride, w, eps, group_size, grad_normed,
             grad[..., :d_inner], _scratch("grad_y", b, length, d_inner), normed,
         )  # fmt: skip
-        grad_out_w = _gemm(g_out.t(), normed, torch.empty(d_model, d_inner))
+        needs = ctx.needs_input_grad
+        grad_out_w = _gemm(g_out.t(), normed, torch.empty(d_model, d_inner)) if needs[9] else None
         # the scan backward writes the gradient of x where the conv's input gradient goes,
         # and those of B, C beside it; the conv backward turns them into it in place
         grad_xbc = grad[..., d_inner : d_inner + conv_dim]
@@ -454,12 +455,14 @@ class _Mamba2Layer(torch.autograd.Function):
         torch.mul(grad_dt, torch.sigmoid(dt_pre), out=grad_dt_raw)  # softplus' = sigmoid
         # in_proj: the gradients of x and of the weight
         g_zxbcdt = grad.view(rows, stride)[:, :width]
-        grad_x = _gemm(g_zxbcdt, in_w, torch.empty(rows, d_model))
-        grad_in_w = _gemm(g_zxbcdt.t(), x.reshape(rows, d_model), torch.empty(width, d_model))
-        needs = ctx.needs_input_grad
+        grad_x = grad_in_w = None
+        if needs[0]:
+            grad_x = _gemm(g_zxbcdt, in_w, torch.empty(rows, d_model)).view(b, length, d_model)
+        if needs[1]:
+            grad_in_w = _gemm(g_zxbcdt.t(), x.reshape(rows, d_model), torch.empty(width, d_model))
         return (
-            grad_x.view(b, length, d_model),
-            grad_in_w if needs[1] else None,
+            grad_x,
+            grad_in_w,
             g_zxbcdt.sum(0) if needs[2] else None,
             grad_taps.t().unsqueeze(1) if needs[3] else None,  # [conv_dim, 1, K]
             grad_bias if needs[4] else None,
@@ -467,7 +470,7 @@ class _Mamba2Layer(torch.autograd.Function):
             grad_A * A if needs[6] else None,  # A = -exp(A_log)
             grad_D if needs[7] else None,
             grad_norm_w if needs[8] else None,
-            grad_out_w if needs[9] else None,
+            grad_out_w,
             g_out.sum(0) if has_out_b and needs[10] else None,
             grad_h0 if needs[11] else None,
             None,
