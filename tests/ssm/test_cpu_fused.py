@@ -31,9 +31,10 @@ def _assert_agree(fast, reference, inputs, names, tol=1e-5):
 
 
 # (batch, length, channels, taps, bias, threads): odd lengths, a length shorter than the
-# kernel, one tap, no bias, channel ranges over 3 threads (40 channels: uneven).
+# kernel, one tap, no bias (with 4 taps: the one-pass path), channel ranges over 3 threads
+# (40 channels: uneven).
 CONV_CASES = [(2, 37, 40, 4, True, 1), (1, 3, 40, 4, True, 3), (2, 130, 40, 1, False, 3),
-              (1, 67, 24, 3, True, 2)]  # fmt: skip
+              (1, 67, 24, 3, True, 2), (2, 45, 40, 4, False, 3)]  # fmt: skip
 
 
 @pytest.mark.parametrize("b,length,channels,k,bias,threads", CONV_CASES)
@@ -74,23 +75,53 @@ def test_gated_norm_matches_the_torch_norm(monkeypatch, length, group_size, thre
     _assert_agree(fast, reference, [y, wide, weight], ["y", "z", "weight"])
 
 
-@pytest.mark.parametrize("length,threads", [(1, 1), (45, 2), (70, 3)])
-def test_layer_with_fused_body_equals_the_torch_stages(monkeypatch, length, threads):
-    # the whole body (conv .. norm, one node) against the PyTorch stages: output, final
-    # state and the gradient of the input, the initial state and every parameter
+# (M, K, N, threads): columns of 3 vectors + 2 (a partial vector), row ranges over 3
+# threads not multiples of the 6-row tile, one row, and long reductions (K > 8 M) whose
+# terms are split over 3 threads unevenly.
+GEMM_CASES = [(37, 13, 50, 1), (41, 70, 64, 3), (1, 5, 17, 2), (7, 1000, 33, 3), (3, 600, 16, 2)]
+
+
+@pytest.mark.parametrize("m,k,n,threads", GEMM_CASES)
+def test_gemm_matches_torch_mm(monkeypatch, m, k, n, threads):
+    cpu_fused = _fused(monkeypatch, threads)
+    gen = torch.Generator().manual_seed(0)
+    b = torch.randn(k, n + 3, generator=gen)[:, 1 : n + 1]  # rows strided
+    bias = torch.randn(n, generator=gen)
+    a_rows = torch.randn(m, k + 5, generator=gen)[:, 2 : k + 2]  # a strided slice
+    a_cols = torch.randn(k, m, generator=gen).t()  # a transposed view
+    for a in (a_rows, a_cols):
+        for with_bias in (None, bias):
+            out = torch.full((m, n + 4), 7.0)[:, :n]  # written in place, rows strided
+            cpu_fused._gemm(a, b, out, with_bias)
+            want = a @ b + (0 if with_bias is None else with_bias)
+            torch.testing.assert_close(out, want, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "length,threads,d_state,bias,strided",
+    [(1, 1, 8, False, False), (45, 2, 8, False, False), (70, 3, 8, False, False),
+     (67, 3, 16, True, True), (5, 2, 32, True, False)],
+)  # fmt: skip
+def test_layer_with_fused_body_equals_the_torch_stages(
+    monkeypatch, length, threads, d_state, bias, strided
+):
+    # the whole layer (in_proj .. out_proj, one node) against the PyTorch stages: output,
+    # final state and the gradient of the input, the initial state and every parameter;
+    # projections with biases, an input read through strides (not a contiguous tensor)
     cpu_fused = _fused(monkeypatch, threads)
     from mambakit.ssm import cpu_kernel
 
     monkeypatch.setattr(cpu_kernel, "_MIN_PARALLEL_UPDATES", 0)
     monkeypatch.setattr(cpu_kernel, "_CHECKPOINT_STEPS", 16)  # several checkpoints
     torch.manual_seed(0)
-    layer = Mamba2(16, d_state=8, headdim=8, ngroups=2, chunk_size=8)
+    layer = Mamba2(16, d_state=d_state, headdim=8, ngroups=2, chunk_size=8, bias=bias)
     x = torch.randn(2, length, 16, requires_grad=True)
-    h0 = torch.randn(2, layer.n_heads, 8, 8, requires_grad=True)
+    h0 = torch.randn(2, layer.n_heads, 8, d_state, requires_grad=True)
     wanted = [x, h0, *layer.parameters()]
 
     def run():
-        y, state = layer(x, initial_state=h0, return_final_state=True)
+        x_in = x.transpose(1, 2).contiguous().transpose(1, 2) if strided else x
+        y, state = layer(x_in, initial_state=h0, return_final_state=True)
         loss = (
             y.square().sum() + (state * torch.linspace(-1, 1, state.numel()).view_as(state)).sum()
         )
@@ -141,3 +172,20 @@ def test_layer_falls_back_to_torch_stages_when_the_build_fails(monkeypatch):
     y_fallback = Mamba2(16, d_state=8, headdim=8)
     y_fallback.load_state_dict(layer.state_dict())
     torch.testing.assert_close(y_fallback(x), layer(x), atol=1e-5, rtol=1e-5)
+
+
+def test_fused_layer_skips_the_gradients_nobody_asks_for(monkeypatch):
+    # a first layer: its input needs no gradient, and frozen projections need none either;
+    # what is asked for still equals the PyTorch stages
+    cpu_fused = _fused(monkeypatch, 2)
+    torch.manual_seed(0)
+    layer = Mamba2(16, d_state=16, headdim=8)
+    layer.in_proj.weight.requires_grad_(False)
+    layer.out_proj.weight.requires_grad_(False)
+    x = torch.randn(1, 23, 16)
+    wanted = [p for p in layer.parameters() if p.requires_grad]
+    fast = torch.autograd.grad(layer(x).square().sum(), wanted)
+    monkeypatch.setattr(cpu_fused, "supports", lambda *t: False)
+    reference = torch.autograd.grad(layer(x).square().sum(), wanted)
+    for g, r in zip(fast, reference, strict=True):
+        torch.testing.assert_close(g, r, atol=1e-4, rtol=1e-4)

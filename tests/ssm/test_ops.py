@@ -294,3 +294,18 @@ def test_ssd_cpu_kernel_channel_tiles_match_reference(
         return ssd_scan(x, dt, A, B, C, D, 8, h0, True, backend="cpu_kernel")
 
     _assert_scans_agree(fast, _ssd_ref, inputs, SSD_ARGS, grad_tol=1e-4)
+
+
+@pytest.mark.parametrize("length,threads,checkpoint", [(130, 1, 64), (45, 3, 7), (2, 2, 64)])
+def test_ssd_cpu_kernel_backward_over_state_blocks_matches_reference(
+    monkeypatch, length, threads, checkpoint
+):
+    # d_state 48: the backward of four channels runs on three blocks of 16 state entries,
+    # summing dx and dL/d(decay) across them; 3 threads split 40 channels unevenly
+    _split_kernel(monkeypatch, threads, checkpoint)
+    inputs = _ssd_inputs(length=length, h=5, p=8, g=1, n=48)
+
+    def fast(x, dt, A, B, C, D, h0):
+        return ssd_scan(x, dt, A, B, C, D, 8, h0, True, backend="cpu_kernel")
+
+    _assert_scans_agree(fast, _ssd_ref, inputs, SSD_ARGS, grad_tol=1e-4)

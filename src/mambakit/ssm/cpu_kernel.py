@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -291,6 +291,121 @@ void ssd_scan_fwd(const float *x, const float *dt, const float *A, const float *
    run backwards. The CB channels share B_t, C_t and the decay, so they go through each
    step together: CB independent dependency chains (g, and the recomputed state) in flight
    instead of one, and one read-modify-write of dB_t, dC_t per CB channels. */
+
+/* The sums of the lanes of a, b, c, d, e into out[0..4]: four of them by one tree of
+   shuffles (halves added pairwise), not four separate reductions. */
+static inline void hsum5(v16 a, v16 b, v16 c, v16 d, v16 e, float *out) {
+    const v16 ab = __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20,
+                                           21, 22, 23)
+                   + __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26,
+                                             27, 28, 29, 30, 31);  /* [a: 8 | b: 8] */
+    const v16 cd = __builtin_shufflevector(c, d, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20,
+                                           21, 22, 23)
+                   + __builtin_shufflevector(c, d, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26,
+                                             27, 28, 29, 30, 31);
+    const v16 q = __builtin_shufflevector(ab, cd, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19,
+                                          24, 25, 26, 27)
+                  + __builtin_shufflevector(ab, cd, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22,
+                                            23, 28, 29, 30, 31);  /* [a: 4 | b | c | d] */
+    const v16 r = q + __builtin_shufflevector(q, q, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14,
+                                              15, 12, 13);
+    const v16 t = r + __builtin_shufflevector(r, r, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13,
+                                              12, 15, 14);
+    out[0] = t[0];
+    out[1] = t[4];
+    out[2] = t[8];
+    out[3] = t[12];
+    float se = 0.0f;
+    for (int i = 0; i < 16; ++i) se += e[i];
+    out[4] = se;
+}
+
+/* ssd_bwd_chunk for four channels c .. c + 3 of one head, n a multiple of 16, m <= 64:
+   the chunk is run one block of 16 state entries at a time. For a block, the states of
+   the four channels over the chunk (4 x 65 vectors, 16 KB) are recomputed from the
+   checkpoint, then the adjoint of the block runs backwards with its four vectors in
+   registers; what sums over the state (dx and dL/d(decay) of each step) is accumulated
+   as vectors across the blocks and reduced once per step at the end. Everything a block
+   touches stays in L1. */
+static void ssd_bwd_chunk4(
+        const float *x, const float *dt, const float *A, const float *B, const float *C,
+        const float *D, const float *start, const float *dy, float *dx, float *ddt, float *dA,
+        float *dB, float *dC, float *dD, float *gst, const float *decays, long bi, long L,
+        long h, long p, long g, long n, long xs, long bcs, long dxs, long t0, long m, long c) {
+    const long hp = h * p, hh = c / p, gi = hh / (h / g);
+    const float Ah = A[hh];
+    float xcs[4 * 64], dys[4 * 64];  /* dt x and dy of the chunk's steps */
+    v16 hs[65][4];                   /* the block's states entering step i, per channel */
+    v16 dxv[64][4], ddv[64];         /* per step: dx, dL/d(decay) before the sum over lanes */
+    for (long i = 0; i < m; ++i) {
+        const long row = bi * L + t0 + i;
+        for (long q = 0; q < 4; ++q) {
+            xcs[4 * i + q] = dt[row * h + hh] * x[row * xs + c + q];
+            dys[4 * i + q] = dy[row * hp + c + q];
+        }
+    }
+    for (long k = 0; k < n; k += TILE) {
+        v16 s0 = *(const v16u *)(start + k), s1 = *(const v16u *)(start + n + k);
+        v16 s2 = *(const v16u *)(start + 2 * n + k), s3 = *(const v16u *)(start + 3 * n + k);
+        hs[0][0] = s0; hs[0][1] = s1; hs[0][2] = s2; hs[0][3] = s3;
+        for (long i = 0; i < m; ++i) {
+            const v16 Bk = *(const v16u *)(B + (bi * L + t0 + i) * bcs + gi * n + k);
+            const float decay = decays[i * h + hh];
+            s0 = s0 * decay + Bk * xcs[4 * i];
+            s1 = s1 * decay + Bk * xcs[4 * i + 1];
+            s2 = s2 * decay + Bk * xcs[4 * i + 2];
+            s3 = s3 * decay + Bk * xcs[4 * i + 3];
+            hs[i + 1][0] = s0; hs[i + 1][1] = s1; hs[i + 1][2] = s2; hs[i + 1][3] = s3;
+        }
+        float *g0 = gst + c * n + k, *g1 = g0 + n, *g2 = g1 + n, *g3 = g2 + n;
+        v16 a0 = *(v16u *)g0, a1 = *(v16u *)g1, a2 = *(v16u *)g2, a3 = *(v16u *)g3;
+        for (long i = m - 1; i >= 0; --i) {
+            const long row = bi * L + t0 + i;
+            const float decay = decays[i * h + hh];
+            const float *y4 = dys + 4 * i, *x4 = xcs + 4 * i;
+            const v16 Ck = *(const v16u *)(C + row * bcs + gi * n + k);
+            const v16 Bk = *(const v16u *)(B + row * bcs + gi * n + k);
+            const v16 gk0 = a0 + y4[0] * Ck, gk1 = a1 + y4[1] * Ck;
+            const v16 gk2 = a2 + y4[2] * Ck, gk3 = a3 + y4[3] * Ck;
+            float *dCt = dC + (row * g + gi) * n + k, *dBt = dB + (row * g + gi) * n + k;
+            *(v16u *)dCt += y4[0] * hs[i + 1][0] + y4[1] * hs[i + 1][1] + y4[2] * hs[i + 1][2]
+                            + y4[3] * hs[i + 1][3];
+            *(v16u *)dBt += x4[0] * gk0 + x4[1] * gk1 + x4[2] * gk2 + x4[3] * gk3;
+            const v16 dd = gk0 * hs[i][0] + gk1 * hs[i][1] + gk2 * hs[i][2] + gk3 * hs[i][3];
+            if (k == 0) {
+                dxv[i][0] = gk0 * Bk; dxv[i][1] = gk1 * Bk;
+                dxv[i][2] = gk2 * Bk; dxv[i][3] = gk3 * Bk;
+                ddv[i] = dd;
+            } else {
+                dxv[i][0] += gk0 * Bk; dxv[i][1] += gk1 * Bk;
+                dxv[i][2] += gk2 * Bk; dxv[i][3] += gk3 * Bk;
+                ddv[i] += dd;
+            }
+            a0 = gk0 * decay; a1 = gk1 * decay; a2 = gk2 * decay; a3 = gk3 * decay;
+        }
+        *(v16u *)g0 = a0; *(v16u *)g1 = a1; *(v16u *)g2 = a2; *(v16u *)g3 = a3;
+    }
+    float dA_acc = 0.0f, dD_acc = 0.0f;
+    for (long i = m - 1; i >= 0; --i) {
+        const long row = bi * L + t0 + i;
+        const float step = dt[row * h + hh], decay = decays[i * h + hh];
+        float sums[5];
+        hsum5(dxv[i][0], dxv[i][1], dxv[i][2], dxv[i][3], ddv[i], sums);
+        const float dlog = sums[4] * decay;  /* dL/d(dt A), summed over the four channels */
+        float ddt_acc = dlog * Ah;
+        for (long q = 0; q < 4; ++q) {
+            const float xr = x[row * xs + c + q], dyc = dys[4 * i + q];
+            dx[row * dxs + c + q] = step * sums[q] + (D ? D[hh] * dyc : 0.0f);
+            ddt_acc += xr * sums[q];
+            dD_acc += dyc * xr;
+        }
+        dA_acc += dlog * step;
+        ddt[row * h + hh] += ddt_acc;
+    }
+    dA[hh] += dA_acc;
+    if (D) dD[hh] += dD_acc;
+}
+
 #define SSD_BWD_CHANNELS 4
 static inline __attribute__((always_inline)) void ssd_bwd_chunk(
         const float *x, const float *dt, const float *A, const float *B, const float *C,
@@ -301,6 +416,11 @@ static inline __attribute__((always_inline)) void ssd_bwd_chunk(
     const long hp = h * p, hh = c / p, gi = hh / (h / g), nchk = (L + K - 1) / K;
     const long hstride = (K + 1) * n;  /* hbuf of channel q: hbuf + q * hstride */
     const float Ah = A[hh];
+    if (CB == 4 && n % TILE == 0 && m <= 64) {
+        ssd_bwd_chunk4(x, dt, A, B, C, D, chk + ((bi * nchk + j) * hp + c) * n, dy, dx, ddt,
+                       dA, dB, dC, dD, gst, decays, bi, L, h, p, g, n, xs, bcs, dxs, t0, m, c);
+        return;
+    }
     for (long q = 0; q < CB; ++q)
         memcpy(hbuf + q * hstride, chk + ((bi * nchk + j) * hp + c + q) * n,
                sizeof(float) * (size_t)n);
@@ -567,12 +687,19 @@ def _scan_backward(
     grad_y: Tensor | None,
     grad_state: Tensor | None,
     grad_x: Tensor | None = None,
+    scratch: Callable[..., Tensor] | None = None,
+    sums_into: Sequence[Tensor | None] | None = None,
 ) -> tuple[Tensor | None, ...]:
     """Gradients of ``(x, dt, A, B, C, D, h0)`` by ``{kind}_bwd`` (``None`` for an absent
     ``D``); ``saved`` are the inputs of :func:`_scan_forward` as the kernel read them,
     ``grad_state`` (``None``: zero) the gradient of its final state. The gradient of ``x``
     goes to ``grad_x`` when given (in place where its rows are laid out as the kernel reads
-    ``x``: ``[a, w]`` blocks contiguous, any row stride), else to a new buffer."""
+    ``x``: ``[a, w]`` blocks contiguous, any row stride), else to a new buffer.
+
+    ``scratch(name, *shape)``, when given, provides the per-thread partial sums of the
+    SSD gradients of ``dt``, ``B``, ``C`` (:func:`~mambakit.ssm.cpu_fused._scratch`), and
+    ``sums_into`` (one entry per gradient of ``(dt, A, B, C, D)``, ``None`` for a new
+    tensor) the tensors their sums are written into (any strides)."""
     lib = _require()
     x, dt, A, B, C, D, _ = saved
     sizes, channels, n = _sizes(kind, x, B)
@@ -591,7 +718,9 @@ def _scan_backward(
             grads.append(None)
         elif mode == "partial" and kind == "ssd_scan" and t.ndim > 1:
             # ddt, dB, dC: every row zeroed by the kernel as its chunk starts (in cache)
-            grads.append(torch.empty(len(ranges), *t.shape, dtype=torch.float32))
+            shape = (len(ranges), *t.shape)
+            name = f"scan_grad{len(grads)}"
+            grads.append(torch.empty(shape) if scratch is None else scratch(name, *shape))
         elif mode == "partial":
             grads.append(torch.zeros(len(ranges), *t.shape, dtype=torch.float32))
         else:
@@ -607,11 +736,22 @@ def _scan_backward(
     _run_ranges(run, ranges)
     if wanted is not None and wanted is not grad_x:
         grad_x = wanted.copy_(grad_x)
+    into = sums_into or (None,) * len(grads)
     summed = [
-        None if g is None else (g.sum(0) if mode == "partial" else g)
-        for g, mode in zip(grads, _GRAD_MODES[kind], strict=True)
+        None if g is None else (_sum_partials(g, dest) if mode == "partial" else g)
+        for g, mode, dest in zip(grads, _GRAD_MODES[kind], into, strict=True)
     ]
     return (grad_x, *summed, grad_h0.view(x.shape[:1] + x.shape[2:] + (n,)))
+
+
+def _sum_partials(partials: Tensor, out: Tensor | None) -> Tensor:
+    """The sum of ``partials`` ``[ranges, ...]`` over ranges, written into ``out`` when given."""
+    if out is None:
+        return partials.sum(0)
+    out.copy_(partials[0].view(out.shape))
+    for p in partials[1:]:
+        out.add_(p.view(out.shape))
+    return out
 
 
 class _FusedScan(torch.autograd.Function):

@@ -22,7 +22,7 @@ from .ops import (
 
 __all__ = ["Mamba2", "Mamba2Cache", "GatedRMSNorm"]
 
-# The scan the fused body (cpu_fused.mamba2_body) implements; see _fused_stages.
+# The scan the fused layer (cpu_fused.mamba2_layer) implements; see _fused_stages.
 _SHIPPED_SCAN = ssd_scan
 
 
@@ -88,10 +88,11 @@ class Mamba2(RecurrentMixer):
     ``step`` ``[B, d_model] -> [B, d_model]``.
 
     Speed paths (``mambakit bench ssm`` measures each side by side with ``transformers``'
-    ``Mamba2Mixer``): on CPU (float32, ``backend="auto"``) everything between the two
-    projections is one autograd node of C kernels (:func:`~mambakit.ssm.cpu_fused.mamba2_body`:
-    conv + SiLU, the fused SSD recurrence of :mod:`~mambakit.ssm.cpu_kernel` with its exact
-    C backward, the gated norm), reading ``in_proj``'s output in place; with a conv cache
+    ``Mamba2Mixer``): on CPU (float32, ``backend="auto"``) the whole layer is one
+    autograd node of C kernels (:func:`~mambakit.ssm.cpu_fused.mamba2_layer`: the two
+    projections as a vectorised matrix product, conv + SiLU, the fused SSD recurrence of
+    :mod:`~mambakit.ssm.cpu_kernel` with its exact C backward, the gated norm), each stage
+    reading ``in_proj``'s output in place; with a conv cache
     to continue from, or where the kernels cannot be built, the same stages run as PyTorch
     ops beside the C scan (a time-major causal conv,
     :func:`~mambakit.ssm.ops.causal_conv1d`); ``backend="torch"`` runs the chunked SSD
@@ -226,10 +227,8 @@ def _mamba2_forward(
     """
     b, length, _ = x.shape
     fused = _fused_stages(layer, x, conv_state)
-    if fused is not None:  # conv .. gated norm as one node of fused C kernels
-        zxbcdt = fused.in_projection(layer.in_proj, x)
-        y, final_state = fused.mamba2_body(layer, zxbcdt, initial_state)
-        return layer.out_proj(y), final_state
+    if fused is not None:  # in_proj .. out_proj as one node of fused C kernels
+        return fused.mamba2_layer(layer, x, initial_state)
     zxbcdt = layer.in_proj(x)
     z, xbc, dt = layer._split(zxbcdt)  # xbc: [B, L, conv_dim]
     conv_out = causal_conv1d(xbc, layer.conv1d.weight, layer.conv1d.bias, conv_state)
@@ -255,8 +254,8 @@ def _mamba2_forward(
 
 
 def _fused_stages(layer: Mamba2, x: Tensor, conv_state: Tensor | None) -> Any:
-    """:mod:`~mambakit.ssm.cpu_fused` when the layer's body (conv + SiLU, softplus, scan,
-    gated norm) runs as its fused C kernels (:func:`~mambakit.ssm.cpu_fused.mamba2_body`):
+    """:mod:`~mambakit.ssm.cpu_fused` when the layer (projections, conv + SiLU, softplus,
+    scan, gated norm) runs as its fused C kernels (:func:`~mambakit.ssm.cpu_fused.mamba2_layer`):
     backend ``"auto"`` or ``"cpu_kernel"``, float32 CPU tensors, no conv history to continue
     from, not traced, both C libraries built, and this module's ``ssd_scan`` the shipped one;
     ``None`` for the PyTorch stages (the fallback where a build failed, logged once by
@@ -268,7 +267,7 @@ def _fused_stages(layer: Mamba2, x: Tensor, conv_state: Tensor | None) -> Any:
     from . import cpu_fused, cpu_kernel
 
     params = (layer.in_proj.weight, layer.conv1d.weight, layer.norm.weight, layer.D,
-              layer.dt_bias, layer.A_log)  # fmt: skip
+              layer.dt_bias, layer.A_log, layer.out_proj.weight)  # fmt: skip
     if not cpu_fused.supports(x, *params) or not cpu_kernel.available():
         return None
     return cpu_fused
