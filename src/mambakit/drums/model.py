@@ -405,19 +405,95 @@ class BandPath(nn.Module):
     def forward(self, band: Tensor, cond: Tensor, gate: Tensor | None = None) -> Tensor:
         """``band [B, 3, n]``, ``cond [B, cond]`` -> ``[B, C_out, n]``, times ``gate [B, 1,
         1]`` when given (folded into the decoder's weights: no pass of its own)."""
-        n = band.shape[-1]
-        (kernel,), (pad,) = self.analysis.kernel_size, self.analysis.padding
-        taps = None if band.requires_grad else conv_taps(band, kernel, pad)  # [B, 3K + 1, n]
-        analysis = conv1d(self.analysis, band, taps)
-        h = smooth_downsample(F.silu(analysis), self.patch)  # [B, C, n / patch]
+        taps = None
+        if not _fused_ends(self, band):  # the tap windows shared by both convolutions
+            (kernel,), (pad,) = self.analysis.kernel_size, self.analysis.padding
+            taps = None if band.requires_grad else conv_taps(band, kernel, pad)
+        h = band_encode(self, band, taps)  # [B, C, n / patch]
         for block, film in zip(self.blocks, self.films):
             h = h + block(film(h, cond).transpose(1, 2)).transpose(1, 2)
-        modulation = smooth_upsample(h, self.patch, n)  # [B, C, n]
-        carrier = conv1d(self.carrier, band, taps)
-        if gate is None:
-            return conv1d(self.decode, carrier * modulation)  # [B, C_out, n]
-        weight = gate * self.decode.weight[None, :, :, 0]  # [B, C_out, C]: gate x decoder
-        return torch.baddbmm(gate * self.decode.bias[:, None], weight, carrier * modulation)
+        return band_decode(self, band, h, gate, taps)  # [B, C_out, n]
+
+
+def _fused_ends(path: BandPath, band: Tensor) -> bool:
+    """Whether :func:`band_encode` / :func:`band_decode` run the C kernels of
+    :mod:`mambakit.drums.band_ends` on ``band``: a patch above 1, 'same'-padded convolutions,
+    no gradient for the band itself, float32 CPU tensors, and the kernels built."""
+    from mambakit.drums import band_ends
+
+    conv = path.analysis
+    same = all(
+        c.padding[0] * 2 == c.kernel_size[0] - 1 and c.dilation == (1,) and c.bias is not None
+        for c in (path.analysis, path.carrier)
+    )
+    return (
+        path.patch > 1
+        and same
+        and not band.requires_grad
+        and band_ends.supports(band, conv.weight, path.carrier.weight, path.decode.weight)
+    )
+
+
+def _padded_input(path: BandPath, band: Tensor) -> tuple[Tensor, int]:
+    """``band`` zero-padded for the kernels (``pad`` in front, up to ``N * patch + pad``
+    behind) and ``N``, the number of tokens."""
+    n, pad = band.shape[-1], path.analysis.padding[0]
+    n_tok = -(-n // path.patch)
+    return F.pad(band, (pad, pad + n_tok * path.patch - n)), n_tok
+
+
+def band_encode(path: BandPath, band: Tensor, taps: Tensor | None = None) -> Tensor:
+    """The encoder of ``path``: ``smooth_downsample(silu(analysis(band)), patch)``, ``band [B,
+    3, n]`` -> tokens ``[B, C, ceil(n / patch)]``; by the C kernel when :func:`_fused_ends`
+    allows, else by :func:`band_encode_ref` (``taps``: the band's tap windows for it)."""
+    if not _fused_ends(path, band):
+        return band_encode_ref(path, band, taps)
+    from mambakit.drums import band_ends
+
+    xp, n_tok = _padded_input(path, band)
+    reach, weights = _gaussian_weights(path.patch, 1.0, band.device, band.dtype)
+    total = _pool(band.new_ones(1, band.shape[-1]), weights, reach, n_tok)  # [1, N]
+    conv = path.analysis
+    return band_ends.encode(xp, conv.weight, conv.bias, weights, n_tok, band.shape[-1]) / total
+
+
+def band_encode_ref(path: BandPath, band: Tensor, taps: Tensor | None = None) -> Tensor:
+    """:func:`band_encode` by PyTorch ops (its reference twin)."""
+    return smooth_downsample(F.silu(conv1d(path.analysis, band, taps)), path.patch)
+
+
+def band_decode(
+    path: BandPath, band: Tensor, tokens: Tensor, gate: Tensor | None, taps: Tensor | None = None
+) -> Tensor:
+    """The decoder of ``path``: ``decode(carrier(band) * smooth_upsample(tokens, patch, n))``
+    times ``gate [B, 1, 1]`` when given -> ``[B, C_out, n]``; by the C kernel when
+    :func:`_fused_ends` allows, else by :func:`band_decode_ref`."""
+    if not _fused_ends(path, band):
+        return band_decode_ref(path, band, tokens, gate, taps)
+    from mambakit.drums import band_ends
+
+    n = band.shape[-1]
+    xp, n_tok = _padded_input(path, band)
+    reach, weights = _gaussian_weights(path.patch, 1.0, band.device, band.dtype)
+    weights = weights / weights.sum(0)  # as smooth_upsample: normalised inside the clip
+    total = _spread(band.new_ones(1, n_tok), weights, reach)  # [1, N * patch]
+    gate = band.new_ones(band.shape[0]) if gate is None else gate.reshape(band.shape[0])
+    return band_ends.decode(
+        xp, path.carrier.weight, path.carrier.bias, F.pad(tokens, (reach, reach)), weights,
+        1.0 / total[0], path.decode.weight[:, :, 0], path.decode.bias, gate, n,
+    )  # fmt: skip
+
+
+def band_decode_ref(
+    path: BandPath, band: Tensor, tokens: Tensor, gate: Tensor | None, taps: Tensor | None = None
+) -> Tensor:
+    """:func:`band_decode` by PyTorch ops (its reference twin)."""
+    modulation = smooth_upsample(tokens, path.patch, band.shape[-1])  # [B, C, n]
+    carrier = conv1d(path.carrier, band, taps)
+    if gate is None:
+        return conv1d(path.decode, carrier * modulation)  # [B, C_out, n]
+    weight = gate * path.decode.weight[None, :, :, 0]  # [B, C_out, C]: gate x decoder
+    return torch.baddbmm(gate * path.decode.bias[:, None], weight, carrier * modulation)
 
 
 class DrumDiffusionModel(nn.Module, PretrainedMixin):

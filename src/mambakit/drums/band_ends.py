@@ -1,0 +1,226 @@
+"""C kernels for the full-rate ends of a drums band path, forward and backward (``band_ends.c``).
+
+:class:`~mambakit.drums.model.BandPath` turns a band ``[B, 3, n]`` into tokens and back::
+
+    tokens = pool(silu(analysis(band))) / total                  # encoder, [B, C, N]
+    y = gate * decode(carrier(band) * spread(tokens) * scale)    # decoder, [B, C_out, n]
+
+As PyTorch ops each step is a pass over a ``[B, C, n]`` tensor, saved for the backward or
+freshly allocated (on this VM a fresh tens-of-MB tensor costs more in page faults than the
+op that fills it), about a dozen per path and step. The kernels here compute the per-sample
+features one block of patches at a time in a few KB and keep only what leaves the block:
+the raw Gaussian pool of the encoder, the decoder's output, and in the backward the weight,
+token and gate gradients, recomputing the per-sample features instead of saving them.
+
+The functions take the tensors as :mod:`mambakit.drums.model` prepares them (zero-padded
+input, Gaussian tables, the spread's per-sample normalisation); the model module keeps the
+PyTorch twins (``band_encode_ref``, ``band_decode_ref``) and chooses between them. Batch rows
+are split between threads (ctypes calls release the GIL); sums over the batch go to one
+double-precision buffer per thread. Built once by :func:`~mambakit.ssm.cbuild.load_library`;
+:func:`available` says whether that worked.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from mambakit.ssm.cbuild import KernelBuildError, load_library
+from mambakit.ssm.cpu_kernel import _run_ranges
+
+__all__ = ["available", "decode", "encode", "supports", "unavailable_reason"]
+
+logger = logging.getLogger(__name__)
+
+_SOURCE_PATH = Path(__file__).with_name("band_ends.c")
+# -ffast-math: the vector expf of the SiLU, reductions in vector partial sums
+_FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-shared", "-fPIC"]
+_P, _L = ctypes.c_void_p, ctypes.c_long
+_SIGNATURES = {
+    "enc_fwd": [_P] * 5 + [_L] * 10,
+    "enc_bwd": [_P] * 7 + [_L] * 10,
+    "dec_fwd": [_P] * 10 + [_L] * 11,
+    "dec_bwd": [_P] * 16 + [_L] * 11,
+}
+_library: ctypes.CDLL | None = None
+_build_failed: str | None = None
+# Samples (batch x channels x length) below which a kernel runs on one thread.
+_MIN_PARALLEL_SAMPLES = 2**16
+
+
+def _load() -> ctypes.CDLL | None:
+    global _library, _build_failed
+    if _library is not None or _build_failed is not None:
+        return _library
+    try:
+        try:
+            source = _SOURCE_PATH.read_text()
+        except OSError as e:  # an install without the package data
+            raise KernelBuildError(f"band_ends: cannot read {_SOURCE_PATH}: {e}") from e
+        lib = load_library("band_ends", source, _FLAGS)
+    except KernelBuildError as e:
+        _build_failed = str(e)
+        logger.info("%s", _build_failed)
+        return None
+    for name, argtypes in _SIGNATURES.items():
+        getattr(lib, name).restype = None
+        getattr(lib, name).argtypes = argtypes
+    _library = lib
+    return lib
+
+
+def available() -> bool:
+    """Whether the kernels are built (building them now if needed) and loadable."""
+    return _load() is not None
+
+
+def unavailable_reason() -> str | None:
+    """Why :func:`available` is false (``None`` when it is true or was not tried)."""
+    return _build_failed
+
+
+def supports(*tensors: Tensor) -> bool:
+    """Whether the kernels can run on ``tensors``: float32 CPU tensors, no tracing."""
+    return (
+        not torch.compiler.is_compiling()
+        and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+        and available()
+    )
+
+
+def _ptr(t: Tensor) -> int:
+    return t.data_ptr()
+
+
+def _batch_ranges(batch: int, samples: int) -> list[tuple[int, int]]:
+    threads = max(1, min(torch.get_num_threads(), batch))
+    if samples < _MIN_PARALLEL_SAMPLES:
+        threads = 1
+    return [(batch * i // threads, batch * (i + 1) // threads) for i in range(threads)]
+
+
+def _partials(ranges: list, *shapes: tuple[int, ...]) -> list[Tensor]:
+    return [torch.zeros(len(ranges), *shape, dtype=torch.float64) for shape in shapes]
+
+
+def _sizes(xp: Tensor, conv_weight: Tensor, table: Tensor, n_tok: int, n: int) -> tuple:
+    """``(C, CI, K, LP, F, R, N, n)`` as the kernels take them."""
+    channels, c_in, kernel = conv_weight.shape
+    span, factor = table.shape
+    return channels, c_in, kernel, xp.shape[-1], factor, (span - 1) // 2, n_tok, n
+
+
+class _Encode(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, xp: Tensor, wa: Tensor, ba: Tensor, table: Tensor, n_tok: int,
+                n: int) -> Tensor:  # fmt: skip
+        lib = _load()
+        xp, wa, ba, table = (t.detach().contiguous() for t in (xp, wa, ba, table))
+        sizes = _sizes(xp, wa, table, n_tok, n)
+        tok = xp.new_empty(xp.shape[0], sizes[0], n_tok)
+        ranges = _batch_ranges(xp.shape[0], xp.shape[0] * sizes[0] * n)
+
+        def run(i: int, b0: int, b1: int) -> None:
+            lib.enc_fwd(_ptr(xp), _ptr(wa), _ptr(ba), _ptr(table), _ptr(tok), b0, b1, *sizes)
+
+        _run_ranges(run, ranges)
+        ctx.save_for_backward(xp, wa, ba, table)
+        ctx.sizes = sizes
+        return tok
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple:
+        lib = _load()
+        xp, wa, ba, table = ctx.saved_tensors
+        sizes = ctx.sizes
+        grad = grad.contiguous()
+        ranges = _batch_ranges(xp.shape[0], xp.shape[0] * sizes[0] * sizes[-1])
+        dwa, dba = _partials(ranges, wa.shape, ba.shape)
+
+        def run(i: int, b0: int, b1: int) -> None:
+            lib.enc_bwd(_ptr(xp), _ptr(wa), _ptr(ba), _ptr(table), _ptr(grad), _ptr(dwa[i]),
+                        _ptr(dba[i]), b0, b1, *sizes)  # fmt: skip
+
+        _run_ranges(run, ranges)
+        return None, dwa.sum(0).float(), dba.sum(0).float(), None, None, None
+
+
+def encode(xp: Tensor, weight: Tensor, bias: Tensor, table: Tensor, n_tok: int, n: int) -> Tensor:
+    """The encoder's raw Gaussian pool ``[B, C, n_tok]`` of ``silu(conv(x))``: ``xp [B, CI,
+    n_tok F + K - 1]`` the band zero-padded (``pad = (K - 1) / 2`` zeros in front), ``weight
+    [C, CI, K]``, ``bias [C]``, ``table [2R + 1, F]`` the pool's Gaussian weights, ``n`` the
+    band's length. Differentiable in ``weight`` and ``bias`` (not in ``xp``)."""
+    return _Encode.apply(xp, weight, bias, table, n_tok, n)
+
+
+class _Decode(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, xp: Tensor, wc: Tensor, bc: Tensor, tokp: Tensor, table: Tensor,
+                scale: Tensor, wd: Tensor, bd: Tensor, gate: Tensor, n: int) -> Tensor:  # fmt: skip
+        lib = _load()
+        inputs = [t.detach().contiguous() for t in (xp, wc, bc, tokp, table, scale, wd, bd, gate)]
+        xp, wc, _, tokp, table, _, wd, _, _ = inputs
+        n_tok = tokp.shape[-1] - (table.shape[0] - 1)
+        sizes = (*_sizes(xp, wc, table, n_tok, n), wd.shape[0])
+        y = xp.new_empty(xp.shape[0], wd.shape[0], n)
+        ranges = _batch_ranges(xp.shape[0], xp.shape[0] * sizes[0] * n)
+
+        def run(i: int, b0: int, b1: int) -> None:
+            lib.dec_fwd(*map(_ptr, inputs), _ptr(y), b0, b1, *sizes)
+
+        _run_ranges(run, ranges)
+        ctx.save_for_backward(*inputs)
+        ctx.sizes = sizes
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple:
+        lib = _load()
+        inputs = ctx.saved_tensors
+        xp, wc, bc, tokp, _, _, wd, bd, gate = inputs
+        sizes = ctx.sizes
+        grad = grad.contiguous()
+        ranges = _batch_ranges(xp.shape[0], xp.shape[0] * sizes[0] * sizes[-2])
+        gtokp = torch.zeros_like(tokp)
+        dgate = torch.empty_like(gate)
+        dwc, dbc, dwd, dbd = _partials(ranges, wc.shape, bc.shape, wd.shape, bd.shape)
+
+        def run(i: int, b0: int, b1: int) -> None:
+            lib.dec_bwd(*map(_ptr, inputs), _ptr(grad), _ptr(gtokp), _ptr(dgate),
+                        *(_ptr(p[i]) for p in (dwc, dbc, dwd, dbd)), b0, b1, *sizes)  # fmt: skip
+
+        _run_ranges(run, ranges)
+        need = ctx.needs_input_grad
+        return (
+            None,
+            dwc.sum(0).float(),
+            dbc.sum(0).float(),
+            gtokp if need[3] else None,
+            None,
+            None,
+            dwd.sum(0).float(),
+            dbd.sum(0).float(),
+            dgate if need[8] else None,
+            None,
+        )
+
+
+def decode(xp: Tensor, weight: Tensor, bias: Tensor, tokens_padded: Tensor, table: Tensor,
+           scale: Tensor, decoder_weight: Tensor, decoder_bias: Tensor, gate: Tensor,
+           n: int) -> Tensor:  # fmt: skip
+    """The decoder ``[B, C_out, n]``: ``gate[b] * (decoder_bias + decoder_weight @ (conv(x) *
+    spread(tokens) * scale))``. ``xp`` as for :func:`encode` (``weight [C, CI, K]``, ``bias
+    [C]``: the carrier convolution), ``tokens_padded [B, C, N + 2R]`` the tokens with ``R``
+    zeros on each side, ``table [2R + 1, F]`` the spread's weights, ``scale [N F]`` its
+    per-sample normalisation, ``decoder_weight [C_out, C]``, ``decoder_bias [C_out]``,
+    ``gate [B]``. Differentiable in every argument but ``xp``, ``table`` and ``scale``."""
+    return _Decode.apply(xp, weight, bias, tokens_padded, table, scale, decoder_weight,
+                         decoder_bias, gate, n)  # fmt: skip

@@ -1,0 +1,79 @@
+"""The C ends of a band path (drums/band_ends.c) against their PyTorch twins: values and every
+gradient, at odd lengths, short and long patches, with and without a gate, on one thread and
+on uneven batch ranges."""
+
+import pytest
+import torch
+
+from mambakit.drums import band_ends
+from mambakit.drums import model as drum_model
+
+pytestmark = pytest.mark.skipif(
+    not band_ends.available(), reason=f"band_ends not built: {band_ends.unavailable_reason()}"
+)
+
+
+def _path(patch: int, channels: int = 6, out_channels: int = 5) -> drum_model.BandPath:
+    torch.manual_seed(patch)
+    path = drum_model.BandPath(patch, channels, out_channels, 4, 1, 7)
+    with torch.no_grad():  # the zero-initialised heads would hide their gradients' paths
+        for p in path.parameters():
+            p.add_(0.1 * torch.randn(p.shape))
+    return path
+
+
+def _ends(path, band, tokens, gate, fused: bool):
+    encode = drum_model.band_encode if fused else drum_model.band_encode_ref
+    decode = drum_model.band_decode if fused else drum_model.band_decode_ref
+    return encode(path, band), decode(path, band, tokens, gate)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("gated", [True, False])
+@pytest.mark.parametrize("patch,n", [(2, 9), (4, 101), (8, 37), (16, 161), (64, 1000), (32, 33)])
+def test_band_ends_equal_their_torch_twins_in_values_and_gradients(
+    patch, n, gated, threads, monkeypatch
+):
+    monkeypatch.setattr(band_ends, "_MIN_PARALLEL_SAMPLES", 0)  # small inputs split too
+    path = _path(patch)
+    g = torch.Generator().manual_seed(n)
+    batch = 3  # two threads get uneven batch ranges
+    band = torch.randn(batch, 3, n, generator=g)
+    tokens = torch.randn(batch, 6, -(-n // patch), generator=g, requires_grad=True)
+    gate = torch.rand(batch, 1, 1, generator=g, requires_grad=True) if gated else None
+    assert drum_model._fused_ends(path, band)
+    leaves = [tokens, *path.analysis.parameters(), *path.carrier.parameters(),
+              *path.decode.parameters(), *([gate] if gated else [])]  # fmt: skip
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        results = []
+        for fused in (True, False):
+            enc, dec = _ends(path, band, tokens, gate, fused)
+            w_enc = torch.randn(enc.shape, generator=torch.Generator().manual_seed(1))
+            w_dec = torch.randn(dec.shape, generator=torch.Generator().manual_seed(2))
+            loss = (enc * w_enc).sum() + (dec * w_dec).sum()
+            results.append((enc, dec, torch.autograd.grad(loss, leaves)))
+    finally:
+        torch.set_num_threads(previous)
+    (enc, dec, grads), (enc_ref, dec_ref, grads_ref) = results
+    assert enc.shape == enc_ref.shape and dec.shape == dec_ref.shape
+    torch.testing.assert_close(enc, enc_ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(dec, dec_ref, rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
+
+
+def test_the_torch_twins_run_where_the_kernels_do_not_apply():
+    path = _path(4)
+    band = torch.randn(2, 3, 20, requires_grad=True)  # a band that needs its own gradient
+    assert not drum_model._fused_ends(path, band)
+    assert not drum_model._fused_ends(path, band.detach().double())
+    assert not drum_model._fused_ends(_path(1), band.detach())
+    tokens = torch.randn(2, 6, 5)
+    torch.testing.assert_close(
+        drum_model.band_decode(path, band, tokens, None),
+        drum_model.band_decode_ref(path, band, tokens, None),
+    )
+    band.sum().backward()  # the twin carried the band's gradient
+    assert band.grad is not None
