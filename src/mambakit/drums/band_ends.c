@@ -1,6 +1,6 @@
 /* The full-rate ends of a drums band path (mambakit/drums/band_ends.py), forward and backward,
    without a [B, C, n] tensor in memory: every per-sample feature is computed for one block of
-   patches at a time (a few KB, in L1) and reduced to what leaves the kernel.
+   P patches at a time (a few KB, in L1) and reduced to what leaves the kernel.
 
    encoder:  tok[b, c, t]  = sum_j silu(a[b, c, j]) g(j - centre_t)       (raw Gaussian pool)
              a[b, c, j]    = ba[c] + sum_{i, k} wa[c, i, k] x[b, i, j + k - pad]
@@ -10,11 +10,14 @@
 
    Sample j = m F + r (patch m, place r) and token m + q - R meet with weight w[q, r]
    (q in [0, 2R]); the caller gives the table w [2R + 1, F] (raw for the pool, normalised
-   for the spread). Layouts, all contiguous float32:
+   for the spread). Blocks are always whole: the caller pads the token axis to NB, the
+   multiple of P at or above N, and every per-block loop runs over L = P F samples (a
+   multiple of 8; with F < 32, P is one too). Layouts, all contiguous float32:
      xp   [B, CI, LP]       the input zero-padded: xp[b, i, j + k] = x[b, i, j + k - pad],
-                            LP >= N F + K - 1 (zeros past the clip too)
-     tokp [B, C, N + 2R]    tokens with R zeros on each side (decoder)
-     scale [N F]            the spread's normalisation per sample
+                            LP >= NB F + K - 1 (zeros past the clip too)
+     tokp [B, C, NB + 2R]   tokens with R zeros in front and NB - N + R behind (decoder)
+     scale [NB F]           the spread's normalisation per sample
+   Samples past the clip (j >= n) are masked where they would reach a result.
    Every function runs batch rows [b0, b1); sums over the batch (weight gradients) go to the
    caller's per-range double buffers, so that ranges never write the same element. */
 
@@ -22,221 +25,230 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Patches per block: at least 256 samples, so that the loops over a block's samples
-   vectorise and the sums over a block (weight gradients) are long. */
-static long patches_per_block(long F) { return F >= 256 ? 1 : 256 / F; }
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v8u __attribute__((vector_size(32), aligned(4)));
 
-/* Below this patch the spread and pool run over the block transposed ([F, P]: the loops
-   vectorise over patches instead of over the F places of one patch). */
-#define SHORT_PATCH 16
+static inline v8 load8(const float *p) { return *(const v8u *)p; }
+static inline void store8(float *p, v8 v) { *(v8u *)p = v; }
+static inline v8 splat8(float x) { return (v8){x, x, x, x, x, x, x, x}; }
+static inline float hsum8(v8 v) {
+    return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
+/* Below this patch the spread and pool run over the block transposed ([F, P]: vectors of
+   patches instead of vectors of the F places of one patch). */
+#define SHORT_PATCH 32
+/* Most taps of a conv (CI K) and tokens of the Gaussian (2R + 1) the kernels keep in
+   vectors; the caller checks. */
+#define MAX_TAPS 32
 
 static inline float sigmoid(float a) { return 1.0f / (1.0f + expf(-a)); }
 
-/* out[t] = bias + sum_{i, k} weight[i K + k] xb[i LP + j0 + t + k], t < len */
-static void conv_block(float *out, const float *xb, const float *weight, float bias, long CI,
-                       long K, long LP, long j0, long len) {
-    for (long t = 0; t < len; ++t) out[t] = bias;
-    for (long i = 0; i < CI; ++i)
-        for (long k = 0; k < K; ++k) {
-            const float wv = weight[i * K + k];
-            const float *xr = xb + i * LP + j0 + k;
-#pragma omp simd
-            for (long t = 0; t < len; ++t) out[t] += wv * xr[t];
-        }
-}
-
-/* out[p F + r] = sum_q tp[m0 + p + q] w[q F + r]: the spread of padded tokens tp over np
-   patches starting at m0; work [F np] scratch */
-static void spread_block(float *out, const float *tp, const float *w, long F, long S, long m0,
-                         long np, float *work) {
-    if (F < SHORT_PATCH) {
-        for (long r = 0; r < F; ++r) {
-            float *o = work + r * np;
-            for (long p = 0; p < np; ++p) o[p] = 0.0f;
-            for (long q = 0; q < S; ++q) {
-                const float wv = w[q * F + r], *tq = tp + m0 + q;
-#pragma omp simd
-                for (long p = 0; p < np; ++p) o[p] += wv * tq[p];
-            }
-        }
-        for (long p = 0; p < np; ++p)
-            for (long r = 0; r < F; ++r) out[p * F + r] = work[r * np + p];
-        return;
+/* out[t] = bias + sum_{i, k} weight[i K + k] xb[i LP + j0 + t + k], t < L */
+static inline __attribute__((always_inline)) void conv_block(float *out, const float *xb, const float *weight, float bias, long CI,
+                       long K, long LP, long j0, long L) {
+    const float *x0 = xb + j0;
+    for (long t = 0; t < L; t += 8) {
+        v8 acc = splat8(bias);
+        for (long i = 0; i < CI; ++i)
+            for (long k = 0; k < K; ++k) acc += weight[i * K + k] * load8(x0 + i * LP + t + k);
+        store8(out + t, acc);
     }
-    for (long p = 0; p < np; ++p) {
-        float *o = out + p * F;
-        for (long r = 0; r < F; ++r) o[r] = 0.0f;
-        for (long q = 0; q < S; ++q) {
-            const float tv = tp[m0 + p + q];
-            const float *wq = w + q * F;
-#pragma omp simd
-            for (long r = 0; r < F; ++r) o[r] += tv * wq[r];
-        }
-    }
-}
-
-/* acc[m0 + p + q] += sum_r w[q F + r] s[p F + r]: the adjoint of spread_block; work
-   [(F + 1) np] scratch */
-static void pool_block(float *acc, const float *s, const float *w, long F, long S, long m0,
-                       long np, float *work) {
-    if (F < SHORT_PATCH) {
-        float *sT = work, *part = work + F * np;
-        for (long p = 0; p < np; ++p)
-            for (long r = 0; r < F; ++r) sT[r * np + p] = s[p * F + r];
-        for (long q = 0; q < S; ++q) {
-            for (long p = 0; p < np; ++p) part[p] = 0.0f;
-            for (long r = 0; r < F; ++r) {
-                const float wv = w[q * F + r], *sr = sT + r * np;
-#pragma omp simd
-                for (long p = 0; p < np; ++p) part[p] += wv * sr[p];
-            }
-            float *aq = acc + m0 + q;
-#pragma omp simd
-            for (long p = 0; p < np; ++p) aq[p] += part[p];
-        }
-        return;
-    }
-    for (long p = 0; p < np; ++p)
-        for (long q = 0; q < S; ++q) {
-            const float *wq = w + q * F, *sp = s + p * F;
-            float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-            for (long r = 0; r < F; ++r) dot += wq[r] * sp[r];
-            acc[m0 + p + q] += dot;
-        }
 }
 
 /* dw[i K + k] += sum_t g[t] xb[i LP + j0 + t + k]; returns sum_t g[t] (the bias gradient) */
-static double conv_weight_grad(double *dw, const float *g, const float *xb, long CI, long K,
-                               long LP, long j0, long len) {
-    for (long i = 0; i < CI; ++i)
-        for (long k = 0; k < K; ++k) {
-            const float *xr = xb + i * LP + j0 + k;
-            float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-            for (long t = 0; t < len; ++t) dot += g[t] * xr[t];
-            dw[i * K + k] += dot;
+static inline __attribute__((always_inline)) double conv_weight_grad(double *dw, const float *g, const float *xb, long CI, long K,
+                               long LP, long j0, long L) {
+    const float *x0 = xb + j0;
+    v8 total = splat8(0.0f);
+    for (long t = 0; t < L; t += 8) total += load8(g + t);
+    for (long i = 0; i < CI; ++i) {
+        v8 acc[MAX_TAPS];
+        for (long k = 0; k < K; ++k) acc[k] = splat8(0.0f);
+        for (long t = 0; t < L; t += 8) {
+            const v8 gv = load8(g + t);
+            for (long k = 0; k < K; ++k) acc[k] += gv * load8(x0 + i * LP + t + k);
         }
-    float total = 0.0f;
-#pragma omp simd reduction(+ : total)
-    for (long t = 0; t < len; ++t) total += g[t];
-    return total;
+        for (long k = 0; k < K; ++k) dw[i * K + k] += hsum8(acc[k]);
+    }
+    return hsum8(total);
 }
 
-void enc_fwd(const float *xp, const float *wa, const float *ba, const float *w, float *tok,
-             long b0, long b1, long C, long CI, long K, long LP, long F, long R, long N, long n) {
-    const long S = 2 * R + 1, P = patches_per_block(F), L = P * F;
+/* out[p F + r] = sum_q tp[m0 + p + q] w[q F + r], p < P: the spread of padded tokens tp over
+   the block of patches from m0; work [L] scratch */
+static inline __attribute__((always_inline)) void spread_block(float *out, const float *tp, const float *w, long F, long S, long m0,
+                         long P, float *work) {
+    if (F < SHORT_PATCH) {
+        for (long r = 0; r < F; ++r) {
+            for (long p = 0; p < P; p += 8) {
+                v8 acc = splat8(0.0f);
+                for (long q = 0; q < S; ++q) acc += w[q * F + r] * load8(tp + m0 + q + p);
+                store8(work + r * P + p, acc);
+            }
+        }
+        for (long p = 0; p < P; ++p)
+            for (long r = 0; r < F; ++r) out[p * F + r] = work[r * P + p];
+        return;
+    }
+    for (long p = 0; p < P; ++p) {
+        const float *tq = tp + m0 + p;
+        for (long r = 0; r < F; r += 8) {
+            v8 acc = splat8(0.0f);
+            for (long q = 0; q < S; ++q) acc += tq[q] * load8(w + q * F + r);
+            store8(out + p * F + r, acc);
+        }
+    }
+}
+
+/* acc[m0 + p + q] += sum_r w[q F + r] s[p F + r], p < P: the adjoint of spread_block; work
+   [L] scratch */
+static inline __attribute__((always_inline)) void pool_block(float *acc, const float *s, const float *w, long F, long S, long m0,
+                       long P, float *work) {
+    if (F < SHORT_PATCH) {
+        for (long p = 0; p < P; ++p)
+            for (long r = 0; r < F; ++r) work[r * P + p] = s[p * F + r];
+        for (long q = 0; q < S; ++q) {
+            float *aq = acc + m0 + q;
+            for (long p = 0; p < P; p += 8) {
+                v8 part = load8(aq + p);
+                for (long r = 0; r < F; ++r) part += w[q * F + r] * load8(work + r * P + p);
+                store8(aq + p, part);
+            }
+        }
+        return;
+    }
+    v8 dots[MAX_TAPS];
+    for (long p = 0; p < P; ++p) {
+        for (long q = 0; q < S; ++q) dots[q] = splat8(0.0f);
+        for (long r = 0; r < F; r += 8) {
+            const v8 sv = load8(s + p * F + r);
+            for (long q = 0; q < S; ++q) dots[q] += sv * load8(w + q * F + r);
+        }
+        for (long q = 0; q < S; ++q) acc[m0 + p + q] += hsum8(dots[q]);
+    }
+}
+
+/* zero s[t] for the samples j0 + t >= n */
+static void mask_past(float *s, long j0, long L, long n) {
+    for (long t = n - j0 > 0 ? n - j0 : 0; t < L; ++t) s[t] = 0.0f;
+}
+
+static inline __attribute__((always_inline)) void enc_fwd_body(const float *xp, const float *wa, const float *ba, const float *w, float *tok,
+             long b0, long b1, long C, long CI, long K, long LP, long F, long R, long N, long n,
+             long P) {
+    const long S = 2 * R + 1, L = P * F, NB = (N + P - 1) / P * P;
     float *s = malloc((size_t)L * sizeof(float));
-    float *work = malloc((size_t)(L + P) * sizeof(float));
-    float *acc = malloc((size_t)(N + 2 * R) * sizeof(float));
+    float *work = malloc((size_t)L * sizeof(float));
+    float *acc = malloc((size_t)(NB + 2 * R) * sizeof(float));
     for (long b = b0; b < b1; ++b)
         for (long c = 0; c < C; ++c) {
             const float *xb = xp + b * CI * LP;
-            memset(acc, 0, (size_t)(N + 2 * R) * sizeof(float));
+            memset(acc, 0, (size_t)(NB + 2 * R) * sizeof(float));
             for (long m0 = 0; m0 < N; m0 += P) {
-                const long np = N - m0 < P ? N - m0 : P, len = np * F, j0 = m0 * F;
-                conv_block(s, xb, wa + c * CI * K, ba[c], CI, K, LP, j0, len);
+                const long j0 = m0 * F;
+                conv_block(s, xb, wa + c * CI * K, ba[c], CI, K, LP, j0, L);
 #pragma omp simd
-                for (long t = 0; t < len; ++t) s[t] = s[t] * sigmoid(s[t]);
-                for (long t = n - j0 > 0 ? n - j0 : 0; t < len; ++t) s[t] = 0.0f;  /* past n */
-                pool_block(acc, s, w, F, S, m0, np, work);
+                for (long t = 0; t < L; ++t) s[t] = s[t] * sigmoid(s[t]);
+                mask_past(s, j0, L, n);
+                pool_block(acc, s, w, F, S, m0, P, work);
             }
             memcpy(tok + (b * C + c) * N, acc + R, (size_t)N * sizeof(float));
         }
     free(s);
-    free(acc);
     free(work);
+    free(acc);
 }
 
 /* gtok [B, C, N]: the gradient of tok; dwa [C, CI K], dba [C]: this range's partial sums */
-void enc_bwd(const float *xp, const float *wa, const float *ba, const float *w,
+static inline __attribute__((always_inline)) void enc_bwd_body(const float *xp, const float *wa, const float *ba, const float *w,
              const float *gtok, double *dwa, double *dba, long b0, long b1, long C, long CI,
-             long K, long LP, long F, long R, long N, long n) {
-    const long S = 2 * R + 1, P = patches_per_block(F), L = P * F;
+             long K, long LP, long F, long R, long N, long n, long P) {
+    const long S = 2 * R + 1, L = P * F, NB = (N + P - 1) / P * P;
     float *a = malloc((size_t)L * sizeof(float));
-    float *work = malloc((size_t)(L + P) * sizeof(float));
     float *g = malloc((size_t)L * sizeof(float));
-    float *gpad = calloc((size_t)(N + 2 * R), sizeof(float));
+    float *work = malloc((size_t)L * sizeof(float));
+    float *gpad = calloc((size_t)(NB + 2 * R), sizeof(float));
     for (long b = b0; b < b1; ++b)
         for (long c = 0; c < C; ++c) {
             const float *xb = xp + b * CI * LP;
             memcpy(gpad + R, gtok + (b * C + c) * N, (size_t)N * sizeof(float));
             for (long m0 = 0; m0 < N; m0 += P) {
-                const long np = N - m0 < P ? N - m0 : P, len = np * F, j0 = m0 * F;
-                conv_block(a, xb, wa + c * CI * K, ba[c], CI, K, LP, j0, len);
-                spread_block(g, gpad, w, F, S, m0, np, work);
+                const long j0 = m0 * F;
+                conv_block(a, xb, wa + c * CI * K, ba[c], CI, K, LP, j0, L);
+                spread_block(g, gpad, w, F, S, m0, P, work);
 #pragma omp simd
-                for (long t = 0; t < len; ++t) {
+                for (long t = 0; t < L; ++t) {
                     const float sg = sigmoid(a[t]);
                     g[t] *= sg * (1.0f + a[t] * (1.0f - sg));
                 }
-                for (long t = n - j0 > 0 ? n - j0 : 0; t < len; ++t) g[t] = 0.0f;
-                dba[c] += conv_weight_grad(dwa + c * CI * K, g, xb, CI, K, LP, j0, len);
+                mask_past(g, j0, L, n);
+                dba[c] += conv_weight_grad(dwa + c * CI * K, g, xb, CI, K, LP, j0, L);
             }
         }
     free(a);
     free(g);
-    free(gpad);
     free(work);
+    free(gpad);
 }
 
-void dec_fwd(const float *xp, const float *wc, const float *bc, const float *tokp,
+static inline __attribute__((always_inline)) void dec_fwd_body(const float *xp, const float *wc, const float *bc, const float *tokp,
              const float *wn, const float *scale, const float *wd, const float *bd,
              const float *gate, float *y, long b0, long b1, long C, long CI, long K, long LP,
-             long F, long R, long N, long n, long CO) {
-    const long S = 2 * R + 1, P = patches_per_block(F), L = P * F, NP = N + 2 * R;
-    float *acc = malloc((size_t)(CO * L) * sizeof(float));
-    float *work = malloc((size_t)(L + P) * sizeof(float));
-    float *car = malloc((size_t)L * sizeof(float));
+             long F, long R, long N, long n, long P, long CO) {
+    const long S = 2 * R + 1, L = P * F, NP = (N + P - 1) / P * P + 2 * R;
+    float *prod = malloc((size_t)(C * L) * sizeof(float));
     float *mod = malloc((size_t)L * sizeof(float));
+    float *work = malloc((size_t)L * sizeof(float));
+    float tail[8];
     for (long b = b0; b < b1; ++b) {
         const float *xb = xp + b * CI * LP;
+        const float gb = gate[b];
         for (long m0 = 0; m0 < N; m0 += P) {
-            const long np = N - m0 < P ? N - m0 : P, len = np * F, j0 = m0 * F;
-            memset(acc, 0, (size_t)(CO * L) * sizeof(float));
+            const long j0 = m0 * F, valid = n - j0 < L ? n - j0 : L;
             for (long c = 0; c < C; ++c) {
-                conv_block(car, xb, wc + c * CI * K, bc[c], CI, K, LP, j0, len);
-                spread_block(mod, tokp + (b * C + c) * NP, wn, F, S, m0, np, work);
+                float *pc = prod + c * L;
+                conv_block(pc, xb, wc + c * CI * K, bc[c], CI, K, LP, j0, L);
+                spread_block(mod, tokp + (b * C + c) * NP, wn, F, S, m0, P, work);
 #pragma omp simd
-                for (long t = 0; t < len; ++t) car[t] *= mod[t] * scale[j0 + t];
-                for (long o = 0; o < CO; ++o) {
-                    const float wv = wd[o * C + c];
-                    float *ao = acc + o * L;
-#pragma omp simd
-                    for (long t = 0; t < len; ++t) ao[t] += wv * car[t];
-                }
+                for (long t = 0; t < L; ++t) pc[t] *= mod[t] * scale[j0 + t];
             }
-            const long valid = n - j0 < len ? n - j0 : len;
             for (long o = 0; o < CO; ++o) {
                 float *yo = y + (b * CO + o) * n + j0;
-                const float *ao = acc + o * L;
-                const float gb = gate[b], bo = bd[o];
-#pragma omp simd
-                for (long t = 0; t < valid; ++t) yo[t] = gb * (ao[t] + bo);
+                const float *wo = wd + o * C;
+                for (long t = 0; t < valid; t += 8) {
+                    v8 acc = splat8(bd[o]);
+                    for (long c = 0; c < C; ++c) acc += wo[c] * load8(prod + c * L + t);
+                    acc *= gb;
+                    if (t + 8 <= valid) {
+                        store8(yo + t, acc);
+                    } else {
+                        store8(tail, acc);
+                        memcpy(yo + t, tail, (size_t)(valid - t) * sizeof(float));
+                    }
+                }
             }
         }
     }
-    free(acc);
-    free(car);
+    free(prod);
     free(mod);
     free(work);
 }
 
-/* gy [B, CO, n]: the gradient of y. Outputs: gtokp [B, C, N + 2R] (zeroed by the caller,
+/* gy [B, CO, n]: the gradient of y. Outputs: gtokp [B, C, NB + 2R] (zeroed by the caller,
    the gradient of the padded tokens), dgate [B], and this range's partial sums dwc [C, CI K],
    dbc [C], dwd [CO, C], dbd [CO]. */
-void dec_bwd(const float *xp, const float *wc, const float *bc, const float *tokp,
+static inline __attribute__((always_inline)) void dec_bwd_body(const float *xp, const float *wc, const float *bc, const float *tokp,
              const float *wn, const float *scale, const float *wd, const float *bd,
              const float *gate, const float *gy, float *gtokp, float *dgate, double *dwc,
              double *dbc, double *dwd, double *dbd, long b0, long b1, long C, long CI, long K,
-             long LP, long F, long R, long N, long n, long CO) {
-    const long S = 2 * R + 1, P = patches_per_block(F), L = P * F, NP = N + 2 * R;
+             long LP, long F, long R, long N, long n, long P, long CO) {
+    const long S = 2 * R + 1, L = P * F, NP = (N + P - 1) / P * P + 2 * R;
     float *gyb = malloc((size_t)(CO * L) * sizeof(float));
-    float *work = malloc((size_t)(L + P) * sizeof(float));
     float *car = malloc((size_t)L * sizeof(float));
     float *mod = malloc((size_t)L * sizeof(float));
-    float *prod = malloc((size_t)L * sizeof(float));
     float *gp = malloc((size_t)L * sizeof(float));
+    float *prod = malloc((size_t)L * sizeof(float));
+    float *work = malloc((size_t)L * sizeof(float));
     double *M = malloc((size_t)(CO * C) * sizeof(double));
     double *sy = malloc((size_t)CO * sizeof(double));
     for (long b = b0; b < b1; ++b) {
@@ -245,47 +257,61 @@ void dec_bwd(const float *xp, const float *wc, const float *bc, const float *tok
         memset(M, 0, (size_t)(CO * C) * sizeof(double));
         memset(sy, 0, (size_t)CO * sizeof(double));
         for (long m0 = 0; m0 < N; m0 += P) {
-            const long np = N - m0 < P ? N - m0 : P, len = np * F, j0 = m0 * F;
-            const long valid = n - j0 < len ? n - j0 : len;
+            const long j0 = m0 * F, valid = n - j0 < L ? n - j0 : L;
             for (long o = 0; o < CO; ++o) {
                 float *go = gyb + o * L;
                 memcpy(go, gy + (b * CO + o) * n + j0, (size_t)valid * sizeof(float));
-                for (long t = valid; t < len; ++t) go[t] = 0.0f;
-                float total = 0.0f;
-#pragma omp simd reduction(+ : total)
-                for (long t = 0; t < len; ++t) total += go[t];
-                sy[o] += total;
+                mask_past(go, j0, L, n);
+                v8 total = splat8(0.0f);
+                for (long t = 0; t < L; t += 8) total += load8(go + t);
+                sy[o] += hsum8(total);
             }
             for (long c = 0; c < C; ++c) {
-                conv_block(car, xb, wc + c * CI * K, bc[c], CI, K, LP, j0, len);
-                spread_block(mod, tokp + (b * C + c) * NP, wn, F, S, m0, np, work);
+                conv_block(car, xb, wc + c * CI * K, bc[c], CI, K, LP, j0, L);
+                spread_block(mod, tokp + (b * C + c) * NP, wn, F, S, m0, P, work);
 #pragma omp simd
-                for (long t = 0; t < len; ++t) {
-                    mod[t] *= scale[j0 + t];
+                for (long t = 0; t < L; ++t) {
+                    mod[t] *= scale[j0 + t];  /* the modulation as the product saw it */
                     prod[t] = car[t] * mod[t];
-                    gp[t] = 0.0f;
                 }
-                for (long o = 0; o < CO; ++o) {
-                    const float wv = gb * wd[o * C + c];
-                    const float *go = gyb + o * L;
-                    float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-                    for (long t = 0; t < len; ++t) {
-                        dot += go[t] * prod[t];
-                        gp[t] += wv * go[t];
+                /* gp: the gradient of the product; M: the decoder's weight gradient; the
+                   output channels 8 at a time, so that each block of gy is read once */
+                long o0 = 0;
+                for (; o0 + 8 <= CO; o0 += 8) {
+                    v8 m[8];
+                    for (int u = 0; u < 8; ++u) m[u] = splat8(0.0f);
+                    for (long t = 0; t < L; t += 8) {
+                        const v8 pv = load8(prod + t);
+                        v8 gpv = o0 ? load8(gp + t) : splat8(0.0f);
+                        for (int u = 0; u < 8; ++u) {
+                            const v8 gv = load8(gyb + (o0 + u) * L + t);
+                            m[u] += gv * pv;
+                            gpv += wd[(o0 + u) * C + c] * gv;
+                        }
+                        store8(gp + t, gpv);
                     }
-                    M[o * C + c] += dot;
+                    for (int u = 0; u < 8; ++u) M[(o0 + u) * C + c] += hsum8(m[u]);
                 }
-                /* gp: the gradient of the product; car <- that of the spread (before the
-                   scale), mod <- that of the carrier */
+                for (; o0 < CO; ++o0) {
+                    v8 m = splat8(0.0f);
+                    for (long t = 0; t < L; t += 8) {
+                        const v8 gv = load8(gyb + o0 * L + t);
+                        m += gv * load8(prod + t);
+                        store8(gp + t, (o0 ? load8(gp + t) : splat8(0.0f)) + wd[o0 * C + c] * gv);
+                    }
+                    M[o0 * C + c] += hsum8(m);
+                }
+                /* car <- the gradient of the spread (before the scale), mod <- that of the
+                   carrier */
 #pragma omp simd
-                for (long t = 0; t < len; ++t) {
-                    const float gcar = gp[t] * mod[t];
-                    car[t] = gp[t] * car[t] * scale[j0 + t];
+                for (long t = 0; t < L; ++t) {
+                    const float gs = gb * gp[t];
+                    const float gcar = gs * mod[t];
+                    car[t] = gs * car[t] * scale[j0 + t];
                     mod[t] = gcar;
                 }
-                dbc[c] += conv_weight_grad(dwc + c * CI * K, mod, xb, CI, K, LP, j0, len);
-                pool_block(gtokp + (b * C + c) * NP, car, wn, F, S, m0, np, work);
+                dbc[c] += conv_weight_grad(dwc + c * CI * K, mod, xb, CI, K, LP, j0, L);
+                pool_block(gtokp + (b * C + c) * NP, car, wn, F, S, m0, P, work);
             }
         }
         double dg = 0.0;
@@ -302,9 +328,48 @@ void dec_bwd(const float *xp, const float *wc, const float *bc, const float *tok
     free(gyb);
     free(car);
     free(mod);
-    free(prod);
     free(gp);
+    free(prod);
+    free(work);
     free(M);
     free(sy);
-    free(work);
+}
+
+void enc_fwd(const float *xp, const float *wa, const float *ba, const float *w, float *tok,
+             long b0, long b1, long C, long CI, long K, long LP, long F, long R, long N, long n,
+             long P) {
+    if (CI == 3 && K == 5 && R == 4) /* the drums model's sizes, unrolled */
+        enc_fwd_body(xp, wa, ba, w, tok, b0, b1, C, 3, 5, LP, F, 4, N, n, P);
+    else
+        enc_fwd_body(xp, wa, ba, w, tok, b0, b1, C, CI, K, LP, F, R, N, n, P);
+}
+
+void enc_bwd(const float *xp, const float *wa, const float *ba, const float *w,
+             const float *gtok, double *dwa, double *dba, long b0, long b1, long C, long CI,
+             long K, long LP, long F, long R, long N, long n, long P) {
+    if (CI == 3 && K == 5 && R == 4) /* the drums model's sizes, unrolled */
+        enc_bwd_body(xp, wa, ba, w, gtok, dwa, dba, b0, b1, C, 3, 5, LP, F, 4, N, n, P);
+    else
+        enc_bwd_body(xp, wa, ba, w, gtok, dwa, dba, b0, b1, C, CI, K, LP, F, R, N, n, P);
+}
+
+void dec_fwd(const float *xp, const float *wc, const float *bc, const float *tokp,
+             const float *wn, const float *scale, const float *wd, const float *bd,
+             const float *gate, float *y, long b0, long b1, long C, long CI, long K, long LP,
+             long F, long R, long N, long n, long P, long CO) {
+    if (CI == 3 && K == 5 && R == 4) /* the drums model's sizes, unrolled */
+        dec_fwd_body(xp, wc, bc, tokp, wn, scale, wd, bd, gate, y, b0, b1, C, 3, 5, LP, F, 4, N, n, P, CO);
+    else
+        dec_fwd_body(xp, wc, bc, tokp, wn, scale, wd, bd, gate, y, b0, b1, C, CI, K, LP, F, R, N, n, P, CO);
+}
+
+void dec_bwd(const float *xp, const float *wc, const float *bc, const float *tokp,
+             const float *wn, const float *scale, const float *wd, const float *bd,
+             const float *gate, const float *gy, float *gtokp, float *dgate, double *dwc,
+             double *dbc, double *dwd, double *dbd, long b0, long b1, long C, long CI, long K,
+             long LP, long F, long R, long N, long n, long P, long CO) {
+    if (CI == 3 && K == 5 && R == 4) /* the drums model's sizes, unrolled */
+        dec_bwd_body(xp, wc, bc, tokp, wn, scale, wd, bd, gate, gy, gtokp, dgate, dwc, dbc, dwd, dbd, b0, b1, C, 3, 5, LP, F, 4, N, n, P, CO);
+    else
+        dec_bwd_body(xp, wc, bc, tokp, wn, scale, wd, bd, gate, gy, gtokp, dgate, dwc, dbc, dwd, dbd, b0, b1, C, CI, K, LP, F, R, N, n, P, CO);
 }

@@ -43,11 +43,15 @@ _SOURCE_PATH = Path(__file__).with_name("band_ends.c")
 _FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-shared", "-fPIC"]
 _P, _L = ctypes.c_void_p, ctypes.c_long
 _SIGNATURES = {
-    "enc_fwd": [_P] * 5 + [_L] * 10,
-    "enc_bwd": [_P] * 7 + [_L] * 10,
-    "dec_fwd": [_P] * 10 + [_L] * 11,
-    "dec_bwd": [_P] * 16 + [_L] * 11,
+    "enc_fwd": [_P] * 5 + [_L] * 11,
+    "enc_bwd": [_P] * 7 + [_L] * 11,
+    "dec_fwd": [_P] * 10 + [_L] * 12,
+    "dec_bwd": [_P] * 16 + [_L] * 12,
 }
+# Samples per block of patches (a multiple of 8, the kernels' vector width), and the most
+# conv taps (C_in x K) and Gaussian tokens (2R + 1) the kernels keep in vector registers.
+BLOCK_SAMPLES = 256
+_MAX_TAPS = 32
 _library: ctypes.CDLL | None = None
 _build_failed: str | None = None
 # Samples (batch x channels x length) below which a kernel runs on one thread.
@@ -109,11 +113,31 @@ def _partials(ranges: list, *shapes: tuple[int, ...]) -> list[Tensor]:
     return [torch.zeros(len(ranges), *shape, dtype=torch.float64) for shape in shapes]
 
 
+def patches_per_block(patch: int) -> int:
+    """Patches in one block of the kernels: the token axis is padded to a multiple of it."""
+    return max(1, BLOCK_SAMPLES // patch)
+
+
+def supports_shape(patch: int, kernel_taps: int, gaussian_taps: int) -> bool:
+    """Whether the kernels take a band path of this patch, conv size (``C_in x K``) and
+    Gaussian length (``2R + 1``): whole vectors per block, taps within the registers kept."""
+    block = patches_per_block(patch) * patch
+    transposed = patch < 32  # the short-patch loops run over vectors of patches
+    return (
+        patch > 1
+        and block % 8 == 0
+        and (not transposed or patches_per_block(patch) % 8 == 0)
+        and kernel_taps <= _MAX_TAPS
+        and gaussian_taps <= _MAX_TAPS
+    )
+
+
 def _sizes(xp: Tensor, conv_weight: Tensor, table: Tensor, n_tok: int, n: int) -> tuple:
-    """``(C, CI, K, LP, F, R, N, n)`` as the kernels take them."""
+    """``(C, CI, K, LP, F, R, N, n, P)`` as the kernels take them."""
     channels, c_in, kernel = conv_weight.shape
     span, factor = table.shape
-    return channels, c_in, kernel, xp.shape[-1], factor, (span - 1) // 2, n_tok, n
+    sizes = (channels, c_in, kernel, xp.shape[-1], factor, (span - 1) // 2, n_tok, n)
+    return (*sizes, patches_per_block(factor))
 
 
 class _Encode(torch.autograd.Function):
@@ -141,7 +165,7 @@ class _Encode(torch.autograd.Function):
         xp, wa, ba, table = ctx.saved_tensors
         sizes = ctx.sizes
         grad = grad.contiguous()
-        ranges = _batch_ranges(xp.shape[0], xp.shape[0] * sizes[0] * sizes[-1])
+        ranges = _batch_ranges(xp.shape[0], xp.shape[0] * sizes[0] * sizes[7])
         dwa, dba = _partials(ranges, wa.shape, ba.shape)
 
         def run(i: int, b0: int, b1: int) -> None:
@@ -154,7 +178,8 @@ class _Encode(torch.autograd.Function):
 
 def encode(xp: Tensor, weight: Tensor, bias: Tensor, table: Tensor, n_tok: int, n: int) -> Tensor:
     """The encoder's raw Gaussian pool ``[B, C, n_tok]`` of ``silu(conv(x))``: ``xp [B, CI,
-    n_tok F + K - 1]`` the band zero-padded (``pad = (K - 1) / 2`` zeros in front), ``weight
+    NB F + K - 1]`` the band zero-padded (``pad = (K - 1) / 2`` zeros in front; ``NB``:
+    ``n_tok`` rounded up to a multiple of :func:`patches_per_block`), ``weight
     [C, CI, K]``, ``bias [C]``, ``table [2R + 1, F]`` the pool's Gaussian weights, ``n`` the
     band's length. Differentiable in ``weight`` and ``bias`` (not in ``xp``)."""
     return _Encode.apply(xp, weight, bias, table, n_tok, n)
@@ -167,7 +192,7 @@ class _Decode(torch.autograd.Function):
         lib = _load()
         inputs = [t.detach().contiguous() for t in (xp, wc, bc, tokp, table, scale, wd, bd, gate)]
         xp, wc, _, tokp, table, _, wd, _, _ = inputs
-        n_tok = tokp.shape[-1] - (table.shape[0] - 1)
+        n_tok = -(-n // table.shape[1])
         sizes = (*_sizes(xp, wc, table, n_tok, n), wd.shape[0])
         y = xp.new_empty(xp.shape[0], wd.shape[0], n)
         ranges = _batch_ranges(xp.shape[0], xp.shape[0] * sizes[0] * n)
@@ -188,7 +213,7 @@ class _Decode(torch.autograd.Function):
         xp, wc, bc, tokp, _, _, wd, bd, gate = inputs
         sizes = ctx.sizes
         grad = grad.contiguous()
-        ranges = _batch_ranges(xp.shape[0], xp.shape[0] * sizes[0] * sizes[-2])
+        ranges = _batch_ranges(xp.shape[0], xp.shape[0] * sizes[0] * sizes[7])
         gtokp = torch.zeros_like(tokp)
         dgate = torch.empty_like(gate)
         dwc, dbc, dwd, dbd = _partials(ranges, wc.shape, bc.shape, wd.shape, bd.shape)
@@ -218,8 +243,9 @@ def decode(xp: Tensor, weight: Tensor, bias: Tensor, tokens_padded: Tensor, tabl
            n: int) -> Tensor:  # fmt: skip
     """The decoder ``[B, C_out, n]``: ``gate[b] * (decoder_bias + decoder_weight @ (conv(x) *
     spread(tokens) * scale))``. ``xp`` as for :func:`encode` (``weight [C, CI, K]``, ``bias
-    [C]``: the carrier convolution), ``tokens_padded [B, C, N + 2R]`` the tokens with ``R``
-    zeros on each side, ``table [2R + 1, F]`` the spread's weights, ``scale [N F]`` its
+    [C]``: the carrier convolution), ``tokens_padded [B, C, NB + 2R]`` the tokens with ``R``
+    zeros in front and ``NB - N + R`` behind, ``table [2R + 1, F]`` the spread's weights,
+    ``scale [NB F]`` its
     per-sample normalisation, ``decoder_weight [C_out, C]``, ``decoder_bias [C_out]``,
     ``gate [B]``. Differentiable in every argument but ``xp``, ``table`` and ``scale``."""
     return _Decode.apply(xp, weight, bias, tokens_padded, table, scale, decoder_weight,

@@ -108,11 +108,16 @@ def _gaussian_weights(
     distance from the token's centre is ``(R - q) * factor + r - (factor - 1) / 2`` samples;
     ``R = reach`` tokens on each side contribute (3 standard deviations)."""
     sigma = width * factor
-    reach = int(math.ceil(3 * sigma / factor)) + 1
+    reach = _gaussian_reach(factor, width)
     q = torch.arange(2 * reach + 1, device=device, dtype=dtype)[:, None]
     r = torch.arange(factor, device=device, dtype=dtype)[None, :]
     dist = (reach - q) * factor + r - (factor - 1) / 2
     return reach, torch.exp(-0.5 * (dist / sigma) ** 2)
+
+
+def _gaussian_reach(factor: int, width: float) -> int:
+    """Tokens on each side that :func:`_gaussian_weights` covers (3 standard deviations)."""
+    return int(math.ceil(3 * width * factor / factor)) + 1
 
 
 def _spread(tokens: Tensor, weights: Tensor, reach: int) -> Tensor:
@@ -417,8 +422,8 @@ class BandPath(nn.Module):
 
 def _fused_ends(path: BandPath, band: Tensor) -> bool:
     """Whether :func:`band_encode` / :func:`band_decode` run the C kernels of
-    :mod:`mambakit.drums.band_ends` on ``band``: a patch above 1, 'same'-padded convolutions,
-    no gradient for the band itself, float32 CPU tensors, and the kernels built."""
+    :mod:`mambakit.drums.band_ends` on ``band``: 'same'-padded convolutions, a patch and
+    sizes they take, no gradient for the band itself, float32 CPU tensors, the kernels built."""
     from mambakit.drums import band_ends
 
     conv = path.analysis
@@ -426,20 +431,25 @@ def _fused_ends(path: BandPath, band: Tensor) -> bool:
         c.padding[0] * 2 == c.kernel_size[0] - 1 and c.dilation == (1,) and c.bias is not None
         for c in (path.analysis, path.carrier)
     )
+    reach = _gaussian_reach(path.patch, 1.0)
     return (
-        path.patch > 1
-        and same
+        same
+        and band_ends.supports_shape(path.patch, 3 * conv.kernel_size[0], 2 * reach + 1)
         and not band.requires_grad
         and band_ends.supports(band, conv.weight, path.carrier.weight, path.decode.weight)
     )
 
 
-def _padded_input(path: BandPath, band: Tensor) -> tuple[Tensor, int]:
-    """``band`` zero-padded for the kernels (``pad`` in front, up to ``N * patch + pad``
-    behind) and ``N``, the number of tokens."""
+def _kernel_layout(path: BandPath, band: Tensor) -> tuple[Tensor, int, int]:
+    """``(xp, N, NB)`` for the kernels: ``band`` zero-padded (``pad`` in front, up to ``NB *
+    patch + pad`` behind), the number of tokens and that number rounded up to whole blocks."""
+    from mambakit.drums.band_ends import patches_per_block
+
     n, pad = band.shape[-1], path.analysis.padding[0]
     n_tok = -(-n // path.patch)
-    return F.pad(band, (pad, pad + n_tok * path.patch - n)), n_tok
+    per_block = patches_per_block(path.patch)
+    n_blocked = -(-n_tok // per_block) * per_block
+    return F.pad(band, (pad, pad + n_blocked * path.patch - n)), n_tok, n_blocked
 
 
 def band_encode(path: BandPath, band: Tensor, taps: Tensor | None = None) -> Tensor:
@@ -450,7 +460,7 @@ def band_encode(path: BandPath, band: Tensor, taps: Tensor | None = None) -> Ten
         return band_encode_ref(path, band, taps)
     from mambakit.drums import band_ends
 
-    xp, n_tok = _padded_input(path, band)
+    xp, n_tok, _ = _kernel_layout(path, band)
     reach, weights = _gaussian_weights(path.patch, 1.0, band.device, band.dtype)
     total = _pool(band.new_ones(1, band.shape[-1]), weights, reach, n_tok)  # [1, N]
     conv = path.analysis
@@ -473,14 +483,16 @@ def band_decode(
     from mambakit.drums import band_ends
 
     n = band.shape[-1]
-    xp, n_tok = _padded_input(path, band)
+    xp, n_tok, n_blocked = _kernel_layout(path, band)
     reach, weights = _gaussian_weights(path.patch, 1.0, band.device, band.dtype)
     weights = weights / weights.sum(0)  # as smooth_upsample: normalised inside the clip
     total = _spread(band.new_ones(1, n_tok), weights, reach)  # [1, N * patch]
+    scale = F.pad(1.0 / total[0], (0, (n_blocked - n_tok) * path.patch), value=1.0)
+    tokens = F.pad(tokens, (reach, reach + n_blocked - n_tok))  # [B, C, NB + 2R]
     gate = band.new_ones(band.shape[0]) if gate is None else gate.reshape(band.shape[0])
     return band_ends.decode(
-        xp, path.carrier.weight, path.carrier.bias, F.pad(tokens, (reach, reach)), weights,
-        1.0 / total[0], path.decode.weight[:, :, 0], path.decode.bias, gate, n,
+        xp, path.carrier.weight, path.carrier.bias, tokens, weights, scale,
+        path.decode.weight[:, :, 0], path.decode.bias, gate, n,
     )  # fmt: skip
 
 
