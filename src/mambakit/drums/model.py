@@ -352,6 +352,29 @@ def conv1d(conv: nn.Conv1d, x: Tensor, taps: Tensor | None = None) -> Tensor:
     return _Conv1d.apply(x, taps, conv.weight, conv.bias, padding, dilation)
 
 
+def cnn_block(y: Tensor, conv: nn.Conv1d, film: FiLM, cond: Tensor) -> Tensor:
+    """One residual block of the full-rate CNN, ``y + conv(silu(film(y, cond)))`` (``y [B, C,
+    n]``, ``conv`` a 'same'-padded 3-tap convolution), by the C kernel of
+    :mod:`mambakit.drums.fused` for float32 CPU tensors, else by :func:`cnn_block_ref`."""
+    from mambakit.drums import fused
+
+    (kernel,), (padding,), (dilation,) = conv.kernel_size, conv.padding, conv.dilation
+    if (
+        kernel != 3
+        or padding != dilation
+        or conv.bias is None
+        or not fused.supports(y, conv.weight, cond)
+    ):
+        return cnn_block_ref(y, conv, film, cond)
+    g, b = film.proj(cond).chunk(2, dim=1)  # [B, C] each
+    return fused.cnn_block(y, 1 + g, b, conv.weight, conv.bias, dilation)
+
+
+def cnn_block_ref(y: Tensor, conv: nn.Conv1d, film: FiLM, cond: Tensor) -> Tensor:
+    """:func:`cnn_block` by PyTorch ops (its reference twin)."""
+    return y + conv1d(conv, F.silu(film(y, cond)))
+
+
 class FiLM(nn.Module):
     """Channel-wise scale and shift from the parameter embedding: ``h * (1 + g) + b``
     (zero-initialised, so conditioning starts as the identity)."""
@@ -422,9 +445,9 @@ class BandPath(nn.Module):
 
 def _fused_ends(path: BandPath, band: Tensor) -> bool:
     """Whether :func:`band_encode` / :func:`band_decode` run the C kernels of
-    :mod:`mambakit.drums.band_ends` on ``band``: 'same'-padded convolutions, a patch and
+    :mod:`mambakit.drums.fused` on ``band``: 'same'-padded convolutions, a patch and
     sizes they take, no gradient for the band itself, float32 CPU tensors, the kernels built."""
-    from mambakit.drums import band_ends
+    from mambakit.drums import fused
 
     conv = path.analysis
     same = all(
@@ -434,16 +457,16 @@ def _fused_ends(path: BandPath, band: Tensor) -> bool:
     reach = _gaussian_reach(path.patch, 1.0)
     return (
         same
-        and band_ends.supports_shape(path.patch, 3 * conv.kernel_size[0], 2 * reach + 1)
+        and fused.supports_shape(path.patch, 3 * conv.kernel_size[0], 2 * reach + 1)
         and not band.requires_grad
-        and band_ends.supports(band, conv.weight, path.carrier.weight, path.decode.weight)
+        and fused.supports(band, conv.weight, path.carrier.weight, path.decode.weight)
     )
 
 
 def _kernel_layout(path: BandPath, band: Tensor) -> tuple[Tensor, int, int]:
     """``(xp, N, NB)`` for the kernels: ``band`` zero-padded (``pad`` in front, up to ``NB *
     patch + pad`` behind), the number of tokens and that number rounded up to whole blocks."""
-    from mambakit.drums.band_ends import patches_per_block
+    from mambakit.drums.fused import patches_per_block
 
     n, pad = band.shape[-1], path.analysis.padding[0]
     n_tok = -(-n // path.patch)
@@ -458,13 +481,13 @@ def band_encode(path: BandPath, band: Tensor, taps: Tensor | None = None) -> Ten
     allows, else by :func:`band_encode_ref` (``taps``: the band's tap windows for it)."""
     if not _fused_ends(path, band):
         return band_encode_ref(path, band, taps)
-    from mambakit.drums import band_ends
+    from mambakit.drums import fused
 
     xp, n_tok, _ = _kernel_layout(path, band)
     reach, weights = _gaussian_weights(path.patch, 1.0, band.device, band.dtype)
     total = _pool(band.new_ones(1, band.shape[-1]), weights, reach, n_tok)  # [1, N]
     conv = path.analysis
-    return band_ends.encode(xp, conv.weight, conv.bias, weights, n_tok, band.shape[-1]) / total
+    return fused.encode(xp, conv.weight, conv.bias, weights, n_tok, band.shape[-1]) / total
 
 
 def band_encode_ref(path: BandPath, band: Tensor, taps: Tensor | None = None) -> Tensor:
@@ -480,7 +503,7 @@ def band_decode(
     :func:`_fused_ends` allows, else by :func:`band_decode_ref`."""
     if not _fused_ends(path, band):
         return band_decode_ref(path, band, tokens, gate, taps)
-    from mambakit.drums import band_ends
+    from mambakit.drums import fused
 
     n = band.shape[-1]
     xp, n_tok, n_blocked = _kernel_layout(path, band)
@@ -490,7 +513,7 @@ def band_decode(
     scale = F.pad(1.0 / total[0], (0, (n_blocked - n_tok) * path.patch), value=1.0)
     tokens = F.pad(tokens, (reach, reach + n_blocked - n_tok))  # [B, C, NB + 2R]
     gate = band.new_ones(band.shape[0]) if gate is None else gate.reshape(band.shape[0])
-    return band_ends.decode(
+    return fused.decode(
         xp, path.carrier.weight, path.carrier.bias, tokens, weights, scale,
         path.decode.weight[:, :, 0], path.decode.bias, gate, n,
     )  # fmt: skip
@@ -601,7 +624,7 @@ class DrumDiffusionModel(nn.Module, PretrainedMixin):
         if self._active(gates[:, 0]):
             y = h
             for conv, film in zip(self.cnn, self.cnn_film):
-                y = y + conv1d(conv, F.silu(film(y, cond)))
+                y = cnn_block(y, conv, film, cond)
             out = torch.lerp(h, y, gates[:, 0, None, None])  # h + gate * (y - h)
 
         parts = self.log_bands.split(inputs)  # band k: [B, 3, T_k]

@@ -1,6 +1,7 @@
-/* The full-rate ends of a drums band path (mambakit/drums/band_ends.py), forward and backward,
-   without a [B, C, n] tensor in memory: every per-sample feature is computed for one block of
-   P patches at a time (a few KB, in L1) and reduced to what leaves the kernel.
+/* C kernels of the drums model (mambakit/drums/fused.py), forward and backward. First the
+   full-rate ends of a band path, without a [B, C, n] tensor in memory: every per-sample
+   feature is computed for one block of P patches at a time (a few KB, in L1) and reduced to
+   what leaves the kernel.
 
    encoder:  tok[b, c, t]  = sum_j silu(a[b, c, j]) g(j - centre_t)       (raw Gaussian pool)
              a[b, c, j]    = ba[c] + sum_{i, k} wa[c, i, k] x[b, i, j + k - pad]
@@ -372,4 +373,172 @@ void dec_bwd(const float *xp, const float *wc, const float *bc, const float *tok
         dec_bwd_body(xp, wc, bc, tokp, wn, scale, wd, bd, gate, gy, gtokp, dgate, dwc, dbc, dwd, dbd, b0, b1, C, 3, 5, LP, F, 4, N, n, P, CO);
     else
         dec_bwd_body(xp, wc, bc, tokp, wn, scale, wd, bd, gate, gy, gtokp, dgate, dwc, dbc, dwd, dbd, b0, b1, C, CI, K, LP, F, R, N, n, P, CO);
+}
+
+/* ---- The full-rate CNN blocks: out = y + bias + conv_d(silu(y * scale + shift)) ----------
+
+   y, out [B, C, n]; scale, shift [B, C] (the FiLM, scale = 1 + g); weight [C, C, 3], bias
+   [C]; a 3-tap convolution of dilation d with zero padding d ('same'). One block of
+   CNN_BLOCK samples at a time, its input read with a halo of d samples on each side. */
+
+#define CNN_BLOCK 256
+
+/* buf[c][s] = silu(y[c][t0 - d + s] * scale[c] + shift[c]) (0 outside the clip) and, when
+   raw is given, raw[c][s] = y[c][t0 - d + s] (0 outside), s < W */
+static inline __attribute__((always_inline)) void cnn_load(float *buf, float *raw,
+                                                            const float *yb, const float *sc,
+                                                            const float *sh, long C, long n,
+                                                            long t0, long d, long W) {
+    for (long c = 0; c < C; ++c) {
+        float *u = buf + c * W, *r = raw ? raw + c * W : u;
+        const long j0 = t0 - d, lo = j0 < 0 ? -j0 : 0, hi = n - j0 < W ? n - j0 : W;
+        for (long s = 0; s < lo; ++s) r[s] = 0.0f;
+        memcpy(r + lo, yb + c * n + j0 + lo, (size_t)(hi - lo) * sizeof(float));
+        for (long s = hi; s < W; ++s) r[s] = 0.0f;
+        const float g = sc[c], h = sh[c];
+#pragma omp simd
+        for (long s = 0; s < W; ++s) {
+            const float a = r[s] * g + h;
+            u[s] = a * sigmoid(a);
+        }
+        for (long s = 0; s < lo; ++s) u[s] = 0.0f;
+        for (long s = hi; s < W; ++s) u[s] = 0.0f;
+    }
+}
+
+static inline __attribute__((always_inline)) void cnn_fwd_body(
+    const float *y, const float *scale, const float *shift, const float *weight,
+    const float *bias, float *out, long b0, long b1, long C, long n, long d) {
+    const long W = CNN_BLOCK + 2 * d + 8;
+    float *u = malloc((size_t)(C * W) * sizeof(float));
+    float *raw = malloc((size_t)(C * W) * sizeof(float));
+    float tail[8];
+    for (long b = b0; b < b1; ++b) {
+        const float *yb = y + b * C * n;
+        for (long t0 = 0; t0 < n; t0 += CNN_BLOCK) {
+            const long valid = n - t0 < CNN_BLOCK ? n - t0 : CNN_BLOCK;
+            cnn_load(u, raw, yb, scale + b * C, shift + b * C, C, n, t0, d, W);
+            for (long o = 0; o < C; ++o) {
+                const float *wo = weight + o * C * 3;
+                float *oo = out + (b * C + o) * n + t0;
+                for (long t = 0; t < valid; t += 8) {
+                    v8 acc = load8(raw + o * W + d + t) + bias[o];
+                    for (long c = 0; c < C; ++c)
+                        for (long k = 0; k < 3; ++k)
+                            acc += wo[c * 3 + k] * load8(u + c * W + t + k * d);
+                    if (t + 8 <= valid) {
+                        store8(oo + t, acc);
+                    } else {
+                        store8(tail, acc);
+                        memcpy(oo + t, tail, (size_t)(valid - t) * sizeof(float));
+                    }
+                }
+            }
+        }
+    }
+    free(u);
+    free(raw);
+}
+
+/* gout [B, C, n] -> gy [B, C, n], dscale / dshift [B, C], and this range's partial sums
+   dweight [C, C, 3], dbias [C] */
+static inline __attribute__((always_inline)) void cnn_bwd_body(
+    const float *y, const float *scale, const float *shift, const float *weight,
+    const float *gout, float *gy, float *dscale, float *dshift, double *dweight, double *dbias,
+    long b0, long b1, long C, long n, long d) {
+    const long W = CNN_BLOCK + 2 * d + 8;
+    float *u = malloc((size_t)(C * W) * sizeof(float));
+    float *raw = malloc((size_t)(C * W) * sizeof(float));
+    float *g = malloc((size_t)(C * W) * sizeof(float));
+    float *gu = malloc((size_t)CNN_BLOCK * sizeof(float));
+    double *dsc = malloc((size_t)C * sizeof(double)), *dsh = malloc((size_t)C * sizeof(double));
+    for (long b = b0; b < b1; ++b) {
+        const float *yb = y + b * C * n, *sc = scale + b * C, *sh = shift + b * C;
+        for (long c = 0; c < C; ++c) dsc[c] = dsh[c] = 0.0;
+        for (long t0 = 0; t0 < n; t0 += CNN_BLOCK) {
+            const long valid = n - t0 < CNN_BLOCK ? n - t0 : CNN_BLOCK;
+            cnn_load(u, raw, yb, sc, sh, C, n, t0, d, W);
+            /* the output gradient with its halo: the load without the activation */
+            for (long o = 0; o < C; ++o) {
+                float *go = g + o * W;
+                const long j0 = t0 - d, lo = j0 < 0 ? -j0 : 0, hi = n - j0 < W ? n - j0 : W;
+                for (long s = 0; s < lo; ++s) go[s] = 0.0f;
+                memcpy(go + lo, gout + (b * C + o) * n + j0 + lo,
+                       (size_t)(hi - lo) * sizeof(float));
+                for (long s = hi; s < W; ++s) go[s] = 0.0f;
+            }
+            for (long o = 0; o < C; ++o) {  /* weight and bias gradients */
+                const float *go = g + o * W + d;
+                v8 gsum = splat8(0.0f);
+                for (long t = 0; t < CNN_BLOCK; t += 8) gsum += load8(go + t);
+                dbias[o] += hsum8(gsum);
+                for (long c = 0; c < C; ++c) {
+                    v8 a0 = splat8(0.0f), a1 = splat8(0.0f), a2 = splat8(0.0f);
+                    const float *uc = u + c * W;
+                    for (long t = 0; t < CNN_BLOCK; t += 8) {
+                        const v8 gv = load8(go + t);
+                        a0 += gv * load8(uc + t);
+                        a1 += gv * load8(uc + t + d);
+                        a2 += gv * load8(uc + t + 2 * d);
+                    }
+                    double *dw = dweight + (o * C + c) * 3;
+                    dw[0] += hsum8(a0);
+                    dw[1] += hsum8(a1);
+                    dw[2] += hsum8(a2);
+                }
+            }
+            for (long c = 0; c < C; ++c) {  /* the input's gradient */
+                for (long t = 0; t < CNN_BLOCK; t += 8) {
+                    v8 acc = splat8(0.0f);
+                    for (long o = 0; o < C; ++o)
+                        for (long k = 0; k < 3; ++k)
+                            acc += weight[(o * C + c) * 3 + k] * load8(g + o * W + t + (2 - k) * d);
+                    store8(gu + t, acc);
+                }
+                const float *yc = raw + c * W + d, *go = g + c * W + d;
+                const float gc = sc[c], hc = sh[c];
+                float *gyc = gy + (b * C + c) * n + t0;
+                float s_sc = 0.0f, s_sh = 0.0f;
+#pragma omp simd reduction(+ : s_sc, s_sh)
+                for (long t = 0; t < valid; ++t) {
+                    const float a = yc[t] * gc + hc, sg = sigmoid(a);
+                    const float ga = gu[t] * sg * (1.0f + a * (1.0f - sg));
+                    gyc[t] = go[t] + ga * gc;
+                    s_sc += ga * yc[t];
+                    s_sh += ga;
+                }
+                dsc[c] += s_sc;
+                dsh[c] += s_sh;
+            }
+        }
+        for (long c = 0; c < C; ++c) {
+            dscale[b * C + c] = (float)dsc[c];
+            dshift[b * C + c] = (float)dsh[c];
+        }
+    }
+    free(u);
+    free(raw);
+    free(g);
+    free(gu);
+    free(dsc);
+    free(dsh);
+}
+
+void cnn_fwd(const float *y, const float *scale, const float *shift, const float *weight,
+             const float *bias, float *out, long b0, long b1, long C, long n, long d) {
+    if (C == 8) /* the tiny preset, unrolled */
+        cnn_fwd_body(y, scale, shift, weight, bias, out, b0, b1, 8, n, d);
+    else
+        cnn_fwd_body(y, scale, shift, weight, bias, out, b0, b1, C, n, d);
+}
+
+void cnn_bwd(const float *y, const float *scale, const float *shift, const float *weight,
+             const float *gout, float *gy, float *dscale, float *dshift, double *dweight,
+             double *dbias, long b0, long b1, long C, long n, long d) {
+    if (C == 8)
+        cnn_bwd_body(y, scale, shift, weight, gout, gy, dscale, dshift, dweight, dbias, b0, b1,
+                     8, n, d);
+    else
+        cnn_bwd_body(y, scale, shift, weight, gout, gy, dscale, dshift, dweight, dbias, b0, b1,
+                     C, n, d);
 }

@@ -1,23 +1,26 @@
-"""C kernels for the full-rate ends of a drums band path, forward and backward (``band_ends.c``).
+"""C kernels of the drums model on CPU, forward and backward (``fused.c``): the full-rate
+ends of a band path and the residual blocks of the full-rate CNN.
 
 :class:`~mambakit.drums.model.BandPath` turns a band ``[B, 3, n]`` into tokens and back::
 
     tokens = pool(silu(analysis(band))) / total                  # encoder, [B, C, N]
     y = gate * decode(carrier(band) * spread(tokens) * scale)    # decoder, [B, C_out, n]
 
-As PyTorch ops each step is a pass over a ``[B, C, n]`` tensor, saved for the backward or
-freshly allocated (on this VM a fresh tens-of-MB tensor costs more in page faults than the
-op that fills it), about a dozen per path and step. The kernels here compute the per-sample
-features one block of patches at a time in a few KB and keep only what leaves the block:
-the raw Gaussian pool of the encoder, the decoder's output, and in the backward the weight,
-token and gate gradients, recomputing the per-sample features instead of saving them.
+and each CNN block is ``y + conv_d(silu(y * (1 + g) + b))`` on ``[B, C, n]``. As PyTorch ops
+each step is a pass over a full-rate tensor, saved for the backward or freshly allocated
+(on this VM a fresh tens-of-MB tensor costs more in page faults than the op that fills it),
+about a dozen per band path and four per CNN block. The kernels compute the per-sample
+features one block of samples at a time in a few KB and keep only what leaves the block
+(the encoder's raw Gaussian pool, the decoder's or the CNN block's output; in the backward
+the input, weight, token, FiLM and gate gradients), recomputing the per-sample features
+instead of saving them.
 
 The functions take the tensors as :mod:`mambakit.drums.model` prepares them (zero-padded
 input, Gaussian tables, the spread's per-sample normalisation); the model module keeps the
-PyTorch twins (``band_encode_ref``, ``band_decode_ref``) and chooses between them. Batch rows
-are split between threads (ctypes calls release the GIL); sums over the batch go to one
-double-precision buffer per thread. Built once by :func:`~mambakit.ssm.cbuild.load_library`;
-:func:`available` says whether that worked.
+PyTorch twins (``band_encode_ref``, ``band_decode_ref``, ``cnn_block_ref``) and chooses
+between them. Batch rows are split between threads (ctypes calls release the GIL); sums
+over the batch go to one double-precision buffer per thread. Built once by
+:func:`~mambakit.ssm.cbuild.load_library`; :func:`available` says whether that worked.
 """
 
 from __future__ import annotations
@@ -34,11 +37,11 @@ from torch.autograd.function import once_differentiable
 from mambakit.ssm.cbuild import KernelBuildError, load_library
 from mambakit.ssm.cpu_kernel import _run_ranges
 
-__all__ = ["available", "decode", "encode", "supports", "unavailable_reason"]
+__all__ = ["available", "cnn_block", "decode", "encode", "supports", "unavailable_reason"]
 
 logger = logging.getLogger(__name__)
 
-_SOURCE_PATH = Path(__file__).with_name("band_ends.c")
+_SOURCE_PATH = Path(__file__).with_name("fused.c")
 # -ffast-math: the vector expf of the SiLU, reductions in vector partial sums
 _FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-shared", "-fPIC"]
 _P, _L = ctypes.c_void_p, ctypes.c_long
@@ -47,6 +50,8 @@ _SIGNATURES = {
     "enc_bwd": [_P] * 7 + [_L] * 11,
     "dec_fwd": [_P] * 10 + [_L] * 12,
     "dec_bwd": [_P] * 16 + [_L] * 12,
+    "cnn_fwd": [_P] * 6 + [_L] * 5,
+    "cnn_bwd": [_P] * 10 + [_L] * 5,
 }
 # Samples per block of patches (a multiple of 8, the kernels' vector width), and the most
 # conv taps (C_in x K) and Gaussian tokens (2R + 1) the kernels keep in vector registers.
@@ -66,8 +71,8 @@ def _load() -> ctypes.CDLL | None:
         try:
             source = _SOURCE_PATH.read_text()
         except OSError as e:  # an install without the package data
-            raise KernelBuildError(f"band_ends: cannot read {_SOURCE_PATH}: {e}") from e
-        lib = load_library("band_ends", source, _FLAGS)
+            raise KernelBuildError(f"drums fused: cannot read {_SOURCE_PATH}: {e}") from e
+        lib = load_library("drums_fused", source, _FLAGS)
     except KernelBuildError as e:
         _build_failed = str(e)
         logger.info("%s", _build_failed)
@@ -250,3 +255,51 @@ def decode(xp: Tensor, weight: Tensor, bias: Tensor, tokens_padded: Tensor, tabl
     ``gate [B]``. Differentiable in every argument but ``xp``, ``table`` and ``scale``."""
     return _Decode.apply(xp, weight, bias, tokens_padded, table, scale, decoder_weight,
                          decoder_bias, gate, n)  # fmt: skip
+
+
+class _CnnBlock(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, y: Tensor, scale: Tensor, shift: Tensor, weight: Tensor, bias: Tensor,
+                dilation: int) -> Tensor:  # fmt: skip
+        lib = _load()
+        inputs = [t.detach().contiguous() for t in (y, scale, shift, weight, bias)]
+        y = inputs[0]
+        out = torch.empty_like(y)
+        sizes = (y.shape[1], y.shape[2], dilation)
+        ranges = _batch_ranges(y.shape[0], y.numel())
+
+        def run(i: int, b0: int, b1: int) -> None:
+            lib.cnn_fwd(*map(_ptr, inputs), _ptr(out), b0, b1, *sizes)
+
+        _run_ranges(run, ranges)
+        ctx.save_for_backward(*inputs[:4])
+        ctx.sizes = sizes
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple:
+        lib = _load()
+        inputs = ctx.saved_tensors
+        y, scale, _, weight = inputs
+        grad = grad.contiguous()
+        ranges = _batch_ranges(y.shape[0], y.numel())
+        grad_y = torch.empty_like(y)
+        grad_scale, grad_shift = torch.empty_like(scale), torch.empty_like(scale)
+        grad_w, grad_b = _partials(ranges, weight.shape, weight.shape[:1])
+
+        def run(i: int, b0: int, b1: int) -> None:
+            outs = (grad_y, grad_scale, grad_shift, grad_w[i], grad_b[i])
+            lib.cnn_bwd(*map(_ptr, inputs), _ptr(grad), *map(_ptr, outs), b0, b1, *ctx.sizes)
+
+        _run_ranges(run, ranges)
+        return grad_y, grad_scale, grad_shift, grad_w.sum(0).float(), grad_b.sum(0).float(), None
+
+
+def cnn_block(y: Tensor, scale: Tensor, shift: Tensor, weight: Tensor, bias: Tensor,
+              dilation: int) -> Tensor:  # fmt: skip
+    """One residual block of the full-rate CNN, ``y + conv(silu(y * scale + shift))``: ``y
+    [B, C, n]``, the FiLM's ``scale`` (``1 + g``) and ``shift`` ``[B, C]``, the 'same'
+    3-tap convolution of ``dilation`` (``weight [C, C, 3]``, ``bias [C]``). Differentiable
+    in every tensor."""
+    return _CnnBlock.apply(y, scale, shift, weight, bias, dilation)

@@ -1,15 +1,15 @@
-"""The C ends of a band path (drums/band_ends.c) against their PyTorch twins: values and every
-gradient, at odd lengths, short and long patches, with and without a gate, on one thread and
-on uneven batch ranges."""
+"""The drums model's C kernels (drums/fused.c) against their PyTorch twins: the band paths'
+ends and the full-rate CNN blocks, values and every gradient, at odd lengths, short and long
+patches and dilations, with and without a gate, on one thread and on uneven batch ranges."""
 
 import pytest
 import torch
 
-from mambakit.drums import band_ends
+from mambakit.drums import fused
 from mambakit.drums import model as drum_model
 
 pytestmark = pytest.mark.skipif(
-    not band_ends.available(), reason=f"band_ends not built: {band_ends.unavailable_reason()}"
+    not fused.available(), reason=f"drums kernels not built: {fused.unavailable_reason()}"
 )
 
 
@@ -22,9 +22,9 @@ def _path(patch: int, channels: int = 6, out_channels: int = 5) -> drum_model.Ba
     return path
 
 
-def _ends(path, band, tokens, gate, fused: bool):
-    encode = drum_model.band_encode if fused else drum_model.band_encode_ref
-    decode = drum_model.band_decode if fused else drum_model.band_decode_ref
+def _ends(path, band, tokens, gate, kernels: bool):
+    encode = drum_model.band_encode if kernels else drum_model.band_encode_ref
+    decode = drum_model.band_decode if kernels else drum_model.band_decode_ref
     return encode(path, band), decode(path, band, tokens, gate)
 
 
@@ -34,7 +34,7 @@ def _ends(path, band, tokens, gate, fused: bool):
 def test_band_ends_equal_their_torch_twins_in_values_and_gradients(
     patch, n, gated, threads, monkeypatch
 ):
-    monkeypatch.setattr(band_ends, "_MIN_PARALLEL_SAMPLES", 0)  # small inputs split too
+    monkeypatch.setattr(fused, "_MIN_PARALLEL_SAMPLES", 0)  # small inputs split too
     path = _path(patch)
     g = torch.Generator().manual_seed(n)
     batch = 3  # two threads get uneven batch ranges
@@ -48,8 +48,8 @@ def test_band_ends_equal_their_torch_twins_in_values_and_gradients(
     torch.set_num_threads(threads)
     try:
         results = []
-        for fused in (True, False):
-            enc, dec = _ends(path, band, tokens, gate, fused)
+        for kernels in (True, False):
+            enc, dec = _ends(path, band, tokens, gate, kernels)
             w_enc = torch.randn(enc.shape, generator=torch.Generator().manual_seed(1))
             w_dec = torch.randn(dec.shape, generator=torch.Generator().manual_seed(2))
             loss = (enc * w_enc).sum() + (dec * w_dec).sum()
@@ -77,3 +77,34 @@ def test_the_torch_twins_run_where_the_kernels_do_not_apply():
     )
     band.sum().backward()  # the twin carried the band's gradient
     assert band.grad is not None
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("channels,n,dilation", [(8, 37, 8), (8, 300, 1), (6, 513, 4), (3, 5, 2)])
+def test_cnn_block_equals_its_torch_twin_in_values_and_gradients(
+    channels, n, dilation, threads, monkeypatch
+):
+    monkeypatch.setattr(fused, "_MIN_PARALLEL_SAMPLES", 0)
+    torch.manual_seed(n)
+    conv = torch.nn.Conv1d(channels, channels, 3, padding=dilation, dilation=dilation)
+    film = drum_model.FiLM(5, channels)
+    with torch.no_grad():  # a FiLM away from the identity
+        for p in film.parameters():
+            p.add_(0.2 * torch.randn(p.shape))
+    y = torch.randn(3, channels, n, requires_grad=True)
+    cond = torch.randn(3, 5, requires_grad=True)
+    leaves = [y, cond, *conv.parameters(), *film.parameters()]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        results = []
+        for block in (drum_model.cnn_block, drum_model.cnn_block_ref):
+            out = block(y, conv, film, cond)
+            w = torch.randn(out.shape, generator=torch.Generator().manual_seed(3))
+            results.append((out, torch.autograd.grad((out * w).sum(), leaves)))
+    finally:
+        torch.set_num_threads(previous)
+    (out, grads), (out_ref, grads_ref) = results
+    torch.testing.assert_close(out, out_ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
