@@ -108,3 +108,31 @@ def test_cnn_block_equals_its_torch_twin_in_values_and_gradients(
     torch.testing.assert_close(out, out_ref, rtol=1e-5, atol=1e-5)
     for a, b in zip(grads, grads_ref):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("channels,n", [(8, 300), (6, 37), (8, 5)])
+def test_head_equals_its_torch_twin_in_values_and_gradients(channels, n, threads, monkeypatch):
+    monkeypatch.setattr(fused, "_MIN_PARALLEL_SAMPLES", 0)
+    torch.manual_seed(n)
+    layers = torch.nn.Sequential(
+        torch.nn.Conv1d(channels, channels, 3, padding=1),
+        torch.nn.SiLU(),
+        torch.nn.Conv1d(channels, 2, 1),
+    )
+    x = torch.randn(3, channels, n, requires_grad=True)
+    leaves = [x, *layers.parameters()]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        results = []
+        for head in (drum_model.head, drum_model.head_ref):
+            out = head(layers, x)
+            w = torch.randn(out.shape, generator=torch.Generator().manual_seed(3))
+            results.append((out, torch.autograd.grad((out * w).sum(), leaves)))
+    finally:
+        torch.set_num_threads(previous)
+    (out, grads), (out_ref, grads_ref) = results
+    torch.testing.assert_close(out, out_ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))

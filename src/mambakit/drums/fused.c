@@ -542,3 +542,171 @@ void cnn_bwd(const float *y, const float *scale, const float *shift, const float
         cnn_bwd_body(y, scale, shift, weight, gout, gy, dscale, dshift, dweight, dbias, b0, b1,
                      C, n, d);
 }
+
+/* ---- The head: out = w2 silu(conv(x)) + b2 ---------------------------------------------
+
+   x [B, C, n]; conv: 3 taps, padding 1 (weight w1 [C, C, 3], bias b1 [C]); w2 [CO, C], b2
+   [CO]; out [B, CO, n]. Blocks of CNN_BLOCK samples; the input is read with a halo of 2
+   (the backward needs the activations one sample beyond the block on each side). */
+
+/* buf[c][s] = v[c][t0 - h + s] (0 outside the clip), s < W */
+static inline __attribute__((always_inline)) void load_halo(float *buf, const float *v,
+                                                             long C, long n, long t0, long h,
+                                                             long W) {
+    for (long c = 0; c < C; ++c) {
+        float *r = buf + c * W;
+        const long j0 = t0 - h, lo = j0 < 0 ? -j0 : 0, hi = n - j0 < W ? n - j0 : W;
+        for (long s = 0; s < lo; ++s) r[s] = 0.0f;
+        memcpy(r + lo, v + c * n + j0 + lo, (size_t)(hi - lo) * sizeof(float));
+        for (long s = hi; s < W; ++s) r[s] = 0.0f;
+    }
+}
+
+/* a[c][s] = b1[c] + sum_{c', k} w1[c, c', k] xb[c'][s + k], s < len (multiple of 8) */
+static inline __attribute__((always_inline)) void head_conv(float *a, const float *xb,
+                                                             const float *w1, const float *b1,
+                                                             long C, long W, long len) {
+    for (long c = 0; c < C; ++c)
+        for (long s = 0; s < len; s += 8) {
+            v8 acc = splat8(b1[c]);
+            for (long ci = 0; ci < C; ++ci)
+                for (long k = 0; k < 3; ++k)
+                    acc += w1[(c * C + ci) * 3 + k] * load8(xb + ci * W + s + k);
+            store8(a + c * W + s, acc);
+        }
+}
+
+static inline __attribute__((always_inline)) void head_fwd_body(
+    const float *x, const float *w1, const float *b1, const float *w2, const float *b2,
+    float *out, long b0, long b1_, long C, long CO, long n) {
+    const long W = CNN_BLOCK + 16;
+    float *xb = malloc((size_t)(C * W) * sizeof(float));
+    float *a = malloc((size_t)(C * W) * sizeof(float));
+    float tail[8];
+    for (long b = b0; b < b1_; ++b)
+        for (long t0 = 0; t0 < n; t0 += CNN_BLOCK) {
+            const long valid = n - t0 < CNN_BLOCK ? n - t0 : CNN_BLOCK;
+            load_halo(xb, x + b * C * n, C, n, t0, 1, W);
+            head_conv(a, xb, w1, b1, C, W, CNN_BLOCK);
+            for (long c = 0; c < C; ++c) {
+                float *ac = a + c * W;
+#pragma omp simd
+                for (long s = 0; s < CNN_BLOCK; ++s) ac[s] = ac[s] * sigmoid(ac[s]);
+            }
+            for (long o = 0; o < CO; ++o) {
+                float *oo = out + (b * CO + o) * n + t0;
+                for (long t = 0; t < valid; t += 8) {
+                    v8 acc = splat8(b2[o]);
+                    for (long c = 0; c < C; ++c) acc += w2[o * C + c] * load8(a + c * W + t);
+                    if (t + 8 <= valid) {
+                        store8(oo + t, acc);
+                    } else {
+                        store8(tail, acc);
+                        memcpy(oo + t, tail, (size_t)(valid - t) * sizeof(float));
+                    }
+                }
+            }
+        }
+    free(xb);
+    free(a);
+}
+
+/* gout [B, CO, n] -> gx [B, C, n] and this range's partial sums dw1 [C, C, 3], db1 [C],
+   dw2 [CO, C], db2 [CO] */
+static inline __attribute__((always_inline)) void head_bwd_body(
+    const float *x, const float *w1, const float *b1, const float *w2, const float *gout,
+    float *gx, double *dw1, double *db1, double *dw2, double *db2, long b0, long b1_, long C,
+    long CO, long n) {
+    const long W = CNN_BLOCK + 16, len = CNN_BLOCK + 8;  /* activations on [t0 - 1, ...) */
+    float *xb = malloc((size_t)(C * W) * sizeof(float));
+    float *a = malloc((size_t)(C * W) * sizeof(float));
+    float *u = malloc((size_t)(C * W) * sizeof(float));
+    float *gb = malloc((size_t)(CO * W) * sizeof(float));
+    for (long b = b0; b < b1_; ++b)
+        for (long t0 = 0; t0 < n; t0 += CNN_BLOCK) {
+            const long valid = n - t0 < CNN_BLOCK ? n - t0 : CNN_BLOCK;
+            load_halo(xb, x + b * C * n, C, n, t0, 2, W);
+            load_halo(gb, gout + b * CO * n, CO, n, t0, 1, W);  /* 0 outside: no output */
+            head_conv(a, xb, w1, b1, C, W, len);
+            for (long c = 0; c < C; ++c) {  /* u: the activation; a <- its input's gradient */
+                float *ac = a + c * W, *uc = u + c * W;
+                for (long s = 0; s < len; s += 8) {
+                    v8 gu = splat8(0.0f);
+                    for (long o = 0; o < CO; ++o) gu += w2[o * C + c] * load8(gb + o * W + s);
+                    store8(uc + s, gu);
+                }
+#pragma omp simd
+                for (long s = 0; s < len; ++s) {
+                    const float av = ac[s], sg = sigmoid(av), gu = uc[s];
+                    uc[s] = av * sg;
+                    ac[s] = gu * sg * (1.0f + av * (1.0f - sg));
+                }
+            }
+            /* the samples of the block are s = 1 ... valid in the activations' frame */
+            for (long o = 0; o < CO; ++o) {
+                const float *go = gb + o * W + 1;
+                v8 gs = splat8(0.0f);
+                for (long t = 0; t < CNN_BLOCK; t += 8) gs += load8(go + t);
+                db2[o] += hsum8(gs);
+                for (long c = 0; c < C; ++c) {
+                    v8 d = splat8(0.0f);
+                    for (long t = 0; t < CNN_BLOCK; t += 8) d += load8(go + t) * load8(u + c * W + 1 + t);
+                    dw2[o * C + c] += hsum8(d);
+                }
+            }
+            for (long c = 0; c < C; ++c) {
+                const float *gc = a + c * W + 1;
+                v8 gs = splat8(0.0f);
+                for (long t = 0; t < CNN_BLOCK; t += 8) gs += load8(gc + t);
+                db1[c] += hsum8(gs);
+                for (long ci = 0; ci < C; ++ci) {
+                    v8 d0 = splat8(0.0f), d1 = splat8(0.0f), d2 = splat8(0.0f);
+                    const float *xc = xb + ci * W + 1;
+                    for (long t = 0; t < CNN_BLOCK; t += 8) {
+                        const v8 g = load8(gc + t);
+                        d0 += g * load8(xc + t);
+                        d1 += g * load8(xc + t + 1);
+                        d2 += g * load8(xc + t + 2);
+                    }
+                    double *dw = dw1 + (c * C + ci) * 3;
+                    dw[0] += hsum8(d0);
+                    dw[1] += hsum8(d1);
+                    dw[2] += hsum8(d2);
+                }
+            }
+            for (long ci = 0; ci < C; ++ci) {  /* the input's gradient */
+                float *gxc = gx + (b * C + ci) * n + t0;
+                for (long t = 0; t < CNN_BLOCK; t += 8) {
+                    v8 acc = splat8(0.0f);
+                    for (long c = 0; c < C; ++c)
+                        for (long k = 0; k < 3; ++k)
+                            acc += w1[(c * C + ci) * 3 + k] * load8(a + c * W + t + 2 - k);
+                    float tmp[8];
+                    store8(tmp, acc);
+                    const long m = valid - t < 8 ? valid - t : 8;
+                    if (m > 0) memcpy(gxc + t, tmp, (size_t)m * sizeof(float));
+                }
+            }
+        }
+    free(xb);
+    free(a);
+    free(u);
+    free(gb);
+}
+
+void head_fwd(const float *x, const float *w1, const float *b1, const float *w2,
+              const float *b2, float *out, long b0, long b1_, long C, long CO, long n) {
+    if (C == 8 && CO == 2)
+        head_fwd_body(x, w1, b1, w2, b2, out, b0, b1_, 8, 2, n);
+    else
+        head_fwd_body(x, w1, b1, w2, b2, out, b0, b1_, C, CO, n);
+}
+
+void head_bwd(const float *x, const float *w1, const float *b1, const float *w2,
+              const float *gout, float *gx, double *dw1, double *db1, double *dw2, double *db2,
+              long b0, long b1_, long C, long CO, long n) {
+    if (C == 8 && CO == 2)
+        head_bwd_body(x, w1, b1, w2, gout, gx, dw1, db1, dw2, db2, b0, b1_, 8, 2, n);
+    else
+        head_bwd_body(x, w1, b1, w2, gout, gx, dw1, db1, dw2, db2, b0, b1_, C, CO, n);
+}

@@ -1,12 +1,13 @@
 """C kernels of the drums model on CPU, forward and backward (``fused.c``): the full-rate
-ends of a band path and the residual blocks of the full-rate CNN.
+ends of a band path, the residual blocks of the full-rate CNN and the head.
 
 :class:`~mambakit.drums.model.BandPath` turns a band ``[B, 3, n]`` into tokens and back::
 
     tokens = pool(silu(analysis(band))) / total                  # encoder, [B, C, N]
     y = gate * decode(carrier(band) * spread(tokens) * scale)    # decoder, [B, C_out, n]
 
-and each CNN block is ``y + conv_d(silu(y * (1 + g) + b))`` on ``[B, C, n]``. As PyTorch ops
+each CNN block is ``y + conv_d(silu(y * (1 + g) + b))`` on ``[B, C, n]`` and the head
+``w2 silu(conv(x)) + b2``. As PyTorch ops
 each step is a pass over a full-rate tensor, saved for the backward or freshly allocated
 (on this VM a fresh tens-of-MB tensor costs more in page faults than the op that fills it),
 about a dozen per band path and four per CNN block. The kernels compute the per-sample
@@ -17,9 +18,9 @@ instead of saving them.
 
 The functions take the tensors as :mod:`mambakit.drums.model` prepares them (zero-padded
 input, Gaussian tables, the spread's per-sample normalisation); the model module keeps the
-PyTorch twins (``band_encode_ref``, ``band_decode_ref``, ``cnn_block_ref``) and chooses
-between them. Batch rows are split between threads (ctypes calls release the GIL); sums
-over the batch go to one double-precision buffer per thread. Built once by
+PyTorch twins (``band_encode_ref``, ``band_decode_ref``, ``cnn_block_ref``, ``head_ref``)
+and chooses between them. Batch rows are split between threads (ctypes calls release the
+GIL); sums over the batch go to one double-precision buffer per thread. Built once by
 :func:`~mambakit.ssm.cbuild.load_library`; :func:`available` says whether that worked.
 """
 
@@ -37,7 +38,15 @@ from torch.autograd.function import once_differentiable
 from mambakit.ssm.cbuild import KernelBuildError, load_library
 from mambakit.ssm.cpu_kernel import _run_ranges
 
-__all__ = ["available", "cnn_block", "decode", "encode", "supports", "unavailable_reason"]
+__all__ = [
+    "available",
+    "cnn_block",
+    "decode",
+    "encode",
+    "head",
+    "supports",
+    "unavailable_reason",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +61,8 @@ _SIGNATURES = {
     "dec_bwd": [_P] * 16 + [_L] * 12,
     "cnn_fwd": [_P] * 6 + [_L] * 5,
     "cnn_bwd": [_P] * 10 + [_L] * 5,
+    "head_fwd": [_P] * 6 + [_L] * 5,
+    "head_bwd": [_P] * 10 + [_L] * 5,
 }
 # Samples per block of patches (a multiple of 8, the kernels' vector width), and the most
 # conv taps (C_in x K) and Gaussian tokens (2R + 1) the kernels keep in vector registers.
@@ -303,3 +314,47 @@ def cnn_block(y: Tensor, scale: Tensor, shift: Tensor, weight: Tensor, bias: Ten
     3-tap convolution of ``dilation`` (``weight [C, C, 3]``, ``bias [C]``). Differentiable
     in every tensor."""
     return _CnnBlock.apply(y, scale, shift, weight, bias, dilation)
+
+
+class _Head(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
+        lib = _load()
+        inputs = [t.detach().contiguous() for t in (x, w1, b1, w2, b2)]
+        x = inputs[0]
+        out = x.new_empty(x.shape[0], w2.shape[0], x.shape[2])
+        sizes = (x.shape[1], w2.shape[0], x.shape[2])
+        ranges = _batch_ranges(x.shape[0], x.numel())
+
+        def run(i: int, b0: int, b1: int) -> None:
+            lib.head_fwd(*map(_ptr, inputs), _ptr(out), b0, b1, *sizes)
+
+        _run_ranges(run, ranges)
+        ctx.save_for_backward(*inputs[:4])
+        ctx.sizes = sizes
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple:
+        lib = _load()
+        inputs = ctx.saved_tensors
+        x, w1, b1, w2 = inputs
+        grad = grad.contiguous()
+        ranges = _batch_ranges(x.shape[0], x.numel())
+        grad_x = torch.empty_like(x)
+        partials = _partials(ranges, w1.shape, b1.shape, w2.shape, w2.shape[:1])
+
+        def run(i: int, b0: int, b1: int) -> None:
+            outs = [_ptr(p[i]) for p in partials]
+            lib.head_bwd(*map(_ptr, inputs), _ptr(grad), _ptr(grad_x), *outs, b0, b1, *ctx.sizes)
+
+        _run_ranges(run, ranges)
+        return (grad_x, *(p.sum(0).float() for p in partials))
+
+
+def head(x: Tensor, weight: Tensor, bias: Tensor, out_weight: Tensor, out_bias: Tensor) -> Tensor:
+    """The model's head, ``out_weight @ silu(conv(x)) + out_bias``: ``x [B, C, n]``, a 'same'
+    3-tap convolution (``weight [C, C, 3]``, ``bias [C]``), ``out_weight [C_out, C]``,
+    ``out_bias [C_out]`` -> ``[B, C_out, n]``. Differentiable in every tensor."""
+    return _Head.apply(x, weight, bias, out_weight, out_bias)

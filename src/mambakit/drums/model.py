@@ -375,6 +375,29 @@ def cnn_block_ref(y: Tensor, conv: nn.Conv1d, film: FiLM, cond: Tensor) -> Tenso
     return y + conv1d(conv, F.silu(film(y, cond)))
 
 
+def head(layers: nn.Sequential, x: Tensor) -> Tensor:
+    """The model's head ``(conv 3 taps, SiLU, conv 1x1)`` on ``x [B, C, n]`` -> ``[B, 2,
+    n]``, by the C kernel of :mod:`mambakit.drums.fused` for float32 CPU tensors, else by
+    :func:`head_ref`."""
+    from mambakit.drums import fused
+
+    conv, _, out = layers
+    if (
+        conv.kernel_size != (3,)
+        or conv.padding != (1,)
+        or conv.dilation != (1,)
+        or not fused.supports(x, conv.weight, out.weight)
+    ):
+        return head_ref(layers, x)
+    return fused.head(x, conv.weight, conv.bias, out.weight[:, :, 0], out.bias)
+
+
+def head_ref(layers: nn.Sequential, x: Tensor) -> Tensor:
+    """:func:`head` by PyTorch ops (its reference twin)."""
+    conv, act, out = layers
+    return conv1d(out, act(conv1d(conv, x)))
+
+
 class FiLM(nn.Module):
     """Channel-wise scale and shift from the parameter embedding: ``h * (1 + g) + b``
     (zero-initialised, so conditioning starts as the identity)."""
@@ -647,8 +670,7 @@ class DrumDiffusionModel(nn.Module, PretrainedMixin):
         coarse = smooth_downsample(out, d)  # [B, C, ceil(T / d)], anti-aliased
         parsed = self.parser(coarse.transpose(1, 2)).transpose(1, 2)
         out = out + smooth_upsample(parsed, d, T)
-        head_conv, head_act, head_out = self.head
-        x0, eps = conv1d(head_out, head_act(conv1d(head_conv, out))).chunk(2, dim=1)
+        x0, eps = head(self.head, out).chunk(2, dim=1)
         # Scaffold in the output (DESIGN principle 1): the clean signal is the sine anchor
         # times a learned gain plus a learned residual (click, noise, overtones), all
         # under the requested amplitude envelope.
