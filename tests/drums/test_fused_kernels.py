@@ -136,3 +136,32 @@ def test_head_equals_its_torch_twin_in_values_and_gradients(channels, n, threads
     torch.testing.assert_close(out, out_ref, rtol=1e-5, atol=1e-5)
     for a, b in zip(grads, grads_ref):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    "factor,n_tok,n", [(64, 11, 700), (8, 13, 101), (2, 3, 5), (4, 2, 8), (64, 690, 44100)]
+)
+def test_gaussian_resampling_by_the_kernels_equals_its_reference(
+    factor, n_tok, n, threads, monkeypatch
+):
+    monkeypatch.setattr(fused, "_MIN_PARALLEL_SAMPLES", 0)
+    gen = torch.Generator().manual_seed(n)
+    tokens = torch.randn(2, 3, n_tok, generator=gen, requires_grad=True)
+    x = torch.randn(2, 3, n, generator=gen, requires_grad=True)
+    assert drum_model._fused_resampling(x, factor, drum_model._gaussian_reach(factor, 1.0))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        pairs = [
+            (drum_model.smooth_upsample, drum_model.smooth_upsample_ref, tokens, (factor, n)),
+            (drum_model.smooth_downsample, drum_model.smooth_downsample_ref, x, (factor,)),
+        ]
+        for fast_op, ref_op, inp, extra in pairs:
+            fast, ref = fast_op(inp, *extra), ref_op(inp, *extra)
+            torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-6)
+            w = torch.randn(fast.shape, generator=gen)
+            grad, grad_ref = (torch.autograd.grad((t * w).sum(), inp)[0] for t in (fast, ref))
+            torch.testing.assert_close(grad, grad_ref, rtol=1e-4, atol=1e-5)
+    finally:
+        torch.set_num_threads(previous)

@@ -710,3 +710,73 @@ void head_bwd(const float *x, const float *w1, const float *b1, const float *w2,
     else
         head_bwd_body(x, w1, b1, w2, gout, gx, dw1, db1, dw2, db2, b0, b1_, C, CO, n);
 }
+
+/* ---- The Gaussian resampling pair on [rows, n] (model.smooth_upsample / smooth_downsample)
+
+   pool:   out[r, t] = sum_{j < n} x[r, j] scale[j] g(j - centre_t)       (scale may be NULL)
+   spread: out[r, j] = scale[j] sum_t tokp[r, t] g(j - centre_t), j < n   (scale may be NULL)
+   with the table w [2R + 1, F] and the blocks of P patches of the band ends; tokp [rows,
+   NB + 2R] the tokens padded as for dec_fwd, scale [NB F]. */
+
+static inline __attribute__((always_inline)) void gauss_pool_body(
+    const float *x, const float *scale, const float *w, float *out, long r0, long r1, long F,
+    long R, long N, long n, long P) {
+    const long S = 2 * R + 1, L = P * F, NB = (N + P - 1) / P * P;
+    float *s = malloc((size_t)L * sizeof(float));
+    float *work = malloc((size_t)L * sizeof(float));
+    float *acc = malloc((size_t)(NB + 2 * R) * sizeof(float));
+    for (long row = r0; row < r1; ++row) {
+        const float *xr = x + row * n;
+        memset(acc, 0, (size_t)(NB + 2 * R) * sizeof(float));
+        for (long m0 = 0; m0 < N; m0 += P) {
+            const long j0 = m0 * F, valid = n - j0 < L ? n - j0 : L;
+            memcpy(s, xr + j0, (size_t)valid * sizeof(float));
+            mask_past(s, j0, L, n);
+            if (scale) {
+#pragma omp simd
+                for (long t = 0; t < L; ++t) s[t] *= scale[j0 + t];
+            }
+            pool_block(acc, s, w, F, S, m0, P, work);
+        }
+        memcpy(out + row * N, acc + R, (size_t)N * sizeof(float));
+    }
+    free(s);
+    free(work);
+    free(acc);
+}
+
+static inline __attribute__((always_inline)) void gauss_spread_body(
+    const float *tokp, const float *scale, const float *w, float *out, long r0, long r1,
+    long F, long R, long N, long n, long P) {
+    const long S = 2 * R + 1, L = P * F, NP = (N + P - 1) / P * P + 2 * R;
+    float *s = malloc((size_t)L * sizeof(float));
+    float *work = malloc((size_t)L * sizeof(float));
+    for (long row = r0; row < r1; ++row)
+        for (long m0 = 0; m0 < N; m0 += P) {
+            const long j0 = m0 * F, valid = n - j0 < L ? n - j0 : L;
+            spread_block(s, tokp + row * NP, w, F, S, m0, P, work);
+            if (scale) {
+#pragma omp simd
+                for (long t = 0; t < L; ++t) s[t] *= scale[j0 + t];
+            }
+            if (valid > 0) memcpy(out + row * n + j0, s, (size_t)valid * sizeof(float));
+        }
+    free(s);
+    free(work);
+}
+
+void gauss_pool(const float *x, const float *scale, const float *w, float *out, long r0,
+                long r1, long F, long R, long N, long n, long P) {
+    if (R == 4)
+        gauss_pool_body(x, scale, w, out, r0, r1, F, 4, N, n, P);
+    else
+        gauss_pool_body(x, scale, w, out, r0, r1, F, R, N, n, P);
+}
+
+void gauss_spread(const float *tokp, const float *scale, const float *w, float *out, long r0,
+                  long r1, long F, long R, long N, long n, long P) {
+    if (R == 4)
+        gauss_spread_body(tokp, scale, w, out, r0, r1, F, 4, N, n, P);
+    else
+        gauss_spread_body(tokp, scale, w, out, r0, r1, F, R, N, n, P);
+}

@@ -43,6 +43,8 @@ __all__ = [
     "cnn_block",
     "decode",
     "encode",
+    "gaussian_pool",
+    "gaussian_spread",
     "head",
     "supports",
     "unavailable_reason",
@@ -63,6 +65,8 @@ _SIGNATURES = {
     "cnn_bwd": [_P] * 10 + [_L] * 5,
     "head_fwd": [_P] * 6 + [_L] * 5,
     "head_bwd": [_P] * 10 + [_L] * 5,
+    "gauss_pool": [_P] * 4 + [_L] * 7,
+    "gauss_spread": [_P] * 4 + [_L] * 7,
 }
 # Samples per block of patches (a multiple of 8, the kernels' vector width), and the most
 # conv taps (C_in x K) and Gaussian tokens (2R + 1) the kernels keep in vector registers.
@@ -154,6 +158,37 @@ def _sizes(xp: Tensor, conv_weight: Tensor, table: Tensor, n_tok: int, n: int) -
     span, factor = table.shape
     sizes = (channels, c_in, kernel, xp.shape[-1], factor, (span - 1) // 2, n_tok, n)
     return (*sizes, patches_per_block(factor))
+
+
+def _resample(kind: str, x: Tensor, scale: Tensor | None, table: Tensor, n_tok: int, n: int,
+              out_len: int) -> Tensor:  # fmt: skip
+    lib = _load()
+    x, table = x.detach().contiguous(), table.detach().contiguous()
+    scale = None if scale is None else scale.detach().contiguous()
+    out = x.new_empty(x.shape[0], out_len)
+    sizes = (table.shape[1], (table.shape[0] - 1) // 2, n_tok, n, patches_per_block(table.shape[1]))
+    ranges = _batch_ranges(x.shape[0], x.shape[0] * n)
+
+    def run(i: int, r0: int, r1: int) -> None:
+        scale_ptr = None if scale is None else _ptr(scale)
+        getattr(lib, kind)(_ptr(x), scale_ptr, _ptr(table), _ptr(out), r0, r1, *sizes)
+
+    _run_ranges(run, ranges)
+    return out
+
+
+def gaussian_pool(x: Tensor, scale: Tensor | None, table: Tensor, n_tok: int) -> Tensor:
+    """Rows ``x [R, n]`` (times ``scale [NB F]`` when given) -> ``[R, n_tok]``, the
+    Gaussian pool of ``table [2R + 1, F]`` (``model._pool``'s sum). Not differentiable."""
+    return _resample("gauss_pool", x, scale, table, n_tok, x.shape[-1], n_tok)
+
+
+def gaussian_spread(tokens_padded: Tensor, scale: Tensor | None, table: Tensor, n_tok: int,
+                    n: int) -> Tensor:  # fmt: skip
+    """Padded tokens ``[R, NB + 2R]`` (as for :func:`decode`) -> ``[R, n]``, their Gaussian
+    spread by ``table [2R + 1, F]`` (``model._spread``), times ``scale [NB F]`` when given.
+    Not differentiable."""
+    return _resample("gauss_spread", tokens_padded, scale, table, n_tok, n, n)
 
 
 class _Encode(torch.autograd.Function):

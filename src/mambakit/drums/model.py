@@ -181,6 +181,9 @@ class _GaussianResample(torch.autograd.Function):
     def forward(ctx, x: Tensor, factor: int, n_out: int, width: float, up: bool) -> Tensor:
         reach, weights = _gaussian_weights(factor, width, x.device, x.dtype)
         n_in = x.shape[-1]
+        if _fused_resampling(x, factor, reach):  # the C pair of mambakit.drums.fused
+            return _GaussianResample.fused_forward(ctx, x, weights, reach, n_out, up)
+        ctx.fused = False
         if up:
             per_place = weights.sum(0)  # [factor]: the total inside the clip
             weights = weights / per_place
@@ -200,14 +203,57 @@ class _GaussianResample(torch.autograd.Function):
         return _pool(x, weights, reach, n_out) / total
 
     @staticmethod
+    def fused_forward(ctx, x: Tensor, weights: Tensor, reach: int, n_out: int, up: bool):
+        """The forward by the C pool / spread (rows of ``x`` as ``[R, n]``); the per-sample
+        normalisation of the upsampling is one row ``scale`` over the whole clip."""
+        from mambakit.drums import fused
+
+        factor, n_in = weights.shape[1], x.shape[-1]
+        n_tok, n = (n_in, n_out) if up else (n_out, n_in)
+        per_block = fused.patches_per_block(factor)
+        n_blocked = -(-n_tok // per_block) * per_block
+        rows = x.reshape(-1, n_in)
+        ctx.fused, ctx.conf = True, (reach, n_tok, n, n_blocked, up, x.shape[:-1])
+        if up:
+            weights = weights / weights.sum(0)
+            total = _spread(x.new_ones(1, n_tok), weights, reach)[0]  # [N * factor]
+            scale = F.pad(1.0 / total, (0, (n_blocked - n_tok) * factor), value=1.0)
+            padded = F.pad(rows, (reach, reach + n_blocked - n_tok))
+            ctx.save_for_backward(weights, scale)
+            out = fused.gaussian_spread(padded, scale, weights, n_tok, n)
+        else:
+            total = _pool(x.new_ones(1, n_in), weights, reach, n_tok)[0]  # [N]
+            ctx.save_for_backward(weights, total)
+            out = fused.gaussian_pool(rows, None, weights, n_tok) / total
+        return out.view(*x.shape[:-1], n_out)
+
+    @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
         weights, normaliser = ctx.saved_tensors
+        if ctx.fused:
+            from mambakit.drums import fused
+
+            reach, n_tok, n, n_blocked, up, lead = ctx.conf
+            if up:  # the adjoint of spread-then-scale: pool of the scaled gradient
+                rows = fused.gaussian_pool(grad.reshape(-1, n), normaliser, weights, n_tok)
+                return rows.view(*lead, n_tok), None, None, None, None
+            padded = F.pad(grad.reshape(-1, n_tok) / normaliser, (reach, reach + n_blocked - n_tok))
+            rows = fused.gaussian_spread(padded, None, weights, n_tok, n)
+            return rows.view(*lead, n), None, None, None, None
         reach, n_in, edges = ctx.conf
         if edges is not None:  # upsampling: normaliser is the scale at the ends
             grad_in = _pool(grad, weights, reach, n_in, (normaliser, *edges))
         else:
             grad_in = _spread(grad / normaliser, weights, reach)[..., :n_in]
         return grad_in, None, None, None, None
+
+
+def _fused_resampling(x: Tensor, factor: int, reach: int) -> bool:
+    """Whether :class:`_GaussianResample` runs the C kernels on ``x`` (float32 CPU, a patch
+    and Gaussian the kernels take, the kernels built)."""
+    from mambakit.drums import fused
+
+    return fused.supports_shape(factor, 0, 2 * reach + 1) and fused.supports(x)
 
 
 def smooth_upsample(tokens: Tensor, factor: int, n: int, width: float = 1.0) -> Tensor:
