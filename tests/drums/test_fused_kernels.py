@@ -165,3 +165,25 @@ def test_gaussian_resampling_by_the_kernels_equals_its_reference(
             torch.testing.assert_close(grad, grad_ref, rtol=1e-4, atol=1e-5)
     finally:
         torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gated_mix_equals_lerp_in_values_and_gradients(threads, monkeypatch):
+    monkeypatch.setattr(fused, "_MIN_PARALLEL_SAMPLES", 0)
+    gen = torch.Generator().manual_seed(0)
+    h, y = (torch.randn(3, 4, 4099, generator=gen, requires_grad=True) for _ in range(2))
+    gate = torch.rand(3, generator=gen, requires_grad=True)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        results = []
+        for mix in (drum_model.gated_mix, drum_model.gated_mix_ref):
+            out = mix(h, y, gate)
+            w = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+            results.append((out, torch.autograd.grad((out * w).sum(), [h, y, gate])))
+    finally:
+        torch.set_num_threads(previous)
+    (out, grads), (out_ref, grads_ref) = results
+    torch.testing.assert_close(out, out_ref)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))

@@ -780,3 +780,38 @@ void gauss_spread(const float *tokp, const float *scale, const float *w, float *
     else
         gauss_spread_body(tokp, scale, w, out, r0, r1, F, R, N, n, P);
 }
+
+/* ---- The gated mix out = h + gate[b] (y - h) on [B, M] (torch.lerp with a per-row weight) */
+
+void mix_fwd(const float *h, const float *y, const float *gate, float *out, long b0, long b1,
+             long M) {
+    for (long b = b0; b < b1; ++b) {
+        const float g = gate[b], *hb = h + b * M, *yb = y + b * M;
+        float *ob = out + b * M;
+#pragma omp simd
+        for (long i = 0; i < M; ++i) ob[i] = hb[i] + g * (yb[i] - hb[i]);
+    }
+}
+
+/* gout [B, M] -> gh = gout (1 - gate), gy = gout gate, dgate[b] = sum gout (y - h) */
+void mix_bwd(const float *h, const float *y, const float *gate, const float *gout, float *gh,
+             float *gy, float *dgate, long b0, long b1, long M) {
+    for (long b = b0; b < b1; ++b) {
+        const float g = gate[b], *hb = h + b * M, *yb = y + b * M, *gb = gout + b * M;
+        float *ghb = gh + b * M, *gyb = gy + b * M;
+        double total = 0.0;
+        for (long i0 = 0; i0 < M; i0 += 4096) {  /* float sums over 4096, then double */
+            const long i1 = i0 + 4096 < M ? i0 + 4096 : M;
+            float part = 0.0f;
+#pragma omp simd reduction(+ : part)
+            for (long i = i0; i < i1; ++i) {
+                const float gv = gb[i];
+                ghb[i] = gv - g * gv;
+                gyb[i] = g * gv;
+                part += gv * (yb[i] - hb[i]);
+            }
+            total += part;
+        }
+        dgate[b] = (float)total;
+    }
+}

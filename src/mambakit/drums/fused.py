@@ -45,6 +45,7 @@ __all__ = [
     "encode",
     "gaussian_pool",
     "gaussian_spread",
+    "gated_mix",
     "head",
     "supports",
     "unavailable_reason",
@@ -67,6 +68,8 @@ _SIGNATURES = {
     "head_bwd": [_P] * 10 + [_L] * 5,
     "gauss_pool": [_P] * 4 + [_L] * 7,
     "gauss_spread": [_P] * 4 + [_L] * 7,
+    "mix_fwd": [_P] * 4 + [_L] * 3,
+    "mix_bwd": [_P] * 7 + [_L] * 3,
 }
 # Samples per block of patches (a multiple of 8, the kernels' vector width), and the most
 # conv taps (C_in x K) and Gaussian tokens (2R + 1) the kernels keep in vector registers.
@@ -393,3 +396,43 @@ def head(x: Tensor, weight: Tensor, bias: Tensor, out_weight: Tensor, out_bias: 
     3-tap convolution (``weight [C, C, 3]``, ``bias [C]``), ``out_weight [C_out, C]``,
     ``out_bias [C_out]`` -> ``[B, C_out, n]``. Differentiable in every tensor."""
     return _Head.apply(x, weight, bias, out_weight, out_bias)
+
+
+class _Mix(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, h: Tensor, y: Tensor, gate: Tensor) -> Tensor:
+        lib = _load()
+        h, y, gate = (t.detach().contiguous() for t in (h, y, gate))
+        out = torch.empty_like(h)
+        ranges = _batch_ranges(h.shape[0], h.numel())
+        row = h[0].numel()
+
+        def run(i: int, b0: int, b1: int) -> None:
+            lib.mix_fwd(_ptr(h), _ptr(y), _ptr(gate), _ptr(out), b0, b1, row)
+
+        _run_ranges(run, ranges)
+        ctx.save_for_backward(h, y, gate)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple:
+        lib = _load()
+        h, y, gate = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_h, grad_y, grad_gate = torch.empty_like(h), torch.empty_like(y), torch.empty_like(gate)
+        ranges = _batch_ranges(h.shape[0], h.numel())
+        row = h[0].numel()
+
+        def run(i: int, b0: int, b1: int) -> None:
+            ptrs = map(_ptr, (h, y, gate, grad, grad_h, grad_y, grad_gate))
+            lib.mix_bwd(*ptrs, b0, b1, row)
+
+        _run_ranges(run, ranges)
+        return grad_h, grad_y, grad_gate
+
+
+def gated_mix(h: Tensor, y: Tensor, gate: Tensor) -> Tensor:
+    """``torch.lerp(h, y, gate)`` with one weight per batch row: ``h, y [B, ...]``, ``gate
+    [B]``; one pass each way (autograd's lerp backward takes five). Differentiable."""
+    return _Mix.apply(h, y, gate)

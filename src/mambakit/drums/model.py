@@ -421,6 +421,21 @@ def cnn_block_ref(y: Tensor, conv: nn.Conv1d, film: FiLM, cond: Tensor) -> Tenso
     return y + conv1d(conv, F.silu(film(y, cond)))
 
 
+def gated_mix(h: Tensor, y: Tensor, gate: Tensor) -> Tensor:
+    """``h + gate * (y - h)`` for ``h, y [B, C, n]``, ``gate [B]``: the C kernel of
+    :mod:`mambakit.drums.fused` for float32 CPU tensors, else :func:`gated_mix_ref`."""
+    from mambakit.drums import fused
+
+    if not fused.supports(h, y, gate) or h.shape != y.shape:
+        return gated_mix_ref(h, y, gate)
+    return fused.gated_mix(h, y, gate)
+
+
+def gated_mix_ref(h: Tensor, y: Tensor, gate: Tensor) -> Tensor:
+    """:func:`gated_mix` by ``torch.lerp`` (its reference twin)."""
+    return torch.lerp(h, y, gate[:, None, None])
+
+
 def head(layers: nn.Sequential, x: Tensor) -> Tensor:
     """The model's head ``(conv 3 taps, SiLU, conv 1x1)`` on ``x [B, C, n]`` -> ``[B, 2,
     n]``, by the C kernel of :mod:`mambakit.drums.fused` for float32 CPU tensors, else by
@@ -694,7 +709,7 @@ class DrumDiffusionModel(nn.Module, PretrainedMixin):
             y = h
             for conv, film in zip(self.cnn, self.cnn_film):
                 y = cnn_block(y, conv, film, cond)
-            out = torch.lerp(h, y, gates[:, 0, None, None])  # h + gate * (y - h)
+            out = gated_mix(h, y, gates[:, 0])  # h + gate * (y - h)
 
         parts = self.log_bands.split(inputs)  # band k: [B, 3, T_k]
         outs = []
