@@ -386,20 +386,31 @@ void dec_bwd(const float *xp, const float *wc, const float *bc, const float *tok
 /* buf[c][s] = silu(y[c][t0 - d + s] * scale[c] + shift[c]) (0 outside the clip) and, when
    raw is given, raw[c][s] = y[c][t0 - d + s] (0 outside), s < W */
 static inline __attribute__((always_inline)) void cnn_load(float *buf, float *raw,
-                                                            const float *yb, const float *sc,
-                                                            const float *sh, long C, long n,
-                                                            long t0, long d, long W) {
+                                                            float *sig, const float *yb,
+                                                            const float *sc, const float *sh,
+                                                            long C, long n, long t0, long d,
+                                                            long W) {
     for (long c = 0; c < C; ++c) {
-        float *u = buf + c * W, *r = raw ? raw + c * W : u;
+        float *u = buf + c * W, *r = raw + c * W;
         const long j0 = t0 - d, lo = j0 < 0 ? -j0 : 0, hi = n - j0 < W ? n - j0 : W;
         for (long s = 0; s < lo; ++s) r[s] = 0.0f;
         memcpy(r + lo, yb + c * n + j0 + lo, (size_t)(hi - lo) * sizeof(float));
         for (long s = hi; s < W; ++s) r[s] = 0.0f;
         const float g = sc[c], h = sh[c];
+        if (sig) { /* the backward keeps the sigmoid for the activation's derivative */
+            float *sg = sig + c * W;
 #pragma omp simd
-        for (long s = 0; s < W; ++s) {
-            const float a = r[s] * g + h;
-            u[s] = a * sigmoid(a);
+            for (long s = 0; s < W; ++s) {
+                const float a = r[s] * g + h;
+                sg[s] = sigmoid(a);
+                u[s] = a * sg[s];
+            }
+        } else {
+#pragma omp simd
+            for (long s = 0; s < W; ++s) {
+                const float a = r[s] * g + h;
+                u[s] = a * sigmoid(a);
+            }
         }
         for (long s = 0; s < lo; ++s) u[s] = 0.0f;
         for (long s = hi; s < W; ++s) u[s] = 0.0f;
@@ -417,7 +428,7 @@ static inline __attribute__((always_inline)) void cnn_fwd_body(
         const float *yb = y + b * C * n;
         for (long t0 = 0; t0 < n; t0 += CNN_BLOCK) {
             const long valid = n - t0 < CNN_BLOCK ? n - t0 : CNN_BLOCK;
-            cnn_load(u, raw, yb, scale + b * C, shift + b * C, C, n, t0, d, W);
+            cnn_load(u, raw, NULL, yb, scale + b * C, shift + b * C, C, n, t0, d, W);
             for (long o = 0; o < C; ++o) {
                 const float *wo = weight + o * C * 3;
                 float *oo = out + (b * C + o) * n + t0;
@@ -451,13 +462,14 @@ static inline __attribute__((always_inline)) void cnn_bwd_body(
     float *raw = malloc((size_t)(C * W) * sizeof(float));
     float *g = malloc((size_t)(C * W) * sizeof(float));
     float *gu = malloc((size_t)CNN_BLOCK * sizeof(float));
+    float *sig = malloc((size_t)(C * W) * sizeof(float));
     double *dsc = malloc((size_t)C * sizeof(double)), *dsh = malloc((size_t)C * sizeof(double));
     for (long b = b0; b < b1; ++b) {
         const float *yb = y + b * C * n, *sc = scale + b * C, *sh = shift + b * C;
         for (long c = 0; c < C; ++c) dsc[c] = dsh[c] = 0.0;
         for (long t0 = 0; t0 < n; t0 += CNN_BLOCK) {
             const long valid = n - t0 < CNN_BLOCK ? n - t0 : CNN_BLOCK;
-            cnn_load(u, raw, yb, sc, sh, C, n, t0, d, W);
+            cnn_load(u, raw, sig, yb, sc, sh, C, n, t0, d, W);
             /* the output gradient with its halo: the load without the activation */
             for (long o = 0; o < C; ++o) {
                 float *go = g + o * W;
@@ -495,13 +507,13 @@ static inline __attribute__((always_inline)) void cnn_bwd_body(
                             acc += weight[(o * C + c) * 3 + k] * load8(g + o * W + t + (2 - k) * d);
                     store8(gu + t, acc);
                 }
-                const float *yc = raw + c * W + d, *go = g + c * W + d;
+                const float *yc = raw + c * W + d, *go = g + c * W + d, *sgc = sig + c * W + d;
                 const float gc = sc[c], hc = sh[c];
                 float *gyc = gy + (b * C + c) * n + t0;
                 float s_sc = 0.0f, s_sh = 0.0f;
 #pragma omp simd reduction(+ : s_sc, s_sh)
                 for (long t = 0; t < valid; ++t) {
-                    const float a = yc[t] * gc + hc, sg = sigmoid(a);
+                    const float a = yc[t] * gc + hc, sg = sgc[t];
                     const float ga = gu[t] * sg * (1.0f + a * (1.0f - sg));
                     gyc[t] = go[t] + ga * gc;
                     s_sc += ga * yc[t];
@@ -520,6 +532,7 @@ static inline __attribute__((always_inline)) void cnn_bwd_body(
     free(raw);
     free(g);
     free(gu);
+    free(sig);
     free(dsc);
     free(dsh);
 }
