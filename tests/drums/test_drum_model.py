@@ -77,12 +77,17 @@ def test_fast_conv1d_equals_the_module_in_values_and_gradients(
 
 
 def _reference_paths(monkeypatch):
-    """Point the model at the plain-op twins of its fast paths (convolutions, Gaussian
-    resampling, band split and merge)."""
+    """Point the model at the plain-op twins of its fast paths (the C band ends, CNN
+    blocks, gated mix and head, convolutions, Gaussian resampling, band split and merge)."""
     from mambakit.drums import model as drum_model
     from mambakit.dsp import LogBands
 
     monkeypatch.setattr(drum_model, "conv1d", lambda conv, x, taps=None: conv(x))
+    monkeypatch.setattr(drum_model, "band_encode", drum_model.band_encode_ref)
+    monkeypatch.setattr(drum_model, "band_decode", drum_model.band_decode_ref)
+    monkeypatch.setattr(drum_model, "cnn_block", drum_model.cnn_block_ref)
+    monkeypatch.setattr(drum_model, "head", drum_model.head_ref)
+    monkeypatch.setattr(drum_model, "gated_mix", drum_model.gated_mix_ref)
     monkeypatch.setattr(drum_model, "smooth_upsample", drum_model.smooth_upsample_ref)
     monkeypatch.setattr(drum_model, "smooth_downsample", drum_model.smooth_downsample_ref)
     monkeypatch.setattr(LogBands, "split", lambda self, x: self._split(x))

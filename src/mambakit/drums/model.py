@@ -108,11 +108,16 @@ def _gaussian_weights(
     distance from the token's centre is ``(R - q) * factor + r - (factor - 1) / 2`` samples;
     ``R = reach`` tokens on each side contribute (3 standard deviations)."""
     sigma = width * factor
-    reach = int(math.ceil(3 * sigma / factor)) + 1
+    reach = _gaussian_reach(factor, width)
     q = torch.arange(2 * reach + 1, device=device, dtype=dtype)[:, None]
     r = torch.arange(factor, device=device, dtype=dtype)[None, :]
     dist = (reach - q) * factor + r - (factor - 1) / 2
     return reach, torch.exp(-0.5 * (dist / sigma) ** 2)
+
+
+def _gaussian_reach(factor: int, width: float) -> int:
+    """Tokens on each side that :func:`_gaussian_weights` covers (3 standard deviations)."""
+    return int(math.ceil(3 * width * factor / factor)) + 1
 
 
 def _spread(tokens: Tensor, weights: Tensor, reach: int) -> Tensor:
@@ -176,6 +181,9 @@ class _GaussianResample(torch.autograd.Function):
     def forward(ctx, x: Tensor, factor: int, n_out: int, width: float, up: bool) -> Tensor:
         reach, weights = _gaussian_weights(factor, width, x.device, x.dtype)
         n_in = x.shape[-1]
+        if _fused_resampling(x, factor, reach):  # the C pair of mambakit.drums.fused
+            return _GaussianResample.fused_forward(ctx, x, weights, reach, n_out, up)
+        ctx.fused = False
         if up:
             per_place = weights.sum(0)  # [factor]: the total inside the clip
             weights = weights / per_place
@@ -195,14 +203,57 @@ class _GaussianResample(torch.autograd.Function):
         return _pool(x, weights, reach, n_out) / total
 
     @staticmethod
+    def fused_forward(ctx, x: Tensor, weights: Tensor, reach: int, n_out: int, up: bool):
+        """The forward by the C pool / spread (rows of ``x`` as ``[R, n]``); the per-sample
+        normalisation of the upsampling is one row ``scale`` over the whole clip."""
+        from mambakit.drums import fused
+
+        factor, n_in = weights.shape[1], x.shape[-1]
+        n_tok, n = (n_in, n_out) if up else (n_out, n_in)
+        per_block = fused.patches_per_block(factor)
+        n_blocked = -(-n_tok // per_block) * per_block
+        rows = x.reshape(-1, n_in)
+        ctx.fused, ctx.conf = True, (reach, n_tok, n, n_blocked, up, x.shape[:-1])
+        if up:
+            weights = weights / weights.sum(0)
+            total = _spread(x.new_ones(1, n_tok), weights, reach)[0]  # [N * factor]
+            scale = F.pad(1.0 / total, (0, (n_blocked - n_tok) * factor), value=1.0)
+            padded = F.pad(rows, (reach, reach + n_blocked - n_tok))
+            ctx.save_for_backward(weights, scale)
+            out = fused.gaussian_spread(padded, scale, weights, n_tok, n)
+        else:
+            total = _pool(x.new_ones(1, n_in), weights, reach, n_tok)[0]  # [N]
+            ctx.save_for_backward(weights, total)
+            out = fused.gaussian_pool(rows, None, weights, n_tok) / total
+        return out.view(*x.shape[:-1], n_out)
+
+    @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
         weights, normaliser = ctx.saved_tensors
+        if ctx.fused:
+            from mambakit.drums import fused
+
+            reach, n_tok, n, n_blocked, up, lead = ctx.conf
+            if up:  # the adjoint of spread-then-scale: pool of the scaled gradient
+                rows = fused.gaussian_pool(grad.reshape(-1, n), normaliser, weights, n_tok)
+                return rows.view(*lead, n_tok), None, None, None, None
+            padded = F.pad(grad.reshape(-1, n_tok) / normaliser, (reach, reach + n_blocked - n_tok))
+            rows = fused.gaussian_spread(padded, None, weights, n_tok, n)
+            return rows.view(*lead, n), None, None, None, None
         reach, n_in, edges = ctx.conf
         if edges is not None:  # upsampling: normaliser is the scale at the ends
             grad_in = _pool(grad, weights, reach, n_in, (normaliser, *edges))
         else:
             grad_in = _spread(grad / normaliser, weights, reach)[..., :n_in]
         return grad_in, None, None, None, None
+
+
+def _fused_resampling(x: Tensor, factor: int, reach: int) -> bool:
+    """Whether :class:`_GaussianResample` runs the C kernels on ``x`` (float32 CPU, a patch
+    and Gaussian the kernels take, the kernels built)."""
+    from mambakit.drums import fused
+
+    return fused.supports_shape(factor, 0, 2 * reach + 1) and fused.supports(x)
 
 
 def smooth_upsample(tokens: Tensor, factor: int, n: int, width: float = 1.0) -> Tensor:
@@ -347,6 +398,67 @@ def conv1d(conv: nn.Conv1d, x: Tensor, taps: Tensor | None = None) -> Tensor:
     return _Conv1d.apply(x, taps, conv.weight, conv.bias, padding, dilation)
 
 
+def cnn_block(y: Tensor, conv: nn.Conv1d, film: FiLM, cond: Tensor) -> Tensor:
+    """One residual block of the full-rate CNN, ``y + conv(silu(film(y, cond)))`` (``y [B, C,
+    n]``, ``conv`` a 'same'-padded 3-tap convolution), by the C kernel of
+    :mod:`mambakit.drums.fused` for float32 CPU tensors, else by :func:`cnn_block_ref`."""
+    from mambakit.drums import fused
+
+    (kernel,), (padding,), (dilation,) = conv.kernel_size, conv.padding, conv.dilation
+    if (
+        kernel != 3
+        or padding != dilation
+        or conv.bias is None
+        or not fused.supports(y, conv.weight, cond)
+    ):
+        return cnn_block_ref(y, conv, film, cond)
+    g, b = film.proj(cond).chunk(2, dim=1)  # [B, C] each
+    return fused.cnn_block(y, 1 + g, b, conv.weight, conv.bias, dilation)
+
+
+def cnn_block_ref(y: Tensor, conv: nn.Conv1d, film: FiLM, cond: Tensor) -> Tensor:
+    """:func:`cnn_block` by PyTorch ops (its reference twin)."""
+    return y + conv1d(conv, F.silu(film(y, cond)))
+
+
+def gated_mix(h: Tensor, y: Tensor, gate: Tensor) -> Tensor:
+    """``h + gate * (y - h)`` for ``h, y [B, C, n]``, ``gate [B]``: the C kernel of
+    :mod:`mambakit.drums.fused` for float32 CPU tensors, else :func:`gated_mix_ref`."""
+    from mambakit.drums import fused
+
+    if not fused.supports(h, y, gate) or h.shape != y.shape:
+        return gated_mix_ref(h, y, gate)
+    return fused.gated_mix(h, y, gate)
+
+
+def gated_mix_ref(h: Tensor, y: Tensor, gate: Tensor) -> Tensor:
+    """:func:`gated_mix` by ``torch.lerp`` (its reference twin)."""
+    return torch.lerp(h, y, gate[:, None, None])
+
+
+def head(layers: nn.Sequential, x: Tensor) -> Tensor:
+    """The model's head ``(conv 3 taps, SiLU, conv 1x1)`` on ``x [B, C, n]`` -> ``[B, 2,
+    n]``, by the C kernel of :mod:`mambakit.drums.fused` for float32 CPU tensors, else by
+    :func:`head_ref`."""
+    from mambakit.drums import fused
+
+    conv, _, out = layers
+    if (
+        conv.kernel_size != (3,)
+        or conv.padding != (1,)
+        or conv.dilation != (1,)
+        or not fused.supports(x, conv.weight, out.weight)
+    ):
+        return head_ref(layers, x)
+    return fused.head(x, conv.weight, conv.bias, out.weight[:, :, 0], out.bias)
+
+
+def head_ref(layers: nn.Sequential, x: Tensor) -> Tensor:
+    """:func:`head` by PyTorch ops (its reference twin)."""
+    conv, act, out = layers
+    return conv1d(out, act(conv1d(conv, x)))
+
+
 class FiLM(nn.Module):
     """Channel-wise scale and shift from the parameter embedding: ``h * (1 + g) + b``
     (zero-initialised, so conditioning starts as the identity)."""
@@ -405,19 +517,102 @@ class BandPath(nn.Module):
     def forward(self, band: Tensor, cond: Tensor, gate: Tensor | None = None) -> Tensor:
         """``band [B, 3, n]``, ``cond [B, cond]`` -> ``[B, C_out, n]``, times ``gate [B, 1,
         1]`` when given (folded into the decoder's weights: no pass of its own)."""
-        n = band.shape[-1]
-        (kernel,), (pad,) = self.analysis.kernel_size, self.analysis.padding
-        taps = None if band.requires_grad else conv_taps(band, kernel, pad)  # [B, 3K + 1, n]
-        analysis = conv1d(self.analysis, band, taps)
-        h = smooth_downsample(F.silu(analysis), self.patch)  # [B, C, n / patch]
+        taps = None
+        if not _fused_ends(self, band):  # the tap windows shared by both convolutions
+            (kernel,), (pad,) = self.analysis.kernel_size, self.analysis.padding
+            taps = None if band.requires_grad else conv_taps(band, kernel, pad)
+        h = band_encode(self, band, taps)  # [B, C, n / patch]
         for block, film in zip(self.blocks, self.films):
             h = h + block(film(h, cond).transpose(1, 2)).transpose(1, 2)
-        modulation = smooth_upsample(h, self.patch, n)  # [B, C, n]
-        carrier = conv1d(self.carrier, band, taps)
-        if gate is None:
-            return conv1d(self.decode, carrier * modulation)  # [B, C_out, n]
-        weight = gate * self.decode.weight[None, :, :, 0]  # [B, C_out, C]: gate x decoder
-        return torch.baddbmm(gate * self.decode.bias[:, None], weight, carrier * modulation)
+        return band_decode(self, band, h, gate, taps)  # [B, C_out, n]
+
+
+def _fused_ends(path: BandPath, band: Tensor) -> bool:
+    """Whether :func:`band_encode` / :func:`band_decode` run the C kernels of
+    :mod:`mambakit.drums.fused` on ``band``: 'same'-padded convolutions, a patch and
+    sizes they take, no gradient for the band itself, float32 CPU tensors, the kernels built."""
+    from mambakit.drums import fused
+
+    conv = path.analysis
+    same = all(
+        c.padding[0] * 2 == c.kernel_size[0] - 1 and c.dilation == (1,) and c.bias is not None
+        for c in (path.analysis, path.carrier)
+    )
+    reach = _gaussian_reach(path.patch, 1.0)
+    return (
+        same
+        and fused.supports_shape(path.patch, 3 * conv.kernel_size[0], 2 * reach + 1)
+        and not band.requires_grad
+        and fused.supports(band, conv.weight, path.carrier.weight, path.decode.weight)
+    )
+
+
+def _kernel_layout(path: BandPath, band: Tensor) -> tuple[Tensor, int, int]:
+    """``(xp, N, NB)`` for the kernels: ``band`` zero-padded (``pad`` in front, up to ``NB *
+    patch + pad`` behind), the number of tokens and that number rounded up to whole blocks."""
+    from mambakit.drums.fused import patches_per_block
+
+    n, pad = band.shape[-1], path.analysis.padding[0]
+    n_tok = -(-n // path.patch)
+    per_block = patches_per_block(path.patch)
+    n_blocked = -(-n_tok // per_block) * per_block
+    return F.pad(band, (pad, pad + n_blocked * path.patch - n)), n_tok, n_blocked
+
+
+def band_encode(path: BandPath, band: Tensor, taps: Tensor | None = None) -> Tensor:
+    """The encoder of ``path``: ``smooth_downsample(silu(analysis(band)), patch)``, ``band [B,
+    3, n]`` -> tokens ``[B, C, ceil(n / patch)]``; by the C kernel when :func:`_fused_ends`
+    allows, else by :func:`band_encode_ref` (``taps``: the band's tap windows for it)."""
+    if not _fused_ends(path, band):
+        return band_encode_ref(path, band, taps)
+    from mambakit.drums import fused
+
+    xp, n_tok, _ = _kernel_layout(path, band)
+    reach, weights = _gaussian_weights(path.patch, 1.0, band.device, band.dtype)
+    total = _pool(band.new_ones(1, band.shape[-1]), weights, reach, n_tok)  # [1, N]
+    conv = path.analysis
+    return fused.encode(xp, conv.weight, conv.bias, weights, n_tok, band.shape[-1]) / total
+
+
+def band_encode_ref(path: BandPath, band: Tensor, taps: Tensor | None = None) -> Tensor:
+    """:func:`band_encode` by PyTorch ops (its reference twin)."""
+    return smooth_downsample(F.silu(conv1d(path.analysis, band, taps)), path.patch)
+
+
+def band_decode(
+    path: BandPath, band: Tensor, tokens: Tensor, gate: Tensor | None, taps: Tensor | None = None
+) -> Tensor:
+    """The decoder of ``path``: ``decode(carrier(band) * smooth_upsample(tokens, patch, n))``
+    times ``gate [B, 1, 1]`` when given -> ``[B, C_out, n]``; by the C kernel when
+    :func:`_fused_ends` allows, else by :func:`band_decode_ref`."""
+    if not _fused_ends(path, band):
+        return band_decode_ref(path, band, tokens, gate, taps)
+    from mambakit.drums import fused
+
+    n = band.shape[-1]
+    xp, n_tok, n_blocked = _kernel_layout(path, band)
+    reach, weights = _gaussian_weights(path.patch, 1.0, band.device, band.dtype)
+    weights = weights / weights.sum(0)  # as smooth_upsample: normalised inside the clip
+    total = _spread(band.new_ones(1, n_tok), weights, reach)  # [1, N * patch]
+    scale = F.pad(1.0 / total[0], (0, (n_blocked - n_tok) * path.patch), value=1.0)
+    tokens = F.pad(tokens, (reach, reach + n_blocked - n_tok))  # [B, C, NB + 2R]
+    gate = band.new_ones(band.shape[0]) if gate is None else gate.reshape(band.shape[0])
+    return fused.decode(
+        xp, path.carrier.weight, path.carrier.bias, tokens, weights, scale,
+        path.decode.weight[:, :, 0], path.decode.bias, gate, n,
+    )  # fmt: skip
+
+
+def band_decode_ref(
+    path: BandPath, band: Tensor, tokens: Tensor, gate: Tensor | None, taps: Tensor | None = None
+) -> Tensor:
+    """:func:`band_decode` by PyTorch ops (its reference twin)."""
+    modulation = smooth_upsample(tokens, path.patch, band.shape[-1])  # [B, C, n]
+    carrier = conv1d(path.carrier, band, taps)
+    if gate is None:
+        return conv1d(path.decode, carrier * modulation)  # [B, C_out, n]
+    weight = gate * path.decode.weight[None, :, :, 0]  # [B, C_out, C]: gate x decoder
+    return torch.baddbmm(gate * path.decode.bias[:, None], weight, carrier * modulation)
 
 
 class DrumDiffusionModel(nn.Module, PretrainedMixin):
@@ -513,8 +708,8 @@ class DrumDiffusionModel(nn.Module, PretrainedMixin):
         if self._active(gates[:, 0]):
             y = h
             for conv, film in zip(self.cnn, self.cnn_film):
-                y = y + conv1d(conv, F.silu(film(y, cond)))
-            out = torch.lerp(h, y, gates[:, 0, None, None])  # h + gate * (y - h)
+                y = cnn_block(y, conv, film, cond)
+            out = gated_mix(h, y, gates[:, 0])  # h + gate * (y - h)
 
         parts = self.log_bands.split(inputs)  # band k: [B, 3, T_k]
         outs = []
@@ -536,8 +731,7 @@ class DrumDiffusionModel(nn.Module, PretrainedMixin):
         coarse = smooth_downsample(out, d)  # [B, C, ceil(T / d)], anti-aliased
         parsed = self.parser(coarse.transpose(1, 2)).transpose(1, 2)
         out = out + smooth_upsample(parsed, d, T)
-        head_conv, head_act, head_out = self.head
-        x0, eps = conv1d(head_out, head_act(conv1d(head_conv, out))).chunk(2, dim=1)
+        x0, eps = head(self.head, out).chunk(2, dim=1)
         # Scaffold in the output (DESIGN principle 1): the clean signal is the sine anchor
         # times a learned gain plus a learned residual (click, noise, overtones), all
         # under the requested amplitude envelope.

@@ -134,7 +134,11 @@ class LogBands:
             n_k = part.shape[-1]
             m = self._bins(n, n_k, band.factor)
             scale = n / n_k if scales is None else scales[k]
-            sub = torch.fft.rfft(part, dim=-1)[..., :m] * (wk[:m] * scale)
+            spectrum = torch.fft.rfft(part, dim=-1)
+            if total is None and m == n_bins:  # a full-width band starts the sum: no zeros
+                total = spectrum.mul_(wk * scale)
+                continue
+            sub = spectrum[..., :m].mul_(wk[:m] * scale)  # in place: no spectrum per band
             if total is None:
                 total = sub.new_zeros(*sub.shape[:-1], n_bins)
             total[..., :m] += sub  # in place: no padded copy per band
