@@ -39,3 +39,19 @@ def test_a_missing_compiler_is_reported(tmp_path, monkeypatch):
     monkeypatch.setenv("CC", str(tmp_path / "no-cc"))
     with pytest.raises(cbuild.KernelBuildError, match="no-cc"):
         cbuild.load_library("adder", SOURCE % "missing compiler")
+
+
+@needs_cc
+def test_kernel_library_types_its_functions_and_remembers_a_failure(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = tmp_path / "add.c"
+    path.write_text("void add_to(long *x, long y) { *x += y; }\n")
+    kernels = cbuild.KernelLibrary("add_to", path, {"add_to": [ctypes.c_void_p, ctypes.c_long]})
+    assert kernels.available() and kernels.failed is None
+    x = ctypes.c_long(40)
+    kernels.lib.add_to(ctypes.addressof(x), 2)  # the argtypes make a Python int a long
+    assert x.value == 42
+    assert kernels.load() is kernels.lib  # loaded once
+    missing = cbuild.KernelLibrary("gone", tmp_path / "gone.c", {})
+    assert missing.load() is None and not missing.available()
+    assert "gone: cannot read" in missing.failed

@@ -163,8 +163,8 @@ def test_fused_body_runs_without_grad_and_keeps_no_checkpoints(monkeypatch):
 def test_layer_falls_back_to_torch_stages_when_the_build_fails(monkeypatch):
     from mambakit.ssm import cpu_fused
 
-    monkeypatch.setattr(cpu_fused, "_library", None)
-    monkeypatch.setattr(cpu_fused, "_build_failed", "cpu_fused: no C compiler (test)")
+    monkeypatch.setattr(cpu_fused._KERNELS, "lib", None)
+    monkeypatch.setattr(cpu_fused._KERNELS, "failed", "cpu_fused: no C compiler (test)")
     assert not cpu_fused.available() and "test" in cpu_fused.unavailable_reason()
     torch.manual_seed(0)
     layer = Mamba2(16, d_state=8, headdim=8, backend="torch")

@@ -27,7 +27,6 @@ GIL); sums over the batch go to one double-precision buffer per thread. Built on
 from __future__ import annotations
 
 import ctypes
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from mambakit.ssm.cbuild import KernelBuildError, load_library
+from mambakit.ssm.cbuild import KernelLibrary
 from mambakit.ssm.cpu_kernel import _run_ranges
 
 __all__ = [
@@ -51,7 +50,6 @@ __all__ = [
     "unavailable_reason",
 ]
 
-logger = logging.getLogger(__name__)
 
 _SOURCE_PATH = Path(__file__).with_name("fused.c")
 # -ffast-math: the vector expf of the SiLU, reductions in vector partial sums
@@ -71,45 +69,27 @@ _SIGNATURES = {
     "mix_fwd": [_P] * 4 + [_L] * 3,
     "mix_bwd": [_P] * 7 + [_L] * 3,
 }
+_KERNELS = KernelLibrary("drums_fused", _SOURCE_PATH, _SIGNATURES, _FLAGS)
 # Samples per block of patches (a multiple of 8, the kernels' vector width), and the most
 # conv taps (C_in x K) and Gaussian tokens (2R + 1) the kernels keep in vector registers.
 BLOCK_SAMPLES = 256
 _MAX_TAPS = 32
-_library: ctypes.CDLL | None = None
-_build_failed: str | None = None
 # Samples (batch x channels x length) below which a kernel runs on one thread.
 _MIN_PARALLEL_SAMPLES = 2**16
 
 
 def _load() -> ctypes.CDLL | None:
-    global _library, _build_failed
-    if _library is not None or _build_failed is not None:
-        return _library
-    try:
-        try:
-            source = _SOURCE_PATH.read_text()
-        except OSError as e:  # an install without the package data
-            raise KernelBuildError(f"drums fused: cannot read {_SOURCE_PATH}: {e}") from e
-        lib = load_library("drums_fused", source, _FLAGS)
-    except KernelBuildError as e:
-        _build_failed = str(e)
-        logger.info("%s", _build_failed)
-        return None
-    for name, argtypes in _SIGNATURES.items():
-        getattr(lib, name).restype = None
-        getattr(lib, name).argtypes = argtypes
-    _library = lib
-    return lib
+    return _KERNELS.load()
 
 
 def available() -> bool:
     """Whether the kernels are built (building them now if needed) and loadable."""
-    return _load() is not None
+    return _KERNELS.available()
 
 
 def unavailable_reason() -> str | None:
     """Why :func:`available` is false (``None`` when it is true or was not tried)."""
-    return _build_failed
+    return _KERNELS.failed
 
 
 def supports(*tensors: Tensor) -> bool:

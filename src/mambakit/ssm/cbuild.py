@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
+import logging
 import os
 import platform
 import shutil
@@ -26,7 +27,11 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["DEFAULT_FLAGS", "KernelBuildError", "kernel_cache_dir", "load_library"]
+__all__ = [
+    "DEFAULT_FLAGS", "KernelBuildError", "KernelLibrary", "kernel_cache_dir", "load_library",
+]  # fmt: skip
+
+logger = logging.getLogger(__name__)
 
 # -fopenmp-simd honours `#pragma omp simd` (vectorised reductions) without -ffast-math and
 # without linking an OpenMP runtime.
@@ -37,6 +42,53 @@ _loaded: dict[str, ctypes.CDLL | KernelBuildError] = {}
 
 class KernelBuildError(RuntimeError):
     """A C source could not be compiled or loaded here; the message says why."""
+
+
+class KernelLibrary:
+    """One C source of the package as a library of kernels, built on first use.
+
+    ``source`` is the C text, or the path of a package-data ``.c`` file (read on first
+    use: an install without it counts as a failed build). :meth:`load` builds it with
+    :func:`load_library`, gives each function of ``signatures`` (``{name: argtypes}``, all
+    returning void) its argument types, and returns the library, or ``None`` when that is
+    impossible; :attr:`failed` then says why (logged once), and the caller runs its torch
+    code. ``lib`` and ``failed`` are plain attributes (a test may set them)."""
+
+    def __init__(
+        self,
+        name: str,
+        source: str | Path,
+        signatures: dict[str, list],
+        flags: Sequence[str] = DEFAULT_FLAGS,
+    ) -> None:
+        self.name, self.source, self.signatures, self.flags = name, source, signatures, flags
+        self.lib: ctypes.CDLL | None = None
+        self.failed: str | None = None
+
+    def load(self) -> ctypes.CDLL | None:
+        if self.lib is not None or self.failed is not None:
+            return self.lib
+        try:
+            source = self.source
+            if isinstance(source, Path):
+                try:
+                    source = source.read_text()
+                except OSError as e:
+                    raise KernelBuildError(f"{self.name}: cannot read {source}: {e}") from e
+            lib = load_library(self.name, source, self.flags)
+        except KernelBuildError as e:
+            self.failed = str(e)
+            logger.info("%s", self.failed)
+            return None
+        for function, argtypes in self.signatures.items():
+            getattr(lib, function).restype = None
+            getattr(lib, function).argtypes = argtypes
+        self.lib = lib
+        return lib
+
+    def available(self) -> bool:
+        """Whether the kernels are built (building them now if needed) and loadable."""
+        return self.load() is not None
 
 
 def kernel_cache_dir() -> Path:

@@ -33,7 +33,6 @@ fresh tensor of tens of MB costs more in page faults than the kernel that fills 
 from __future__ import annotations
 
 import ctypes
-import logging
 import math
 import threading
 from pathlib import Path
@@ -43,7 +42,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .cbuild import KernelBuildError, load_library
+from .cbuild import KernelLibrary
 from .cpu_kernel import _run_ranges
 
 __all__ = [
@@ -55,12 +54,9 @@ __all__ = [
     "unavailable_reason",
 ]
 
-logger = logging.getLogger(__name__)
 
 _SOURCE_PATH = Path(__file__).with_name("cpu_fused.c")
 _FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp", "-shared", "-fPIC"]
-_library: ctypes.CDLL | None = None
-_build_failed: str | None = None
 # Elements (batch x length x channels) below which a kernel runs on one thread.
 _MIN_PARALLEL_ELEMENTS = 2**16
 # Largest buffer :func:`_scratch` keeps per name and thread (the widest of a d_model 64
@@ -76,6 +72,7 @@ _SIGNATURES = {
     "gated_rmsnorm_bwd": [_P, _L, _P, _L, _P, _P, _P, _P, _L, _P, _P, _L, _L, _F, _L, _L],
     "sgemm": [_P, _L, _L, _P, _L, _P, _L, _P] + [_L] * 6,
 }
+_KERNELS = KernelLibrary("mamba2_fused", _SOURCE_PATH, _SIGNATURES, _FLAGS)
 # Rows of one register tile of sgemm (GEMM_MR in cpu_fused.c): row ranges are cut at
 # multiples of it. Columns of a vector: the in-projection's output rows are padded to it.
 _GEMM_ROWS = 6
@@ -83,34 +80,17 @@ _VECTOR = 16
 
 
 def _load() -> ctypes.CDLL | None:
-    global _library, _build_failed
-    if _library is not None or _build_failed is not None:
-        return _library
-    try:
-        try:
-            source = _SOURCE_PATH.read_text()
-        except OSError as e:  # an install without the package data
-            raise KernelBuildError(f"cpu_fused: cannot read {_SOURCE_PATH}: {e}") from e
-        lib = load_library("mamba2_fused", source, _FLAGS)
-    except KernelBuildError as e:
-        _build_failed = str(e)
-        logger.info("%s", _build_failed)
-        return None
-    for name, argtypes in _SIGNATURES.items():
-        getattr(lib, name).restype = None
-        getattr(lib, name).argtypes = argtypes
-    _library = lib
-    return lib
+    return _KERNELS.load()
 
 
 def available() -> bool:
     """Whether the kernels are built (building them now if needed) and loadable."""
-    return _load() is not None
+    return _KERNELS.available()
 
 
 def unavailable_reason() -> str | None:
     """Why :func:`available` is false (``None`` when it is true or was not tried)."""
-    return _build_failed
+    return _KERNELS.failed
 
 
 def supports(*tensors: Tensor) -> bool:

@@ -38,7 +38,6 @@ when it did not.
 from __future__ import annotations
 
 import ctypes
-import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -47,11 +46,10 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from mambakit.ssm.cbuild import KernelBuildError, load_library
+from mambakit.ssm.cbuild import KernelLibrary
 
 __all__ = ["available", "fused_scan", "unavailable_reason"]
 
-logger = logging.getLogger(__name__)
 
 _SOURCE = r"""
 #include <math.h>
@@ -575,44 +573,32 @@ void ssd_scan_bwd(const float *x, const float *dt, const float *A, const float *
 # -ffast-math with -fopenmp (which defines _OPENMP) lets glibc map expf in the simd loop to
 # its vector version (libmvec); no OpenMP runtime is used or linked.
 _FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp", "-shared", "-fPIC"]
-_library: ctypes.CDLL | None = None
-_build_failed: str | None = None
 _pool: ThreadPoolExecutor | None = None
+_SIZE_ARGS = {"selective_scan": 4, "ssd_scan": 8}
+# + K, c0, c1 after the sizes; ssd_scan_bwd also takes the row stride of dx
+_SIGNATURES = {
+    **{f"{kind}_fwd": [ctypes.c_void_p] * 10 + [ctypes.c_long] * (sizes + 3)
+       for kind, sizes in _SIZE_ARGS.items()},
+    **{f"{kind}_bwd": [ctypes.c_void_p] * 16 + [ctypes.c_long] * (sizes + (kind == "ssd_scan") + 3)
+       for kind, sizes in _SIZE_ARGS.items()},
+}  # fmt: skip
+_KERNELS = KernelLibrary("selective_scan", _SOURCE, _SIGNATURES, _FLAGS)
 
 
 def _load() -> ctypes.CDLL | None:
     """Compile (once, cached by source hash: :func:`~mambakit.ssm.cbuild.load_library`) and
     load the kernel; ``None`` if impossible (:func:`unavailable_reason` says why)."""
-    global _library, _build_failed
-    if _library is not None or _build_failed is not None:
-        return _library
-    try:
-        lib = load_library("selective_scan", _SOURCE, _FLAGS)
-    except KernelBuildError as e:
-        _build_failed = str(e)
-        logger.info("%s", _build_failed)
-        return None
-    for kind, sizes in _SIZE_ARGS.items():  # + K, c0, c1 after the sizes
-        getattr(lib, f"{kind}_fwd").restype = None
-        getattr(lib, f"{kind}_fwd").argtypes = [ctypes.c_void_p] * 10 + [ctypes.c_long] * (
-            sizes + 3
-        )
-        getattr(lib, f"{kind}_bwd").restype = None
-        getattr(lib, f"{kind}_bwd").argtypes = [ctypes.c_void_p] * 16 + [ctypes.c_long] * (
-            sizes + (kind == "ssd_scan") + 3  # ssd_scan_bwd: + the row stride of dx
-        )
-    _library = lib
-    return lib
+    return _KERNELS.load()
 
 
 def available() -> bool:
     """Whether the C kernel is built (building it now if needed) and loadable."""
-    return _load() is not None
+    return _KERNELS.available()
 
 
 def unavailable_reason() -> str | None:
     """Why :func:`available` is false (``None`` when it is true or was not tried)."""
-    return _build_failed
+    return _KERNELS.failed
 
 
 def _ptr(t: Tensor | None) -> int | None:  # NULL for an absent optional argument
@@ -677,9 +663,6 @@ _GRAD_MODES = {
     "ssd_scan": ("partial",) * 5,
 }
 # size arguments of each kernel before (K, c0, c1)
-_SIZE_ARGS = {"selective_scan": 4, "ssd_scan": 8}
-
-
 def _scan_backward(
     kind: str,
     saved: tuple[Tensor | None, ...],
@@ -807,7 +790,7 @@ def fused_scan(kind: str, *inputs: Tensor | None) -> tuple[Tensor, Tensor]:
 def _require() -> ctypes.CDLL:
     lib = _load()
     if lib is None:
-        raise RuntimeError(f"the CPU scan kernel is unavailable: {_build_failed}")
+        raise RuntimeError(f"the CPU scan kernel is unavailable: {_KERNELS.failed}")
     return lib
 
 
