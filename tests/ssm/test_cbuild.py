@@ -4,6 +4,7 @@ import ctypes
 import shutil
 
 import pytest
+import torch
 
 from mambakit.ssm import cbuild
 
@@ -52,6 +53,9 @@ def test_kernel_library_types_its_functions_and_remembers_a_failure(tmp_path, mo
     kernels.lib.add_to(ctypes.addressof(x), 2)  # the argtypes make a Python int a long
     assert x.value == 42
     assert kernels.load() is kernels.lib  # loaded once
+    assert kernels.supports(torch.zeros(2), torch.zeros(3, 1))
+    assert not kernels.supports(torch.zeros(2), torch.zeros(2, dtype=torch.float64))
     missing = cbuild.KernelLibrary("gone", tmp_path / "gone.c", {})
     assert missing.load() is None and not missing.available()
     assert "gone: cannot read" in missing.failed
+    assert not missing.supports(torch.zeros(2))

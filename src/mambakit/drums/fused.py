@@ -82,23 +82,13 @@ def _load() -> ctypes.CDLL | None:
     return _KERNELS.load()
 
 
-def available() -> bool:
-    """Whether the kernels are built (building them now if needed) and loadable."""
-    return _KERNELS.available()
+available = _KERNELS.available
+supports = _KERNELS.supports
 
 
 def unavailable_reason() -> str | None:
     """Why :func:`available` is false (``None`` when it is true or was not tried)."""
     return _KERNELS.failed
-
-
-def supports(*tensors: Tensor) -> bool:
-    """Whether the kernels can run on ``tensors``: float32 CPU tensors, no tracing."""
-    return (
-        not torch.compiler.is_compiling()
-        and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
-        and available()
-    )
 
 
 def _ptr(t: Tensor) -> int:

@@ -90,6 +90,15 @@ class KernelLibrary:
         """Whether the kernels are built (building them now if needed) and loadable."""
         return self.load() is not None
 
+    def supports(self, *tensors: torch.Tensor) -> bool:
+        """Whether the kernels can run on ``tensors``: float32 CPU tensors, nothing being
+        traced by ``torch.compile``, and the library loads."""
+        return (
+            not torch.compiler.is_compiling()
+            and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+            and self.available()
+        )
+
 
 def kernel_cache_dir() -> Path:
     """Where built libraries are kept: ``$XDG_CACHE_HOME/mambakit/kernels``."""
