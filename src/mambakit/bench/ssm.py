@@ -97,6 +97,11 @@ QUICK_D_MODELS = (64,)
 # causal attention over 44,100 steps costs tens of seconds forward+backward on 2 cores.
 QUICK_SKIPS = {("attention", True)}
 QUICK_SKIP_ABOVE = 16_000
+# Pause before each timed call: torch's OpenMP workers keep spinning on every core for
+# tens of ms after the previous row's parallel work, and a row whose kernels run on their
+# own threads (the fused C layers) would pay for that spin (a probe: 49.6 ms alone, 67.8 ms
+# right after the torch-stage layer, 53.6 ms after a 50 ms pause). Every row gets it.
+SETTLE_SECONDS = 0.1
 # The recurrent-step benchmark: one step() of a Backbone at batch 1 (autoregressive decoding).
 STEP_KIND, STEP_LAYERS, STEP_D_MODEL = "mamba2", 12, 512
 
@@ -287,7 +292,8 @@ def _measure(
     every call with the compile switch on and warms up at the full length instead, once:
     that call compiles the graph the timed calls use, and its time is the compile cost
     reported. Each timed call is wrapped in :func:`measure_peak_memory`, so memory costs
-    no extra call.
+    no extra call, and follows a pause of :data:`SETTLE_SECONDS`, so that no row runs
+    while the previous one's thread pool still spins.
     """
     x = torch.randn(1, seqlen, d_model, device=device)
 
@@ -315,6 +321,7 @@ def _measure(
             def timed(run: Callable[[], None] = run, name: str = name) -> None:
                 times[name].append(_seconds(run, device))
 
+            time.sleep(SETTLE_SECONDS)
             peak = measure_peak_memory(timed, device)
             if peak is not None:
                 peaks[name].append(peak)
