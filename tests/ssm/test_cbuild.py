@@ -57,5 +57,5 @@ def test_kernel_library_types_its_functions_and_remembers_a_failure(tmp_path, mo
     assert not kernels.supports(torch.zeros(2), torch.zeros(2, dtype=torch.float64))
     missing = cbuild.KernelLibrary("gone", tmp_path / "gone.c", {})
     assert missing.load() is None and not missing.available()
-    assert "gone: cannot read" in missing.failed
+    assert "gone: cannot read" in missing.unavailable_reason()
     assert not missing.supports(torch.zeros(2))

@@ -90,6 +90,10 @@ class KernelLibrary:
         """Whether the kernels are built (building them now if needed) and loadable."""
         return self.load() is not None
 
+    def unavailable_reason(self) -> str | None:
+        """Why :meth:`available` is false (``None`` when it is true or was not tried)."""
+        return self.failed
+
     def supports(self, *tensors: torch.Tensor) -> bool:
         """Whether the kernels can run on ``tensors``: float32 CPU tensors, nothing being
         traced by ``torch.compile``, and the library loads."""

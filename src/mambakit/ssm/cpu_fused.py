@@ -79,17 +79,10 @@ _GEMM_ROWS = 6
 _VECTOR = 16
 
 
-def _load() -> ctypes.CDLL | None:
-    return _KERNELS.load()
-
-
+_load = _KERNELS.load
 available = _KERNELS.available
 supports = _KERNELS.supports
-
-
-def unavailable_reason() -> str | None:
-    """Why :func:`available` is false (``None`` when it is true or was not tried)."""
-    return _KERNELS.failed
+unavailable_reason = _KERNELS.unavailable_reason
 
 
 def _rows(t: Tensor) -> tuple[Tensor, int]:

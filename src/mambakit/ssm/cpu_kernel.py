@@ -585,20 +585,10 @@ _SIGNATURES = {
 _KERNELS = KernelLibrary("selective_scan", _SOURCE, _SIGNATURES, _FLAGS)
 
 
-def _load() -> ctypes.CDLL | None:
-    """Compile (once, cached by source hash: :func:`~mambakit.ssm.cbuild.load_library`) and
-    load the kernel; ``None`` if impossible (:func:`unavailable_reason` says why)."""
-    return _KERNELS.load()
-
-
-def available() -> bool:
-    """Whether the C kernel is built (building it now if needed) and loadable."""
-    return _KERNELS.available()
-
-
-def unavailable_reason() -> str | None:
-    """Why :func:`available` is false (``None`` when it is true or was not tried)."""
-    return _KERNELS.failed
+# _load: compile (once, cached by source hash) and load the kernel, or None
+_load = _KERNELS.load
+available = _KERNELS.available
+unavailable_reason = _KERNELS.unavailable_reason
 
 
 def _ptr(t: Tensor | None) -> int | None:  # NULL for an absent optional argument
