@@ -1,7 +1,9 @@
 """Building, caching and loading C sources (mambakit.ssm.cbuild)."""
 
+import contextlib
 import ctypes
 import shutil
+import sys
 
 import pytest
 import torch
@@ -59,3 +61,43 @@ def test_kernel_library_types_its_functions_and_remembers_a_failure(tmp_path, mo
     assert missing.load() is None and not missing.available()
     assert "gone: cannot read" in missing.unavailable_reason()
     assert not missing.supports(torch.zeros(2))
+
+
+def test_range_bounds_are_the_starts_then_the_last_end():
+    bounds, count = cbuild.range_bounds([(0, 3), (3, 7), (7, 8)])
+    assert list(bounds) == [0, 3, 7, 8] and count == 3
+    with pytest.raises(ValueError, match="not consecutive"):
+        cbuild.range_bounds([(0, 3), (4, 7)])
+
+
+# Each range i writes i + 1 over its elements and the OpenMP thread that ran it.
+RANGES_SOURCE = """
+#include <omp.h>
+void mark_par(long *value, long *thread, const long *rg, long n_ranges) {
+    FOR_RANGES for (long j = rg[i]; j < rg[i + 1]; ++j) {
+        value[j] += i + 1;
+        thread[j] = omp_get_thread_num();
+    }
+}
+"""
+
+
+@needs_cc
+def test_for_ranges_runs_each_range_once_on_torchs_openmp_team(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = tmp_path / "mark.c"
+    path.write_text(RANGES_SOURCE)
+    flags = [f for f in cbuild.DEFAULT_FLAGS if f != "-fopenmp-simd"] + ["-fopenmp"]
+    signature = {"mark_par": [ctypes.c_void_p] * 3 + [ctypes.c_long]}
+    kernels = cbuild.KernelLibrary("mark", path, signature, flags)
+    if not kernels.available():
+        pytest.skip(f"no OpenMP build here: {kernels.unavailable_reason()}")
+    value, thread = torch.zeros(10, dtype=torch.long), torch.full((10,), -1, dtype=torch.long)
+    ranges = [(0, 4), (4, 9), (9, 10)]
+    kernels.lib.mark_par(value.data_ptr(), thread.data_ptr(), *cbuild.range_bounds(ranges))
+    assert value.tolist() == [1] * 4 + [2] * 5 + [3]
+    assert thread.tolist() == [0] * 4 + [1] * 5 + [2]  # one thread per range
+    with open("/proc/self/maps") if sys.platform == "linux" else contextlib.nullcontext() as maps:
+        if maps is not None:  # the team is torch's: one OpenMP runtime in the process
+            runtimes = {line.split()[-1] for line in maps if "libgomp" in line}
+            assert len(runtimes) == 1, runtimes

@@ -329,3 +329,49 @@ void sgemm(const float *A, long ars, long acs, const float *B, long brs, float *
         }
     }
 }
+
+/* ---- The kernels over n_ranges ranges rg[i]..rg[i + 1] at once, one per thread of the
+   calling thread's OpenMP team (cbuild.PARALLEL_PRELUDE). */
+
+void conv_silu_fwd_par(const float *x, long x_stride, const float *taps, const float *bias,
+                       float *out, long b, long L, long C, long K, const long *rg,
+                       long n_ranges) {
+    FOR_RANGES conv_silu_fwd(x, x_stride, taps, bias, out, b, L, C, K, rg[i], rg[i + 1]);
+}
+
+void conv_silu_bwd_par(const float *x, long x_stride, const float *taps, const float *bias,
+                       const float *dout, long g_stride, float *dx, long dx_stride,
+                       float *dtaps, float *dbias, long b, long L, long C, long K,
+                       const long *rg, long n_ranges) {
+    FOR_RANGES conv_silu_bwd(x, x_stride, taps, bias, dout, g_stride, dx, dx_stride, dtaps,
+                             dbias, b, L, C, K, rg[i], rg[i + 1]);
+}
+
+void gated_rmsnorm_fwd_par(const float *y, long y_stride, const float *z, long z_stride,
+                           const float *w, float *out, long D, long G, float eps,
+                           const long *rg, long n_ranges) {
+    FOR_RANGES gated_rmsnorm_fwd(y, y_stride, z, z_stride, w, out, D, G, eps, rg[i], rg[i + 1]);
+}
+
+/* dw [n_ranges, D]: one partial per range */
+void gated_rmsnorm_bwd_par(const float *y, long y_stride, const float *z, long z_stride,
+                           const float *w, const float *dout, float *dy, float *dz,
+                           long dz_stride, float *out, float *dw, long D, long G, float eps,
+                           const long *rg, long n_ranges) {
+    FOR_RANGES gated_rmsnorm_bwd(y, y_stride, z, z_stride, w, dout, dy, dz, dz_stride, out,
+                                 dw + i * D, D, G, eps, rg[i], rg[i + 1]);
+}
+
+/* sgemm over the row ranges of C (every term k0..k1 of each) */
+void sgemm_rows_par(const float *A, long ars, long acs, const float *B, long brs, float *C,
+                    long crs, const float *bias, long N, long accumulate, const long *rg,
+                    long n_ranges, long k0, long k1) {
+    FOR_RANGES sgemm(A, ars, acs, B, brs, C, crs, bias, N, accumulate, rg[i], rg[i + 1], k0, k1);
+}
+
+/* sgemm over ranges of the terms: range i writes its partial product of all M rows to
+   C + i * M * N (contiguous [n_ranges, M, N]) */
+void sgemm_terms_par(const float *A, long ars, long acs, const float *B, long brs, float *C,
+                     long M, long N, const long *rg, long n_ranges) {
+    FOR_RANGES sgemm(A, ars, acs, B, brs, C + i * M * N, N, NULL, N, 0, 0, M, rg[i], rg[i + 1]);
+}

@@ -21,8 +21,8 @@ every gradient against them, and the whole layer against its PyTorch stages.
 The source (``cpu_fused.c``) is built once by :func:`~mambakit.ssm.cbuild.load_library`;
 :func:`available` says whether that worked, and the layer falls back to the PyTorch path
 when it did not. The conv splits channels between threads, the norm and the matrix
-product split rows (or, for a weight gradient, the time steps summed over), on the
-thread pool of :mod:`~mambakit.ssm.cpu_kernel` (ctypes calls release the GIL).
+product split rows (or, for a weight gradient, the time steps summed over), one range
+per thread of torch's own OpenMP pool (:data:`~mambakit.ssm.cbuild.PARALLEL_PRELUDE`).
 
 Memory: the layer's intermediates go to per-thread scratch buffers reused call after
 call (:func:`_scratch`; at d_model 64 and L = 44,100 about 330 MB held by a thread that
@@ -42,8 +42,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .cbuild import KernelLibrary
-from .cpu_kernel import _run_ranges
+from .cbuild import KernelLibrary, range_bounds
 
 __all__ = [
     "available",
@@ -65,12 +64,13 @@ _MAX_SCRATCH_BYTES = 2**28
 _scratch_buffers = threading.local()
 
 _P, _L, _F = ctypes.c_void_p, ctypes.c_long, ctypes.c_float
-_SIGNATURES = {
-    "conv_silu_fwd": [_P, _L, _P, _P, _P] + [_L] * 6,
-    "conv_silu_bwd": [_P, _L, _P, _P, _P, _L, _P, _L, _P, _P] + [_L] * 6,
-    "gated_rmsnorm_fwd": [_P, _L, _P, _L, _P, _P, _L, _L, _F, _L, _L],
-    "gated_rmsnorm_bwd": [_P, _L, _P, _L, _P, _P, _P, _P, _L, _P, _P, _L, _L, _F, _L, _L],
-    "sgemm": [_P, _L, _L, _P, _L, _P, _L, _P] + [_L] * 6,
+_SIGNATURES = {  # (rg, n_ranges): the range bounds, cbuild.range_bounds
+    "conv_silu_fwd_par": [_P, _L, _P, _P, _P] + [_L] * 4 + [_P, _L],
+    "conv_silu_bwd_par": [_P, _L, _P, _P, _P, _L, _P, _L, _P, _P] + [_L] * 4 + [_P, _L],
+    "gated_rmsnorm_fwd_par": [_P, _L, _P, _L, _P, _P, _L, _L, _F, _P, _L],
+    "gated_rmsnorm_bwd_par": [_P, _L, _P, _L, _P, _P, _P, _P, _L, _P, _P, _L, _L, _F, _P, _L],
+    "sgemm_rows_par": [_P, _L, _L, _P, _L, _P, _L, _P, _L, _L, _P, _L, _L, _L],
+    "sgemm_terms_par": [_P, _L, _L, _P, _L, _P, _L, _L, _P, _L],
 }
 _KERNELS = KernelLibrary("mamba2_fused", _SOURCE_PATH, _SIGNATURES, _FLAGS)
 # Rows of one register tile of sgemm (GEMM_MR in cpu_fused.c): row ranges are cut at
@@ -140,8 +140,7 @@ def _conv_forward(
     lib = _load()
     args = (xr.data_ptr(), stride, taps.data_ptr(), _ptr(bias), out.data_ptr())
     sizes = (b, length, channels, taps.shape[0])
-    _run_ranges(lambda _, c0, c1: lib.conv_silu_fwd(*args, *sizes, c0, c1),
-                _ranges(channels, b * length * channels, 16))  # fmt: skip
+    lib.conv_silu_fwd_par(*args, *sizes, *range_bounds(_ranges(channels, out.numel(), 16)))
     return out
 
 
@@ -158,8 +157,7 @@ def _conv_backward(
     args = (xr.data_ptr(), stride, taps.data_ptr(), _ptr(bias), grad.data_ptr(), grad.stride(1),
             grad_x.data_ptr(), grad_x.stride(1), grad_taps.data_ptr(), _ptr(grad_bias))  # fmt: skip
     sizes = (b, length, channels, taps.shape[0])
-    _run_ranges(lambda _, c0, c1: lib.conv_silu_bwd(*args, *sizes, c0, c1),
-                _ranges(channels, b * length * channels, 16))  # fmt: skip
+    lib.conv_silu_bwd_par(*args, *sizes, *range_bounds(_ranges(channels, grad.numel(), 16)))
     return grad_taps, grad_bias
 
 
@@ -172,8 +170,7 @@ def _norm_forward(yr: Tensor, y_stride: int, zr: Tensor, z_stride: int, w: Tenso
         out = torch.empty(shape, dtype=torch.float32)
     lib = _load()
     args = (yr.data_ptr(), y_stride, zr.data_ptr(), z_stride, w.data_ptr(), out.data_ptr())
-    _run_ranges(lambda _, r0, r1: lib.gated_rmsnorm_fwd(*args, dim, group, eps, r0, r1),
-                _ranges(rows, rows * dim, 8))  # fmt: skip
+    lib.gated_rmsnorm_fwd_par(*args, dim, group, eps, *range_bounds(_ranges(rows, rows * dim, 8)))
     return out
 
 
@@ -193,11 +190,7 @@ def _norm_backward(yr: Tensor, y_stride: int, zr: Tensor, z_stride: int, w: Tens
     lib = _load()
     args = (yr.data_ptr(), y_stride, zr.data_ptr(), z_stride, w.data_ptr(), grad.data_ptr(),
             grad_y.data_ptr(), grad_z.data_ptr(), grad_z.stride(-2), _ptr(normed))  # fmt: skip
-
-    def run(i: int, r0: int, r1: int) -> None:
-        lib.gated_rmsnorm_bwd(*args, grad_w[i].data_ptr(), dim, group, eps, r0, r1)
-
-    _run_ranges(run, ranges)
+    lib.gated_rmsnorm_bwd_par(*args, grad_w.data_ptr(), dim, group, eps, *range_bounds(ranges))
     return grad_y, grad_w.sum(0)
 
 
@@ -215,16 +208,11 @@ def _gemm(a: Tensor, b: Tensor, out: Tensor, bias: Tensor | None = None) -> Tens
         ranges = _ranges(k, m * n * k // 64, 256)
         if len(ranges) > 1:
             partials = torch.empty(len(ranges), m, n, dtype=torch.float32)
-
-            def run_terms(i: int, k0: int, k1: int) -> None:
-                lib.sgemm(*fixed, partials[i].data_ptr(), n, None, n, 0, 0, m, k0, k1)
-
-            _run_ranges(run_terms, ranges)
+            lib.sgemm_terms_par(*fixed, partials.data_ptr(), m, n, *range_bounds(ranges))
             torch.sum(partials, 0, out=out)
             return out if bias is None else out.add_(bias)
     rest = (out.data_ptr(), out.stride(0), _ptr(bias), n, 0)
-    _run_ranges(lambda _, m0, m1: lib.sgemm(*fixed, *rest, m0, m1, 0, k),
-                _ranges(m, m * n * k // 64, _GEMM_ROWS))  # fmt: skip
+    lib.sgemm_rows_par(*fixed, *rest, *range_bounds(_ranges(m, m * n * k // 64, _GEMM_ROWS)), 0, k)
     return out
 
 

@@ -46,7 +46,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from mambakit.ssm.cbuild import KernelLibrary
+from mambakit.ssm.cbuild import KernelLibrary, range_bounds
 
 __all__ = ["available", "fused_scan", "unavailable_reason"]
 
@@ -569,17 +569,62 @@ void ssd_scan_bwd(const float *x, const float *dt, const float *A, const float *
     free(decays);
     free(hbuf);
 }
+
+/* The kernels over n_ranges channel ranges rg[i]..rg[i + 1] at once, one per thread of the
+   calling thread's OpenMP team. Backward: gradient j of (ddt, dA, dB, dC, dD) for range i is
+   at its pointer + i * gs[j] (gs[j] = 0: one buffer that the ranges share, disjointly). */
+#define RANGE_OF(ptr, j) ((ptr) ? (ptr) + i * gs[j] : NULL)
+
+void selective_scan_fwd_par(const float *u, const float *delta, const float *A,
+                            const float *B, const float *C, const float *D, const float *h0,
+                            float *y, float *hT, float *chk, long b, long L, long d, long n,
+                            long K, const long *rg, long n_ranges) {
+    FOR_RANGES selective_scan_fwd(u, delta, A, B, C, D, h0, y, hT, chk, b, L, d, n, K, rg[i],
+                                  rg[i + 1]);
+}
+
+void selective_scan_bwd_par(const float *u, const float *delta, const float *A,
+                            const float *B, const float *C, const float *D, const float *chk,
+                            const float *dy, const float *dhT, float *du, float *ddelta,
+                            float *dA, float *dB, float *dC, float *dD, const long *gs,
+                            float *dh0, long b, long L, long d, long n, long K, const long *rg,
+                            long n_ranges) {
+    FOR_RANGES selective_scan_bwd(u, delta, A, B, C, D, chk, dy, dhT, du, RANGE_OF(ddelta, 0),
+                                  RANGE_OF(dA, 1), RANGE_OF(dB, 2), RANGE_OF(dC, 3),
+                                  RANGE_OF(dD, 4), dh0, b, L, d, n, K, rg[i], rg[i + 1]);
+}
+
+void ssd_scan_fwd_par(const float *x, const float *dt, const float *A, const float *B,
+                      const float *C, const float *D, const float *h0, float *y, float *hT,
+                      float *chk, long b, long L, long h, long p, long g, long n, long xs,
+                      long bcs, long K, const long *rg, long n_ranges) {
+    FOR_RANGES ssd_scan_fwd(x, dt, A, B, C, D, h0, y, hT, chk, b, L, h, p, g, n, xs, bcs, K,
+                            rg[i], rg[i + 1]);
+}
+
+void ssd_scan_bwd_par(const float *x, const float *dt, const float *A, const float *B,
+                      const float *C, const float *D, const float *chk, const float *dy,
+                      const float *dhT, float *dx, float *ddt, float *dA, float *dB, float *dC,
+                      float *dD, const long *gs, float *dh0, long b, long L, long h, long p,
+                      long g, long n, long xs, long bcs, long dxs, long K, const long *rg,
+                      long n_ranges) {
+    FOR_RANGES ssd_scan_bwd(x, dt, A, B, C, D, chk, dy, dhT, dx, RANGE_OF(ddt, 0),
+                            RANGE_OF(dA, 1), RANGE_OF(dB, 2), RANGE_OF(dC, 3), RANGE_OF(dD, 4),
+                            dh0, b, L, h, p, g, n, xs, bcs, dxs, K, rg[i], rg[i + 1]);
+}
 """
-# -ffast-math with -fopenmp (which defines _OPENMP) lets glibc map expf in the simd loop to
-# its vector version (libmvec); no OpenMP runtime is used or linked.
+# -fopenmp: the ranges run on torch's OpenMP team (cbuild); with -ffast-math it also lets
+# glibc map expf in the simd loop to its vector version (libmvec).
 _FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp", "-shared", "-fPIC"]
 _pool: ThreadPoolExecutor | None = None
 _SIZE_ARGS = {"selective_scan": 4, "ssd_scan": 8}
-# + K, c0, c1 after the sizes; ssd_scan_bwd also takes the row stride of dx
+# the sizes, then K and the range bounds (rg, n_ranges); ssd_scan_bwd also takes the row
+# stride of dx, and each backward the slab strides of its partial gradients (gs) before dh0
+_P, _L = ctypes.c_void_p, ctypes.c_long
 _SIGNATURES = {
-    **{f"{kind}_fwd": [ctypes.c_void_p] * 10 + [ctypes.c_long] * (sizes + 3)
+    **{f"{kind}_fwd_par": [_P] * 10 + [_L] * (sizes + 1) + [_P, _L]
        for kind, sizes in _SIZE_ARGS.items()},
-    **{f"{kind}_bwd": [ctypes.c_void_p] * 16 + [ctypes.c_long] * (sizes + (kind == "ssd_scan") + 3)
+    **{f"{kind}_bwd_par": [_P] * 17 + [_L] * (sizes + (kind == "ssd_scan") + 1) + [_P, _L]
        for kind, sizes in _SIZE_ARGS.items()},
 }  # fmt: skip
 _KERNELS = KernelLibrary("selective_scan", _SOURCE, _SIGNATURES, _FLAGS)
@@ -636,12 +681,8 @@ def _scan_forward(
     if keep_checkpoints:
         chk = torch.empty(b, -(-length // _CHECKPOINT_STEPS), channels, n, dtype=torch.float32)
     ptrs = [_ptr(t) for t in (*prepped, y, state, chk)]
-    fwd = getattr(lib, f"{kind}_fwd")
-
-    def run(_: int, c0: int, c1: int) -> None:
-        fwd(*ptrs, *sizes, _CHECKPOINT_STEPS, c0, c1)
-
-    _run_ranges(run, _channel_ranges(channels, b * length * channels * n))
+    ranges = _channel_ranges(channels, b * length * channels * n)
+    getattr(lib, f"{kind}_fwd_par")(*ptrs, *sizes, _CHECKPOINT_STEPS, *range_bounds(ranges))
     return y, state, chk, prepped
 
 
@@ -652,7 +693,8 @@ _GRAD_MODES = {
     "selective_scan": ("written", "channel", "partial", "partial", "channel"),
     "ssd_scan": ("partial",) * 5,
 }
-# size arguments of each kernel before (K, c0, c1)
+
+
 def _scan_backward(
     kind: str,
     saved: tuple[Tensor | None, ...],
@@ -699,14 +741,13 @@ def _scan_backward(
         else:
             grads.append(torch.empty_like(t) if mode == "written" else torch.zeros_like(t))
     fixed = [_ptr(t) for t in (*saved[:6], chk, grad_y, _prep(grad_state), grad_x)]
-    bwd = getattr(lib, f"{kind}_bwd")
-
-    def run(i: int, c0: int, c1: int) -> None:
-        own = [None if g is None else _ptr(g[i] if g.ndim > t.ndim else g)
-               for g, t in zip(grads, (dt, A, B, C, D), strict=True)]  # fmt: skip
-        bwd(*fixed, *own, _ptr(grad_h0), *sizes, _CHECKPOINT_STEPS, c0, c1)
-
-    _run_ranges(run, ranges)
+    # range i's gradient: at its buffer + i * slab (0: one buffer the ranges share)
+    slabs = [0 if g is None or g.ndim == t.ndim else g[0].numel()
+             for g, t in zip(grads, (dt, A, B, C, D), strict=True)]  # fmt: skip
+    getattr(lib, f"{kind}_bwd_par")(
+        *fixed, *map(_ptr, grads), (ctypes.c_long * 5)(*slabs), _ptr(grad_h0), *sizes,
+        _CHECKPOINT_STEPS, *range_bounds(ranges),
+    )  # fmt: skip
     if wanted is not None and wanted is not grad_x:
         grad_x = wanted.copy_(grad_x)
     into = sums_into or (None,) * len(grads)
