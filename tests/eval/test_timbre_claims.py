@@ -255,6 +255,9 @@ def test_engine_claim_applies_the_three_targets():
     assert "U-Net unet: style gain 0.170" in why and "paired style-gain difference +0.433" in why
     assert "no U-Net run" in timbre_engine_claim(_engine_result(unet=False)).why
     assert timbre_engine_claim({"runs": [{"engine": "unet"}]}).verdict == UNMEASURED
+    scale = {**_engine_result(), "style_notes": 3}  # not the one-note pairs
+    assert timbre_engine_claim(scale).verdict == UNMEASURED
+    assert "style clips of 3 notes" in timbre_engine_claim(scale).why
 
 
 def test_a_scaffold_only_comparison_is_not_read_as_transfer_vs_reconstruction():

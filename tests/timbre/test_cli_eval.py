@@ -79,6 +79,17 @@ def test_eval_command_prints_a_table_and_json(run, procedural_dir, tmp_path, cap
     (row,) = results["runs"]  # the same run twice: one entry
     assert row["pairs"] == 3 and np.isfinite(row["stft_dist"]) and np.isfinite(row["recon_si_sdr"])
     assert row["objective"] is None and row["shared_notes"] is None
+    assert results["style_notes"] == 1 and "| style clip | one note | one note |" in text
+
+
+def test_eval_with_scale_style_clips(run, procedural_dir, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    code = main(["eval", "timbre", str(run), "--pairs", str(procedural_dir), "-n", "2",
+                 "--style-notes", "2", "--speed-seconds", "0", "--json", str(out)])  # fmt: skip
+    assert code == 0 and "| style clip | 2 notes (a scale) |" in capsys.readouterr().out
+    assert json.loads(out.read_text())["style_notes"] == 2
+    code = main(["eval", "timbre", str(run), "--pairs", str(procedural_dir), "--style-notes", "0"])
+    assert code == 2 and "style_notes must be >= 1" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="the fluidsynth program is absent")

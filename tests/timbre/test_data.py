@@ -131,3 +131,27 @@ def test_sf2_renderer_writes_the_nsynth_layout(tiny_soundfont, tmp_path):
         assert analyze_pitch(audio[0, :6000], sr).midi_note == entry["pitch"]
     records = read_nsynth(out)
     assert {r.velocity for r in records} == {80, 110}
+
+
+def test_a_palette_style_is_a_scale_of_the_style_instrument(procedural_dir):
+    single = PairedNotes(procedural_dir, segment_seconds=0.2, max_start_seconds=0.1,
+                         reconstruction_ratio=0.0)  # fmt: skip
+    palette = PairedNotes(procedural_dir, segment_seconds=0.2, max_start_seconds=0.1,
+                          reconstruction_ratio=0.0, style_notes=3)  # fmt: skip
+    g1, g3 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    for i in range(len(palette)):
+        one, three = single.sample(i, g1), palette.sample(i, g3)
+        # the same content, target and first style note as with one style note
+        assert torch.equal(one["content"], three["content"])
+        assert torch.equal(one["target"], three["target"])
+        c, s, _ = (palette.records[int(k)] for k in three["indices"])
+        pitches = sorted(palette.by_instrument[s.instrument_str])
+        others = [p for p in pitches if p != c.pitch]  # the instrument's other pitches: 2
+        assert three["style"].shape == (1, 3200 * len(others))
+        crops = three["style"].view(len(others), 3200)  # in order of pitch
+        first = single.records[int(one["indices"][1])].pitch
+        assert torch.equal(crops[others.index(first)], one["style"][0])
+        nearest = min(others, key=lambda p: (abs(p - c.pitch), p))
+        assert s.pitch == nearest
+    with pytest.raises(ValueError, match="style_notes"):
+        PairedNotes(procedural_dir, style_notes=0)

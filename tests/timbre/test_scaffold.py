@@ -1,3 +1,4 @@
+import math
 import warnings
 
 import numpy as np
@@ -7,7 +8,13 @@ from torch.utils.data import default_collate
 
 from mambakit.timbre.data import PairedNotes, make_procedural_instruments
 from mambakit.timbre.pipeline import ScaffoldTransfer, TimbreTransfer
-from mambakit.timbre.scaffold import ScaffoldConfig, ScaffoldTimbre
+from mambakit.timbre.scaffold import (
+    PALETTE_SEMITONES,
+    ScaffoldConfig,
+    ScaffoldTimbre,
+    palette_weights,
+    style_note_spans,
+)
 from mambakit.timbre.scaffold_training import ScaffoldData, ScaffoldLoss, train_scaffold
 from mambakit.train import TrainConfig
 
@@ -251,3 +258,67 @@ def test_a_run_can_start_from_another_runs_weights(four_instruments, tmp_path):
     wider = ScaffoldConfig.preset("tiny", n_noise_bands=config.n_noise_bands + 8)
     with pytest.raises(ValueError, match="its weights do not fit this config"):
         train_scaffold(data, tmp_path / "third", wider, idle, init_from=tmp_path / "first")
+
+
+def _pitch_and_level(clip):
+    from mambakit.dsp.contours import f0_contour, frame_spectra
+
+    level, _ = frame_spectra(clip, 128, 1024, 1, SR)
+    return f0_contour(clip, SR, 128), level
+
+
+def test_a_scale_splits_into_its_notes_and_one_note_stays_whole():
+    scale = torch.cat([_note(f, 0.5, decay=0.5) for f in (220.0, 262.0, 330.0)])
+    spans = style_note_spans(*_pitch_and_level(scale), SR / 128)
+    frames = len(_pitch_and_level(scale)[1])
+    assert len(spans) == 3 and spans[0][0] == 0 and spans[-1][1] == frames
+    for (_, z), (b, _) in zip(spans[:-1], spans[1:], strict=True):
+        assert z == b  # they tile the clip
+    for start, seconds in zip((s for s, _ in spans[1:]), (0.5, 1.0), strict=True):
+        assert abs(start * 128 / SR - seconds) < 0.05
+    # one note with a short octave slip (a 50 ms burst an octave up): still one note
+    note = _note(220.0, 1.0, decay=0.5)
+    t = torch.arange(800) / SR
+    note[8000:8800] = 0.3 * torch.sin(2 * torch.pi * 440.0 * t)
+    assert len(style_note_spans(*_pitch_and_level(note), SR / 128)) == 1
+
+
+def test_palette_weights_favour_the_nearest_note_and_one_note_weighs_exactly_one():
+    pitch = torch.tensor([[57.0, 59.0, 61.0, 0.0]])  # MIDI per frame (0: unpitched)
+    one, at = palette_weights(pitch, torch.tensor([[220.0]]))
+    assert torch.equal(one, torch.ones(1, 4, 1)) and torch.allclose(at, torch.full((1, 4), 57.0))
+    a3, e4 = 220.0, 440.0 * 2 ** ((61 - 69) / 12)  # MIDI 57 and 61
+    w, at = palette_weights(pitch, torch.tensor([[a3, e4, 0.0]]))  # + an unpitched note
+    torch.testing.assert_close(w.sum(-1), torch.ones(1, 4))
+    own = 1.0 / (1.0 + math.exp(-0.5 * (4 / PALETTE_SEMITONES) ** 2))  # 4 semitones apart
+    torch.testing.assert_close(w[0, [0, 2], [0, 1]], torch.tensor([own, own]))
+    torch.testing.assert_close(w[0, 1, :2], torch.tensor([0.5, 0.5]))  # midway: half each
+    assert float(w[0, :3, 2].max()) < 1e-6  # the unpitched note weighs nothing beside them
+    assert abs(float(at[0, 1]) - 59.0) < 1e-4
+
+
+def test_a_palette_style_reads_each_notes_own_code(tiny):
+    low, high = _note(196.0, 0.6, decay=0.5), _note(392.0 * 2 ** (2 / 12), 0.6, harmonics=(1.0,))
+    palette = tiny.style(torch.cat([low, high])[None, None])
+    assert palette.embedding.shape[1] == 2
+    spans = style_note_spans(*_pitch_and_level(torch.cat([low, high])), SR / 128)
+    (a0, z0), _ = spans
+    clip = torch.cat([low, high])
+    for s, (a, z) in enumerate(spans):
+        alone = tiny._note_codes(clip[a * 128 : z * 128][None, None])
+        for name in ("embedding", "harmonic", "smooth", "partials", "pitch_hz"):
+            torch.testing.assert_close(getattr(palette, name)[:, s], getattr(alone, name)[:, 0])
+    # a content note at one palette note's pitch is rendered (nearly) from that note alone
+    tiny_flat = ScaffoldTimbre(tiny.config.with_(note_envelope=False))
+    tiny_flat.load_state_dict(tiny.state_dict())
+    content = _note(196.0, 0.5, decay=0.5)[None, None]
+    contours = tiny_flat.contours(content)
+    from_palette = tiny_flat.controls(contours, tiny_flat.style(clip[None, None]))
+    low_code = tiny_flat._note_codes(clip[a0 * 128 : z0 * 128][None, None])
+    from_low = tiny_flat.controls(contours, low_code)
+    for x, y in zip(from_palette, from_low, strict=True):
+        torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-3)
+    # clips of one and of two notes in one batch: the single note repeated
+    both = tiny.style(torch.stack([torch.cat([low, low]), clip])[:, None])
+    assert both.embedding.shape[:2] == (2, 2)
+    torch.testing.assert_close(both.embedding[0, 0], both.embedding[0, 1])

@@ -190,7 +190,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     results = evaluate_runs(
         args.runs, args.pairs, n_pairs=args.n, alpha=_alpha(args.alpha), device=args.device,
-        speed_seconds=args.speed_seconds,
+        speed_seconds=args.speed_seconds, style_notes=args.style_notes,
     )  # fmt: skip
     results["meta"] = result_metadata(device=args.device)
     print(evaluation_markdown(results))
@@ -339,6 +339,9 @@ def register_eval(eval_subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--alpha", help="AdaIN strengths, as for `timbre transfer`")
     e.add_argument("--speed-seconds", type=float, default=10.0,
                    help="time each run on this much content, side by side (0: skip)")  # fmt: skip
+    e.add_argument("--style-notes", type=int, default=1,
+                   help="style clips of this many notes of the target instrument, a scale "
+                        "(default 1: one note)")  # fmt: skip
     e.add_argument("--json", type=Path, help="also write the results here")
     add_device_argument(e)
     e.set_defaults(func=_eval)

@@ -682,6 +682,9 @@ def timbre_engine_claim(result: dict[str, Any] | None) -> Evidence:
     row = _run_of_engine(result, "scaffold")
     if row is None:
         return _unmeasured(claim, EVAL_ENGINES_COMMAND, "no scaffold run in the comparison")
+    notes = (result or {}).get("style_notes", 1)
+    if notes != 1:  # the pairs have one style note
+        return _unmeasured(claim, EVAL_ENGINES_COMMAND, f"style clips of {notes} notes, not one")
     gain, pitch, speed = (_get(row, k) for k in ("style_gain", "pitch_accuracy", "x_realtime"))
     if None in (gain, pitch, speed):
         lacking = "style gain, pitch accuracy or speed missing"

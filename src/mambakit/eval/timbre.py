@@ -255,12 +255,16 @@ def evaluate_runs(
     segment_seconds: float = EVAL_SEGMENT_SECONDS,
     speed_seconds: float = 10.0,
     speed_repeats: int = 3,
+    style_notes: int = 1,
 ) -> dict[str, Any]:
     """Mean metrics per run on the same ``n_pairs`` held-out transfer triples.
 
     The triples (``segment_seconds`` crops, default the U-Net's 2.1 s chunk) are drawn
     from ``pairs_dir`` (NSynth layout) with a generator seeded by ``seed``, so every run,
-    of either engine, sees the same pairs (a run given twice is scored once). ``alpha``
+    of either engine, sees the same pairs (a run given twice is scored once). With
+    ``style_notes`` = k > 1 each style clip is a palette of k notes of the target
+    instrument (:class:`~mambakit.timbre.data.PairedNotes`; the same content, target and
+    first style note as with one; the interval breakdown uses the nearest). ``alpha``
     goes to runs of the U-Net engine; scaffold runs take their default style strength (1)
     unless it is one number. A run
     whose training set shares notes with ``pairs_dir`` gets a warning (the pairs are not
@@ -293,7 +297,8 @@ def evaluate_runs(
         sr = tt.sample_rate
         run_alpha = alpha if tt.engine == "unet" or isinstance(alpha, float) else None
         data = PairedNotes(
-            pairs_dir, sample_rate=sr, segment_seconds=segment_seconds, reconstruction_ratio=0
+            pairs_dir, sample_rate=sr, segment_seconds=segment_seconds, reconstruction_ratio=0,
+            style_notes=style_notes,
         )
         g = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(data), generator=g).tolist()
@@ -331,6 +336,7 @@ def evaluate_runs(
         "pairs_dir": str(pairs_dir),
         "n_pairs": n_pairs,
         "segment_seconds": segment_seconds,
+        "style_notes": style_notes,
         "alpha": alpha,
         "seed": seed,
         "runs": rows,
@@ -435,6 +441,9 @@ def evaluation_markdown(result: dict[str, Any]) -> str:
     rows = [row(label, [cell(r) for r in runs] + ["-"] * len(reference))
             for label, cell in labels.items()]  # fmt: skip
     rows.append(row("pairs", [str(r["pairs"]) for r in columns]))
+    notes = result.get("style_notes", 1)
+    style_clip = "one note" if notes == 1 else f"{notes} notes (a scale)"
+    rows.append(row("style clip", [style_clip] * len(columns)))
     for metric, higher in METRICS.items():
         rows.append(
             row(f"{metric}{' ↑' if higher else ' ↓'}", [_cell(r.get(metric)) for r in columns])

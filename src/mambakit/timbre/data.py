@@ -129,6 +129,12 @@ class PairedNotes(Dataset):
     and the target is B's note at pitch p. Otherwise (and always for objective
     ``"reconstruction"``, the seed's setup) style = target = content.
 
+    With ``style_notes`` = k > 1 the style clip is a palette of B: the style note above
+    and up to k - 1 more notes of B at other pitches (never p), each a crop of its own,
+    end to end in order of pitch (a scale); the extra notes come from a generator seeded
+    by the triple's note indices, so the content, target and first style note are those
+    that ``style_notes=1`` draws. ``indices`` then name the style note nearest to p.
+
     Segments are ``segment_seconds`` long and start uniformly within the first
     ``max_start_seconds`` (seed: 2.1 s starting within the first second); content and
     target share their start so their onsets line up; the style has its own start.
@@ -151,7 +157,10 @@ class PairedNotes(Dataset):
         max_start_seconds: float = 1.0,
         objective: str = "transfer",
         reconstruction_ratio: float = 0.2,
+        style_notes: int = 1,
     ) -> None:
+        if style_notes < 1:
+            raise ValueError(f"style_notes must be >= 1, got {style_notes}")
         if objective not in ("transfer", "reconstruction"):
             raise ValueError(f"objective must be 'transfer' or 'reconstruction', got {objective!r}")
         if not 0.0 <= reconstruction_ratio <= 1.0:
@@ -164,6 +173,7 @@ class PairedNotes(Dataset):
         self.max_start = int(round(max_start_seconds * sample_rate))
         self.objective = objective
         self.reconstruction_ratio = 1.0 if objective == "reconstruction" else reconstruction_ratio
+        self.style_notes = style_notes
         # instrument -> pitch -> record indices
         self.by_instrument: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
         for i, r in enumerate(self.records):
@@ -230,13 +240,33 @@ class PairedNotes(Dataset):
         style_pitches = [p for p in sorted(notes) if p != pitch] or [pitch]
         style_index = self._choice(notes[self._choice(style_pitches, generator)], generator)
         style = self.audio(style_index)
+        style = self._crop(style, self._start(style.shape[-1], generator))
+        if self.style_notes > 1:
+            style, style_index = self._palette(style, style_index, pitch, notes)
         return {
             "content": self._crop(content, start),
-            "style": self._crop(style, self._start(style.shape[-1], generator)),
+            "style": style,
             "target": self._crop(self.audio(target_index), start),
             "transfer": torch.tensor(True),
             "indices": torch.tensor([index, style_index, target_index]),
         }
+
+    def _palette(self, first: Tensor, first_index: int, pitch: int,
+                 notes: dict[int, list[int]]) -> tuple[Tensor, int]:  # fmt: skip
+        """The style crop ``first`` (record ``first_index``) and up to ``style_notes - 1``
+        crops of other pitches of the same instrument, end to end in order of pitch, and
+        the record of the one nearest to ``pitch``."""
+        g = torch.Generator().manual_seed(first_index * 1_000_003 + pitch)
+        first_pitch = self.records[first_index].pitch
+        others = [q for q in sorted(notes) if q not in (pitch, first_pitch)]
+        order = torch.randperm(len(others), generator=g)[: self.style_notes - 1].tolist()
+        chosen = {first_pitch: (first_index, first)}
+        for q in (others[i] for i in order):
+            record = self._choice(notes[q], g)
+            audio = self.audio(record)
+            chosen[q] = (record, self._crop(audio, self._start(audio.shape[-1], g)))
+        nearest = min(chosen, key=lambda q: (abs(q - pitch), q))
+        return torch.cat([chosen[q][1] for q in sorted(chosen)], dim=-1), chosen[nearest][0]
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         return self.sample(index)

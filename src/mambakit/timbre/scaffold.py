@@ -19,7 +19,15 @@ peak loudness of the content note holding frame ``i`` and ``S`` the style note's
 loudness against the time since its onset (:mod:`mambakit.dsp.note_envelope`): the
 content decides when notes start, end and how loud they peak, the style how they decay,
 by formula; ``d_i`` is the note's interval to the style note (semitones / 12) and ``t_i``
-its time since onset (``config.note_inputs``). The network learns the gain relative to
+its time since onset (``config.note_inputs``).
+
+A style clip of several notes (a scale, a phrase) is a palette: each of its notes gets its
+own measured envelope, note curve and embedding (:func:`style_note_spans` splits it at its
+pitch changes), and
+frame ``i`` reads them weighted by how near each note's pitch is to its own,
+``softmax_n(-(p_i - q_n)^2 / 2 sigma^2)`` (:data:`PALETTE_SEMITONES`), since an
+instrument's spectrum changes with pitch and across its sample zones. One note gives the
+weight 1: the single-note code. The network learns the gain relative to
 ``L'``, the spectral shape and the noise. The decoder is causal: a long content clip runs
 in pieces of frames with its Mamba state carried (:meth:`ScaffoldTimbre.render`),
 identical to one pass.
@@ -30,7 +38,7 @@ Shapes: audio ``[B, 1, T]`` float32 at ``config.sample_rate``; frames ``F = ceil
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
 import torch
@@ -60,6 +68,8 @@ __all__ = [
     "Contours",
     "StyleCode",
     "NOT_MONOPHONIC",
+    "palette_weights",
+    "style_note_spans",
     "low_harmonic_share",
     "voiced_share_warning",
 ]
@@ -74,6 +84,15 @@ MIN_VOICED_SHARE = 0.5
 MIN_LOW_HARMONIC_SHARE = 0.05
 # low_harmonic_share reads every this many control frames.
 LOW_HARMONIC_HOPS = 4
+# A style clip splits into notes where its pitch moves by more than STYLE_NOTE_SEMITONES and
+# stays there; a part shorter than this joins the note before it. Only frames within
+# STYLE_NOTE_TRACK_DB of the loudest are tracked (YIN slips by octaves in quiet tails).
+STYLE_NOTE_MIN_SECONDS = 0.25
+STYLE_NOTE_SEMITONES = 1.0
+STYLE_NOTE_TRACK_DB = 25.0
+# sigma of the palette's pitch weights, semitones: the nearest note dominates (a note 2
+# semitones further weighs e^-1.8 as much), neighbours cross-fade between palette notes.
+PALETTE_SEMITONES = 1.5
 NOT_MONOPHONIC = (
     "content does not look monophonic and pitched: {why}; the scaffold engine follows a "
     "single pitch line, so chords, drums or noise come out as one wandering tone"
@@ -180,16 +199,17 @@ class Contours:
 
 @dataclass(frozen=True)
 class StyleCode:
-    """What the decoder is given of the style clip.
+    """What the decoder is given of the style clip, per note of it (``S`` notes: 1 for a
+    single note; a clip with fewer notes than the batch's most repeats its last one).
 
     Attributes:
-        embedding: ``[B, E]`` learned timbre embedding (:meth:`ScaffoldTimbre.embed`).
-        harmonic: ``[B, G]`` log harmonic envelope over frequency (measured, max 0).
-        smooth: ``[B, G]`` log smoothed average spectrum (measured, max 0).
-        partials: ``[B, K]`` log amplitude per harmonic number (measured, max 0).
-        note_curve: ``[B, N]`` loudness (dB, max 0) against frames since the note's onset
-            (measured, :func:`mambakit.dsp.note_envelope.style_note_curve`).
-        pitch_hz: ``[B]`` the style's median f0 (0 if unpitched).
+        embedding: ``[B, S, E]`` learned timbre embedding (:meth:`ScaffoldTimbre.embed`).
+        harmonic: ``[B, S, G]`` log harmonic envelope over frequency (measured, max 0).
+        smooth: ``[B, S, G]`` log smoothed average spectrum (measured, max 0).
+        partials: ``[B, S, K]`` log amplitude per harmonic number (measured, max 0).
+        note_curve: ``[B, S, N]`` loudness (dB, max 0) against frames since the note's
+            onset (measured, :func:`mambakit.dsp.note_envelope.style_note_curve`).
+        pitch_hz: ``[B, S]`` each note's median f0 (0 if unpitched).
     """
 
     embedding: Tensor
@@ -301,18 +321,50 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
         return (h * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
 
     def style(self, audio: Tensor) -> StyleCode:
-        """The :class:`StyleCode` of clips ``[B, 1, T]`` of any length: the learned
-        embedding, the measured spectral envelope (:func:`mambakit.dsp.spectral_envelope`)
-        and the measured note curve."""
+        """The :class:`StyleCode` of clips ``[B, 1, T]`` of any length: per note of the
+        clip (:func:`style_note_spans`), the learned embedding, the measured spectral
+        envelope (:func:`mambakit.dsp.spectral_envelope`) and the measured note curve."""
         c = self.config
+        clips = audio.detach().float().cpu()[:, 0]
+        pitches = [f0_contour(clip, c.sample_rate, c.hop) for clip in clips]
         frames = self._frames(audio)
+        spans = [
+            style_note_spans(pitch, level, c.sample_rate / c.hop)
+            for pitch, level in zip(pitches, frames[0].cpu(), strict=True)
+        ]
+        if all(len(x) == 1 for x in spans):  # single notes: one batched pass
+            return self._note_codes(audio, frames, pitches)
+        most = max(len(x) for x in spans)
+        clip_codes = []  # per clip, each field [1, most, ...]: its notes, the last repeated
+        for clip, clip_spans in zip(clips, spans, strict=True):
+            notes = [self._note_codes(clip[a * c.hop : z * c.hop][None, None].to(audio.device))
+                     for a, z in clip_spans]  # fmt: skip
+            notes += notes[-1:] * (most - len(notes))
+            clip_codes.append(
+                [torch.cat([getattr(x, f.name) for x in notes], dim=1) for f in fields(StyleCode)]
+            )
+        return StyleCode(*(torch.cat(field) for field in zip(*clip_codes)))
+
+    def _note_codes(
+        self,
+        audio: Tensor,
+        frames: tuple[Tensor, Tensor] | None = None,
+        pitches: list[PitchContour] | None = None,
+    ) -> StyleCode:
+        """The one-note :class:`StyleCode` (``S = 1``) of each clip ``[B, 1, T]``, taken as a
+        whole. ``frames`` (:meth:`_frames`) and ``pitches`` (:func:`f0_contour` per clip at
+        the defaults), when the caller has them."""
+        c = self.config
+        frames = self._frames(audio) if frames is None else frames
+        clips = audio.detach().float().cpu()[:, 0]
+        pitches = [None] * len(clips) if pitches is None else pitches
         levels = frames[0].cpu() if c.n_fft == 1024 else [None] * audio.shape[0]
         curves = [
             spectral_envelope(
                 clip, c.sample_rate, c.hop, c.envelope_points, max_harmonics=c.n_harmonics,
-                level=level,
+                pitch=pitch, level=level,
             )
-            for clip, level in zip(audio.detach().float().cpu()[:, 0], levels)
+            for clip, pitch, level in zip(clips, pitches, levels, strict=True)
         ]  # fmt: skip
         n_curve = max(1, int(round(c.note_curve_seconds * c.sample_rate / c.hop)))
         # the last frames' windows reach past the clip's end: they would fake a fast decay
@@ -320,12 +372,12 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
         note_curve = torch.stack([style_note_curve(x[:inside].cpu(), n_curve) for x in frames[0]])
         device = audio.device
         return StyleCode(
-            self.embed(audio, frames),
-            torch.stack([e.harmonic for e in curves]).to(device),
-            torch.stack([e.smooth for e in curves]).to(device),
-            torch.stack([e.partials for e in curves]).to(device),
-            note_curve.to(device),
-            torch.tensor([e.f0_hz for e in curves], device=device),
+            self.embed(audio, frames)[:, None],
+            torch.stack([e.harmonic for e in curves]).to(device)[:, None],
+            torch.stack([e.smooth for e in curves]).to(device)[:, None],
+            torch.stack([e.partials for e in curves]).to(device)[:, None],
+            note_curve.to(device)[:, None],
+            torch.tensor([[e.f0_hz] for e in curves], device=device),
         )
 
     def level_db(self, contours: Contours, style: StyleCode) -> Tensor:
@@ -334,9 +386,9 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
         the content's own loudness."""
         if not self.config.note_envelope:
             return contours.loudness_db
-        return apply_note_curve(
-            contours.loudness_db, contours.since_onset, contours.note_peak_db, style.note_curve
-        )
+        curve = style.note_curve.mean(dim=1)  # a palette's notes alike: every piece the same
+        return apply_note_curve(contours.loudness_db, contours.since_onset, contours.note_peak_db,
+                                curve)  # fmt: skip
 
     # ------------------------------------------------------------------ decoding
     def controls(
@@ -361,24 +413,25 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
         f0 = contours.f0_hz
         b, f = f0.shape
         k = torch.arange(1, c.n_harmonics + 1, device=f0.device, dtype=f0.dtype)
-        by_freq = SpectralEnvelope.sample(style.harmonic[:, None], f0[..., None] * k, c.sample_rate)
-        by_number = style.partials[:, None].expand(-1, f, -1)  # [B, F, K]
+        pitch = torch.where(f0 > 0, 12 * torch.log2(f0.clamp_min(1.0) / 440.0) + 69, 0.0)
+        weights, style_pitch = palette_weights(pitch, style.pitch_hz)  # [B, F, S], [B, F]
+        at_frames = lambda x: weights @ x  # noqa: E731  [B, S, X] -> [B, F, X]
+        by_freq = SpectralEnvelope.sample(
+            at_frames(style.harmonic), f0[..., None] * k, c.sample_rate
+        )  # [B, F, K]
+        by_number = at_frames(style.partials)
         prior_h = 0.5 * (by_freq + by_number)
         prior_n = SpectralEnvelope.sample(
-            style.smooth, self.noise_band_hz.expand(b, -1), c.sample_rate
-        )[:, None].expand(-1, f, -1)  # [B, F, M]
-        pitch = torch.where(f0 > 0, 12 * torch.log2(f0.clamp_min(1.0) / 440.0) + 69, 0.0)
+            at_frames(style.smooth), self.noise_band_hz.expand(b, f, -1), c.sample_rate
+        )  # [B, F, M]
         loudness = self.level_db(contours, style)  # [B, F]
         feats = [(pitch - 60.0) / 24.0, contours.voiced, (loudness + 40.0) / 40.0]
         if c.note_inputs:
-            style_pitch = 12 * torch.log2(style.pitch_hz.clamp_min(1.0) / 440.0) + 69  # [B]
-            interval = torch.where(
-                (f0 > 0) & (style.pitch_hz[:, None] > 0), pitch - style_pitch[:, None], 0.0
-            )
+            interval = torch.where((f0 > 0) & (style_pitch > 0), pitch - style_pitch, 0.0)
             seconds = contours.since_onset.to(f0.dtype) * (c.hop / c.sample_rate)
             feats += [interval / 12.0, torch.log1p(seconds / 0.1) / 3.0]
         feats = torch.stack(feats, dim=-1)  # [B, F, 3 or 5]
-        e = style.embedding[:, None].expand(-1, f, -1)
+        e = at_frames(style.embedding)
         priors = [(p + 8.0) / 8.0 for p in (by_freq, by_number, prior_n)]
         x = torch.cat([feats, e, *priors], dim=-1)
         out = self.dec_out(self.decoder(self.dec_in(x), cache))  # [B, F, 1 + K + M]
@@ -447,6 +500,66 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def style_note_spans(
+    pitch: PitchContour, level_db: Tensor, frame_rate: float
+) -> list[tuple[int, int]]:
+    """The notes of a style clip as frame spans ``[(start, stop), ...]`` covering all its
+    frames: runs of one pitch. A run ends where a loud voiced frame (within
+    :data:`STYLE_NOTE_TRACK_DB` of the loudest) lies more than :data:`STYLE_NOTE_SEMITONES`
+    from the run's pitch and the next two such frames agree with it; a run shorter than
+    :data:`STYLE_NOTE_MIN_SECONDS` (a slip of the pitch tracker, a glide) joins the run
+    before it (the first such run the one after it), and so does a run back at that run's
+    pitch or an octave off it (YIN's usual error; a real octave leap is merged too).
+    Re-attacks of one pitch are one note: what matters here is the spectrum at each pitch
+    the clip shows."""
+    n = len(level_db)
+    semis = 12.0 * torch.log2(pitch.f0_hz.double().clamp_min(1.0) / 440.0) + 69.0
+    loud = level_db >= level_db.max() - STYLE_NOTE_TRACK_DB
+    tracked = torch.nonzero(pitch.voiced & loud).flatten().tolist()
+    starts, notes, current = [0], [None], None  # runs: first frame, pitch
+    for j, t in enumerate(tracked):
+        ahead = [float(semis[u]) for u in tracked[j : j + 3]]
+        if current is None:
+            current = notes[0] = ahead[0]
+        elif len(ahead) == 3 and all(
+            abs(v - current) > STYLE_NOTE_SEMITONES and abs(v - ahead[0]) <= STYLE_NOTE_SEMITONES
+            for v in ahead
+        ):
+            starts.append(t)
+            notes.append(ahead[0])
+            current = ahead[0]
+    min_frames = STYLE_NOTE_MIN_SECONDS * frame_rate
+    spans: list[tuple[int, int, float | None]] = []
+    for start, stop, note in zip(starts, starts[1:] + [n], notes, strict=True):
+        if spans:
+            first, _, before = spans[-1]
+            # an octave off the note before: the pitch tracker's slip far more often than a leap
+            same = before is not None and min(
+                abs(note - before), abs(abs(note - before) - 12.0)
+            ) <= STYLE_NOTE_SEMITONES
+            if stop - start < min_frames or same:  # a slip, or the note before resumed
+                spans[-1] = (first, stop, before)
+                continue
+            if spans[-1][1] - first < min_frames:  # the run before was too short to count
+                spans[-1] = (first, stop, note)
+                continue
+        spans.append((start, stop, note))
+    return [(a, z) for a, z, _ in spans]
+
+
+def palette_weights(pitch: Tensor, note_hz: Tensor) -> tuple[Tensor, Tensor]:
+    """Each frame's weights over the style's notes, ``[B, F, S]``, and the weighted style
+    pitch ``[B, F]`` (MIDI; 0 where no note is pitched), from the frames' pitch ``[B, F]``
+    (MIDI, 0 unpitched) and the notes' f0 ``[B, S]`` (Hz, 0 unpitched):
+    ``softmax_n(-(p - q_n)^2 / 2 sigma^2)``, :data:`PALETTE_SEMITONES`. An unpitched note
+    weighs as if far off; with one note the weight is exactly 1."""
+    pitched = note_hz > 0
+    q = torch.where(pitched, 12 * torch.log2(note_hz.clamp_min(1.0) / 440.0) + 69, 0.0)
+    d = torch.where(pitched[:, None], pitch[..., None] - q[:, None], 1e3)  # [B, F, S]
+    weights = torch.softmax(-0.5 * (d / PALETTE_SEMITONES) ** 2, dim=-1)
+    return weights, (weights * q[:, None]).sum(-1)
 
 
 def voiced_share_warning(share: float, low_harmonic_share: float = 1.0) -> str | None:
