@@ -153,5 +153,11 @@ def test_a_palette_style_is_a_scale_of_the_style_instrument(procedural_dir):
         assert torch.equal(crops[others.index(first)], one["style"][0])
         nearest = min(others, key=lambda p: (abs(p - c.pitch), p))
         assert s.pitch == nearest
+    recon = PairedNotes(procedural_dir, segment_seconds=0.2, objective="reconstruction",
+                        style_notes=3).sample(0, torch.Generator().manual_seed(0))  # fmt: skip
+    pitches = sorted(palette.by_instrument[palette.records[0].instrument_str])
+    assert recon["style"].shape == (1, 3200 * len(pitches))  # A's palette, this crop at p
+    own = pitches.index(palette.records[0].pitch)
+    torch.testing.assert_close(recon["style"].view(-1, 3200)[own], recon["content"][0])
     with pytest.raises(ValueError, match="style_notes"):
         PairedNotes(procedural_dir, style_notes=0)

@@ -99,8 +99,9 @@ def _train_scaffold(args: argparse.Namespace) -> int:
         **train_fields(args),
     )
     pairs = ScaffoldData(
-        reconstruction_ratio=args.reconstruction_ratio, segment_seconds=args.segment_seconds
-    )
+        reconstruction_ratio=args.reconstruction_ratio, segment_seconds=args.segment_seconds,
+        style_notes=args.style_notes,
+    )  # fmt: skip
     config = args.preset
     if args.scaffold_set:
         from mambakit.timbre.scaffold import ScaffoldConfig
@@ -143,6 +144,8 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.engine == "scaffold":
         return _train_scaffold(args)
+    if args.style_notes != 1:
+        raise ValueError("--style-notes is a scaffold option; the U-Net trains on one style note")
     if args.lr is None:
         args.lr = 2e-4
     if args.steps is None and args.minutes is None:
@@ -301,6 +304,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="scaffold: weight of the MFCC-statistics distance term, what eval "
                    "timbre's style gain measures (default 0: off)")  # fmt: skip
     p.add_argument("--init-from", help="scaffold: start from this run's weights (fine-tune)")
+    p.add_argument("--style-notes", type=int, default=1,
+                   help="scaffold: style clips of this many notes of the target instrument, "
+                   "a scale (default 1)")  # fmt: skip
     p.add_argument("--set", dest="scaffold_set", action="append", default=[],
                    metavar="FIELD=VALUE",
                    help="scaffold: override a ScaffoldConfig field of the preset, e.g. "

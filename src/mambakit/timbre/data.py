@@ -133,7 +133,8 @@ class PairedNotes(Dataset):
     and up to k - 1 more notes of B at other pitches (never p), each a crop of its own,
     end to end in order of pitch (a scale); the extra notes come from a generator seeded
     by the triple's note indices, so the content, target and first style note are those
-    that ``style_notes=1`` draws. ``indices`` then name the style note nearest to p.
+    that ``style_notes=1`` draws. ``indices`` then name the style note nearest to p. A
+    self-reconstruction's palette is of A, with the content crop as its note at p.
 
     Segments are ``segment_seconds`` long and start uniformly within the first
     ``max_start_seconds`` (seed: 2.1 s starting within the first second); content and
@@ -227,9 +228,13 @@ class PairedNotes(Dataset):
         start = self._start(content.shape[-1], generator)
         if not transfer:
             seg = self._crop(content, start)
+            style = seg
+            if self.style_notes > 1:  # a palette of A holding this very crop
+                notes = self.by_instrument[content_rec.instrument_str]
+                style, _ = self._palette(seg, index, pitch, notes)
             return {
                 "content": seg,
-                "style": seg,
+                "style": style,
                 "target": seg,
                 "transfer": torch.tensor(False),
                 "indices": torch.tensor([index, index, index]),

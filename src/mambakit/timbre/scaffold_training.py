@@ -52,11 +52,14 @@ class ScaffoldData:
         reconstruction_ratio: share of self-reconstruction triples.
         segment_seconds: crop length (``None``: the model config's).
         max_start_seconds: crops start uniformly within this much of each note's start.
+        style_notes: style clips of this many notes of the target instrument (a palette,
+            :class:`~mambakit.timbre.data.PairedNotes`).
     """
 
     reconstruction_ratio: float = 0.2
     segment_seconds: float | None = None
     max_start_seconds: float = 1.0
+    style_notes: int = 1
 
 
 class ScaffoldLoss(nn.Module):
@@ -140,6 +143,7 @@ def train_scaffold(
         segment_seconds=segment,
         max_start_seconds=pairs.max_start_seconds,
         reconstruction_ratio=pairs.reconstruction_ratio,
+        style_notes=pairs.style_notes,
     )
     torch.manual_seed(train.seed)
     model = ScaffoldTimbre(config)
