@@ -88,3 +88,23 @@ def test_spectral_envelope_reads_the_harmonic_amplitudes():
     # the by-frequency curve passes through the same points at k f0
     at_harmonics = SpectralEnvelope.sample(env.harmonic, torch.tensor(f0 * np.arange(1, 6)), SR)
     np.testing.assert_allclose(at_harmonics.numpy(), expected, atol=0.05)
+
+
+def test_spectral_envelope_corrects_the_octave_below_but_keeps_odd_harmonic_notes():
+    from mambakit.dsp.contours import PitchContour, spectral_envelope
+
+    t = np.arange(SR) / SR
+    full = sum(np.sin(2 * np.pi * k * 300.0 * t) / k for k in range(1, 9))
+    right = f0_contour(0.3 * full, SR, HOP)
+    assert float(right.f0_hz.median()) == pytest.approx(300.0, rel=5e-3)
+    # the tracker's octave-below error, as if YIN had said 150 Hz throughout
+    below = PitchContour(right.f0_hz / 2, right.voiced, right.aperiodicity)
+    fixed = spectral_envelope(0.3 * full, SR, HOP, max_harmonics=16, pitch=below)
+    truth = spectral_envelope(0.3 * full, SR, HOP, max_harmonics=16, pitch=right)
+    assert fixed.f0_hz == pytest.approx(truth.f0_hz) and truth.f0_hz == pytest.approx(300, rel=5e-3)
+    torch.testing.assert_close(fixed.partials, truth.partials)
+    # a clarinet-like note (odd harmonics only) at its own pitch is not "corrected"
+    odd = sum(np.sin(2 * np.pi * k * 300.0 * t) / k for k in (1, 3, 5, 7))
+    env = spectral_envelope(0.3 * odd, SR, HOP, max_harmonics=16, pitch=right)
+    assert env.f0_hz == pytest.approx(truth.f0_hz)
+    assert float(env.partials[1]) < float(env.partials[2]) - 2.0  # its h2 is empty

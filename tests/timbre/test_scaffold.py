@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
+from mambakit.timbre import scaffold
 from mambakit.timbre.data import PairedNotes, make_procedural_instruments
 from mambakit.timbre.pipeline import ScaffoldTransfer, TimbreTransfer
 from mambakit.timbre.scaffold import (
@@ -297,7 +298,7 @@ def test_palette_weights_favour_the_nearest_note_and_one_note_weighs_exactly_one
     assert abs(float(at[0, 1]) - 59.0) < 1e-4
 
 
-def test_a_palette_style_reads_each_notes_own_code(tiny):
+def test_a_palette_style_reads_each_notes_own_code(tiny, monkeypatch):
     low, high = _note(196.0, 0.6, decay=0.5), _note(392.0 * 2 ** (2 / 12), 0.6, harmonics=(1.0,))
     palette = tiny.style(torch.cat([low, high])[None, None])
     assert palette.embedding.shape[1] == 2
@@ -308,7 +309,9 @@ def test_a_palette_style_reads_each_notes_own_code(tiny):
         alone = tiny._note_codes(clip[a * 128 : z * 128][None, None])
         for name in ("embedding", "harmonic", "smooth", "partials", "pitch_hz"):
             torch.testing.assert_close(getattr(palette, name)[:, s], getattr(alone, name)[:, 0])
-    # a content note at one palette note's pitch is rendered (nearly) from that note alone
+    # with narrow weights, a content note at one palette note's pitch is rendered (nearly)
+    # from that note alone
+    monkeypatch.setattr(scaffold, "PALETTE_SEMITONES", 1.5)
     tiny_flat = ScaffoldTimbre(tiny.config.with_(note_envelope=False))
     tiny_flat.load_state_dict(tiny.state_dict())
     content = _note(196.0, 0.5, decay=0.5)[None, None]
@@ -318,6 +321,11 @@ def test_a_palette_style_reads_each_notes_own_code(tiny):
     from_low = tiny_flat.controls(contours, low_code)
     for x, y in zip(from_palette, from_low, strict=True):
         torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-3)
+    # a two-note content blended with a three-note style: the content's notes as one
+    three = torch.cat([low, high, _note(262.0, 0.6, decay=0.5)])[None, None]
+    tt = ScaffoldTransfer(tiny)
+    out, _ = tt.transfer(clip, three[0], alpha=0.5, sr=SR)
+    assert out.shape[-1] == clip.shape[-1] and tt.last_report.style_notes == 3
     # clips of one and of two notes in one batch: the single note repeated
     both = tiny.style(torch.stack([torch.cat([low, low]), clip])[:, None])
     assert both.embedding.shape[:2] == (2, 2)

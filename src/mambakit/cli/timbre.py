@@ -76,6 +76,8 @@ def _transfer(args: argparse.Namespace) -> int:
         f"wrote {args.output}: {sr} Hz, {audio.shape[-1]} samples ({report.seconds:.2f} s), "
         f"{report.chunks} chunk(s), {report.times_real_time:.1f}x real time"
     )
+    if report.style_notes > 1:
+        print(f"style clip: {report.style_notes} notes, each content note styled by the nearest")
     return 0
 
 

@@ -244,6 +244,25 @@ class SpectralEnvelope:
         return left + (right - left) * w
 
 
+# A pitch whose odd harmonics (1, 3, 5) lie this far (natural log, 20 dB) below its even
+# ones on average is the octave below the note: YIN's subharmonic error.
+SUBHARMONIC_NATS = math.log(10.0)
+
+
+def _harmonic_log_amplitudes(
+    mag: Tensor, f0_frames: Tensor, f0: float, sr: int, n_fft: int, max_harmonics: int
+) -> tuple[Tensor, Tensor]:
+    """Mean log peak magnitude ``[K]`` near each harmonic ``k f0_t`` below Nyquist (+-2
+    bins of the frames' spectra ``mag [f, n_fft // 2 + 1]``), and those ``k``."""
+    bins = mag.shape[-1]
+    k = torch.arange(1, max_harmonics + 1, dtype=torch.float32)
+    k = k[k * f0 < sr / 2]
+    centre = (f0_frames[:, None] * k * n_fft / sr).round().long()  # [f, K]
+    near = (centre[..., None] + torch.arange(-2, 3)).clamp(0, bins - 1)  # [f, K, 5]
+    peaks = torch.gather(mag[:, None, :].expand(-1, len(k), -1), 2, near).amax(-1)
+    return torch.log(peaks + 1e-7).mean(0), k
+
+
 def spectral_envelope(
     audio: Tensor | np.ndarray,
     sr: int,
@@ -253,12 +272,16 @@ def spectral_envelope(
     max_harmonics: int = 64,
     pitch: PitchContour | None = None,
     level: Tensor | None = None,
+    octave_check: bool = True,
 ) -> SpectralEnvelope:
     """The style clip's :class:`SpectralEnvelope`: over the frames within 30 dB of its
     loudest (and voiced, when any are), the mean log peak magnitude near each harmonic
     ``k f0`` (+-2 bins of an ``n_fft`` Hann STFT, f0 of the frame) and the mean magnitude
-    spectrum. A source-filter view: the harmonic curve read at another pitch's harmonics
-    is a first guess of that note's harmonic amplitudes on the same instrument.
+    spectrum; with ``octave_check``, f0 is doubled where its odd harmonics are missing
+    (:data:`SUBHARMONIC_NATS`: the pitch tracker's octave-below error, under which every
+    other "harmonic" is empty).
+    A source-filter view: the harmonic curve read at another pitch's harmonics is a first
+    guess of that note's harmonic amplitudes on the same instrument.
 
     ``pitch`` (:func:`f0_contour`) and ``level`` (:func:`loudness_db`, 1024-point window)
     of the clip at this ``hop``, when the caller has them, spare computing them again."""
@@ -286,13 +309,11 @@ def spectral_envelope(
     if f0 <= 0:
         flat = torch.zeros(max_harmonics)
         return SpectralEnvelope(smooth - smooth.max(), smooth - smooth.max(), flat, 0.0)
-    k = torch.arange(1, max_harmonics + 1, dtype=torch.float32)
-    keep = k * f0 < sr / 2
-    k = k[keep]
-    centre = (f0_frames[:, None] * k * n_fft / sr).round().long()  # [f, K]
-    near = (centre[..., None] + torch.arange(-2, 3)).clamp(0, bins - 1)  # [f, K, 5]
-    peaks = torch.gather(mag[:, None, :].expand(-1, len(k), -1), 2, near).amax(-1)
-    log_amp = torch.log(peaks + 1e-7).mean(0)  # [K]
+    log_amp, k = _harmonic_log_amplitudes(mag, f0_frames, f0, sr, n_fft, max_harmonics)
+    odd, even = log_amp[0:6:2], log_amp[1:6:2]  # harmonics 1, 3, 5 and 2, 4, 6
+    if octave_check and len(log_amp) >= 6 and bool(odd.mean() < even.mean() - SUBHARMONIC_NATS):
+        f0, f0_frames = 2.0 * f0, 2.0 * f0_frames  # YIN took the octave below the note
+        log_amp, k = _harmonic_log_amplitudes(mag, f0_frames, f0, sr, n_fft, max_harmonics)
     harmonic = np.interp(grid.numpy(), (k * f0).numpy(), log_amp.numpy())
     harmonic = torch.from_numpy(harmonic).float()
     partials = torch.full((max_harmonics,), float(log_amp[-1]))

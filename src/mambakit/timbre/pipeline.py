@@ -73,11 +73,14 @@ class TransferReport:
         processing_seconds: wall-clock time of the model part (style analysis + chunks).
         times_real_time: ``seconds / processing_seconds``, how many times faster than
             real time (> 1: faster; the same figure as ``mambakit bench timbre``).
+        style_notes: notes the scaffold engine found in the style clip (its palette; 0
+            for the U-Net, which takes the clip's statistics as a whole).
     """
 
     conversions: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     chunks: int = 0
+    style_notes: int = 0
     seconds: float = 0.0
     processing_seconds: float = 0.0
 
@@ -517,6 +520,7 @@ class ScaffoldTransfer(TimbreTransfer):
             report.warnings.append(message)
             warnings.warn(message, stacklevel=3)  # the caller of transfer()
         s_style = model.style(y if y is not None else x)
+        report.style_notes = s_style.embedding.shape[1]
         s_content = model.style(x) if y is not None and strength < 1.0 else None
         out = model.render(contours, model.blend(s_content, s_style, strength), x.shape[-1],
                            self.chunk_frames)  # fmt: skip

@@ -21,16 +21,17 @@ content decides when notes start, end and how loud they peak, the style how they
 by formula; ``d_i`` is the note's interval to the style note (semitones / 12) and ``t_i``
 its time since onset (``config.note_inputs``).
 
-A style clip of several notes (a scale, a phrase) is a palette: each of its notes gets its
-own measured envelope, note curve and embedding (:func:`style_note_spans` splits it at its
-pitch changes), and
-frame ``i`` reads them weighted by how near each note's pitch is to its own,
-``softmax_n(-(p_i - q_n)^2 / 2 sigma^2)`` (:data:`PALETTE_SEMITONES`), since an
-instrument's spectrum changes with pitch and across its sample zones. One note gives the
-weight 1: the single-note code. The network learns the gain relative to
+The network learns the gain relative to
 ``L'``, the spectral shape and the noise. The decoder is causal: a long content clip runs
 in pieces of frames with its Mamba state carried (:meth:`ScaffoldTimbre.render`),
 identical to one pass.
+
+A style clip of several notes (a scale, a phrase) is a palette: each of its notes gets its
+own measured envelope, note curve and embedding (:func:`style_note_spans` splits it at its
+pitch changes), and frame ``i`` reads them weighted by how near each note's pitch is to
+its own, ``softmax_n(-(p_i - q_n)^2 / 2 sigma^2)`` (:data:`PALETTE_SEMITONES`): several
+notes measure an instrument better than one, and its spectrum changes with pitch and
+across its sample zones. One note gives the weight 1: the single-note code.
 
 Shapes: audio ``[B, 1, T]`` float32 at ``config.sample_rate``; frames ``F = ceil(T / hop) + 1``.
 """
@@ -90,9 +91,10 @@ LOW_HARMONIC_HOPS = 4
 STYLE_NOTE_MIN_SECONDS = 0.25
 STYLE_NOTE_SEMITONES = 1.0
 STYLE_NOTE_TRACK_DB = 25.0
-# sigma of the palette's pitch weights, semitones: the nearest note dominates (a note 2
-# semitones further weighs e^-1.8 as much), neighbours cross-fade between palette notes.
-PALETTE_SEMITONES = 1.5
+# sigma of the palette's pitch weights, semitones: wide. On the training programs the style
+# gain rose with sigma up to about this (docs/RESULTS.md): averaging several notes'
+# measurements counts for as much as the nearer pitch; nearer notes still weigh more.
+PALETTE_SEMITONES = 10.0
 NOT_MONOPHONIC = (
     "content does not look monophonic and pitched: {why}; the scaffold engine follows a "
     "single pitch line, so chords, drums or noise come out as one wandering tone"
@@ -220,7 +222,12 @@ class StyleCode:
     pitch_hz: Tensor
 
     def blend(self, other: StyleCode, alpha: float) -> StyleCode:
-        """``alpha self + (1 - alpha) other``, every field (log curves in the log domain)."""
+        """``alpha self + (1 - alpha) other``, every field (log curves in the log domain);
+        ``other`` enters note by note when it has as many notes as ``self`` or one, else
+        as the mean of its notes."""
+        if other.embedding.shape[1] not in (1, self.embedding.shape[1]):
+            other = StyleCode(*(getattr(other, f.name).mean(dim=1, keepdim=True)
+                                for f in fields(StyleCode)))  # fmt: skip
         mix = lambda a, b: alpha * a + (1.0 - alpha) * b  # noqa: E731
         return StyleCode(
             mix(self.embedding, other.embedding),
@@ -511,9 +518,8 @@ def style_note_spans(
     from the run's pitch and the next two such frames agree with it; a run shorter than
     :data:`STYLE_NOTE_MIN_SECONDS` (a slip of the pitch tracker, a glide) joins the run
     before it (the first such run the one after it), and so does a run back at that run's
-    pitch or an octave off it (YIN's usual error; a real octave leap is merged too).
-    Re-attacks of one pitch are one note: what matters here is the spectrum at each pitch
-    the clip shows."""
+    pitch. Re-attacks of one pitch are one note: what matters here is the spectrum at each
+    pitch the clip shows."""
     n = len(level_db)
     semis = 12.0 * torch.log2(pitch.f0_hz.double().clamp_min(1.0) / 440.0) + 69.0
     loud = level_db >= level_db.max() - STYLE_NOTE_TRACK_DB
@@ -535,10 +541,7 @@ def style_note_spans(
     for start, stop, note in zip(starts, starts[1:] + [n], notes, strict=True):
         if spans:
             first, _, before = spans[-1]
-            # an octave off the note before: the pitch tracker's slip far more often than a leap
-            same = before is not None and min(
-                abs(note - before), abs(abs(note - before) - 12.0)
-            ) <= STYLE_NOTE_SEMITONES
+            same = before is not None and abs(note - before) <= STYLE_NOTE_SEMITONES
             if stop - start < min_frames or same:  # a slip, or the note before resumed
                 spans[-1] = (first, stop, before)
                 continue
@@ -553,7 +556,8 @@ def palette_weights(pitch: Tensor, note_hz: Tensor) -> tuple[Tensor, Tensor]:
     """Each frame's weights over the style's notes, ``[B, F, S]``, and the weighted style
     pitch ``[B, F]`` (MIDI; 0 where no note is pitched), from the frames' pitch ``[B, F]``
     (MIDI, 0 unpitched) and the notes' f0 ``[B, S]`` (Hz, 0 unpitched):
-    ``softmax_n(-(p - q_n)^2 / 2 sigma^2)``, :data:`PALETTE_SEMITONES`. An unpitched note
+    ``softmax_n(-(p - q_n)^2 / 2 sigma^2)``, sigma :data:`PALETTE_SEMITONES` (read at call
+    time). An unpitched note
     weighs as if far off; with one note the weight is exactly 1."""
     pitched = note_hz > 0
     q = torch.where(pitched, 12 * torch.log2(note_hz.clamp_min(1.0) / 440.0) + 69, 0.0)
@@ -596,9 +600,10 @@ def low_harmonic_share(
         f0, voiced = contours.f0_hz[0, every].cpu(), contours.voiced[0, every].cpu() > 0
         pitch = PitchContour(f0, voiced, torch.zeros_like(f0))  # aperiodicity: unused
         level = contours.loudness_db[0, every].cpu()
-    env = spectral_envelope(
-        audio, config.sample_rate, hop, max_harmonics=12, pitch=pitch, level=level
-    )
+    env = spectral_envelope(  # the tracker's own f0: is it a note?
+        audio, config.sample_rate, hop, max_harmonics=12, pitch=pitch, level=level,
+        octave_check=False,
+    )  # fmt: skip
     if env.f0_hz <= 0:
         return 1.0
     below = torch.arange(1, 13) * env.f0_hz < config.sample_rate / 2
