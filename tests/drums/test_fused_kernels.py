@@ -64,6 +64,21 @@ def test_band_ends_equal_their_torch_twins_in_values_and_gradients(
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_batch_of_three_splits_into_one_range_per_thread(threads, monkeypatch):
+    # what the tests here rely on: at 2 threads the kernels run two uneven ranges, as a team
+    monkeypatch.setattr(fused, "_MIN_PARALLEL_SAMPLES", 0)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        ranges = fused._batch_ranges(3, 3)
+    finally:
+        torch.set_num_threads(previous)
+    assert len(ranges) == threads
+    assert ranges[0][0] == 0 and ranges[-1][1] == 3
+    assert all(lo < hi for lo, hi in ranges)
+
+
 def test_the_torch_twins_run_where_the_kernels_do_not_apply():
     path = _path(4)
     band = torch.randn(2, 3, 20, requires_grad=True)  # a band that needs its own gradient

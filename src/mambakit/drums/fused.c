@@ -19,8 +19,10 @@
      tokp [B, C, NB + 2R]   tokens with R zeros in front and NB - N + R behind (decoder)
      scale [NB F]           the spread's normalisation per sample
    Samples past the clip (j >= n) are masked where they would reach a result.
-   Every function runs batch rows [b0, b1); sums over the batch (weight gradients) go to the
-   caller's per-range double buffers, so that ranges never write the same element. */
+   Every kernel runs batch rows [b0, b1); sums over the batch (weight gradients) go to the
+   caller's per-range double buffers, so that ranges never write the same element. Its _par
+   twin, the one the caller uses, takes the bounds of consecutive ranges instead and runs
+   them on an OpenMP team (FOR_RANGES, cbuild.PARALLEL_PRELUDE), one range per thread. */
 
 #include <math.h>
 #include <stdlib.h>
@@ -354,6 +356,21 @@ void enc_bwd(const float *xp, const float *wa, const float *ba, const float *w,
         enc_bwd_body(xp, wa, ba, w, gtok, dwa, dba, b0, b1, C, CI, K, LP, F, R, N, n, P);
 }
 
+/* k_par(..., rg, n_ranges, ...) runs k on the ranges [rg[i], rg[i + 1]), i < n_ranges, one
+   per thread of the team; range i's partial sums go to slab i of each partial buffer. */
+void enc_fwd_par(const float *xp, const float *wa, const float *ba, const float *w, float *tok,
+                 const long *rg, long n_ranges, long C, long CI, long K, long LP, long F,
+                 long R, long N, long n, long P) {
+    FOR_RANGES enc_fwd(xp, wa, ba, w, tok, rg[i], rg[i + 1], C, CI, K, LP, F, R, N, n, P);
+}
+
+void enc_bwd_par(const float *xp, const float *wa, const float *ba, const float *w,
+                 const float *gtok, double *dwa, double *dba, const long *rg, long n_ranges,
+                 long C, long CI, long K, long LP, long F, long R, long N, long n, long P) {
+    FOR_RANGES enc_bwd(xp, wa, ba, w, gtok, dwa + i * C * CI * K, dba + i * C, rg[i], rg[i + 1],
+                       C, CI, K, LP, F, R, N, n, P);
+}
+
 void dec_fwd(const float *xp, const float *wc, const float *bc, const float *tokp,
              const float *wn, const float *scale, const float *wd, const float *bd,
              const float *gate, float *y, long b0, long b1, long C, long CI, long K, long LP,
@@ -373,6 +390,24 @@ void dec_bwd(const float *xp, const float *wc, const float *bc, const float *tok
         dec_bwd_body(xp, wc, bc, tokp, wn, scale, wd, bd, gate, gy, gtokp, dgate, dwc, dbc, dwd, dbd, b0, b1, C, 3, 5, LP, F, 4, N, n, P, CO);
     else
         dec_bwd_body(xp, wc, bc, tokp, wn, scale, wd, bd, gate, gy, gtokp, dgate, dwc, dbc, dwd, dbd, b0, b1, C, CI, K, LP, F, R, N, n, P, CO);
+}
+
+void dec_fwd_par(const float *xp, const float *wc, const float *bc, const float *tokp,
+                 const float *wn, const float *scale, const float *wd, const float *bd,
+                 const float *gate, float *y, const long *rg, long n_ranges, long C, long CI,
+                 long K, long LP, long F, long R, long N, long n, long P, long CO) {
+    FOR_RANGES dec_fwd(xp, wc, bc, tokp, wn, scale, wd, bd, gate, y, rg[i], rg[i + 1], C, CI, K,
+                       LP, F, R, N, n, P, CO);
+}
+
+void dec_bwd_par(const float *xp, const float *wc, const float *bc, const float *tokp,
+                 const float *wn, const float *scale, const float *wd, const float *bd,
+                 const float *gate, const float *gy, float *gtokp, float *dgate, double *dwc,
+                 double *dbc, double *dwd, double *dbd, const long *rg, long n_ranges, long C,
+                 long CI, long K, long LP, long F, long R, long N, long n, long P, long CO) {
+    FOR_RANGES dec_bwd(xp, wc, bc, tokp, wn, scale, wd, bd, gate, gy, gtokp, dgate,
+                       dwc + i * C * CI * K, dbc + i * C, dwd + i * CO * C, dbd + i * CO, rg[i],
+                       rg[i + 1], C, CI, K, LP, F, R, N, n, P, CO);
 }
 
 /* ---- The full-rate CNN blocks: out = y + bias + conv_d(silu(y * scale + shift)) ----------
@@ -556,6 +591,19 @@ void cnn_bwd(const float *y, const float *scale, const float *shift, const float
                      C, n, d);
 }
 
+void cnn_fwd_par(const float *y, const float *scale, const float *shift, const float *weight,
+                 const float *bias, float *out, const long *rg, long n_ranges, long C, long n,
+                 long d) {
+    FOR_RANGES cnn_fwd(y, scale, shift, weight, bias, out, rg[i], rg[i + 1], C, n, d);
+}
+
+void cnn_bwd_par(const float *y, const float *scale, const float *shift, const float *weight,
+                 const float *gout, float *gy, float *dscale, float *dshift, double *dweight,
+                 double *dbias, const long *rg, long n_ranges, long C, long n, long d) {
+    FOR_RANGES cnn_bwd(y, scale, shift, weight, gout, gy, dscale, dshift, dweight + i * C * C * 3,
+                       dbias + i * C, rg[i], rg[i + 1], C, n, d);
+}
+
 /* ---- The head: out = w2 silu(conv(x)) + b2 ---------------------------------------------
 
    x [B, C, n]; conv: 3 taps, padding 1 (weight w1 [C, C, 3], bias b1 [C]); w2 [CO, C], b2
@@ -724,6 +772,19 @@ void head_bwd(const float *x, const float *w1, const float *b1, const float *w2,
         head_bwd_body(x, w1, b1, w2, gout, gx, dw1, db1, dw2, db2, b0, b1_, C, CO, n);
 }
 
+void head_fwd_par(const float *x, const float *w1, const float *b1, const float *w2,
+                  const float *b2, float *out, const long *rg, long n_ranges, long C, long CO,
+                  long n) {
+    FOR_RANGES head_fwd(x, w1, b1, w2, b2, out, rg[i], rg[i + 1], C, CO, n);
+}
+
+void head_bwd_par(const float *x, const float *w1, const float *b1, const float *w2,
+                  const float *gout, float *gx, double *dw1, double *db1, double *dw2,
+                  double *db2, const long *rg, long n_ranges, long C, long CO, long n) {
+    FOR_RANGES head_bwd(x, w1, b1, w2, gout, gx, dw1 + i * C * C * 3, db1 + i * C,
+                        dw2 + i * CO * C, db2 + i * CO, rg[i], rg[i + 1], C, CO, n);
+}
+
 /* ---- The Gaussian resampling pair on [rows, n] (model.smooth_upsample / smooth_downsample)
 
    pool:   out[r, t] = sum_{j < n} x[r, j] scale[j] g(j - centre_t)       (scale may be NULL)
@@ -794,6 +855,16 @@ void gauss_spread(const float *tokp, const float *scale, const float *w, float *
         gauss_spread_body(tokp, scale, w, out, r0, r1, F, R, N, n, P);
 }
 
+void gauss_pool_par(const float *x, const float *scale, const float *w, float *out,
+                    const long *rg, long n_ranges, long F, long R, long N, long n, long P) {
+    FOR_RANGES gauss_pool(x, scale, w, out, rg[i], rg[i + 1], F, R, N, n, P);
+}
+
+void gauss_spread_par(const float *tokp, const float *scale, const float *w, float *out,
+                      const long *rg, long n_ranges, long F, long R, long N, long n, long P) {
+    FOR_RANGES gauss_spread(tokp, scale, w, out, rg[i], rg[i + 1], F, R, N, n, P);
+}
+
 /* ---- The gated mix out = h + gate[b] (y - h) on [B, M] (torch.lerp with a per-row weight) */
 
 void mix_fwd(const float *h, const float *y, const float *gate, float *out, long b0, long b1,
@@ -827,4 +898,14 @@ void mix_bwd(const float *h, const float *y, const float *gate, const float *gou
         }
         dgate[b] = (float)total;
     }
+}
+
+void mix_fwd_par(const float *h, const float *y, const float *gate, float *out,
+                 const long *rg, long n_ranges, long M) {
+    FOR_RANGES mix_fwd(h, y, gate, out, rg[i], rg[i + 1], M);
+}
+
+void mix_bwd_par(const float *h, const float *y, const float *gate, const float *gout,
+                 float *gh, float *gy, float *dgate, const long *rg, long n_ranges, long M) {
+    FOR_RANGES mix_bwd(h, y, gate, gout, gh, gy, dgate, rg[i], rg[i + 1], M);
 }

@@ -19,9 +19,11 @@ instead of saving them.
 The functions take the tensors as :mod:`mambakit.drums.model` prepares them (zero-padded
 input, Gaussian tables, the spread's per-sample normalisation); the model module keeps the
 PyTorch twins (``band_encode_ref``, ``band_decode_ref``, ``cnn_block_ref``, ``head_ref``)
-and chooses between them. Batch rows are split between threads (ctypes calls release the
-GIL); sums over the batch go to one double-precision buffer per thread. Built once by
-:func:`~mambakit.ssm.cbuild.load_library`; :func:`available` says whether that worked.
+and chooses between them. Batch rows are split into one range per thread, and each
+kernel runs its ranges as an OpenMP team, which is torch's own intra-op pool (see
+:mod:`~mambakit.ssm.cbuild`); sums over the batch go to one double-precision slab per range.
+Built once by :func:`~mambakit.ssm.cbuild.load_library`; :func:`available` says whether that
+worked.
 """
 
 from __future__ import annotations
@@ -34,8 +36,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from mambakit.ssm.cbuild import KernelLibrary
-from mambakit.ssm.cpu_kernel import _run_ranges
+from mambakit.ssm.cbuild import KernelLibrary, range_bounds
 
 __all__ = [
     "available",
@@ -52,22 +53,28 @@ __all__ = [
 
 
 _SOURCE_PATH = Path(__file__).with_name("fused.c")
-# -ffast-math: the vector expf of the SiLU, reductions in vector partial sums
-_FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-shared", "-fPIC"]
+# -ffast-math: the vector expf of the SiLU, reductions in vector partial sums; -fopenmp: the
+# _par kernels' teams (and the `omp simd` loops)
+_FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp", "-shared", "-fPIC"]
 _P, _L = ctypes.c_void_p, ctypes.c_long
+# Each kernel: its pointers, then the bounds of the ranges (a pointer) and their count, then
+# its sizes.
 _SIGNATURES = {
-    "enc_fwd": [_P] * 5 + [_L] * 11,
-    "enc_bwd": [_P] * 7 + [_L] * 11,
-    "dec_fwd": [_P] * 10 + [_L] * 12,
-    "dec_bwd": [_P] * 16 + [_L] * 12,
-    "cnn_fwd": [_P] * 6 + [_L] * 5,
-    "cnn_bwd": [_P] * 10 + [_L] * 5,
-    "head_fwd": [_P] * 6 + [_L] * 5,
-    "head_bwd": [_P] * 10 + [_L] * 5,
-    "gauss_pool": [_P] * 4 + [_L] * 7,
-    "gauss_spread": [_P] * 4 + [_L] * 7,
-    "mix_fwd": [_P] * 4 + [_L] * 3,
-    "mix_bwd": [_P] * 7 + [_L] * 3,
+    f"{name}_par": [_P] * (pointers + 1) + [_L] * (sizes + 1)
+    for name, pointers, sizes in [
+        ("enc_fwd", 5, 9),
+        ("enc_bwd", 7, 9),
+        ("dec_fwd", 10, 10),
+        ("dec_bwd", 16, 10),
+        ("cnn_fwd", 6, 3),
+        ("cnn_bwd", 10, 3),
+        ("head_fwd", 6, 3),
+        ("head_bwd", 10, 3),
+        ("gauss_pool", 4, 5),
+        ("gauss_spread", 4, 5),
+        ("mix_fwd", 4, 1),
+        ("mix_bwd", 7, 1),
+    ]
 }
 _KERNELS = KernelLibrary("drums_fused", _SOURCE_PATH, _SIGNATURES, _FLAGS)
 # Samples per block of patches (a multiple of 8, the kernels' vector width), and the most
@@ -133,13 +140,9 @@ def _resample(kind: str, x: Tensor, scale: Tensor | None, table: Tensor, n_tok: 
     scale = None if scale is None else scale.detach().contiguous()
     out = x.new_empty(x.shape[0], out_len)
     sizes = (table.shape[1], (table.shape[0] - 1) // 2, n_tok, n, patches_per_block(table.shape[1]))
-    ranges = _batch_ranges(x.shape[0], x.shape[0] * n)
-
-    def run(i: int, r0: int, r1: int) -> None:
-        scale_ptr = None if scale is None else _ptr(scale)
-        getattr(lib, kind)(_ptr(x), scale_ptr, _ptr(table), _ptr(out), r0, r1, *sizes)
-
-    _run_ranges(run, ranges)
+    bounds = range_bounds(_batch_ranges(x.shape[0], x.shape[0] * n))
+    scale_ptr = None if scale is None else _ptr(scale)
+    getattr(lib, f"{kind}_par")(_ptr(x), scale_ptr, _ptr(table), _ptr(out), *bounds, *sizes)
     return out
 
 
@@ -165,12 +168,8 @@ class _Encode(torch.autograd.Function):
         xp, wa, ba, table = (t.detach().contiguous() for t in (xp, wa, ba, table))
         sizes = _sizes(xp, wa, table, n_tok, n)
         tok = xp.new_empty(xp.shape[0], sizes[0], n_tok)
-        ranges = _batch_ranges(xp.shape[0], xp.shape[0] * sizes[0] * n)
-
-        def run(i: int, b0: int, b1: int) -> None:
-            lib.enc_fwd(_ptr(xp), _ptr(wa), _ptr(ba), _ptr(table), _ptr(tok), b0, b1, *sizes)
-
-        _run_ranges(run, ranges)
+        bounds = range_bounds(_batch_ranges(xp.shape[0], xp.shape[0] * sizes[0] * n))
+        lib.enc_fwd_par(_ptr(xp), _ptr(wa), _ptr(ba), _ptr(table), _ptr(tok), *bounds, *sizes)
         ctx.save_for_backward(xp, wa, ba, table)
         ctx.sizes = sizes
         return tok
@@ -184,12 +183,8 @@ class _Encode(torch.autograd.Function):
         grad = grad.contiguous()
         ranges = _batch_ranges(xp.shape[0], xp.shape[0] * sizes[0] * sizes[7])
         dwa, dba = _partials(ranges, wa.shape, ba.shape)
-
-        def run(i: int, b0: int, b1: int) -> None:
-            lib.enc_bwd(_ptr(xp), _ptr(wa), _ptr(ba), _ptr(table), _ptr(grad), _ptr(dwa[i]),
-                        _ptr(dba[i]), b0, b1, *sizes)  # fmt: skip
-
-        _run_ranges(run, ranges)
+        lib.enc_bwd_par(_ptr(xp), _ptr(wa), _ptr(ba), _ptr(table), _ptr(grad), _ptr(dwa),
+                        _ptr(dba), *range_bounds(ranges), *sizes)  # fmt: skip
         return None, dwa.sum(0).float(), dba.sum(0).float(), None, None, None
 
 
@@ -212,12 +207,8 @@ class _Decode(torch.autograd.Function):
         n_tok = -(-n // table.shape[1])
         sizes = (*_sizes(xp, wc, table, n_tok, n), wd.shape[0])
         y = xp.new_empty(xp.shape[0], wd.shape[0], n)
-        ranges = _batch_ranges(xp.shape[0], xp.shape[0] * sizes[0] * n)
-
-        def run(i: int, b0: int, b1: int) -> None:
-            lib.dec_fwd(*map(_ptr, inputs), _ptr(y), b0, b1, *sizes)
-
-        _run_ranges(run, ranges)
+        bounds = range_bounds(_batch_ranges(xp.shape[0], xp.shape[0] * sizes[0] * n))
+        lib.dec_fwd_par(*map(_ptr, inputs), _ptr(y), *bounds, *sizes)
         ctx.save_for_backward(*inputs)
         ctx.sizes = sizes
         return y
@@ -234,12 +225,9 @@ class _Decode(torch.autograd.Function):
         gtokp = torch.zeros_like(tokp)
         dgate = torch.empty_like(gate)
         dwc, dbc, dwd, dbd = _partials(ranges, wc.shape, bc.shape, wd.shape, bd.shape)
-
-        def run(i: int, b0: int, b1: int) -> None:
-            lib.dec_bwd(*map(_ptr, inputs), _ptr(grad), _ptr(gtokp), _ptr(dgate),
-                        *(_ptr(p[i]) for p in (dwc, dbc, dwd, dbd)), b0, b1, *sizes)  # fmt: skip
-
-        _run_ranges(run, ranges)
+        outs = (gtokp, dgate, dwc, dbc, dwd, dbd)
+        lib.dec_bwd_par(*map(_ptr, inputs), _ptr(grad), *map(_ptr, outs), *range_bounds(ranges),
+                        *sizes)  # fmt: skip
         need = ctx.needs_input_grad
         return (
             None,
@@ -278,12 +266,8 @@ class _CnnBlock(torch.autograd.Function):
         y = inputs[0]
         out = torch.empty_like(y)
         sizes = (y.shape[1], y.shape[2], dilation)
-        ranges = _batch_ranges(y.shape[0], y.numel())
-
-        def run(i: int, b0: int, b1: int) -> None:
-            lib.cnn_fwd(*map(_ptr, inputs), _ptr(out), b0, b1, *sizes)
-
-        _run_ranges(run, ranges)
+        bounds = range_bounds(_batch_ranges(y.shape[0], y.numel()))
+        lib.cnn_fwd_par(*map(_ptr, inputs), _ptr(out), *bounds, *sizes)
         ctx.save_for_backward(*inputs[:4])
         ctx.sizes = sizes
         return out
@@ -299,12 +283,9 @@ class _CnnBlock(torch.autograd.Function):
         grad_y = torch.empty_like(y)
         grad_scale, grad_shift = torch.empty_like(scale), torch.empty_like(scale)
         grad_w, grad_b = _partials(ranges, weight.shape, weight.shape[:1])
-
-        def run(i: int, b0: int, b1: int) -> None:
-            outs = (grad_y, grad_scale, grad_shift, grad_w[i], grad_b[i])
-            lib.cnn_bwd(*map(_ptr, inputs), _ptr(grad), *map(_ptr, outs), b0, b1, *ctx.sizes)
-
-        _run_ranges(run, ranges)
+        outs = (grad_y, grad_scale, grad_shift, grad_w, grad_b)
+        lib.cnn_bwd_par(*map(_ptr, inputs), _ptr(grad), *map(_ptr, outs), *range_bounds(ranges),
+                        *ctx.sizes)  # fmt: skip
         return grad_y, grad_scale, grad_shift, grad_w.sum(0).float(), grad_b.sum(0).float(), None
 
 
@@ -325,12 +306,8 @@ class _Head(torch.autograd.Function):
         x = inputs[0]
         out = x.new_empty(x.shape[0], w2.shape[0], x.shape[2])
         sizes = (x.shape[1], w2.shape[0], x.shape[2])
-        ranges = _batch_ranges(x.shape[0], x.numel())
-
-        def run(i: int, b0: int, b1: int) -> None:
-            lib.head_fwd(*map(_ptr, inputs), _ptr(out), b0, b1, *sizes)
-
-        _run_ranges(run, ranges)
+        bounds = range_bounds(_batch_ranges(x.shape[0], x.numel()))
+        lib.head_fwd_par(*map(_ptr, inputs), _ptr(out), *bounds, *sizes)
         ctx.save_for_backward(*inputs[:4])
         ctx.sizes = sizes
         return out
@@ -345,12 +322,8 @@ class _Head(torch.autograd.Function):
         ranges = _batch_ranges(x.shape[0], x.numel())
         grad_x = torch.empty_like(x)
         partials = _partials(ranges, w1.shape, b1.shape, w2.shape, w2.shape[:1])
-
-        def run(i: int, b0: int, b1: int) -> None:
-            outs = [_ptr(p[i]) for p in partials]
-            lib.head_bwd(*map(_ptr, inputs), _ptr(grad), _ptr(grad_x), *outs, b0, b1, *ctx.sizes)
-
-        _run_ranges(run, ranges)
+        lib.head_bwd_par(*map(_ptr, inputs), _ptr(grad), _ptr(grad_x), *map(_ptr, partials),
+                         *range_bounds(ranges), *ctx.sizes)  # fmt: skip
         return (grad_x, *(p.sum(0).float() for p in partials))
 
 
@@ -367,13 +340,8 @@ class _Mix(torch.autograd.Function):
         lib = _load()
         h, y, gate = (t.detach().contiguous() for t in (h, y, gate))
         out = torch.empty_like(h)
-        ranges = _batch_ranges(h.shape[0], h.numel())
-        row = h[0].numel()
-
-        def run(i: int, b0: int, b1: int) -> None:
-            lib.mix_fwd(_ptr(h), _ptr(y), _ptr(gate), _ptr(out), b0, b1, row)
-
-        _run_ranges(run, ranges)
+        bounds = range_bounds(_batch_ranges(h.shape[0], h.numel()))
+        lib.mix_fwd_par(_ptr(h), _ptr(y), _ptr(gate), _ptr(out), *bounds, h[0].numel())
         ctx.save_for_backward(h, y, gate)
         return out
 
@@ -384,14 +352,9 @@ class _Mix(torch.autograd.Function):
         h, y, gate = ctx.saved_tensors
         grad = grad.contiguous()
         grad_h, grad_y, grad_gate = torch.empty_like(h), torch.empty_like(y), torch.empty_like(gate)
-        ranges = _batch_ranges(h.shape[0], h.numel())
-        row = h[0].numel()
-
-        def run(i: int, b0: int, b1: int) -> None:
-            ptrs = map(_ptr, (h, y, gate, grad, grad_h, grad_y, grad_gate))
-            lib.mix_bwd(*ptrs, b0, b1, row)
-
-        _run_ranges(run, ranges)
+        bounds = range_bounds(_batch_ranges(h.shape[0], h.numel()))
+        ptrs = map(_ptr, (h, y, gate, grad, grad_h, grad_y, grad_gate))
+        lib.mix_bwd_par(*ptrs, *bounds, h[0].numel())
         return grad_h, grad_y, grad_gate
 
 
