@@ -451,7 +451,8 @@ def timbre_tab(page: Page) -> None:
             label="content (what is played)",
         )
         style = gr.Audio(
-            sources=["upload", "microphone"], type="filepath", label="style (whose timbre; several notes of it work best)"
+            sources=["upload", "microphone"], type="filepath",
+            label="style (whose timbre; several notes of it work best)",
         )
     with gr.Row():
         alphas = [  # defaults: the model's own (the seed's 1, 1, 1, 1, 0.2)

@@ -11,7 +11,8 @@ per-step recurrence of :func:`~mambakit.ssm.ops.selective_scan_ref` exactly, in 
 
 with the ``d_state`` loop vectorised (``#pragma omp simd``, glibc's vector ``expf``, within a
 few ulp of the scalar one), channels split between threads (each thread owns a channel
-range for the whole sequence and every batch row, so there is no synchronisation per step).
+range for the whole sequence and every batch row, so there is no synchronisation per step;
+the ranges run as one OpenMP team, torch's own thread pool: :mod:`~mambakit.ssm.cbuild`).
 The SSD forward runs on tiles of 16 channels where the head width allows, its state held
 ``d_state``-major so that ``y_t`` sums over the state in vectors of channels; its inputs
 ``x``, ``B``, ``C`` may be row-strided slices of one tensor (the layer's conv output),
@@ -39,7 +40,6 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -616,7 +616,6 @@ void ssd_scan_bwd_par(const float *x, const float *dt, const float *A, const flo
 # -fopenmp: the ranges run on torch's OpenMP team (cbuild); with -ffast-math it also lets
 # glibc map expf in the simd loop to its vector version (libmvec).
 _FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp", "-shared", "-fPIC"]
-_pool: ThreadPoolExecutor | None = None
 _SIZE_ARGS = {"selective_scan": 4, "ssd_scan": 8}
 # the sizes, then K and the range bounds (rg, n_ranges); ssd_scan_bwd also takes the row
 # stride of dx, and each backward the slab strides of its partial gradients (gs) before dh0
@@ -853,7 +852,7 @@ def _prep_rows(t: Tensor) -> Tensor:
 
 
 # State updates (batch x length x channels x d_state) below which a scan runs on one thread:
-# handing work to the pool costs tens of microseconds, more than a small scan takes.
+# starting the OpenMP team costs microseconds, more than a small scan takes.
 _MIN_PARALLEL_UPDATES = 2**20
 # Steps between the states the training forward keeps (_FusedScan): the backward
 # recomputes the states inside each such chunk, so it holds L / K states, not L.
@@ -867,17 +866,3 @@ def _channel_ranges(channels: int, updates: int) -> list[tuple[int, int]]:
     if updates < _MIN_PARALLEL_UPDATES:
         threads = 1
     return [(channels * i // threads, channels * (i + 1) // threads) for i in range(threads)]
-
-
-def _run_ranges(run: Callable[[int, int, int], None], ranges: list[tuple[int, int]]) -> None:
-    """``run(i, c0, c1)`` for every channel range ``i``, in parallel on a thread pool
-    (ctypes calls release the GIL). Each call covers every batch row of its channels, so
-    no two concurrent calls write the same per-channel element."""
-    global _pool
-    if len(ranges) == 1:
-        run(0, *ranges[0])
-        return
-    if _pool is None or _pool._max_workers < len(ranges):
-        _pool = ThreadPoolExecutor(max_workers=len(ranges), thread_name_prefix="mambakit-scan")
-    for future in [_pool.submit(run, i, c0, c1) for i, (c0, c1) in enumerate(ranges)]:
-        future.result()
