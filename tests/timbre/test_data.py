@@ -145,19 +145,15 @@ def test_a_palette_style_is_a_scale_of_the_style_instrument(procedural_dir):
         assert torch.equal(one["content"], three["content"])
         assert torch.equal(one["target"], three["target"])
         c, s, _ = (palette.records[int(k)] for k in three["indices"])
-        pitches = sorted(palette.by_instrument[s.instrument_str])
-        others = [p for p in pitches if p != c.pitch]  # the instrument's other pitches: 2
-        assert three["style"].shape == (1, 3200 * len(others))
-        crops = three["style"].view(len(others), 3200)  # in order of pitch
-        first = single.records[int(one["indices"][1])].pitch
-        assert torch.equal(crops[others.index(first)], one["style"][0])
-        nearest = min(others, key=lambda p: (abs(p - c.pitch), p))
-        assert s.pitch == nearest
+        others = [p for p in palette.by_instrument[s.instrument_str] if p != c.pitch]
+        assert len(others) == 2  # three pitches per instrument: one note is used twice
+        assert three["style"].shape == (1, 3 * 3200)  # three notes, a crop each
+        crops = three["style"].view(3, 3200)
+        assert any(torch.equal(crop, one["style"][0]) for crop in crops)
+        assert s.pitch == min(others, key=lambda p: (abs(p - c.pitch), p))
     recon = PairedNotes(procedural_dir, segment_seconds=0.2, objective="reconstruction",
                         style_notes=3).sample(0, torch.Generator().manual_seed(0))  # fmt: skip
-    pitches = sorted(palette.by_instrument[palette.records[0].instrument_str])
-    assert recon["style"].shape == (1, 3200 * len(pitches))  # A's palette, this crop at p
-    own = pitches.index(palette.records[0].pitch)
-    torch.testing.assert_close(recon["style"].view(-1, 3200)[own], recon["content"][0])
+    assert recon["style"].shape == (1, 3 * 3200)  # a palette of A holding this very crop
+    assert any(torch.equal(crop, recon["content"][0]) for crop in recon["style"].view(3, 3200))
     with pytest.raises(ValueError, match="style_notes"):
         PairedNotes(procedural_dir, style_notes=0)

@@ -77,7 +77,7 @@ def _transfer(args: argparse.Namespace) -> int:
         f"{report.chunks} chunk(s), {report.times_real_time:.1f}x real time"
     )
     if report.style_notes > 1:
-        print(f"style clip: {report.style_notes} notes, each content note styled by the nearest")
+        print(f"style clip: {report.style_notes} notes, a palette (nearer pitches weigh more)")
     return 0
 
 

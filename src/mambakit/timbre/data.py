@@ -130,7 +130,7 @@ class PairedNotes(Dataset):
     ``"reconstruction"``, the seed's setup) style = target = content.
 
     With ``style_notes`` = k > 1 the style clip is a palette of B: the style note above
-    and up to k - 1 more notes of B at other pitches (never p), each a crop of its own,
+    and k - 1 more notes of B at other pitches (never p), each a crop of its own,
     end to end in order of pitch (a scale); the extra notes come from a generator seeded
     by the triple's note indices, so the content, target and first style note are those
     that ``style_notes=1`` draws. ``indices`` then name the style note nearest to p. A
@@ -258,20 +258,23 @@ class PairedNotes(Dataset):
 
     def _palette(self, first: Tensor, first_index: int, pitch: int,
                  notes: dict[int, list[int]]) -> tuple[Tensor, int]:  # fmt: skip
-        """The style crop ``first`` (record ``first_index``) and up to ``style_notes - 1``
-        crops of other pitches of the same instrument, end to end in order of pitch, and
-        the record of the one nearest to ``pitch``."""
+        """The style crop ``first`` (record ``first_index``) and ``style_notes - 1`` crops of
+        other pitches of the same instrument (each pitch once while there are enough, so
+        that every palette has the same length), end to end in order of pitch, and the
+        record of the one nearest to ``pitch``."""
         g = torch.Generator().manual_seed(first_index * 1_000_003 + pitch)
         first_pitch = self.records[first_index].pitch
-        others = [q for q in sorted(notes) if q not in (pitch, first_pitch)]
-        order = torch.randperm(len(others), generator=g)[: self.style_notes - 1].tolist()
-        chosen = {first_pitch: (first_index, first)}
-        for q in (others[i] for i in order):
+        pool = [q for q in sorted(notes) if q not in (pitch, first_pitch)] or [first_pitch]
+        order = torch.randperm(len(pool), generator=g).tolist()
+        chosen = [(first_pitch, first_index, first)]
+        for i in range(self.style_notes - 1):
+            q = pool[order[i % len(pool)]]
             record = self._choice(notes[q], g)
             audio = self.audio(record)
-            chosen[q] = (record, self._crop(audio, self._start(audio.shape[-1], g)))
-        nearest = min(chosen, key=lambda q: (abs(q - pitch), q))
-        return torch.cat([chosen[q][1] for q in sorted(chosen)], dim=-1), chosen[nearest][0]
+            chosen.append((q, record, self._crop(audio, self._start(audio.shape[-1], g))))
+        chosen.sort(key=lambda c: c[0])  # stable: the first note leads its pitch
+        nearest = min(chosen, key=lambda c: (abs(c[0] - pitch), c[0]))
+        return torch.cat([c[2] for c in chosen], dim=-1), nearest[1]
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
         return self.sample(index)

@@ -19,9 +19,7 @@ peak loudness of the content note holding frame ``i`` and ``S`` the style note's
 loudness against the time since its onset (:mod:`mambakit.dsp.note_envelope`): the
 content decides when notes start, end and how loud they peak, the style how they decay,
 by formula; ``d_i`` is the note's interval to the style note (semitones / 12) and ``t_i``
-its time since onset (``config.note_inputs``).
-
-The network learns the gain relative to
+its time since onset (``config.note_inputs``). The network learns the gain relative to
 ``L'``, the spectral shape and the noise. The decoder is causal: a long content clip runs
 in pieces of frames with its Mamba state carried (:meth:`ScaffoldTimbre.render`),
 identical to one pass.
@@ -557,8 +555,7 @@ def palette_weights(pitch: Tensor, note_hz: Tensor) -> tuple[Tensor, Tensor]:
     pitch ``[B, F]`` (MIDI; 0 where no note is pitched), from the frames' pitch ``[B, F]``
     (MIDI, 0 unpitched) and the notes' f0 ``[B, S]`` (Hz, 0 unpitched):
     ``softmax_n(-(p - q_n)^2 / 2 sigma^2)``, sigma :data:`PALETTE_SEMITONES` (read at call
-    time). An unpitched note
-    weighs as if far off; with one note the weight is exactly 1."""
+    time). An unpitched note weighs as if far off; with one note the weight is exactly 1."""
     pitched = note_hz > 0
     q = torch.where(pitched, 12 * torch.log2(note_hz.clamp_min(1.0) / 440.0) + 69, 0.0)
     d = torch.where(pitched[:, None], pitch[..., None] - q[:, None], 1e3)  # [B, F, S]
