@@ -27,7 +27,8 @@ per thread of torch's own OpenMP pool (:data:`~mambakit.ssm.cbuild.PARALLEL_PREL
 Memory: the layer's intermediates go to per-thread scratch buffers reused call after
 call (:func:`_scratch`; at d_model 64 and L = 44,100 about 330 MB held by a thread that
 trained the layer, 160 MB by one that only ran it), since on the machines measured a
-fresh tensor of tens of MB costs more in page faults than the kernel that fills it.
+fresh tensor of tens of MB costs more in page faults than the kernel that fills it;
+:func:`release_scratch` frees a thread's buffers.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ __all__ = [
     "causal_conv1d_silu",
     "gated_rms_norm",
     "mamba2_layer",
+    "release_scratch",
     "supports",
     "unavailable_reason",
 ]
@@ -110,6 +112,14 @@ def _ranges(count: int, elements: int, align: int) -> list[tuple[int, int]]:
 
 def _ptr(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
+
+
+def release_scratch() -> int:
+    """Free the calling thread's scratch buffers (the layer's intermediates, kept between
+    calls: see the module docstring) and return how many bytes they held. The next call
+    of the layer allocates them again; for a long-lived process after a long clip."""
+    held = _scratch_buffers.__dict__.pop("by_name", {})
+    return sum(t.numel() * t.element_size() for t in held.values())
 
 
 def _scratch(name: str, *shape: int) -> Tensor:
