@@ -249,6 +249,14 @@ def test_transfer_passes_per_level_alphas_and_rates():
         h.transfer_timbre(model, content, None, [1.5] * 5)
 
 
+def test_several_style_uploads_reach_the_model_as_one_list_with_their_rates():
+    model = _EchoTimbre()
+    content = (torch.ones(1, 100) * 0.1, 22050)
+    styles = [(torch.ones(1, 50), 8000), (torch.ones(1, 70), 44100)]
+    h.transfer_timbre(model, content, styles, [1.0] * 5)
+    assert model.call == (False, (1.0,) * 5, 22050, [8000, 44100])
+
+
 def test_continue_music_bounds_requests():
     with pytest.raises(h.UIError, match="seconds must be in"):
         h.continue_music(object(), None, 600.0, 1.0, 250)

@@ -87,7 +87,17 @@ def test_eval_with_scale_style_clips(run, procedural_dir, tmp_path, capsys):
     code = main(["eval", "timbre", str(run), "--pairs", str(procedural_dir), "-n", "2",
                  "--style-notes", "2", "--speed-seconds", "0", "--json", str(out)])  # fmt: skip
     assert code == 0 and "| style clip | 2 notes (a scale) |" in capsys.readouterr().out
-    assert json.loads(out.read_text())["style_notes"] == 2
+    joined = json.loads(out.read_text())
+    assert joined["style_notes"] == 2 and not joined["style_clips"]
+    # one clip per note: the U-Net reads its clips end to end, so the same scores
+    code = main(["eval", "timbre", str(run), "--pairs", str(procedural_dir), "-n", "2",
+                 "--style-notes", "2", "--style-clips", "--speed-seconds", "0",
+                 "--json", str(out)])  # fmt: skip
+    assert code == 0 and "| style clip | 2 notes, one clip each |" in capsys.readouterr().out
+    clips = json.loads(out.read_text())
+    assert clips["style_clips"] and clips["runs"][0]["pairs"] == joined["runs"][0]["pairs"] > 0
+    np.testing.assert_allclose(clips["runs"][0]["style_gain_per_pair"],
+                               joined["runs"][0]["style_gain_per_pair"], rtol=1e-5)  # fmt: skip
     code = main(["eval", "timbre", str(run), "--pairs", str(procedural_dir), "--style-notes", "0"])
     assert code == 2 and "style_notes must be >= 1" in capsys.readouterr().err
 

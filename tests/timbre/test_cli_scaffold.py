@@ -34,6 +34,20 @@ def test_transfer_with_a_scaffold_run(scaffold_run, tmp_path, capsys):
     assert sr == 16000 and len(audio) == 8000 and np.abs(audio).max() > 0.1
 
 
+def test_transfer_takes_several_style_files_as_one_palette(scaffold_run, tmp_path, capsys):
+    _write_pair(tmp_path)
+    t = np.arange(8000) / 16000
+    sf.write(tmp_path / "high.wav", (0.4 * np.sin(2 * np.pi * 587 * t)).astype(np.float32), 16000)
+    out = tmp_path / "out.wav"
+    files = [str(tmp_path / name) for name in ("content.wav", "style.wav", "high.wav")]
+    code = main(["timbre", "transfer", *files, "--run", str(scaffold_run), "-o", str(out)])
+    assert code == 0 and "style: 2 notes from 2 clips" in capsys.readouterr().out
+    assert len(sf.read(out)[0]) == 8000
+    files[-1] = str(tmp_path / "missing.wav")
+    code = main(["timbre", "transfer", *files, "--run", str(scaffold_run), "-o", str(out)])
+    assert code == 2 and "missing.wav" in capsys.readouterr().err
+
+
 def test_transfer_refuses_a_run_of_the_other_engine_and_warns_on_noise(scaffold_run, tmp_path,
                                                                         capsys):  # fmt: skip
     _write_pair(tmp_path)

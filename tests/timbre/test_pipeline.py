@@ -131,3 +131,20 @@ def test_bad_inputs_are_clear_errors_naming_the_file(transfer, tmp_path):
         transfer.transfer(tmp_path / "broken.wav", good, sr=16000)
     with pytest.raises(ValueError, match="5 values"):
         transfer.transfer(good, good, alpha=(1, 1), sr=16000)
+
+
+def test_several_style_clips_are_read_end_to_end(transfer, tmp_path):
+    a, b = _tone(0.3, f=220.0), _tone(0.4, f=330.0)
+    sf.write(tmp_path / "a.wav", a.numpy(), 16000, subtype="FLOAT")
+    # each clip is normalised on its own
+    sf.write(tmp_path / "b.wav", (0.5 * b).numpy(), 16000, subtype="FLOAT")
+    content = _tone(0.5, f=262.0)
+    listed, _ = transfer.transfer(content, [tmp_path / "a.wav", tmp_path / "b.wav"], sr=16000)
+    joined, _ = transfer.transfer(content, torch.cat([a / a.abs().max(), b / b.abs().max()]),
+                                  sr=16000)  # fmt: skip
+    torch.testing.assert_close(listed, joined)
+    only_a, _ = transfer.transfer(content, a, sr=16000)
+    assert not torch.allclose(listed, only_a)
+    with pytest.raises(AudioError, match=r"short\.wav.*too short"):
+        sf.write(tmp_path / "short.wav", _tone(0.01).numpy(), 16000)
+        transfer.transfer(content, [tmp_path / "a.wav", tmp_path / "short.wav"])

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
+from mambakit.dsp import AudioError
 from mambakit.timbre import scaffold
 from mambakit.timbre.data import PairedNotes, make_procedural_instruments
 from mambakit.timbre.pipeline import ScaffoldTransfer, TimbreTransfer
@@ -330,3 +331,29 @@ def test_a_palette_style_reads_each_notes_own_code(tiny, monkeypatch):
     both = tiny.style(torch.stack([torch.cat([low, low]), clip])[:, None])
     assert both.embedding.shape[:2] == (2, 2)
     torch.testing.assert_close(both.embedding[0, 0], both.embedding[0, 1])
+
+
+def test_several_style_clips_make_one_palette_of_all_their_notes(tiny):
+    low, high = _note(196.0, 0.6, decay=0.5), _note(392.0 * 2 ** (2 / 12), 0.6, harmonics=(1.0,))
+    scale = torch.cat([_note(262.0, 0.6, decay=0.5), _note(330.0, 0.6, decay=0.5)])
+    code = tiny.style_of_clips([low[None, None], scale[None, None], high[None, None]])
+    parts = [tiny.style(x[None, None]) for x in (low, scale, high)]
+    assert [p.embedding.shape[1] for p in parts] == [1, 2, 1]  # the scale file holds 2 notes
+    assert code.embedding.shape[:2] == (1, 4)
+    for name in ("embedding", "harmonic", "partials", "note_curve", "pitch_hz"):
+        torch.testing.assert_close(
+            getattr(code, name), torch.cat([getattr(p, name) for p in parts], dim=1)
+        )
+    # the pipeline: a list of one clip is that clip; a list of files is one palette
+    tt = ScaffoldTransfer(tiny)
+    content = _note(220.0, 0.8)
+    alone, _ = tt.transfer(content, low, sr=SR)
+    listed, _ = tt.transfer(content, [low], sr=SR)
+    assert torch.equal(alone, listed)
+    out, _ = tt.transfer(content, [low, scale, high], sr=SR)
+    assert tt.last_report.style_notes == 4 and out.shape == alone.shape
+    assert not torch.allclose(out, alone)
+    with pytest.raises(AudioError, match="list of style clips is empty"):
+        tt.transfer(content, [], sr=SR)
+    with pytest.raises(AudioError, match="style 2: is silent"):
+        tt.transfer(content, [low, torch.zeros(SR)], sr=SR)

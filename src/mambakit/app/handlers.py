@@ -450,11 +450,12 @@ def pad_from_values(base: PadParams, **values: Any) -> PadParams:
 def transfer_timbre(
     model: Any,
     content: tuple[torch.Tensor, int],
-    style: tuple[torch.Tensor, int] | None,
+    style: tuple[torch.Tensor, int] | Sequence[tuple[torch.Tensor, int]] | None,
     alphas: Sequence[float],
     strength: float = 1.0,
 ) -> tuple[np.ndarray, int]:
-    """Play ``content`` with the timbre of ``style`` -> ``(audio [T], sr)``; ``alphas`` are
+    """Play ``content`` with the timbre of ``style`` (one ``(audio, sr)``, or a list of them:
+    several clips of one instrument, one palette) -> ``(audio [T], sr)``; ``alphas`` are
     the U-Net's per-level AdaIN strengths (skip 1..4, bottleneck) in [0, 1], ``strength``
     the scaffold engine's one style strength (the engine of ``model`` picks which)."""
     if model is None:
@@ -462,7 +463,10 @@ def transfer_timbre(
     if any(not 0.0 <= a <= 1.0 for a in (*alphas, strength)):
         raise UIError("every alpha must be in [0, 1]")
     c_audio, c_sr = content
-    s_audio, s_sr = style if style is not None else (None, None)
+    if isinstance(style, list):
+        s_audio, s_sr = [a for a, _ in style], [r for _, r in style]
+    else:
+        s_audio, s_sr = style if style is not None else (None, None)
     alpha = float(strength) if getattr(model, "engine", "unet") == "scaffold" else tuple(alphas)
     try:
         with warnings.catch_warnings():  # the report carries them: shown on the page

@@ -454,6 +454,10 @@ def timbre_tab(page: Page) -> None:
             sources=["upload", "microphone"], type="filepath",
             label="style (whose timbre; several notes of it work best)",
         )
+        more_styles = gr.File(
+            file_count="multiple", file_types=["audio"], type="filepath",
+            label="more notes of the style instrument (optional; one palette with the style)",
+        )
     with gr.Row():
         alphas = [  # defaults: the model's own (the seed's 1, 1, 1, 1, 0.2)
             gr.Slider(0.0, 1.0, value=value, step=0.05, label=f"alpha {name}")
@@ -463,12 +467,14 @@ def timbre_tab(page: Page) -> None:
     transfer_button = gr.Button("Transfer", variant="primary", elem_id="transfer")
     transfer_audio = gr.Audio(label="result", type="filepath", elem_id="timbre-audio")
 
-    def transfer(model, content_path, style_path, strength_value, *alpha_values):
+    def transfer(model, content_path, style_path, more_paths, strength_value, *alpha_values):
         c_audio = h.check_upload(content_path, "content")
-        s_audio = h.check_upload(style_path, "style") if style_path else None
+        paths = ([style_path] if style_path else []) + list(more_paths or [])
+        styles = [h.check_upload(p, f"style {i + 1}") for i, p in enumerate(paths)]
+        s_audio = styles if len(styles) > 1 else (styles[0] if styles else None)
         return h.transfer_timbre(model, c_audio, s_audio, alpha_values, strength_value)
 
-    inputs = [content, style, strength, *alphas]
+    inputs = [content, style, more_styles, strength, *alphas]
     page.render_on_click(transfer_button, "timbre", transfer, inputs, transfer_audio, "timbre")
 
 

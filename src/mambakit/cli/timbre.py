@@ -64,7 +64,8 @@ def _transfer(args: argparse.Namespace) -> int:
         )
     with warnings.catch_warnings():  # the report carries them; printed once below
         warnings.simplefilter("ignore")
-        audio, sr = tt.transfer(args.content, args.style, alpha=_alpha(args.alpha))
+        style = args.style[0] if len(args.style) == 1 else list(args.style)
+        audio, sr = tt.transfer(args.content, style, alpha=_alpha(args.alpha))
     report = tt.last_report
     for note in report.conversions:
         print(f"note: {note}")
@@ -76,8 +77,9 @@ def _transfer(args: argparse.Namespace) -> int:
         f"wrote {args.output}: {sr} Hz, {audio.shape[-1]} samples ({report.seconds:.2f} s), "
         f"{report.chunks} chunk(s), {report.times_real_time:.1f}x real time"
     )
+    clips = f" from {len(args.style)} clips" if len(args.style) > 1 else ""
     if report.style_notes > 1:
-        print(f"style clip: {report.style_notes} notes, a palette (nearer pitches weigh more)")
+        print(f"style: {report.style_notes} notes{clips}, a palette (nearer pitches weigh more)")
     return 0
 
 
@@ -196,6 +198,7 @@ def _eval(args: argparse.Namespace) -> int:
     results = evaluate_runs(
         args.runs, args.pairs, n_pairs=args.n, alpha=_alpha(args.alpha), device=args.device,
         speed_seconds=args.speed_seconds, style_notes=args.style_notes,
+        style_clips=args.style_clips,
     )  # fmt: skip
     results["meta"] = result_metadata(device=args.device)
     print(evaluation_markdown(results))
@@ -247,9 +250,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     timbre = subparsers.add_parser("timbre", help="MambaMuse one-shot timbre transfer")
     sub = timbre.add_subparsers(dest="timbre_command", metavar="COMMAND")
 
-    t = sub.add_parser("transfer", help="play content.wav with the timbre of style.wav")
+    t = sub.add_parser(
+        "transfer", help="play content.wav with the timbre of style.wav (or of several files)"
+    )
     t.add_argument("content", type=Path, help="audio with the notes to keep (any length/rate)")
-    t.add_argument("style", type=Path, help="audio with the timbre to take (any length/rate)")
+    t.add_argument("style", type=Path, nargs="+",
+                   help="audio with the timbre to take (any length/rate); several files of "
+                   "one instrument (e.g. one per note) make one palette: more notes, closer "
+                   "timbre")  # fmt: skip
     t.add_argument(
         "--run", type=Path, help="trained run / checkpoint folder (default: the shipped gm-timbre)"
     )
@@ -350,6 +358,9 @@ def register_eval(eval_subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--style-notes", type=int, default=1,
                    help="style clips of this many notes of the target instrument, a scale "
                         "(default 1: one note)")  # fmt: skip
+    e.add_argument("--style-clips", action="store_true",
+                   help="with --style-notes K: give the K notes as K clips (as several files "
+                        "are), not end to end in one")  # fmt: skip
     e.add_argument("--json", type=Path, help="also write the results here")
     add_device_argument(e)
     e.set_defaults(func=_eval)

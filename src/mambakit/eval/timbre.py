@@ -256,6 +256,7 @@ def evaluate_runs(
     speed_seconds: float = 10.0,
     speed_repeats: int = 3,
     style_notes: int = 1,
+    style_clips: bool = False,
 ) -> dict[str, Any]:
     """Mean metrics per run on the same ``n_pairs`` held-out transfer triples.
 
@@ -264,7 +265,8 @@ def evaluate_runs(
     of either engine, sees the same pairs (a run given twice is scored once). With
     ``style_notes`` = k > 1 each style clip is a palette of k notes of the target
     instrument (:class:`~mambakit.timbre.data.PairedNotes`; the same content, target and
-    first style note as with one; the interval breakdown uses the nearest). ``alpha``
+    first style note as with one; the interval breakdown uses the nearest), one clip end to
+    end, or with ``style_clips`` one clip per note (a list, as from several files). ``alpha``
     goes to runs of the U-Net engine; scaffold runs take their default style strength (1)
     unless it is one number. A run
     whose training set shares notes with ``pairs_dir`` gets a warning (the pairs are not
@@ -312,7 +314,10 @@ def evaluate_runs(
             content, target = item["content"][0], item["target"][0]
             with warnings.catch_warnings():  # a decaying note's quiet tail: not our concern
                 warnings.simplefilter("ignore")
-                out, _ = tt.transfer(item["content"], item["style"], alpha=run_alpha, sr=sr)
+                style = item["style"]
+                if style_clips:  # the palette's crops, each its own clip
+                    style = list(style.split(data.segment, dim=-1))
+                out, _ = tt.transfer(item["content"], style, alpha=run_alpha, sr=sr)
                 recon, _ = tt.transfer(item["content"], None, sr=sr)
             scored.append(pair_metrics(out[0, 0], content, target, sr, recon[0, 0]))
             if not rows:
@@ -337,6 +342,7 @@ def evaluate_runs(
         "n_pairs": n_pairs,
         "segment_seconds": segment_seconds,
         "style_notes": style_notes,
+        "style_clips": style_clips,
         "alpha": alpha,
         "seed": seed,
         "runs": rows,
@@ -443,6 +449,8 @@ def evaluation_markdown(result: dict[str, Any]) -> str:
     rows.append(row("pairs", [str(r["pairs"]) for r in columns]))
     notes = result.get("style_notes", 1)
     style_clip = "one note" if notes == 1 else f"{notes} notes (a scale)"
+    if notes > 1 and result.get("style_clips"):
+        style_clip = f"{notes} notes, one clip each"
     rows.append(row("style clip", [style_clip] * len(columns)))
     for metric, higher in METRICS.items():
         rows.append(

@@ -34,6 +34,7 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -396,17 +397,20 @@ class TimbreTransfer:
     def transfer(
         self,
         content: AudioInput,
-        style: AudioInput | None,
+        style: AudioInput | Sequence[AudioInput] | None,
         alpha: Alpha = None,
         sr: int | None = None,
-        style_sr: int | None = None,
+        style_sr: int | Sequence[int] | None = None,
     ) -> tuple[Tensor, int]:
         """Render ``content`` with the timbre of ``style``.
 
         Args:
             content: a file path, or audio ``[T]``, ``[C, T]`` or ``[1, C, T]`` at ``sr`` Hz.
             style: the same forms (any length, its own rate ``style_sr``, default ``sr``),
-                or ``None`` for plain reconstruction.
+                a list or tuple of them (several clips of one instrument, e.g. one file per
+                note: the scaffold engine reads each clip's notes as one palette, the U-Net
+                the clips end to end), or ``None`` for plain reconstruction; with a list,
+                ``style_sr`` may give one rate per clip.
             alpha: AdaIN strengths ``(skip_1..skip_4, bottleneck)`` in [0, 1], one float for
                 all, or ``None`` for the model's default.
             sr: sample rate of tensor ``content`` (files carry their own).
@@ -420,7 +424,7 @@ class TimbreTransfer:
         x, peak = self.prepare(content, sr, "content", report)
         y = None
         if style is not None:
-            y, _ = self.prepare(style, style_sr if style_sr is not None else sr, "style", report)
+            y = self.prepare_styles(style, style_sr if style_sr is not None else sr, report)
         started = time.perf_counter()
         out = self._render_transfer(x, y, alpha, report)
         report.processing_seconds = time.perf_counter() - started
@@ -431,13 +435,39 @@ class TimbreTransfer:
         self.last_report = report
         return out.cpu(), self.sample_rate
 
-    def _render_transfer(self, x: Tensor, y: Tensor | None, alpha: Alpha, report) -> Tensor:
-        """The engine's (timed) work on the prepared content ``x`` and style ``y`` ``[1, 1, T]``
-        (here: the style's AdaIN statistics, then the chunked U-Net); sets ``report.chunks``."""
+    def prepare_styles(
+        self,
+        style: AudioInput | Sequence[AudioInput],
+        sr: int | Sequence[int] | None,
+        report: TransferReport,
+    ) -> list[Tensor]:
+        """One style input or a list of them -> the prepared clips (:meth:`prepare`, each
+        ``[1, 1, T_i]``, peak normalised on its own); tensors are at ``sr``, one rate for
+        all or one per clip.
+
+        Raises:
+            AudioError: an empty list, or a clip :meth:`prepare` rejects (named by its
+                file, or as ``style 2`` etc. in the list).
+            ValueError: as many rates as clips were not given.
+        """
+        if not isinstance(style, (list, tuple)):
+            return [self.prepare(style, sr, "style", report)[0]]  # type: ignore[arg-type]
+        if not style:
+            raise AudioError("style: the list of style clips is empty")
+        rates = list(sr) if isinstance(sr, (list, tuple)) else [sr] * len(style)
+        if len(rates) != len(style):
+            raise ValueError(f"{len(style)} style clips but {len(rates)} style rates")
+        return [self.prepare(clip, rate, f"style {i + 1}", report)[0]
+                for i, (clip, rate) in enumerate(zip(style, rates))]  # fmt: skip
+
+    def _render_transfer(self, x: Tensor, y: list[Tensor] | None, alpha: Alpha, report) -> Tensor:
+        """The engine's (timed) work on the prepared content ``x`` and style clips ``y``
+        (:meth:`prepare_styles`; here: the AdaIN statistics of the clips end to end, then
+        the chunked U-Net); sets ``report.chunks``."""
         stats = None
         if y is not None:
             with torch.no_grad():
-                stats = self.model.style_statistics(y)
+                stats = self.model.style_statistics(torch.cat(y, dim=-1))
         self.model.resolve_alpha(alpha)  # validate before the work
         out, report.chunks = self.render(x, stats, alpha)
         return out
@@ -447,7 +477,8 @@ class ScaffoldTransfer(TimbreTransfer):
     """The ``scaffold`` engine behind the :class:`TimbreTransfer` API.
 
     The content is analysed once (f0, voicing, loudness: :meth:`ScaffoldTimbre.contours`),
-    the style clip, whole, becomes one embedding, and the decoder and synthesiser run over
+    the style clip becomes one code per note of it (several clips: of all their notes, a
+    palette; :meth:`ScaffoldTimbre.style_of_clips`), and the decoder and synthesiser run over
     the content in pieces of ``chunk_seconds`` with their state carried
     (:meth:`ScaffoldTimbre.render`): the result does not depend on the piece length and has
     no seams. ``alpha`` is one style strength in [0, 1]: ``alpha e_style + (1 - alpha)
@@ -507,9 +538,10 @@ class ScaffoldTransfer(TimbreTransfer):
         return value
 
     @torch.no_grad()
-    def _render_transfer(self, x: Tensor, y: Tensor | None, alpha: Alpha, report) -> Tensor:
-        """``alpha`` is the style strength (default 1); without a style (``y`` None) the
-        content is rendered with its own embedding."""
+    def _render_transfer(self, x: Tensor, y: list[Tensor] | None, alpha: Alpha, report) -> Tensor:
+        """``alpha`` is the style strength (default 1); several style clips make one palette
+        of all their notes (:meth:`ScaffoldTimbre.style_of_clips`); without a style (``y``
+        None) the content is rendered with its own code."""
         strength = self.resolve_alpha(alpha)
         model = self.model
         contours = model.contours(x)
@@ -519,7 +551,7 @@ class ScaffoldTransfer(TimbreTransfer):
         if message is not None:
             report.warnings.append(message)
             warnings.warn(message, stacklevel=3)  # the caller of transfer()
-        s_style = model.style(y if y is not None else x)
+        s_style = model.style_of_clips(y) if y is not None else model.style(x)
         report.style_notes = s_style.embedding.shape[1]
         s_content = model.style(x) if y is not None and strength < 1.0 else None
         out = model.render(contours, model.blend(s_content, s_style, strength), x.shape[-1],

@@ -350,6 +350,17 @@ class ScaffoldTimbre(nn.Module, PretrainedMixin):
             )
         return StyleCode(*(torch.cat(field) for field in zip(*clip_codes)))
 
+    def style_of_clips(self, clips: list[Tensor]) -> StyleCode:
+        """One :class:`StyleCode` (``B = 1``) from several style clips ``[1, 1, T_i]`` of one
+        instrument, e.g. one file per note: the notes of every clip (:meth:`style`, each
+        clip split on its own, so no note straddles two files) in the clips' order; one
+        clip gives :meth:`style` of it."""
+        if not clips:
+            raise ValueError("style_of_clips needs at least one clip")
+        codes = [self.style(clip) for clip in clips]
+        return StyleCode(*(torch.cat([getattr(x, f.name) for x in codes], dim=1)
+                           for f in fields(StyleCode)))  # fmt: skip
+
     def _note_codes(
         self,
         audio: Tensor,
