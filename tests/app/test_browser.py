@@ -198,6 +198,34 @@ def test_non_audio_upload_shows_a_clear_error(page, tmp_path):
     _dismiss_messages(page)
 
 
+@pytest.mark.skipif("gm-timbre" not in packaged_models(), reason="no shipped gm-timbre")
+def test_timbre_tab_transfers_with_a_style_of_several_files(page, tmp_path):
+    import numpy as np
+
+    t = np.arange(16000) / 16000
+    for name, f in (("content", 220.0), ("style", 330.0), ("more1", 262.0), ("more2", 392.0)):
+        note = 0.4 * (np.sin(2 * np.pi * f * t) + 0.3 * np.sin(4 * np.pi * f * t)) * np.exp(-t)
+        sf.write(tmp_path / f"{name}.wav", note.astype(np.float32), 16000)
+    page.get_by_role("tab", name="Timbre transfer").click()
+    page.get_by_text("Timbre model loaded from gm-timbre").first.wait_for()
+    page.set_input_files("#timbre-content input[type=file]", str(tmp_path / "content.wav"))
+    page.set_input_files("#timbre-style input[type=file]", str(tmp_path / "style.wav"))
+    page.set_input_files(
+        "#timbre-more input[type=file]", [str(tmp_path / "more1.wav"), str(tmp_path / "more2.wav")]
+    )
+    page.wait_for_function(
+        "() => (document.querySelector('#timbre-more')?.textContent || '')"
+        ".replace(/\\s+/g, '').includes('more2.wav')"
+    )
+    page.wait_for_selector("#timbre-style audio, #timbre-style canvas, #timbre-style wave",
+                           state="attached")  # fmt: skip
+    page.click("#transfer")
+    audio, sr = sf.read(io.BytesIO(_fetch(page, _wait_audio_href(page, "timbre-audio"))))
+    assert sr == 16000 and len(audio) == 16000 and np.abs(audio).max() > 0.1
+    assert "Traceback" not in page.content()
+    page.screenshot(path=str(SHOTS / "timbre-palette.png"), full_page=True)
+
+
 def test_other_tabs_explain_missing_runs_and_validate_the_run_box(page):
     page.get_by_role("tab", name="Timbre transfer").click()
     shipped = "gm-timbre" in packaged_models()  # the tab starts with the packaged model

@@ -449,14 +449,16 @@ def timbre_tab(page: Page) -> None:
             sources=["upload", "microphone"],
             type="filepath",
             label="content (what is played)",
+            elem_id="timbre-content",
         )
         style = gr.Audio(
             sources=["upload", "microphone"], type="filepath",
-            label="style (whose timbre; several notes of it work best)",
+            label="style (whose timbre; several notes of it work best)", elem_id="timbre-style",
         )
         more_styles = gr.File(
             file_count="multiple", file_types=["audio"], type="filepath",
-            label="more notes of the style instrument (optional; one palette with the style)",
+            label="more notes of it (optional)",
+            elem_id="timbre-more",
         )
     with gr.Row():
         alphas = [  # defaults: the model's own (the seed's 1, 1, 1, 1, 0.2)
