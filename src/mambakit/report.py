@@ -276,23 +276,30 @@ def _source_of(section: str) -> str | None:
 
 def _carry_verdicts(table: str, old_rows: dict[str, list[str]]) -> str:
     """The claims table with each unmeasured claim's rows taken from the previous report
-    when it had measured them."""
+    when it had measured them. A claim that another result measures now keeps only its
+    measured rows (an unmeasured row beside them says nothing), and a previous row that
+    is one of them is not carried again: regenerating the report never grows it."""
     from mambakit.eval.claims import UNMEASURED
 
+    lines = table.splitlines()
+    claim_of = lambda line: line[2:].split(" | ")[0]  # noqa: E731
+    unmeasured = lambda line: f"**{UNMEASURED}**" in line  # noqa: E731
+    measured_now = {claim_of(line) for line in lines if not unmeasured(line)}
+    current = set(lines)
     out, carried = [], set()
-    for line in table.splitlines():
-        claim = line[2:].split(" | ")[0]
+    for line in lines:
+        claim = claim_of(line)
         previous = old_rows.get(claim, [])
-        if (
-            f"**{UNMEASURED}**" in line
-            and previous
-            and not any(f"**{UNMEASURED}**" in row for row in previous)
-        ):
+        if unmeasured(line) and claim in measured_now:
+            continue
+        if unmeasured(line) and previous and not any(unmeasured(row) for row in previous):
             if claim not in carried:
-                out += [
-                    row if CARRIED in row else row.replace(" | `", f" {CARRIED} | `", 1)
-                    for row in previous
-                ]
+                for row in previous:
+                    if row.replace(f" {CARRIED}", "") in current:
+                        continue
+                    row = row if CARRIED in row else row.replace(" | `", f" {CARRIED} | `", 1)
+                    if row not in out:
+                        out.append(row)
                 carried.add(claim)
             continue
         out.append(line)

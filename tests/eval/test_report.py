@@ -245,3 +245,19 @@ def test_each_drums_training_comparison_gets_a_section_with_its_speed_up(tmp_pat
     text = build_report(tmp_path, tmp_path / "docs").read_text()
     assert text.count("## Drum model: training steps per minute, old code vs this one") == 2
     assert "| new | 2 | 91.5 | 0.600 |" in text and "Speed-up: **1.85x**" in text
+
+
+def test_carrying_verdicts_never_repeats_a_row_or_keeps_an_unmeasured_one_beside_a_measured():
+    from mambakit.eval.claims import UNMEASURED
+    from mambakit.report import CARRIED, _carry_verdicts
+
+    measured = "| X holds | **does not hold** | gain 0.41 | `cmd` |"
+    palette = f"| X holds | **{UNMEASURED}** | style clips of 3 notes | `cmd` |"
+    gone = "| Y holds | **holds** | old evidence | `cmd` |"
+    header = "| claim | verdict | evidence | command |"
+    old = {"X holds": [measured, measured.replace(" | `", f" {CARRIED} | `")], "Y holds": [gone]}
+    table = "\n".join([header, measured, palette, f"| Y holds | **{UNMEASURED}** | - | `cmd` |"])
+    first = _carry_verdicts(table, old)
+    assert first.splitlines() == [header, measured, gone.replace(" | `", f" {CARRIED} | `")]
+    rows = {"X holds": [measured], "Y holds": first.splitlines()[2:]}
+    assert _carry_verdicts(table, rows) == first  # again: the same table
