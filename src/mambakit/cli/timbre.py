@@ -80,6 +80,9 @@ def _transfer(args: argparse.Namespace) -> int:
     clips = f" from {len(args.style)} clips" if len(args.style) > 1 else ""
     if report.style_notes > 1:
         print(f"style: {report.style_notes} notes{clips}, a palette (nearer pitches weigh more)")
+    elif tt.engine == "scaffold":
+        print("tip: a style of several notes of the instrument (a scale, or one file per note) "
+              "moves the timbre further than one note")  # fmt: skip
     return 0
 
 
