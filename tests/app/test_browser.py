@@ -222,8 +222,19 @@ def test_timbre_tab_transfers_with_a_style_of_several_files(page, tmp_path):
     page.click("#transfer")
     audio, sr = sf.read(io.BytesIO(_fetch(page, _wait_audio_href(page, "timbre-audio"))))
     assert sr == 16000 and len(audio) == 16000 and np.abs(audio).max() > 0.1
+    page.get_by_text("style: 3 notes, one palette").first.wait_for()  # all three files read
     assert "Traceback" not in page.content()
     page.screenshot(path=str(SHOTS / "timbre-palette.png"), full_page=True)
+    _dismiss_messages(page)
+    # noise as content: rendered, and the page says it is not one pitch line
+    noise = np.random.default_rng(0).uniform(-0.4, 0.4, 16000).astype(np.float32)
+    sf.write(tmp_path / "noise.wav", noise, 16000)
+    page.locator("#timbre-content button[aria-label='Clear']").first.click()  # the upload again
+    page.set_input_files("#timbre-content input[type=file]", str(tmp_path / "noise.wav"))
+    page.wait_for_selector("#timbre-content audio, #timbre-content wave", state="attached")
+    page.click("#transfer")
+    page.get_by_text("does not look monophonic").first.wait_for()
+    _dismiss_messages(page)
 
 
 def test_other_tabs_explain_missing_runs_and_validate_the_run_box(page):

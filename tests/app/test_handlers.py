@@ -257,6 +257,24 @@ def test_several_style_uploads_reach_the_model_as_one_list_with_their_rates():
     assert model.call == (False, (1.0,) * 5, 22050, [8000, 44100])
 
 
+def test_transfer_messages_carry_the_reports_warnings_and_style_notes():
+    from mambakit.timbre.pipeline import TransferReport
+
+    class Scaffold:
+        engine = "scaffold"
+        last_report = TransferReport(warnings=["content does not look monophonic"], style_notes=3)
+
+    assert h.transfer_messages(Scaffold()) == (
+        ["content does not look monophonic"], ["style: 3 notes, one palette"]
+    )
+    Scaffold.last_report = TransferReport(style_notes=1)
+    warned, notes = h.transfer_messages(Scaffold())
+    assert warned == [] and "several notes" in notes[0]
+    Scaffold.engine = "unet"  # the U-Net has no palette to speak of
+    assert h.transfer_messages(Scaffold()) == ([], [])
+    assert h.transfer_messages(object()) == ([], [])
+
+
 def test_continue_music_bounds_requests():
     with pytest.raises(h.UIError, match="seconds must be in"):
         h.continue_music(object(), None, 600.0, 1.0, 250)

@@ -469,12 +469,29 @@ def transfer_timbre(
         s_audio, s_sr = style if style is not None else (None, None)
     alpha = float(strength) if getattr(model, "engine", "unet") == "scaffold" else tuple(alphas)
     try:
-        with warnings.catch_warnings():  # the report carries them: shown on the page
+        with warnings.catch_warnings():  # the report carries them (transfer_messages)
             warnings.simplefilter("ignore")
             out, sr = model.transfer(c_audio, s_audio, alpha, sr=c_sr, style_sr=s_sr)
     except (ValueError, AudioError) as exc:
         raise UIError(f"timbre transfer: {exc}") from None
     return out.reshape(-1).numpy(), int(sr)
+
+
+def transfer_messages(model: Any) -> tuple[list[str], list[str]]:
+    """What the page tells after a transfer, from ``model.last_report``: ``(warnings,
+    notes)``, the report's warnings (content that is not one pitch line) and, for the
+    scaffold engine, how many style notes it read (with a hint when that is one)."""
+    report = getattr(model, "last_report", None)
+    if report is None:
+        return [], []
+    notes = []
+    if getattr(model, "engine", "unet") == "scaffold" and report.style_notes:
+        notes.append(
+            f"style: {report.style_notes} notes, one palette" if report.style_notes > 1 else
+            "style: one note; several notes of the instrument (a scale, or more files) move "
+            "the timbre further"
+        )  # fmt: skip
+    return list(report.warnings), notes
 
 
 def continue_music(
