@@ -17,6 +17,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -200,8 +201,6 @@ def test_non_audio_upload_shows_a_clear_error(page, tmp_path):
 
 @pytest.mark.skipif("gm-timbre" not in packaged_models(), reason="no shipped gm-timbre")
 def test_timbre_tab_transfers_with_a_style_of_several_files(page, tmp_path):
-    import numpy as np
-
     t = np.arange(16000) / 16000
     for name, f in (("content", 220.0), ("style", 330.0), ("more1", 262.0), ("more2", 392.0)):
         note = 0.4 * (np.sin(2 * np.pi * f * t) + 0.3 * np.sin(4 * np.pi * f * t)) * np.exp(-t)
