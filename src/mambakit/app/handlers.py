@@ -450,7 +450,7 @@ def pad_from_values(base: PadParams, **values: Any) -> PadParams:
 def transfer_timbre(
     model: Any,
     content: tuple[torch.Tensor, int],
-    style: tuple[torch.Tensor, int] | Sequence[tuple[torch.Tensor, int]] | None,
+    style: tuple[torch.Tensor, int] | list[tuple[torch.Tensor, int]] | None,
     alphas: Sequence[float],
     strength: float = 1.0,
 ) -> tuple[np.ndarray, int]:

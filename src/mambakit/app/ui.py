@@ -473,8 +473,7 @@ def timbre_tab(page: Page) -> None:
         c_audio = h.check_upload(content_path, "content")
         paths = ([style_path] if style_path else []) + list(more_paths or [])
         styles = [h.check_upload(p, f"style {i + 1}") for i, p in enumerate(paths)]
-        s_audio = styles if len(styles) > 1 else (styles[0] if styles else None)
-        out = h.transfer_timbre(model, c_audio, s_audio, alpha_values, strength_value)
+        out = h.transfer_timbre(model, c_audio, styles or None, alpha_values, strength_value)
         warned, notes = h.transfer_messages(model)
         for message in warned:
             gr.Warning(message)

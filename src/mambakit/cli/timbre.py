@@ -64,8 +64,7 @@ def _transfer(args: argparse.Namespace) -> int:
         )
     with warnings.catch_warnings():  # the report carries them; printed once below
         warnings.simplefilter("ignore")
-        style = args.style[0] if len(args.style) == 1 else list(args.style)
-        audio, sr = tt.transfer(args.content, style, alpha=_alpha(args.alpha))
+        audio, sr = tt.transfer(args.content, list(args.style), alpha=_alpha(args.alpha))
     report = tt.last_report
     for note in report.conversions:
         print(f"note: {note}")
